@@ -1,0 +1,42 @@
+# Every target sets up its own virtual environment with pip (uv/poetry would download torch again).
+# The environment is pinned by constraints.txt and rebuilt only when it or pyproject.toml changes,
+# so a second `make test` starts testing within seconds.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install test test-slow lint format bench clean help
+
+help:
+	@echo "make demo       set up and run the embedded synthetic benchmark (CPU, minutes)"
+	@echo "make test       set up and run the test suite (slow tests excluded)"
+	@echo "make test-slow  run only the tests marked slow"
+	@echo "make lint       ruff check + format check"
+	@echo "make bench      run the benchmarks in benchmarks/"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,text]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

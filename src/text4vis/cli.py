@@ -1,0 +1,89 @@
+"""`text4vis <command>`: a thin layer that parses arguments and calls library functions.
+
+Commands live in :mod:`text4vis.commands`, one module each, found at start-up. A command module
+defines ``COMMAND`` (its name), ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``; it imports heavy libraries inside ``run`` so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from text4vis import __version__
+from text4vis.errors import Text4VisError
+
+__all__ = ["build_parser", "discover_commands", "main"]
+
+
+def discover_commands() -> dict[str, ModuleType]:
+    """Command name -> module, for every public module of :mod:`text4vis.commands`."""
+    import text4vis.commands as package
+
+    found: dict[str, ModuleType] = {}
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        name = getattr(module, "COMMAND", None)
+        if name is None:
+            continue
+        if name in found:
+            raise RuntimeError(f"two command modules define {name!r}")
+        found[name] = module
+    return found
+
+
+def build_parser(commands: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
+    """The full argument parser (one sub-parser per command)."""
+    commands = discover_commands() if commands is None else commands
+    parser = argparse.ArgumentParser(
+        prog="text4vis",
+        description=(
+            "Video recognition with CLIP-style models and a frozen text classifier "
+            "(Revisiting Classifier, Wu et al.)."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"text4vis {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of errors caused by input"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, module in commands.items():
+        command_parser = sub.add_parser(
+            name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP)
+        )
+        module.add_arguments(command_parser)
+        command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``text4vis`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.command is None:
+        parser.print_help()
+        return 0
+    debug = args.debug or os.environ.get("TEXT4VIS_DEBUG") == "1"
+    try:
+        return int(args._run(args) or 0)
+    except (Text4VisError, ValueError, FileNotFoundError) as exc:
+        if debug:
+            raise
+        logging.getLogger("text4vis").debug("error", exc_info=True)
+        print(f"text4vis {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"text4vis {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,403 @@
+"""One typed configuration tree for every command.
+
+The tree is made of dataclasses with a default and a comment for every field. A run's
+configuration is resolved in three layers, later ones winning:
+
+1. the defaults below,
+2. a YAML file (``text4vis train configs/k400/vitb16_f8.yaml``),
+3. ``--set section.key=value`` overrides on the command line (values parsed as YAML scalars or
+   lists, so ``--set train.lr=1e-4`` gives a float and ``--set model.tokent1d_blocks=[0,4,8]``
+   a list).
+
+Unknown keys and wrong types are errors that name the key, list the valid ones and suggest the
+closest match; nothing is silently ignored. ``dump_config`` -> ``load_config`` round-trips.
+
+YAML values may reference environment variables as ``${VAR}`` or ``${VAR:-default}`` so that
+configs shipped with the package carry no absolute paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from text4vis.errors import Text4VisError
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "dump_config",
+    "load_config",
+    "parse_override",
+]
+
+
+class ConfigError(Text4VisError, ValueError):
+    """A configuration key, value or file is invalid; the message says which and how to fix it."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The tree
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    """Where the videos are and how clips are sampled and augmented."""
+
+    root: str = ""  # folder that list-file paths are relative to ("" = relative to the list file)
+    train_list: str = ""  # training list file (`path label` or `dir num_frames label` per line)
+    val_list: str = ""  # validation list file, evaluated after every epoch when set
+    test_list: str = ""  # list used by `eval`, `features` and `zeroshot` ("" = val_list)
+    labels: str = ""  # label CSV with header `id,name`; class names in id order
+    format: str = "video"  # "video" (mp4/avi/... files) or "frames" (folders of JPEGs)
+    decoder: str = "pyav"  # video decoder: pyav | torchcodec | decord
+    frame_template: str = "img_{:05d}.jpg"  # file name of frame k inside a frame folder
+    frame_start_index: int = 1  # index of the first frame file in a frame folder
+    num_segments: int = 8  # T: frames sampled per clip
+    sampling: str = "segment"  # "segment" (TSN, uniform over the video) or "dense"
+    dense_stride: int = 2  # frame stride between sampled frames when sampling="dense"
+    num_clips: int = 1  # temporal views at test time (the 4 of "4x3")
+    num_crops: int = 1  # spatial views at test time: 1 (centre) or 3 (left/centre/right)
+    input_size: int = 224  # crop size fed to the model (336 for ViT-L-14-336)
+    resize_size: int = 256  # short side before cropping
+    random_resized_crop: bool = True  # training augmentation: RandomResizedCrop
+    flip: bool = True  # training augmentation: horizontal flip with probability 0.5
+    grayscale: float = 0.2  # training augmentation: probability of grayscale (0 disables)
+    randaugment: bool = True  # training augmentation: RandAugment
+    randaugment_n: int = 2  # RandAugment number of operations
+    randaugment_m: int = 9  # RandAugment magnitude
+    batch_size: int = 32  # clips per process per step
+    num_workers: int = 4  # DataLoader workers per process
+    shot: int = 0  # K clips per class for few-shot training (0 = all data)
+    shot_seed: int = 0  # seed of the few-shot subset (the same on every rank)
+    max_retries: int = 10  # training: how many other videos to try when one is unreadable
+    max_failure_fraction: float = 0.01  # training: stop when this share of reads failed
+    skip_unreadable: bool = (
+        False  # evaluation: skip and report unreadable videos instead of raising
+    )
+
+
+@dataclass
+class ModelConfig:
+    """The video recognizer: visual backbone, temporal head, classifier and text side."""
+
+    arch: str = "ViT-B-16"  # open_clip architecture name (or a tiny test architecture)
+    pretrained: str = ""  # open_clip pretrained tag or a local weight file ("" = random init)
+    temporal: str = "transformer"  # temporal head: mean | transformer | tokent1d | t1d
+    temporal_layers: int = 6  # depth of the temporal transformer
+    tokent1d_blocks: list[int] = field(default_factory=list)  # ViT blocks with TokenT1D ([] = all)
+    classifier: str = "text"  # text | lda | random | orthogonal | file | learnable
+    classifier_file: str = ""  # saved classifier artifact (classifier="file" or "lda")
+    classifier_seed: int = 0  # seed of the random / orthogonal initialisers
+    text_encoder: str = "clip"  # "clip" or "sentence-transformers:NAME" / "hf:NAME"
+    text_pretrained: str = ""  # weights of the CLIP text tower ("" = same as `pretrained`)
+    prompt: str = "template"  # classname | template | templates | coop
+    template: str = "a video of a person {}."  # the single template (prompt="template")
+    template_set: str = "kinetics"  # named template set (prompt="templates")
+    template_mode: str = "average"  # templates: "average" them or "sample" one per step
+    coop_context: int = 4  # CoOp: number M of learnable context tokens
+    logit_scale: float = 0.0  # initial logit scale (0 = take CLIP's, 100 for a random model)
+    learn_logit_scale: bool = False  # whether the logit scale is trained
+    grad_checkpointing: bool = False  # recompute activations in the backward pass to save memory
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation: the paper's table A.3 by default."""
+
+    epochs: int = 30  # training epochs
+    warmup_epochs: float = 5.0  # linear warm-up epochs before the cosine decay
+    lr: float = 5e-5  # peak learning rate of the new parameters
+    min_lr: float = 5e-6  # learning rate at the end of the cosine decay
+    visual_lr_ratio: float = 0.1  # learning-rate ratio of the pretrained visual encoder
+    weight_decay: float = 0.2  # AdamW weight decay (none on biases, norms, embeddings, scale)
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])  # AdamW betas
+    eps: float = 1e-8  # AdamW epsilon
+    precision: str = "bf16"  # bf16 | fp16 | fp32 (autocast; fp16 uses a gradient scaler)
+    grad_accum: int = 1  # micro-batches accumulated per optimizer step
+    clip_grad: float = 0.0  # max gradient norm (0 = no clipping)
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    objective: str = "ce"  # "ce" (frozen classifier) or "contrastive" (video-text InfoNCE)
+    gather: bool = True  # contrastive: gather features from all ranks (the paper's batch gather)
+    text_online: bool = False  # contrastive: train the text tower (else fixed text embeddings)
+    text_lr_ratio: float = 0.1  # contrastive: learning-rate ratio of an online text tower
+    same_class_positive: bool = True  # contrastive: same-class pairs in a batch are positives
+    checkpoint_minutes: float = (
+        30.0  # also save `last` every this many minutes (0 = per epoch only)
+    )
+    eval_every: int = 1  # validate every this many epochs (0 = only at the end)
+    seed: int = 0  # seed of model initialisation, sampling and augmentation
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation and zero-shot protocols."""
+
+    views: str = "1x1"  # CLIPSxCROPS, e.g. "4x3" (overrides data.num_clips / num_crops)
+    aggregate: str = "prob"  # average views as softmax "prob"abilities or raw "logit"s
+    batch_size: int = 16  # videos per process per step
+    protocol: str = "full"  # zero-shot protocol: full | half | splits
+    num_splits: int = 10  # half protocol: number of seeded half-class splits
+    split_files: list[str] = field(default_factory=list)  # splits protocol: label files of subsets
+    features: str = ""  # cached features file (from `text4vis features`) to skip decoding
+    multilabel: bool = False  # report mAP (ActivityNet-style) in addition to top-k
+
+
+@dataclass
+class RunConfig:
+    """Where results go and how the process runs."""
+
+    name: str = "run"  # run name: results go to <root>/<name>/<timestamp>/
+    root: str = "runs"  # root folder of run folders
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    log_level: str = "INFO"  # logging level
+    log_every: int = 20  # steps between metric log lines
+    progress: bool = True  # show progress bars (rank 0 only)
+
+
+@dataclass
+class Config:
+    """The whole configuration of a run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Conversion and validation
+# ----------------------------------------------------------------------------------------------
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: str, key: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{key}: environment variable {name} is not set; export it or give a default "
+            f"as ${{{name}:-value}}"
+        )
+
+    return _ENV_PATTERN.sub(replace, value)
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return f"list[{_type_name(inner)}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotated type ``tp``; int -> float is the only conversion."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], key)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(
+                f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
+            )
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return _expand_env(value, key)
+    else:  # pragma: no cover - only the types above are used in the tree
+        raise TypeError(f"unsupported config type {tp!r} for {key}")
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def _unknown_key_error(key: str, valid: list[str], prefix: str) -> ConfigError:
+    full_valid = [f"{prefix}{v}" for v in valid]
+    close = difflib.get_close_matches(f"{prefix}{key}", full_valid, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return ConfigError(
+        f"unknown key {prefix}{key}{hint} Valid keys under {prefix.rstrip('.') or 'the top level'}: "
+        f"{', '.join(sorted(valid))}"
+    )
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(values, dict):
+        where = prefix.rstrip(".") or "the top level"
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__} {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise _unknown_key_error(str(key), list(fields), prefix)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value if value is not None else {}, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, tp, f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict[str, Any] | None) -> Config:
+    """Build a validated :class:`Config` from nested dictionaries (missing keys keep defaults)."""
+    return _build(Config, values or {}, "")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Nested plain dictionaries of a config (or one of its sections)."""
+    return dataclasses.asdict(config)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into a key path and a YAML-parsed value."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. train.lr=1e-4")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key; write section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    if isinstance(value, str) and _looks_like_float(value):
+        value = float(value)  # YAML 1.1 reads "1e-4" as a string; users mean a number
+    return key.split("."), value
+
+
+def _looks_like_float(text: str) -> bool:
+    return bool(re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", text.strip()))
+
+
+def _fix_yaml_floats(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _fix_yaml_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fix_yaml_floats(v) for v in value]
+    if isinstance(value, str) and _looks_like_float(value):
+        return float(value)
+    return value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return ``values`` with each ``a.b=c`` override applied (later overrides win)."""
+    result = dict(values)
+    for text in overrides:
+        path, value = parse_override(text)
+        update: dict[str, Any] = {path[-1]: value}
+        for part in reversed(path[:-1]):
+            update = {part: update}
+        # Validate the path now so the error names the override, not a merged dict.
+        _check_path(path, text)
+        result = _merge(result, update)
+    return result
+
+
+def _check_path(path: list[str], text: str) -> None:
+    cls: Any = Config
+    prefix = ""
+    for i, part in enumerate(path):
+        if not dataclasses.is_dataclass(cls):
+            raise ConfigError(f"override {text!r}: {prefix.rstrip('.')} is not a section")
+        names = [f.name for f in dataclasses.fields(cls)]
+        if part not in names:
+            raise _unknown_key_error(part, names, prefix)
+        cls = typing.get_type_hints(cls)[part]
+        prefix += part + "."
+        if i == len(path) - 1 and dataclasses.is_dataclass(cls):
+            raise ConfigError(
+                f"override {text!r}: {prefix.rstrip('.')} is a section; set one of its keys"
+            )
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (looked in {path.resolve().parent})")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
+    return _fix_yaml_floats(values)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Resolve defaults <- YAML file <- ``--set`` overrides into a validated :class:`Config`.
+
+    Args:
+        path: YAML file, or None for defaults only.
+        overrides: ``section.key=value`` strings.
+
+    Raises:
+        ConfigError: a missing file, an unknown key or a wrong type, named in the message.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            values = read_yaml(path)
+            config_from_dict(values)  # errors in the file name the file
+        except ConfigError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise ConfigError(f"{path}: {exc}") from exc
+    values = apply_overrides(values, overrides or [])
+    return config_from_dict(values)
+
+
+def dump_config(config: Config, path: str | Path | None = None) -> str:
+    """Write the resolved config as YAML (to ``path`` when given) and return the text."""
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
+    if path is not None:
+        Path(path).write_text(text)
+    return text

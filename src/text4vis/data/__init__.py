@@ -1,0 +1,1 @@
+"""Video data: annotations, decoders, sampling, transforms, datasets."""

@@ -1,0 +1,1 @@
+"""Model side: CLIP backbones, temporal heads, frozen classifiers, text encoders."""

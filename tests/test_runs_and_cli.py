@@ -1,0 +1,64 @@
+"""Run folders and the real command-line entry point."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from text4vis import __version__
+from text4vis.config import load_config
+from text4vis.runs import create_run_dir, setup_logging
+
+
+def test_run_folder_contents(tmp_path):
+    cfg = load_config(None, [f"run.root={tmp_path}", "run.name=exp", "train.epochs=2"])
+    run = create_run_dir(cfg, argv=["text4vis", "train", "x.yaml"])
+    try:
+        assert run.path.parent == tmp_path / "exp"
+        assert yaml.safe_load((run.path / "config.yaml").read_text())["train"]["epochs"] == 2
+        meta = json.loads((run.path / "meta.json").read_text())
+        assert meta["text4vis_version"] == __version__
+        assert meta["command"] == ["text4vis", "train", "x.yaml"]
+        for key in ("git", "torch", "cuda", "host", "start_time", "python"):
+            assert key in meta
+        assert set(meta["git"]) == {"commit", "dirty"}
+        logging.getLogger("text4vis.test").info("hello run folder")
+        for handler in logging.getLogger("text4vis").handlers:
+            handler.flush()
+        assert "hello run folder" in (run.path / "log.txt").read_text()
+        second = create_run_dir(cfg)
+        assert second.path != run.path  # same second, distinct folders
+    finally:
+        setup_logging("INFO", None)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("text4vis")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_console_script_help_and_version():
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    assert "config" in result.stdout
+    version = run_cli("--version")
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"text4vis {__version__}"
+
+
+def test_config_command_prints_resolved_config_and_reports_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 4\n")
+    ok = run_cli("config", str(path), "--set", "train.lr=1e-3")
+    assert ok.returncode == 0, ok.stderr
+    resolved = yaml.safe_load(ok.stdout)
+    assert resolved["train"]["epochs"] == 4 and resolved["train"]["lr"] == 1e-3
+    bad = run_cli("config", str(path), "--set", "train.epoch=3")
+    assert bad.returncode == 2
+    assert "did you mean train.epochs?" in bad.stderr
+    assert "Traceback" not in bad.stderr
