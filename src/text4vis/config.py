@@ -79,6 +79,7 @@ class DataConfig:
     input_size: int = 224  # crop size fed to the model (336 for ViT-L-14-336)
     resize_size: int = 256  # short side before cropping
     random_resized_crop: bool = True  # training augmentation: RandomResizedCrop
+    crop_scale_min: float = 0.08  # RandomResizedCrop: smallest crop area (fraction of the frame)
     flip: bool = True  # training augmentation: horizontal flip with probability 0.5
     grayscale: float = 0.2  # training augmentation: probability of grayscale (0 disables)
     randaugment: bool = True  # training augmentation: RandAugment
@@ -90,9 +91,7 @@ class DataConfig:
     shot_seed: int = 0  # seed of the few-shot subset (the same on every rank)
     max_retries: int = 10  # training: how many other videos to try when one is unreadable
     max_failure_fraction: float = 0.01  # training: stop when this share of reads failed
-    skip_unreadable: bool = (
-        False  # evaluation: skip and report unreadable videos instead of raising
-    )
+    skip_unreadable: bool = False  # evaluation: skip and report unreadable videos (else raise)
 
 
 @dataclass
@@ -140,9 +139,7 @@ class TrainConfig:
     text_online: bool = False  # contrastive: train the text tower (else fixed text embeddings)
     text_lr_ratio: float = 0.1  # contrastive: learning-rate ratio of an online text tower
     same_class_positive: bool = True  # contrastive: same-class pairs in a batch are positives
-    checkpoint_minutes: float = (
-        30.0  # also save `last` every this many minutes (0 = per epoch only)
-    )
+    checkpoint_minutes: float = 30.0  # also save `last` every N minutes (0 = per epoch only)
     eval_every: int = 1  # validate every this many epochs (0 = only at the end)
     seed: int = 0  # seed of model initialisation, sampling and augmentation
 
