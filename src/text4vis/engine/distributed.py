@@ -7,16 +7,23 @@ library never needs DDP to run.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = [
+    "all_reduce_sum",
     "barrier",
     "broadcast_object",
+    "cleanup_distributed",
     "get_local_rank",
     "get_rank",
     "get_world_size",
     "is_distributed",
     "is_main_process",
+    "process_group",
+    "select_device",
+    "setup_distributed",
 ]
 
 
@@ -77,3 +84,98 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     holder = [obj if dist.get_rank() == src else None]
     dist.broadcast_object_list(holder, src=src)
     return holder[0]
+
+
+def select_device(name: str = "auto") -> Any:
+    """The torch device of this process.
+
+    ``"auto"`` is ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU; ``"cuda"`` means
+    ``cuda:LOCAL_RANK``; ``"cpu"`` and ``"cuda:N"`` are taken as given.
+
+    Raises:
+        ValueError: CUDA asked for but not available, or an unknown name.
+    """
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"run.device={name!r} but CUDA is not available; use run.device=cpu")
+        device = torch.device(f"cuda:{get_local_rank()}") if name == "cuda" else torch.device(name)
+        torch.cuda.set_device(device)
+        return device
+    raise ValueError(f"run.device {name!r}: choose auto, cpu, cuda or cuda:N")
+
+
+def setup_distributed(device: Any) -> bool:
+    """Start the process group when launched by ``torchrun`` with more than one process.
+
+    The backend is nccl for CUDA devices and gloo on the CPU. Does nothing in a single process
+    or when a group is already running.
+
+    Returns:
+        True when this call started a process group (the caller then ends it with
+        :func:`cleanup_distributed`).
+    """
+    import torch.distributed as dist
+
+    if _dist() is not None or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    backend = "nccl" if getattr(device, "type", "cpu") == "cuda" else "gloo"
+    kwargs: dict[str, Any] = {"backend": backend}
+    if backend == "nccl":
+        kwargs["device_id"] = device
+    dist.init_process_group(**kwargs)
+    return True
+
+
+def cleanup_distributed() -> None:
+    """Wait for every rank, then end the process group (a no-op without one).
+
+    Ending the group explicitly before the interpreter exits avoids gloo aborting at exit.
+    """
+    dist = _dist()
+    if dist is not None:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: list[float]) -> list[float]:
+    """Sum a few floats over all ranks (identity in one process)."""
+    dist = _dist()
+    if dist is None or dist.get_world_size() == 1:
+        return list(values)
+    import torch
+
+    backend = dist.get_backend()
+    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else "cpu"
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.cpu().tolist()
+
+
+@contextmanager
+def process_group(device_name: str = "auto") -> Iterator[Any]:
+    """Select the device and, under ``torchrun``, run the body inside a process group.
+
+    Yields the device. On normal exit the group started here is ended after a barrier; when the
+    body raises, it is destroyed without a barrier (other ranks may be gone). A group that was
+    already running is left alone.
+    """
+    device = select_device(device_name)
+    started = setup_distributed(device)
+    ok = False
+    try:
+        yield device
+        ok = True
+    finally:
+        if started:
+            if ok:
+                cleanup_distributed()
+            else:
+                import torch.distributed as dist
+
+                dist.destroy_process_group()

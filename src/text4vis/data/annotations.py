@@ -1,0 +1,199 @@
+"""List files and label files in the formats of the paper's code.
+
+- Video list: one clip per line, ``relative/file.mp4 label`` (whitespace separated).
+- Frame list: ``relative/dir num_frames label``.
+- Label file: CSV with header ``id,name``; ids 0..C-1, each once; names kept as written
+  (normalisation for text prompts lives in :mod:`text4vis.models.text`).
+
+Every error names the file and line, says what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from text4vis.errors import Text4VisError
+
+__all__ = [
+    "AnnotationError",
+    "VideoRecord",
+    "read_annotations",
+    "read_labels",
+    "select_classes",
+    "write_annotations",
+    "write_labels",
+]
+
+
+class AnnotationError(Text4VisError, ValueError):
+    """A list file or label file is malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One line of a list file."""
+
+    path: str  # video file or frame folder, as written in the list (relative to the data root)
+    num_frames: int | None  # frames in the folder (frame lists); None for video files
+    label: int  # class id
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """Class names in id order from a CSV with header ``id,name``.
+
+    Raises:
+        AnnotationError: missing header, a bad or duplicate id, ids not covering 0..C-1.
+        FileNotFoundError: the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file {path} does not exist")
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["id", "name"]:
+        got = ",".join(rows[0]) if rows else "an empty file"
+        raise AnnotationError(f"{path}:1: expected the header 'id,name', got {got!r}")
+    names: dict[int, str] = {}
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) < 2:
+            raise AnnotationError(f"{path}:{line_no}: expected 'id,name', got {','.join(row)!r}")
+        try:
+            class_id = int(row[0])
+        except ValueError:
+            raise AnnotationError(
+                f"{path}:{line_no}: class id {row[0]!r} is not an integer"
+            ) from None
+        # A name may contain commas (unquoted); keep everything after the first one.
+        name = ",".join(row[1:]).strip()
+        if class_id in names:
+            raise AnnotationError(
+                f"{path}:{line_no}: duplicate id {class_id} (already {names[class_id]!r}); "
+                "each id must appear once"
+            )
+        if not name:
+            raise AnnotationError(f"{path}:{line_no}: class {class_id} has an empty name")
+        names[class_id] = name
+    if not names:
+        raise AnnotationError(f"{path}: no classes after the header")
+    expected = set(range(len(names)))
+    if set(names) != expected:
+        missing = sorted(expected - set(names))[:5]
+        extra = sorted(set(names) - expected)[:5]
+        raise AnnotationError(
+            f"{path}: ids must be 0..{len(names) - 1} with none missing; "
+            f"missing {missing}, out of range {extra}"
+        )
+    return [names[i] for i in range(len(names))]
+
+
+def write_labels(path: str | Path, class_names: Sequence[str]) -> Path:
+    """Write class names as a label CSV ``id,name`` (ids in list order)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "name"])
+        for class_id, name in enumerate(class_names):
+            writer.writerow([class_id, name])
+    return path
+
+
+def read_annotations(path: str | Path, num_classes: int | None = None) -> list[VideoRecord]:
+    """Records of a list file (video lines ``path label`` or frame lines ``dir num_frames label``).
+
+    Blank lines and lines starting with ``#`` are ignored. Paths cannot contain whitespace (the
+    format of the paper's code); rename such files or use a symlink.
+
+    Args:
+        path: the list file.
+        num_classes: when given, labels must lie in ``0..num_classes-1``.
+
+    Raises:
+        AnnotationError: a line with the wrong number of fields, a non-integer or negative
+            frame count or label, or a label out of range; the message names file and line.
+        FileNotFoundError: the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"list file {path} does not exist")
+    records: list[VideoRecord] = []
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields or fields[0].startswith("#"):
+                continue
+            if len(fields) not in (2, 3):
+                raise AnnotationError(
+                    f"{path.name}:{line_no}: expected 2 or 3 fields ('path label' or "
+                    f"'dir num_frames label'), got {len(fields)}: {line.strip()!r} ({path})"
+                )
+            num_frames = None
+            if len(fields) == 3:
+                num_frames = _parse_int(fields[1], "frame count", path, line_no)
+                if num_frames < 1:
+                    raise AnnotationError(
+                        f"{path.name}:{line_no}: frame count must be at least 1, got {num_frames}"
+                        f" ({path})"
+                    )
+            label = _parse_int(fields[-1], "label", path, line_no)
+            if label < 0:
+                raise AnnotationError(
+                    f"{path.name}:{line_no}: label {label} out of range: class ids start at 0 "
+                    f"({path})"
+                )
+            if num_classes is not None and label >= num_classes:
+                raise AnnotationError(
+                    f"{path.name}:{line_no}: label {label} out of range for {num_classes} classes "
+                    f"(ids 0..{num_classes - 1}); check the label file matches this list ({path})"
+                )
+            records.append(VideoRecord(fields[0], num_frames, label))
+    if not records:
+        raise AnnotationError(f"{path}: the list file has no entries")
+    return records
+
+
+def _parse_int(text: str, what: str, path: Path, line_no: int) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise AnnotationError(
+            f"{path.name}:{line_no}: {what} {text!r} is not an integer ({path})"
+        ) from None
+
+
+def write_annotations(path: str | Path, records: Iterable[VideoRecord]) -> Path:
+    """Write records as a list file (frame lines when ``num_frames`` is set, else video lines)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for record in records:
+        if any(ch.isspace() for ch in record.path):
+            raise AnnotationError(
+                f"cannot write {record.path!r} to {path}: list files split on whitespace; "
+                "rename the file or folder"
+            )
+        if record.num_frames is None:
+            lines.append(f"{record.path} {record.label}\n")
+        else:
+            lines.append(f"{record.path} {record.num_frames} {record.label}\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def select_classes(records: Sequence[VideoRecord], class_ids: Sequence[int]) -> list[VideoRecord]:
+    """Records of the given classes, relabelled to their position in ``class_ids``.
+
+    Used for zero-shot class subsets: with ``class_ids = [7, 2]``, clips of class 7 get label 0
+    and clips of class 2 get label 1, matching a classifier built for ``[names[7], names[2]]``.
+    """
+    position = {int(c): i for i, c in enumerate(class_ids)}
+    if len(position) != len(class_ids):
+        raise ValueError(f"class_ids contains duplicates: {list(class_ids)}")
+    return [
+        VideoRecord(r.path, r.num_frames, position[r.label]) for r in records if r.label in position
+    ]

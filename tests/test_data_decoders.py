@@ -1,0 +1,157 @@
+"""Decoders return exactly the requested frames (read back from the pixels) or a typed error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from text4vis.data import VideoDecodeError, open_video
+from text4vis.data.decoders import FrameFolderReader, PyAVReader
+from text4vis.data.synthetic import code_frames, read_frame_index, write_frame_folder, write_mp4
+
+NUM_FRAMES = 40
+INDICES = [0, 39, 5, 5, 17, 24, 25, 12, 38]  # unsorted, repeated, across several GOPs
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    return code_frames(NUM_FRAMES, 64, 96, seed=3)
+
+
+def _decoded_indices(reader, indices) -> list[int]:
+    return [read_frame_index(f) for f in reader.frames(indices)]
+
+
+def _picture_types(path: Path) -> set[int]:
+    with av.open(str(path)) as container:
+        return {int(frame.pict_type) for frame in container.decode(video=0)}
+
+
+B_FRAME = 3  # AVPictureType: 1 = I, 2 = P, 3 = B
+
+
+def test_code_roundtrip_is_exact(frames):
+    assert [read_frame_index(f) for f in frames] == list(range(NUM_FRAMES))
+
+
+def test_pyav_lossless_h264_exact_frames(tmp_path, frames):
+    path = write_mp4(tmp_path / "lossless.mp4", frames, lossless=True, gop=8)
+    reader = open_video(path)
+    assert isinstance(reader, PyAVReader)
+    assert reader.num_frames == NUM_FRAMES
+    out = reader.frames(INDICES)
+    assert out.dtype == np.uint8 and out.shape == (len(INDICES), 64, 96, 3)
+    assert _decoded_indices(reader, INDICES) == INDICES
+    # Lossless in YUV 4:4:4: pixels within rounding of the RGB<->YUV conversion.
+    assert np.abs(out[1].astype(int) - frames[39].astype(int)).max() <= 3
+
+
+def test_pyav_bframes_presentation_order(tmp_path, frames):
+    path = write_mp4(tmp_path / "bframes.mp4", frames, crf=1, bframes=3, gop=10)
+    assert B_FRAME in _picture_types(path)  # the stream really reorders frames
+    reader = open_video(path)
+    assert reader.num_frames == NUM_FRAMES
+    assert _decoded_indices(reader, INDICES) == INDICES
+    assert _decoded_indices(reader, list(range(NUM_FRAMES))) == list(range(NUM_FRAMES))
+
+
+def test_pyav_variable_frame_rate(tmp_path, frames):
+    gaps = np.random.default_rng(0).integers(15, 120, size=NUM_FRAMES)
+    pts = np.concatenate([[0], np.cumsum(gaps[:-1])])  # uneven gaps: VFR
+    path = write_mp4(tmp_path / "vfr.mp4", frames, crf=1, bframes=2, gop=10, pts=pts.tolist())
+    reader = open_video(path)
+    assert reader.num_frames == NUM_FRAMES
+    assert _decoded_indices(reader, INDICES) == INDICES
+
+
+def test_pyav_counts_frames_when_container_does_not(tmp_path, frames):
+    path = write_mp4(tmp_path / "intra.mkv", frames, codec="ffv1")
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 0  # Matroska does not store a count
+    reader = open_video(path)
+    assert reader.num_frames == NUM_FRAMES
+    out = reader.frames(INDICES)
+    assert np.array_equal(out[2], frames[5])  # ffv1 is lossless in RGB: exact bytes
+    assert _decoded_indices(reader, INDICES) == INDICES
+
+
+def test_frame_folder_exact_frames_and_start_index(tmp_path, frames):
+    folder = write_frame_folder(tmp_path / "f1", frames)
+    reader = open_video(folder)
+    assert isinstance(reader, FrameFolderReader)
+    assert reader.num_frames == NUM_FRAMES  # counted from the files
+    assert _decoded_indices(reader, INDICES) == INDICES
+    folder0 = write_frame_folder(tmp_path / "f0", frames, template="frame{:04d}.jpg", start_index=0)
+    reader0 = open_video(folder0, frame_template="frame{:04d}.jpg", start_index=0)
+    assert reader0.num_frames == NUM_FRAMES
+    assert _decoded_indices(reader0, [0, 1, 39]) == [0, 1, 39]
+
+
+def test_frame_folder_missing_frame_names_the_file(tmp_path, frames):
+    folder = write_frame_folder(tmp_path / "f", frames[:10])
+    (folder / "img_00004.jpg").unlink()
+    reader = open_video(folder, num_frames=10)
+    assert _decoded_indices(reader, [0, 9]) == [0, 9]
+    with pytest.raises(VideoDecodeError, match="img_00004.jpg"):
+        reader.frames([3])
+    (folder / "img_00002.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(VideoDecodeError, match="JPEG"):
+        reader.frames([1])
+
+
+def test_bad_files_raise_typed_error(tmp_path, frames):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    good = write_mp4(tmp_path / "good.mp4", frames)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    for path in (empty, text, truncated, tmp_path / "missing.mp4"):
+        with pytest.raises(VideoDecodeError) as info:
+            open_video(path).frames([0])
+        assert str(path) in str(info.value)
+    reader = open_video(good)
+    with pytest.raises(VideoDecodeError, match="out of range"):
+        reader.frames([NUM_FRAMES])
+
+
+def test_unknown_or_missing_decoder(tmp_path, frames):
+    path = write_mp4(tmp_path / "a.mp4", frames[:4])
+    with pytest.raises(ValueError, match="unknown decoder"):
+        open_video(path, decoder="opencv")
+    # torchcodec is optional: when it is absent the error says how to install it.
+    try:
+        import torchcodec  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="not installed"):
+            open_video(path, decoder="torchcodec")
+
+
+class _CountingContainer:
+    """Delegates to a PyAV container and counts decoded frames."""
+
+    def __init__(self, container) -> None:
+        self.container = container
+        self.decoded = 0
+
+    def seek(self, *args, **kwargs):
+        return self.container.seek(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        for frame in self.container.decode(*args, **kwargs):
+            self.decoded += 1
+            yield frame
+
+
+def test_pyav_seeks_instead_of_decoding_from_the_start(tmp_path):
+    path = write_mp4(tmp_path / "long.mp4", code_frames(120, 48, 64), crf=18, bframes=2, gop=10)
+    for indices, limit in (([115], 20), ([3, 115], 35), ([112, 113, 119], 20)):
+        reader = open_video(path)
+        counting = _CountingContainer(reader._container)
+        reader._container = counting
+        assert [read_frame_index(f) for f in reader.frames(indices)] == indices
+        assert counting.decoded <= limit, (indices, counting.decoded)
