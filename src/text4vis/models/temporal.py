@@ -1,0 +1,280 @@
+"""Temporal heads: frame embeddings [B, T, D] -> a video embedding [B, D].
+
+* ``mean`` (TAP): temporal average pooling.
+* ``transformer`` (T-Trans): learned frame position embeddings, a stack of CLIP's pre-LN residual
+  attention blocks (open_clip's :class:`~open_clip.transformer.Transformer`, batch first, so the
+  attention runs through ``F.scaled_dot_product_attention``) of width D and ``max(1, D // 64)``
+  heads, a residual connection around the stack, then the mean over time.
+* ``tokent1d``: a depthwise temporal convolution on the class token at the input of chosen ViT
+  blocks, then TAP. It lives *inside* the image encoder, so it is attached to open_clip's
+  residual blocks with forward pre-hooks (the encoder's own parameter names do not change).
+* ``t1d``: a channel-wise temporal convolution at the start of the residual branch of every
+  bottleneck of ResNet stages 4-5 (open_clip's ``layer3``/``layer4``), then TAP.
+
+The two convolutional heads start as a temporal channel shift: 1/8 of the channels take the
+next frame, 1/8 the previous one, the rest are the identity, so a pretrained encoder starts close
+to where it was. They reshape ``[B*T, ...] -> [B, T, ...]``, which needs T:
+:meth:`TemporalHead.set_num_frames` is called by the video model before each visual pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from text4vis.errors import Text4VisError
+
+__all__ = [
+    "HEADS",
+    "MeanPooling",
+    "T1D",
+    "TemporalConv",
+    "TemporalHead",
+    "TemporalTransformer",
+    "TokenT1D",
+    "build_temporal_head",
+]
+
+
+class TemporalHeadError(Text4VisError, ValueError):
+    """A temporal head cannot be built for this backbone or configuration."""
+
+
+class TemporalHead(nn.Module):
+    """Base class: ``forward(x [B, T, D]) -> [B, D]``."""
+
+    def set_num_frames(self, num_frames: int) -> None:
+        """Tell in-backbone convolutions how many frames each video has (no-op by default)."""
+
+
+class MeanPooling(TemporalHead):
+    """TAP: the mean of the frame embeddings."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1)  # [B, T, D] -> [B, D]
+
+
+class TemporalTransformer(TemporalHead):
+    """T-Trans: position embeddings + CLIP pre-LN blocks + residual + mean over time.
+
+    Args:
+        width: D, the frame embedding width.
+        layers: number of residual attention blocks (6 in the paper).
+        heads: attention heads (default ``max(1, width // 64)``).
+        max_frames: number of learned frame positions (T must not exceed it).
+    """
+
+    def __init__(
+        self, width: int, layers: int = 6, heads: int | None = None, max_frames: int = 77
+    ) -> None:
+        super().__init__()
+        from open_clip.transformer import QuickGELU, Transformer
+
+        self.width = width
+        self.max_frames = max_frames
+        self.frame_position_embeddings = nn.Embedding(max_frames, width)
+        self.transformer = Transformer(
+            width,
+            layers,
+            heads or max(1, width // 64),
+            act_layer=QuickGELU,  # CLIP's block design
+            batch_first=True,
+        )
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.MultiheadAttention):
+            nn.init.normal_(module.in_proj_weight, std=0.02)
+            nn.init.zeros_(module.in_proj_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        num_frames = x.shape[1]
+        if num_frames > self.max_frames:
+            raise TemporalHeadError(
+                f"temporal transformer has {self.max_frames} frame positions, got {num_frames} "
+                "frames; sample fewer frames (data.num_segments)"
+            )
+        positions = self.frame_position_embeddings.weight[:num_frames]  # [T, D]
+        y = self.transformer(x + positions.to(x.dtype))  # [B, T, D]
+        return (y + x).mean(dim=1)  # residual around the stack, then [B, D]
+
+
+def shift_kernel(channels: int, fold_div: int = 8) -> torch.Tensor:
+    """Depthwise kernel [channels, 1, 3] of a temporal shift (1/fold_div each way, rest identity).
+
+    With cross-correlation over ``(t-1, t, t+1)``: channels ``[0, c/fold)`` take frame t+1,
+    ``[c/fold, 2c/fold)`` take frame t-1, the others frame t.
+    """
+    fold = max(1, channels // fold_div) if channels >= 3 else 0
+    kernel = torch.zeros(channels, 1, 3)
+    kernel[:fold, 0, 2] = 1.0
+    kernel[fold : 2 * fold, 0, 0] = 1.0
+    kernel[2 * fold :, 0, 1] = 1.0
+    return kernel
+
+
+class TemporalConv(nn.Module):
+    """Depthwise temporal convolution (kernel 3, zero padding) initialised as a channel shift.
+
+    Args:
+        channels: channels convolved independently.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.weight = nn.Parameter(shift_kernel(channels))
+        self.num_frames = 1
+
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [N, C, T] -> [N, C, T]``."""
+        return F.conv1d(x, self.weight.to(x.dtype), padding=1, groups=self.channels)
+
+    def _frames(self, batch_frames: int) -> tuple[int, int]:
+        t = self.num_frames
+        if batch_frames % t:
+            raise TemporalHeadError(
+                f"temporal convolution expects a batch of videos of {t} frames, got "
+                f"{batch_frames} frames in all"
+            )
+        return batch_frames // t, t
+
+    def token_hook(self, module: nn.Module, args: tuple) -> tuple:
+        """Forward pre-hook of a ViT block: convolve the class token over time."""
+        x = args[0]  # [B*T, L, W], batch first
+        b, t = self._frames(x.shape[0])
+        cls = x[:, 0].reshape(b, t, -1).transpose(1, 2)  # [B, W, T]
+        cls = self.convolve(cls).transpose(1, 2).reshape(b * t, 1, -1)  # [B*T, 1, W]
+        return (torch.cat([cls, x[:, 1:]], dim=1), *args[1:])
+
+    def feature_map_hook(self, module: nn.Module, args: tuple) -> tuple:
+        """Forward pre-hook of a conv: convolve every channel of a feature map over time."""
+        x = args[0]  # [B*T, C, H, W]
+        b, t = self._frames(x.shape[0])
+        _, c, h, w = x.shape
+        y = x.reshape(b, t, c, h, w).permute(0, 3, 4, 2, 1).reshape(b * h * w, c, t)
+        y = self.convolve(y)  # [B*H*W, C, T]
+        y = y.reshape(b, h, w, c, t).permute(0, 4, 3, 1, 2).reshape(b * t, c, h, w)
+        return (y, *args[1:])
+
+
+class _InBackboneHead(TemporalHead):
+    """Shared parts of TokenT1D and T1D: convs keyed by site, hooks, TAP at the end."""
+
+    convs: nn.ModuleDict
+
+    def set_num_frames(self, num_frames: int) -> None:
+        for conv in self.convs.values():
+            conv.num_frames = num_frames
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1)  # [B, T, D] -> [B, D]
+
+
+class TokenT1D(_InBackboneHead):
+    """TokenT1D: temporal convolution of the ViT class token inside chosen blocks, then TAP.
+
+    Args:
+        visual: open_clip ``VisionTransformer`` whose blocks get the convolution.
+        blocks: block indices ([] or None = all blocks).
+    """
+
+    def __init__(self, visual: nn.Module, blocks: Sequence[int] | None = None) -> None:
+        super().__init__()
+        from open_clip.transformer import VisionTransformer
+
+        if not isinstance(visual, VisionTransformer):
+            raise TemporalHeadError(
+                f"temporal head 'tokent1d' needs a ViT image encoder, got {type(visual).__name__}; "
+                "use 'mean', 'transformer' or (for ResNets) 't1d'"
+            )
+        resblocks = visual.transformer.resblocks
+        chosen = list(blocks) if blocks else list(range(len(resblocks)))
+        bad = [i for i in chosen if not 0 <= i < len(resblocks)]
+        if bad:
+            raise TemporalHeadError(
+                f"model.tokent1d_blocks {bad} out of range: the ViT has blocks "
+                f"0..{len(resblocks) - 1}"
+            )
+        width = visual.transformer.width
+        self.blocks = sorted(set(chosen))
+        self.convs = nn.ModuleDict({str(i): TemporalConv(width) for i in self.blocks})
+        for i in self.blocks:
+            conv = self.convs[str(i)]
+            resblocks[i].register_forward_pre_hook(conv.token_hook)
+
+
+class T1D(_InBackboneHead):
+    """T1D: channel-wise temporal convolution in ResNet stages 4-5 (every bottleneck), then TAP.
+
+    Args:
+        visual: open_clip ``ModifiedResNet``.
+    """
+
+    def __init__(self, visual: nn.Module) -> None:
+        super().__init__()
+        from open_clip.modified_resnet import ModifiedResNet
+
+        if not isinstance(visual, ModifiedResNet):
+            raise TemporalHeadError(
+                f"temporal head 't1d' needs a ResNet image encoder, got {type(visual).__name__}; "
+                "use 'mean', 'transformer' or (for ViTs) 'tokent1d'"
+            )
+        convs: dict[str, TemporalConv] = {}
+        for stage in ("layer3", "layer4"):
+            for j, block in enumerate(getattr(visual, stage)):
+                conv = TemporalConv(block.conv1.in_channels)
+                convs[f"{stage}_{j}"] = conv
+                # On the residual branch only: the identity path keeps the frame's own features.
+                block.conv1.register_forward_pre_hook(conv.feature_map_hook)
+        self.convs = nn.ModuleDict(convs)
+
+
+HEADS = ("mean", "transformer", "tokent1d", "t1d")
+
+
+def build_temporal_head(
+    name: str,
+    *,
+    embed_dim: int,
+    visual: nn.Module,
+    layers: int = 6,
+    max_frames: int = 77,
+    tokent1d_blocks: Sequence[int] | None = None,
+) -> TemporalHead:
+    """Build a temporal head by name.
+
+    Args:
+        name: one of :data:`HEADS`.
+        embed_dim: D, the frame embedding width.
+        visual: the image encoder (hooked by ``tokent1d`` / ``t1d``).
+        layers: depth of the temporal transformer.
+        max_frames: frame positions of the temporal transformer.
+        tokent1d_blocks: ViT blocks with TokenT1D ([] = all).
+
+    Raises:
+        TemporalHeadError: unknown name (the message lists the valid ones) or a head that does
+            not fit the backbone.
+    """
+    if name == "mean":
+        return MeanPooling()
+    if name == "transformer":
+        return TemporalTransformer(embed_dim, layers, max_frames=max_frames)
+    if name == "tokent1d":
+        return TokenT1D(visual, tokent1d_blocks)
+    if name == "t1d":
+        return T1D(visual)
+    raise TemporalHeadError(
+        f"unknown temporal head {name!r} (model.temporal); choose one of {HEADS}"
+    )

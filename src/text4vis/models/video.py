@@ -1,0 +1,496 @@
+"""The video recognizer: CLIP image encoder per frame -> temporal head -> frozen classifier.
+
+``logits = logit_scale * normalize(encode_video(x)) @ normalize(W).T`` with ``W [C, D]`` from a
+classifier module (frozen text embeddings by default). The model knows nothing of DDP or AMP.
+
+Saved folders (:meth:`VideoRecognizer.save_pretrained`) hold ``config.json`` (the model config,
+class names, frame count, image size, classifier kind), ``model.safetensors`` (every persistent
+tensor except the classifier) and ``classifier.safetensors`` (the classifier artifact, when the
+classifier is a fixed matrix).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from text4vis.config import ModelConfig
+from text4vis.errors import Text4VisError
+from text4vis.models.classifier import (
+    ClassifierArtifact,
+    ClassifierError,
+    FrozenClassifier,
+    LearnableClassifier,
+    TemplateBankClassifier,
+    build_classifier,
+    load_classifier,
+    save_classifier,
+)
+from text4vis.models.temporal import TemporalHead, build_temporal_head
+
+__all__ = ["VideoRecognizer"]
+
+log = logging.getLogger("text4vis.models.video")
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CLASSIFIER_NAME = "classifier.safetensors"
+FORMAT_VERSION = 1
+
+
+class NoClassifierError(Text4VisError, RuntimeError):
+    """The model has no classifier yet (e.g. an imported checkpoint without labels)."""
+
+
+def _default_max_frames(num_frames: int) -> int:
+    return max(num_frames, 32)
+
+
+class VideoRecognizer(nn.Module):
+    """CLIP-based video classifier with a (by default frozen) classifier.
+
+    Build it with :meth:`from_config` or :meth:`from_pretrained`.
+
+    Attributes:
+        visual: the (pretrained) CLIP image encoder, ``[N, 3, H, W] -> [N, D]``.
+        temporal: the temporal head, ``[B, T, D] -> [B, D]``.
+        classifier: module whose ``forward()`` returns the normalised ``W [C, D]`` (None until a
+            classifier is attached).
+        class_names: the C class names in label order.
+        embed_dim: D.
+        logit_scale: the *log* of the logit scale (CLIP's convention; the multiplier is
+            ``logit_scale.exp()``); a parameter, trainable when ``learn_logit_scale``.
+        num_frames: T the model was built for (in-backbone heads adapt to each input's T).
+    """
+
+    def __init__(
+        self,
+        visual: nn.Module,
+        temporal: TemporalHead,
+        classifier: nn.Module | None,
+        class_names: Sequence[str],
+        *,
+        embed_dim: int,
+        logit_scale: float,
+        learn_logit_scale: bool = False,
+        num_frames: int = 8,
+        image_size: int | None = None,
+        model_cfg: ModelConfig | None = None,
+        extra_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.visual = visual
+        self.temporal = temporal
+        self.classifier = classifier
+        self.class_names = list(class_names)
+        self.embed_dim = embed_dim
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.model_cfg = model_cfg or ModelConfig()
+        self.extra_config = dict(extra_config or {})
+        self.logit_scale = nn.Parameter(
+            torch.tensor(math.log(logit_scale)), requires_grad=learn_logit_scale
+        )
+        self.classifier_metadata: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------------
+    # Construction
+    # ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        model_cfg: ModelConfig,
+        class_names: list[str],
+        *,
+        num_frames: int,
+        image_size: int | None = None,
+        classifier_weight: torch.Tensor | None = None,
+        load_weights: bool = True,
+        max_frames: int | None = None,
+        quick_gelu: bool = False,
+    ) -> VideoRecognizer:
+        """Build the model a config describes.
+
+        Args:
+            model_cfg: the ``model`` section of the config.
+            class_names: C class names in label order.
+            num_frames: T, frames per clip.
+            image_size: input resolution (None = the architecture's).
+            classifier_weight: ``[C, D]`` to use as the frozen classifier instead of building one.
+            load_weights: load ``model_cfg.pretrained`` and build the classifier (False when
+                weights come afterwards, as in :meth:`from_pretrained`).
+            max_frames: frame positions of the temporal transformer (default ``max(T, 32)``).
+            quick_gelu: force QuickGELU activations (set automatically for OpenAI weights).
+
+        Raises:
+            Text4VisError subclasses: unknown architecture / head / initialiser, missing files.
+        """
+        from text4vis.models.backbones import create_clip, embed_dim_of, uses_quick_gelu
+
+        clip = create_clip(
+            model_cfg.arch,
+            model_cfg.pretrained if load_weights else "",
+            image_size=image_size,
+            quick_gelu=quick_gelu,
+        )
+        embed_dim = embed_dim_of(clip)
+        visual = clip.visual
+        if model_cfg.grad_checkpointing and hasattr(visual, "set_grad_checkpointing"):
+            visual.set_grad_checkpointing(True)
+        max_frames = max_frames or _default_max_frames(num_frames)
+        temporal = build_temporal_head(
+            model_cfg.temporal,
+            embed_dim=embed_dim,
+            visual=visual,
+            layers=model_cfg.temporal_layers,
+            max_frames=max_frames,
+            tokent1d_blocks=model_cfg.tokent1d_blocks,
+        )
+        pretrained = bool(model_cfg.pretrained) and load_weights
+        if model_cfg.logit_scale > 0:
+            scale = model_cfg.logit_scale
+        elif pretrained:
+            scale = float(clip.logit_scale.detach().exp())
+        else:
+            scale = 100.0  # a random CLIP's 1/0.07 trains slowly with a frozen classifier
+        metadata: dict[str, Any] = {}
+        classifier: nn.Module | None
+        if classifier_weight is not None:
+            classifier = FrozenClassifier(classifier_weight)
+            metadata = {"initializer": "given", "class_names": list(class_names)}
+        elif not load_weights:
+            classifier = None  # from_pretrained attaches the saved one
+        else:
+            classifier, metadata = _build_classifier_module(model_cfg, class_names, clip, embed_dim)
+        model = cls(
+            visual,
+            temporal,
+            classifier,
+            class_names,
+            embed_dim=embed_dim,
+            logit_scale=scale,
+            learn_logit_scale=model_cfg.learn_logit_scale,
+            num_frames=num_frames,
+            image_size=image_size,
+            model_cfg=model_cfg,
+            extra_config={"max_frames": max_frames, "quick_gelu": uses_quick_gelu(clip)},
+        )
+        model.classifier_metadata = metadata
+        return model
+
+    # ------------------------------------------------------------------------------------------
+    # Forward
+    # ------------------------------------------------------------------------------------------
+
+    def encode_frames(self, x: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+        """Embed frames: ``[B*T, 3, H, W] -> [B*T, D]``.
+
+        Args:
+            x: frames of whole videos, video-major.
+            num_frames: T, needed by in-backbone temporal heads (default: the model's T).
+        """
+        self.temporal.set_num_frames(num_frames or self.num_frames)
+        return self.visual(x)
+
+    def encode_video(self, x: torch.Tensor) -> torch.Tensor:
+        """Embed videos: ``[B, T, 3, H, W] -> [B, D]`` (before L2 normalisation)."""
+        if x.ndim != 5:
+            raise ValueError(f"encode_video expects [B, T, 3, H, W], got {tuple(x.shape)}")
+        b, t = x.shape[:2]
+        frames = self.encode_frames(x.flatten(0, 1), num_frames=t)  # [B*T, D]
+        return self.temporal(frames.reshape(b, t, -1))  # [B, T, D] -> [B, D]
+
+    def classifier_weight(self) -> torch.Tensor:
+        """The normalised classifier ``W [C, D]``."""
+        if self.classifier is None:
+            raise NoClassifierError(
+                "this model has no classifier; attach one with "
+                "model.set_classifier(weight, class_names) (e.g. from "
+                "text4vis.models.classifier.load_classifier(FILE) or a text classifier), or "
+                "re-import with `text4vis import-official CKPT --labels FILE`"
+            )
+        return self.classifier()
+
+    def logits_from_embeddings(self, video: torch.Tensor) -> torch.Tensor:
+        """``[B, D] -> [B, C]`` = scale * cos(video, W)."""
+        w = self.classifier_weight()
+        v = F.normalize(video, dim=-1)
+        return self.logit_scale.exp() * v @ w.to(v.dtype).T  # [B, D] @ [D, C]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]`` of videos ``[B, T, 3, H, W]``."""
+        return self.logits_from_embeddings(self.encode_video(x))
+
+    # ------------------------------------------------------------------------------------------
+    # Classifier and optimisation helpers
+    # ------------------------------------------------------------------------------------------
+
+    def set_classifier(
+        self,
+        weight: torch.Tensor,
+        class_names: Sequence[str],
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Replace the classifier by a frozen ``W [C, D]`` for these classes (zero-shot)."""
+        if weight.ndim != 2 or weight.shape[1] != self.embed_dim:
+            raise ClassifierError(
+                f"classifier weight must be [C, {self.embed_dim}], got {tuple(weight.shape)}"
+            )
+        if weight.shape[0] != len(class_names):
+            raise ClassifierError(
+                f"classifier has {weight.shape[0]} rows for {len(class_names)} class names"
+            )
+        device = self.logit_scale.device
+        self.classifier = FrozenClassifier(weight).to(device)
+        self.class_names = list(class_names)
+        self.classifier_metadata = dict(metadata or {"initializer": "given"})
+        self.classifier_metadata["class_names"] = list(class_names)
+
+    def param_groups_hint(self) -> dict[str, list[str]]:
+        """Trainable parameter names: ``pretrained_visual`` (the CLIP image encoder, whose
+        learning rate the engine scales by ``train.visual_lr_ratio``) and ``new`` (the rest)."""
+        groups: dict[str, list[str]] = {"pretrained_visual": [], "new": []}
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            key = "pretrained_visual" if name.startswith("visual.") else "new"
+            groups[key].append(name)
+        return groups
+
+    def no_weight_decay_names(self) -> set[str]:
+        """Parameters without weight decay: biases, norms, embeddings, logit scale, 1-d tensors."""
+        names: set[str] = set()
+        norm_types = (nn.LayerNorm, nn.BatchNorm2d, nn.GroupNorm, nn.BatchNorm1d)
+        for module_name, module in self.named_modules():
+            for param_name, param in module.named_parameters(recurse=False):
+                full = f"{module_name}.{param_name}" if module_name else param_name
+                if (
+                    param.ndim <= 1
+                    or isinstance(module, (*norm_types, nn.Embedding))
+                    or "embedding" in param_name
+                    or param_name in ("logit_scale", "context")
+                    or param_name.endswith("bias")
+                ):
+                    names.add(full)
+        return names
+
+    # ------------------------------------------------------------------------------------------
+    # Saving and loading
+    # ------------------------------------------------------------------------------------------
+
+    def _config_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": dataclasses.asdict(self.model_cfg),
+            "class_names": self.class_names,
+            "num_frames": self.num_frames,
+            "image_size": self.image_size,
+            "embed_dim": self.embed_dim,
+            "classifier_kind": _classifier_kind(self.classifier),
+            **self.extra_config,
+        }
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and (for a fixed matrix)
+        ``classifier.safetensors`` into ``directory``."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        kind = _classifier_kind(self.classifier)
+        state = {
+            k: v.detach().cpu().contiguous()
+            for k, v in self.state_dict().items()
+            if not (kind in ("frozen", "templates") and k.startswith("classifier."))
+        }
+        save_file(_unshare(state), str(directory / WEIGHTS_NAME), metadata={"format": "text4vis"})
+        if kind in ("frozen", "templates"):
+            meta = dict(self.classifier_metadata)
+            meta["class_names"] = self.class_names
+            artifact = ClassifierArtifact(
+                weight=self.classifier.weight.detach().cpu(), metadata=meta
+            )
+            save_classifier(artifact, directory / CLASSIFIER_NAME)
+        (directory / CONFIG_NAME).write_text(json.dumps(self._config_dict(), indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> VideoRecognizer:
+        """Rebuild a model saved by :meth:`save_pretrained` (no network, no pretrained tag).
+
+        Raises:
+            FileNotFoundError: the folder or one of its files is missing.
+            Text4VisError: the files do not fit together.
+        """
+        from safetensors.torch import load_file
+
+        from text4vis.config import config_from_dict
+
+        directory = Path(directory)
+        config_path = directory / CONFIG_NAME
+        if not config_path.is_file():
+            raise FileNotFoundError(
+                f"{config_path} not found: expected a folder written by save_pretrained or "
+                "`text4vis import-official`"
+            )
+        config = json.loads(config_path.read_text())
+        model_cfg = config_from_dict({"model": config["model"]}).model
+        kind = config.get("classifier_kind", "frozen")
+        class_names = list(config.get("class_names", []))
+        # Rebuild the architecture without pretrained weights; the saved tensors replace them.
+        model = cls.from_config(
+            model_cfg,
+            class_names,
+            num_frames=int(config["num_frames"]),
+            image_size=config.get("image_size"),
+            load_weights=False,
+            max_frames=config.get("max_frames"),
+            quick_gelu=bool(config.get("quick_gelu", False)),
+        )
+        model.model_cfg = model_cfg
+        state = load_file(str(directory / WEIGHTS_NAME))
+        if kind == "learnable":
+            model.classifier = LearnableClassifier(len(class_names), model.embed_dim)
+        elif kind == "coop":
+            model.classifier = _coop_module(model_cfg, class_names, model.embed_dim)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("classifier.")]
+        if missing or unexpected:
+            raise Text4VisError(
+                f"{directory / WEIGHTS_NAME}: tensors do not fit the saved config "
+                f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
+            )
+        if kind in ("frozen", "templates"):
+            artifact = load_classifier(directory / CLASSIFIER_NAME)
+            artifact.check(class_names, model.embed_dim)
+            model.set_classifier(artifact.weight, class_names, artifact.metadata)
+        elif kind == "none":
+            model.classifier = None
+        return model
+
+
+def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors sharing storage; give each its own."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in state.items():
+        ptr = v.untyped_storage().data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out
+
+
+def _classifier_kind(classifier: nn.Module | None) -> str:
+    if classifier is None:
+        return "none"
+    if isinstance(classifier, LearnableClassifier):
+        return "learnable"
+    if isinstance(classifier, TemplateBankClassifier):
+        return "templates"
+    if isinstance(classifier, FrozenClassifier):
+        return "frozen"
+    return "coop"
+
+
+def _coop_module(model_cfg: ModelConfig, class_names: Sequence[str], embed_dim: int) -> nn.Module:
+    """A CoOp classifier with a randomly initialised text tower (weights loaded afterwards)."""
+    import open_clip
+
+    from text4vis.models.backbones import create_clip
+    from text4vis.models.text import CoOpClassifier
+
+    clip = create_clip(model_cfg.arch, "")
+    tokenizer = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))
+    return CoOpClassifier(clip, tokenizer, class_names, model_cfg.coop_context)
+
+
+def _build_classifier_module(
+    model_cfg: ModelConfig, class_names: Sequence[str], clip: nn.Module, embed_dim: int
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The classifier module a config asks for, and its metadata."""
+    from text4vis.models.text import (
+        CoOpClassifier,
+        build_text_encoder,
+        resolve_templates,
+        template_embeddings,
+    )
+
+    init = model_cfg.classifier
+    names = list(class_names)
+    if init == "learnable":
+        generator = torch.Generator().manual_seed(model_cfg.classifier_seed)
+        return LearnableClassifier(len(names), embed_dim, generator), {"initializer": "learnable"}
+    if init == "text" and model_cfg.prompt == "coop":
+        import open_clip
+
+        if model_cfg.text_encoder != "clip":
+            raise ClassifierError(
+                "prompt 'coop' runs the CLIP text tower; set model.text_encoder=clip"
+            )
+        weights = model_cfg.text_pretrained or model_cfg.pretrained
+        text_clip = clip if weights == model_cfg.pretrained else None
+        if text_clip is None:
+            from text4vis.models.backbones import create_clip
+
+            text_clip = create_clip(model_cfg.arch, weights)
+        tokenizer = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))
+        module = CoOpClassifier(
+            text_clip, tokenizer, names, model_cfg.coop_context, model_cfg.classifier_seed
+        )
+        return module, {"initializer": "text", "prompt": "coop"}
+    if init == "text" and model_cfg.prompt == "templates" and model_cfg.template_mode == "sample":
+        encoder = build_text_encoder(model_cfg, clip_model=clip, embed_dim=embed_dim)
+        bank = template_embeddings(encoder, names, "templates", templates=model_cfg.template_set)
+        eval_weight = template_embeddings(encoder, names, "template", model_cfg.template)[0]
+        meta = {
+            "initializer": "text",
+            "prompt": "templates-sample",
+            "templates": resolve_templates("templates", templates=model_cfg.template_set),
+            **encoder.describe(),
+        }
+        return TemplateBankClassifier(bank, eval_weight, model_cfg.classifier_seed), meta
+    if init == "text":
+        if model_cfg.template_mode not in ("average", "sample"):
+            raise ClassifierError(
+                f"model.template_mode={model_cfg.template_mode!r}; choose 'average' or 'sample'"
+            )
+        encoder = build_text_encoder(model_cfg, clip_model=clip, embed_dim=embed_dim)
+        artifact = build_classifier(
+            "text",
+            class_names=names,
+            embed_dim=embed_dim,
+            text_encoder=encoder,
+            prompt=model_cfg.prompt,
+            template=model_cfg.template,
+            templates=model_cfg.template_set,
+        )
+        return FrozenClassifier(artifact.weight), artifact.metadata
+    if init in ("lda", "file"):
+        if not model_cfg.classifier_file:
+            hint = (
+                "build it with `text4vis classifier CONFIG --init lda --features FEATS --out FILE`"
+                if init == "lda"
+                else "build one with `text4vis classifier CONFIG --init ... --out FILE`"
+            )
+            raise ClassifierError(
+                f"model.classifier={init} needs model.classifier_file (a classifier artifact); "
+                f"{hint} and set model.classifier_file=FILE"
+            )
+        artifact = build_classifier(
+            "file", class_names=names, embed_dim=embed_dim, path=model_cfg.classifier_file
+        )
+        return FrozenClassifier(artifact.weight), artifact.metadata
+    artifact = build_classifier(
+        init, class_names=names, embed_dim=embed_dim, seed=model_cfg.classifier_seed
+    )
+    return FrozenClassifier(artifact.weight), artifact.metadata
