@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
-from text4vis.models.backbones import BackboneError, create_clip, read_state_dict
+from text4vis.models.backbones import (
+    RANDOM_INIT_MESSAGE,
+    BackboneError,
+    create_clip,
+    read_state_dict,
+    weights_loaded_afterwards,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +53,38 @@ def test_openai_state_dict_with_extra_keys(source, tmp_path):
     assert not torch.allclose(outputs(model), outputs(create_clip("tiny-vit").eval()))
 
 
-def test_open_clip_checkpoint_and_safetensors(source, tmp_path):
+def random_init_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if RANDOM_INIT_MESSAGE in r.getMessage()]
+
+
+def test_random_init_warning_silenced_only_inside_the_block(caplog):
+    with caplog.at_level(logging.WARNING):
+        create_clip("tiny-vit")  # really random: open_clip says so
+        assert len(random_init_warnings(caplog)) == 1
+        caplog.clear()
+        with weights_loaded_afterwards():
+            create_clip("tiny-vit")
+            logging.getLogger("open_clip.factory").warning("another open_clip warning")
+            logging.warning("a root warning")
+        assert random_init_warnings(caplog) == []
+        assert [r.getMessage() for r in caplog.records] == [
+            "another open_clip warning",
+            "a root warning",
+        ]
+        create_clip("tiny-vit")  # the filter is gone again
+        assert len(random_init_warnings(caplog)) == 1
+
+
+def test_open_clip_checkpoint_and_safetensors(source, tmp_path, caplog):
     from safetensors.torch import save_file
 
     ckpt = tmp_path / "epoch_1.pt"
     torch.save(
         {"epoch": 1, "state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, ckpt
     )
-    model = create_clip("tiny-vit", str(ckpt), quick_gelu=True).eval()
+    with caplog.at_level(logging.WARNING):
+        model = create_clip("tiny-vit", str(ckpt), quick_gelu=True).eval()
+    assert random_init_warnings(caplog) == []  # the file's weights were loaded
     assert torch.equal(outputs(model), outputs(source))
     st = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(st))

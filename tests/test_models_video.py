@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
+import json
+import logging
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from text4vis.config import ModelConfig
+from text4vis.config import DataConfig, ModelConfig
+from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
+from text4vis.errors import Text4VisError
+from text4vis.models.backbones import RANDOM_INIT_MESSAGE
 from text4vis.models.temporal import TemporalConv, TemporalHeadError, shift_kernel
 from text4vis.models.video import NoClassifierError, VideoRecognizer
 
@@ -192,14 +197,86 @@ def test_learnable_classifier_is_trained():
     assert not torch.equal(before, model.classifier.weight)
 
 
-def test_text_classifier_and_coop_roundtrip(tmp_path):
+def random_init_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if RANDOM_INIT_MESSAGE in r.getMessage()]
+
+
+def test_preprocessing_saved_loaded_and_kept(tmp_path):
+    model = make_model("tiny-vit", "mean").eval()
+    assert model.preprocessing is None  # built in code: unknown
+    data = DataConfig(num_segments=T, input_size=32, resize_size=40, num_crops=3, shot=2)
+    model.save_pretrained(tmp_path / "m", data_config=data)
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["preprocessing"]
+    assert saved == {
+        "num_segments": T,
+        "input_size": 32,
+        "resize_size": 40,
+        "mean": list(CLIP_MEAN),
+        "std": list(CLIP_STD),
+    }
+    loaded = VideoRecognizer.from_pretrained(tmp_path / "m")
+    assert loaded.preprocessing == saved
+    # Saving a loaded model again (no data_config) keeps what it was trained with.
+    loaded.save_pretrained(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert again["preprocessing"] == saved
+
+    # A folder written before the block existed still loads, to the same outputs.
+    config_path = tmp_path / "m" / "config.json"
+    old = json.loads(config_path.read_text())
+    del old["preprocessing"]
+    config_path.write_text(json.dumps(old))
+    older = VideoRecognizer.from_pretrained(tmp_path / "m").eval()
+    assert older.preprocessing is None
+    with torch.no_grad():
+        assert torch.equal(older(video()), model(video()))
+
+
+def test_preprocessing_errors(tmp_path):
+    model = make_model("tiny-vit", "mean")
+    with pytest.raises(ValueError, match="input_size=224 but the image encoder was built for 32"):
+        model.save_pretrained(tmp_path / "m", data_config=DataConfig(num_segments=T))
+    assert model.preprocessing is None and not (tmp_path / "m" / "config.json").exists()
+    model.save_pretrained(tmp_path / "m", data_config=DataConfig(input_size=32, resize_size=36))
+    config_path = tmp_path / "m" / "config.json"
+    config = json.loads(config_path.read_text())
+    for block, match in [
+        ({**config["preprocessing"], "resize_size": 16}, "resize_size .16. must be at least"),
+        ({**config["preprocessing"], "std": [0.2, 0.0, 0.2]}, "preprocessing.std"),
+        ({k: v for k, v in config["preprocessing"].items() if k != "mean"}, "missing keys"),
+        ([32, 36], "must be an object"),
+    ]:
+        config_path.write_text(json.dumps({**config, "preprocessing": block}))
+        with pytest.raises(Text4VisError, match=match) as info:
+            VideoRecognizer.from_pretrained(tmp_path / "m")
+        assert str(config_path) in str(info.value)
+
+
+def test_random_init_warning_only_when_true(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        model = make_model("tiny-vit", "mean")  # no pretrained weights: the warning is true
+        assert random_init_warnings(caplog) == [
+            "No pretrained weights loaded for model 'tiny-vit'. Model initialized randomly."
+        ]
+        model.save_pretrained(tmp_path / "m")
+        caplog.clear()
+        VideoRecognizer.from_pretrained(tmp_path / "m")  # weights come from model.safetensors
+        assert random_init_warnings(caplog) == []
+        make_model("tiny-rn", "mean")  # the silencing ended with from_pretrained
+        assert len(random_init_warnings(caplog)) == 1
+
+
+def test_text_classifier_and_coop_roundtrip(tmp_path, caplog):
     model = make_model("tiny-vit", "mean", classifier="text", prompt="coop", coop_context=2)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert "classifier.context" in trainable
     assert not any(n.startswith("classifier.") and n != "classifier.context" for n in trainable)
     model.eval()
     model.save_pretrained(tmp_path / "coop")
-    loaded = VideoRecognizer.from_pretrained(tmp_path / "coop").eval()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        loaded = VideoRecognizer.from_pretrained(tmp_path / "coop").eval()
+    assert random_init_warnings(caplog) == []  # neither the backbone nor the CoOp text tower
     x = video(2)
     with torch.no_grad():
         torch.testing.assert_close(model(x), loaded(x), rtol=0, atol=1e-6)

@@ -25,9 +25,11 @@ metadata says so build the model with QuickGELU so that the outputs match.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ __all__ = [
     "read_state_dict",
     "register_model_configs",
     "uses_quick_gelu",
+    "weights_loaded_afterwards",
 ]
 
 log = logging.getLogger("text4vis.models.backbones")
@@ -52,6 +55,11 @@ MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 # Keys that OpenAI state dicts carry beside the weights.
 OPENAI_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
 _REGISTERED: set[str] = set()
+# Start of the warning open_clip logs whenever it builds a model without weights.
+RANDOM_INIT_MESSAGE = "No pretrained weights loaded for model"
+# open_clip 3.x logs it through the root logger (`logging.warning`); a module logger is covered
+# too in case a later release switches to `logging.getLogger(__name__)`.
+_OPEN_CLIP_LOGGERS = ("", "open_clip.factory")
 
 
 class BackboneError(Text4VisError, ValueError):
@@ -70,6 +78,31 @@ def register_model_configs(path: str | Path = MODEL_CONFIG_DIR) -> None:
         return
     open_clip.add_model_config(Path(path))
     _REGISTERED.add(key)
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(RANDOM_INIT_MESSAGE)
+
+
+@contextlib.contextmanager
+def weights_loaded_afterwards() -> Iterator[None]:
+    """Silence open_clip's "No pretrained weights loaded ... Model initialized randomly" warning.
+
+    For code that builds an architecture without weights only to load saved tensors into it right
+    after (``VideoRecognizer.from_pretrained``, local weight files), where the warning is false.
+    Only that message is dropped, and only inside the ``with`` block; everything else open_clip
+    logs still shows. Building a model that really stays random keeps the warning.
+    """
+    drop = _DropRandomInitWarning()
+    loggers = [logging.getLogger(name) for name in _OPEN_CLIP_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
 
 
 def _is_torchscript_archive(path: Path) -> bool:
@@ -200,7 +233,8 @@ def create_clip(
         state, kind = read_state_dict(path)
         if kind.startswith("openai"):
             kwargs["force_quick_gelu"] = True
-        model = open_clip.create_model(name, pretrained=None, **kwargs)
+        with weights_loaded_afterwards():  # the file's tensors replace the random ones below
+            model = open_clip.create_model(name, pretrained=None, **kwargs)
         _load_weights(model, state, path)
         log.info("loaded %s weights (%s format) from %s", arch, kind, path)
         return model.float().train()

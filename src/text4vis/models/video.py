@@ -4,9 +4,9 @@
 classifier module (frozen text embeddings by default). The model knows nothing of DDP or AMP.
 
 Saved folders (:meth:`VideoRecognizer.save_pretrained`) hold ``config.json`` (the model config,
-class names, frame count, image size, classifier kind), ``model.safetensors`` (every persistent
-tensor except the classifier) and ``classifier.safetensors`` (the classifier artifact, when the
-classifier is a fixed matrix).
+class names, frame count, image size, classifier kind and, when known, the ``preprocessing`` the
+model was trained with), ``model.safetensors`` (every persistent tensor except the classifier) and
+``classifier.safetensors`` (the classifier artifact, when the classifier is a fixed matrix).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,10 @@ from text4vis.models.classifier import (
 )
 from text4vis.models.temporal import TemporalHead, build_temporal_head
 
-__all__ = ["VideoRecognizer"]
+if TYPE_CHECKING:
+    from text4vis.config import DataConfig
+
+__all__ = ["VideoRecognizer", "preprocessing_from_data_config"]
 
 log = logging.getLogger("text4vis.models.video")
 
@@ -45,6 +48,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CLASSIFIER_NAME = "classifier.safetensors"
 FORMAT_VERSION = 1
+# Keys of the optional "preprocessing" block of config.json (what defines the model's input).
+PREPROCESSING_KEYS = ("num_segments", "input_size", "resize_size", "mean", "std")
 
 
 class NoClassifierError(Text4VisError, RuntimeError):
@@ -53,6 +58,65 @@ class NoClassifierError(Text4VisError, RuntimeError):
 
 def _default_max_frames(num_frames: int) -> int:
     return max(num_frames, 32)
+
+
+def preprocessing_from_data_config(data_config: DataConfig) -> dict[str, Any]:
+    """The evaluation preprocessing a data config defines, as saved in ``config.json``.
+
+    Returns:
+        ``{"num_segments": T, "input_size": S, "resize_size": R, "mean": [3], "std": [3]}``:
+        T frames per clip, short side resized to R then centre-cropped to S, pixels
+        ``(x / 255 - mean) / std`` (CLIP's mean/std, which every text4vis transform uses).
+    """
+    from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
+
+    return {
+        "num_segments": int(data_config.num_segments),
+        "input_size": int(data_config.input_size),
+        "resize_size": int(data_config.resize_size),
+        "mean": [float(m) for m in CLIP_MEAN],
+        "std": [float(s) for s in CLIP_STD],
+    }
+
+
+def _check_preprocessing(block: Any, where: str) -> dict[str, Any]:
+    """Validate a saved ``preprocessing`` block; raise naming the file and key otherwise."""
+    if not isinstance(block, dict):
+        raise Text4VisError(
+            f"{where}: 'preprocessing' must be an object with keys {list(PREPROCESSING_KEYS)}, "
+            f"got {type(block).__name__}; fix or delete the key"
+        )
+    missing = [k for k in PREPROCESSING_KEYS if k not in block]
+    unknown = sorted(set(block) - set(PREPROCESSING_KEYS))
+    if missing or unknown:
+        raise Text4VisError(
+            f"{where}: 'preprocessing' has missing keys {missing} / unknown keys {unknown}; "
+            f"expected exactly {list(PREPROCESSING_KEYS)}"
+        )
+    for key in ("num_segments", "input_size", "resize_size"):
+        value = block[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise Text4VisError(
+                f"{where}: preprocessing.{key} must be a positive integer, got {value!r}"
+            )
+    if block["resize_size"] < block["input_size"]:
+        raise Text4VisError(
+            f"{where}: preprocessing.resize_size ({block['resize_size']}) must be at least "
+            f"preprocessing.input_size ({block['input_size']})"
+        )
+    for key in ("mean", "std"):
+        value = block[key]
+        ok = isinstance(value, list) and len(value) == 3
+        ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if not ok or (key == "std" and min(value) <= 0):
+            raise Text4VisError(
+                f"{where}: preprocessing.{key} must be a list of 3 numbers (RGB)"
+                f"{', all > 0' if key == 'std' else ''}, got {value!r}"
+            )
+    out = dict(block)
+    out["mean"] = [float(v) for v in block["mean"]]
+    out["std"] = [float(v) for v in block["std"]]
+    return out
 
 
 class VideoRecognizer(nn.Module):
@@ -70,6 +134,10 @@ class VideoRecognizer(nn.Module):
         logit_scale: the *log* of the logit scale (CLIP's convention; the multiplier is
             ``logit_scale.exp()``); a parameter, trainable when ``learn_logit_scale``.
         num_frames: T the model was built for (in-backbone heads adapt to each input's T).
+        preprocessing: the evaluation preprocessing the model was trained with
+            (``{"num_segments", "input_size", "resize_size", "mean", "std"}``, see
+            :func:`preprocessing_from_data_config`), or None when unknown (folders saved without
+            it, models built in code). Written to ``config.json`` by :meth:`save_pretrained`.
     """
 
     def __init__(
@@ -101,6 +169,7 @@ class VideoRecognizer(nn.Module):
             torch.tensor(math.log(logit_scale)), requires_grad=learn_logit_scale
         )
         self.classifier_metadata: dict[str, Any] = {}
+        self.preprocessing: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------------------------------
     # Construction
@@ -135,14 +204,25 @@ class VideoRecognizer(nn.Module):
         Raises:
             Text4VisError subclasses: unknown architecture / head / initialiser, missing files.
         """
-        from text4vis.models.backbones import create_clip, embed_dim_of, uses_quick_gelu
+        import contextlib
 
-        clip = create_clip(
-            model_cfg.arch,
-            model_cfg.pretrained if load_weights else "",
-            image_size=image_size,
-            quick_gelu=quick_gelu,
+        from text4vis.models.backbones import (
+            create_clip,
+            embed_dim_of,
+            uses_quick_gelu,
+            weights_loaded_afterwards,
         )
+
+        # Without load_weights the caller loads saved tensors next: open_clip's "initialized
+        # randomly" warning would be false, so it is silenced (and only then).
+        quiet = contextlib.nullcontext() if load_weights else weights_loaded_afterwards()
+        with quiet:
+            clip = create_clip(
+                model_cfg.arch,
+                model_cfg.pretrained if load_weights else "",
+                image_size=image_size,
+                quick_gelu=quick_gelu,
+            )
         embed_dim = embed_dim_of(clip)
         visual = clip.visual
         if model_cfg.grad_checkpointing and hasattr(visual, "set_grad_checkpointing"):
@@ -289,7 +369,7 @@ class VideoRecognizer(nn.Module):
     # ------------------------------------------------------------------------------------------
 
     def _config_dict(self) -> dict[str, Any]:
-        return {
+        config = {
             "format_version": FORMAT_VERSION,
             "model": dataclasses.asdict(self.model_cfg),
             "class_names": self.class_names,
@@ -299,11 +379,54 @@ class VideoRecognizer(nn.Module):
             "classifier_kind": _classifier_kind(self.classifier),
             **self.extra_config,
         }
+        if self.preprocessing is not None:
+            config["preprocessing"] = dict(self.preprocessing)
+        return config
 
-    def save_pretrained(self, directory: str | Path) -> Path:
+    def _input_size(self) -> int | None:
+        """The square input resolution the image encoder takes (None if it cannot tell)."""
+        size = self.image_size or getattr(self.visual, "image_size", None)
+        if isinstance(size, (tuple, list)):
+            size = size[0] if len(set(size)) == 1 else None
+        return int(size) if size else None
+
+    def save_pretrained(self, directory: str | Path, data_config: DataConfig | None = None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and (for a fixed matrix)
-        ``classifier.safetensors`` into ``directory``."""
+        ``classifier.safetensors`` into ``directory``.
+
+        Args:
+            directory: the folder (created if needed).
+            data_config: the ``data`` section the model was trained with. When given, its
+                evaluation preprocessing (:func:`preprocessing_from_data_config`) is stored in
+                ``config.json`` under ``"preprocessing"`` and set as :attr:`preprocessing`, so
+                that :meth:`from_pretrained` users read videos as training did. When None, the
+                model's current :attr:`preprocessing` (e.g. from the folder it was loaded from)
+                is written, if any.
+
+        Raises:
+            ValueError: ``data_config.input_size`` differs from the resolution the image encoder
+                was built for.
+        """
         from safetensors.torch import save_file
+
+        if data_config is not None:
+            block = preprocessing_from_data_config(data_config)
+            size = self._input_size()
+            if size is not None and block["input_size"] != size:
+                raise ValueError(
+                    f"data_config.input_size={block['input_size']} but the image encoder was "
+                    f"built for {size}x{size}; pass the data config the model was trained with "
+                    "(data.input_size)"
+                )
+            if block["num_segments"] != self.num_frames:
+                log.warning(
+                    "saving preprocessing with data.num_segments=%d for a model built for %d "
+                    "frames; from_pretrained users will sample %d",
+                    block["num_segments"],
+                    self.num_frames,
+                    block["num_segments"],
+                )
+            self.preprocessing = block
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -328,6 +451,9 @@ class VideoRecognizer(nn.Module):
     def from_pretrained(cls, directory: str | Path) -> VideoRecognizer:
         """Rebuild a model saved by :meth:`save_pretrained` (no network, no pretrained tag).
 
+        The returned model's :attr:`preprocessing` is the saved block (None for folders written
+        without one, e.g. before it existed).
+
         Raises:
             FileNotFoundError: the folder or one of its files is missing.
             Text4VisError: the files do not fit together.
@@ -335,6 +461,7 @@ class VideoRecognizer(nn.Module):
         from safetensors.torch import load_file
 
         from text4vis.config import config_from_dict
+        from text4vis.models.backbones import weights_loaded_afterwards
 
         directory = Path(directory)
         config_path = directory / CONFIG_NAME
@@ -344,6 +471,9 @@ class VideoRecognizer(nn.Module):
                 "`text4vis import-official`"
             )
         config = json.loads(config_path.read_text())
+        preprocessing = config.get("preprocessing")
+        if preprocessing is not None:
+            preprocessing = _check_preprocessing(preprocessing, str(config_path))
         model_cfg = config_from_dict({"model": config["model"]}).model
         kind = config.get("classifier_kind", "frozen")
         class_names = list(config.get("class_names", []))
@@ -362,7 +492,8 @@ class VideoRecognizer(nn.Module):
         if kind == "learnable":
             model.classifier = LearnableClassifier(len(class_names), model.embed_dim)
         elif kind == "coop":
-            model.classifier = _coop_module(model_cfg, class_names, model.embed_dim)
+            with weights_loaded_afterwards():  # its text tower is loaded from the state below
+                model.classifier = _coop_module(model_cfg, class_names, model.embed_dim)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("classifier.")]
         if missing or unexpected:
@@ -376,6 +507,7 @@ class VideoRecognizer(nn.Module):
             model.set_classifier(artifact.weight, class_names, artifact.metadata)
         elif kind == "none":
             model.classifier = None
+        model.preprocessing = preprocessing
         return model
 
 
