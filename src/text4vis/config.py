@@ -142,6 +142,7 @@ class TrainConfig:
     checkpoint_minutes: float = 30.0  # also save `last` every N minutes (0 = per epoch only)
     eval_every: int = 1  # validate every this many epochs (0 = only at the end)
     seed: int = 0  # seed of model initialisation, sampling and augmentation
+    init_from: str = ""  # fine-tune from this trained model (.pt or folder), classifier excepted
 
 
 @dataclass

@@ -1,0 +1,65 @@
+"""`text4vis eval CONFIG --checkpoint CKPT [--views 4x3]`: accuracy of a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from text4vis.commands._common import add_config_arguments
+
+COMMAND = "eval"
+HELP = "evaluate a trained model: top-1/top-5, mean class accuracy (mAP), multi-view"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT",
+        help="training checkpoint (.pt) or model folder written by save_pretrained",
+    )
+    parser.add_argument(
+        "--views",
+        default=None,
+        metavar="CLIPSxCROPS",
+        help="test views per video, e.g. 1x1 or 4x3 (default: eval.views)",
+    )
+    parser.add_argument(
+        "--aggregate",
+        choices=["prob", "logit"],
+        default=None,
+        help="average views as softmax probabilities (default) or logits",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from text4vis.commands._common import config_from_args
+    from text4vis.engine.distributed import is_main_process, process_group
+    from text4vis.engine.inference import evaluate_checkpoint
+    from text4vis.engine.tracking import plot_confusion_matrix, write_per_class_csv
+    from text4vis.runs import create_run_dir
+
+    cfg = config_from_args(args)
+    if args.aggregate:
+        cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, aggregate=args.aggregate))
+    with process_group(cfg.run.device):
+        run = create_run_dir(cfg)
+        result, class_names = evaluate_checkpoint(cfg, args.checkpoint, views=args.views)
+        if not is_main_process():
+            return 0
+    counts = result.confusion.sum(dim=1).tolist()
+    write_per_class_csv(run.file("per_class.csv"), class_names, result.per_class.tolist(), counts)
+    plot_confusion_matrix(result.confusion, class_names, run.file("confusion.png"))
+    report = {
+        "checkpoint": args.checkpoint,
+        "views": args.views or cfg.eval.views,
+        "aggregate": cfg.eval.aggregate,
+        **result.metrics,
+        "run_dir": str(run.path),
+    }
+    run.file("metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,216 @@
+"""Training checkpoints: atomic writes, ``last`` / ``best``, exact resume.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain Python values, so it loads
+with ``torch.load(weights_only=True)``:
+
+``format``, ``epoch`` (epochs completed), ``step`` (optimizer steps taken), ``epoch_step``
+(optimizer steps taken inside the current epoch), ``model`` and ``objective`` state dicts,
+``optimizer``, ``scheduler`` (the schedule's arguments), ``scaler`` (fp16 gradient scaler or
+``None``), ``rng`` (python / numpy global, torch CPU and CUDA states: the trainer uses seeded
+generators, these are saved so that any library drawing from the global ones resumes too),
+``best`` (best validation top-1 so far), ``history`` (per-epoch metrics), ``config`` (the resolved
+config as nested dicts) and ``complete = True``.
+
+Writes go to a temporary file in the same folder, are flushed and ``fsync``-ed, then renamed over
+the target, so a process killed mid-write leaves the previous file untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from text4vis.errors import Text4VisError
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "CheckpointError",
+    "atomic_torch_save",
+    "capture_rng_state",
+    "find_latest_checkpoint",
+    "load_checkpoint",
+    "restore_rng_state",
+    "resolve_resume",
+]
+
+logger = logging.getLogger("text4vis.engine.checkpoint")
+
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"  # sub-folder of a run folder holding last.pt / best.pt
+
+
+class CheckpointError(Text4VisError):
+    """A checkpoint is missing, incomplete or not a text4vis training checkpoint."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - some file systems do not open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to ``path`` atomically (temporary file + fsync + rename).
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global RNG states of python, numpy and torch (CPU and every CUDA device).
+
+    Stored as tensors and plain values only (``weights_only`` loading).
+    """
+    py_version, py_state, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": {
+            "kind": str(np_kind),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, py_state, gauss = state["python"]
+    random.setstate((version, tuple(py_state), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            np_state["kind"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            logger.warning(
+                "checkpoint holds CUDA RNG states of %d devices, this machine has %d; "
+                "CUDA RNG states not restored",
+                len(cuda_states),
+                torch.cuda.device_count(),
+            )
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a training checkpoint with ``weights_only=True`` and check it is complete.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or not a complete text4vis checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; give a file written by `train`")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: name it, keep the cause
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); it may be "
+            "truncated or not a text4vis checkpoint"
+        ) from exc
+    if not isinstance(state, dict) or not state.get("complete") or "model" not in state:
+        raise CheckpointError(
+            f"checkpoint {path} is not a complete text4vis training checkpoint "
+            "(no 'complete' flag or no 'model' weights)"
+        )
+    if state.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format {state.get('format')!r}; this version reads "
+            f"{FORMAT_VERSION}"
+        )
+    return state
+
+
+def find_latest_checkpoint(root: str | Path, name: str) -> Path | None:
+    """Newest complete ``last.pt`` among the run folders ``<root>/<name>/*/checkpoints/``.
+
+    Newest by modification time; files that fail to load are skipped with a warning.
+    """
+    base = Path(root) / name
+    if not base.is_dir():
+        return None
+    candidates = sorted(
+        base.glob(f"*/{CHECKPOINT_DIR}/last.pt"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for candidate in candidates:
+        try:
+            load_checkpoint(candidate)
+        except CheckpointError as exc:
+            logger.warning("skipping %s: %s", candidate, exc)
+            continue
+        return candidate
+    return None
+
+
+def resolve_resume(resume: str | None, root: str | Path, name: str) -> Path | None:
+    """The checkpoint a ``--resume`` value means (``None`` = start fresh).
+
+    ``"auto"`` picks the newest complete checkpoint of the run name and starts fresh when there
+    is none; any other value is a checkpoint file or a run folder (its ``checkpoints/last.pt``).
+
+    Raises:
+        CheckpointError: an explicit path that holds no checkpoint.
+    """
+    if resume is None or resume == "":
+        return None
+    if resume == "auto":
+        found = find_latest_checkpoint(root, name)
+        if found is None:
+            logger.info("--resume auto: no checkpoint under %s/%s; starting fresh", root, name)
+        return found
+    path = Path(resume)
+    if path.is_dir():
+        candidate = path / CHECKPOINT_DIR / "last.pt"
+        if not candidate.is_file():
+            candidate = path / "last.pt"
+        path = candidate
+    if not path.is_file():
+        raise CheckpointError(
+            f"--resume {resume}: no checkpoint there; give 'auto', a .pt file or a run folder "
+            f"holding {CHECKPOINT_DIR}/last.pt"
+        )
+    return path

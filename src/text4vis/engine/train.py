@@ -1,0 +1,691 @@
+"""The trainer: :func:`fit` runs the paper's recipe from a config, in one process or under DDP.
+
+One code path for every setting:
+
+- launched plainly, it trains in one process on ``run.device`` (CPU or one GPU); launched with
+  ``torchrun --nproc_per_node N -m text4vis train ...`` it starts a process group (nccl on GPU,
+  gloo on CPU) and wraps model and objective together in ``DistributedDataParallel``;
+- autocast in bf16 / fp16 (with a gradient scaler) / fp32; gradient accumulation over
+  ``train.grad_accum`` micro-batches with ``no_sync`` on all but the last, so gradients are
+  all-reduced once per optimizer step; optional gradient-norm clipping; the learning rate is set
+  from :func:`~text4vis.engine.optim.lr_at_step` before every optimizer step;
+- the loss comes from an objective object (:mod:`text4vis.engine.objectives`), so the contrastive
+  paradigm uses the same loop;
+- ``last`` is written after every epoch and every ``train.checkpoint_minutes``; ``best`` when the
+  validation top-1 improves; the trained model is exported with ``save_pretrained`` into
+  ``<run>/model``.
+
+Exact resume: the data order and augmentation of a batch depend only on (seed, epoch, position in
+the epoch) through the data module's seeded loader, the schedule is a function of the step, and the
+checkpoint holds optimizer, scaler and RNG states. A run resumed from a checkpoint written after
+step k of an epoch skips the first k steps' batches of that epoch and ends with the same weights
+as an uninterrupted run (bit-identical on the CPU).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import resource
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from text4vis.config import Config, config_to_dict, dump_config
+from text4vis.engine import distributed as dist_utils
+from text4vis.engine.checkpoint import (
+    CHECKPOINT_DIR,
+    FORMAT_VERSION,
+    atomic_torch_save,
+    capture_rng_state,
+    load_checkpoint,
+    resolve_resume,
+    restore_rng_state,
+)
+from text4vis.engine.evaluate import autocast_context, evaluate_scores, predict_scores
+from text4vis.engine.objectives import TrainStep, build_objective
+from text4vis.engine.optim import LRSchedule, build_optimizer, set_lr
+from text4vis.engine.tracking import MetricsWriter, plot_curves
+
+if TYPE_CHECKING:
+    from text4vis.models.video import VideoRecognizer
+
+__all__ = [
+    "STOP_ENV",
+    "TRAIN_CONFIG_NAME",
+    "TrainState",
+    "build_model",
+    "fit",
+    "load_initial_weights",
+    "peak_memory_mb",
+]
+
+logger = logging.getLogger("text4vis.engine.train")
+
+STOP_ENV = "TEXT4VIS_STOP_AFTER_STEPS"  # testing hook: stop (after a checkpoint) at this step
+TRAIN_CONFIG_NAME = "train_config.yaml"  # written into the exported model folder
+
+
+@dataclass
+class TrainState:
+    """Counters and history of a run (saved in every checkpoint).
+
+    Attributes:
+        epoch: epochs completed.
+        step: optimizer steps taken since the start of the run.
+        epoch_step: optimizer steps taken inside the current (unfinished) epoch.
+        best_top1: best validation top-1 so far (None before the first validation).
+        best_epoch: epoch (1-based) of ``best_top1``.
+        history: one dict of metrics per finished epoch.
+        decode_failures: unreadable training videos met so far (all ranks).
+        partial_epoch: sums over all ranks of ``loss_sum``, ``correct`` and ``seen`` for the
+            steps of the unfinished epoch, so that a resumed epoch reports the same means.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    epoch_step: int = 0
+    best_top1: float | None = None
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    decode_failures: int = 0
+    partial_epoch: dict[str, float] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            if hasattr(self, key):
+                setattr(self, key, value)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process: CUDA allocator peak on GPU, peak resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_model(cfg: Config, class_names: list[str]) -> VideoRecognizer:
+    """The video recognizer of ``cfg.model`` for ``class_names`` (seeded initialisation).
+
+    New parameters (temporal head, random backbones) are initialised by torch's global generator,
+    which is seeded with ``train.seed`` here so that every rank and every run builds the same model.
+    ``model.grad_checkpointing`` is applied by the model's constructor.
+    """
+    from text4vis.models.video import VideoRecognizer
+
+    torch.manual_seed(cfg.train.seed)
+    model = VideoRecognizer.from_config(
+        cfg.model, class_names, num_frames=cfg.data.num_segments, image_size=cfg.data.input_size
+    )
+    return model
+
+
+class _SkipSampler(torch.utils.data.Sampler):
+    """The keys of ``base`` after the first ``skip`` (resume in the middle of an epoch)."""
+
+    def __init__(self, base: Any, skip: int) -> None:
+        self.base = base
+        self.skip = skip
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.skip)
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.base), self.skip, None)
+
+
+def load_initial_weights(model: nn.Module, source: str | Path) -> None:
+    """Fine-tuning: copy a trained model's weights, except its classifier, into ``model``.
+
+    Args:
+        model: the freshly built model (its classifier is for the new classes).
+        source: a training checkpoint (``.pt``) or a ``save_pretrained`` folder.
+
+    Raises:
+        FileNotFoundError: nothing at ``source``.
+        ValueError: the weights do not fit the model (another architecture or temporal head).
+    """
+    path = Path(source)
+    if path.is_dir():
+        from safetensors.torch import load_file
+
+        weights_file = path / "model.safetensors"
+        if not weights_file.is_file():
+            raise FileNotFoundError(f"train.init_from={source}: no model.safetensors in it")
+        state = load_file(str(weights_file))
+    elif path.is_file():
+        state = load_checkpoint(path)["model"]
+    else:
+        raise FileNotFoundError(
+            f"train.init_from={source} does not exist; give a checkpoint .pt or a model folder"
+        )
+    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("classifier.")]
+    if missing or unexpected:
+        raise ValueError(
+            f"train.init_from={source}: its weights do not fit model.arch/temporal of this config "
+            f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
+        )
+    logger.info("initialised from %s (%d tensors; classifier kept)", source, len(state))
+
+
+def _set_epoch(loader: Any, epoch: int) -> None:
+    """Tell the loader's sampler (and dataset) which epoch is next: seeds depend on it."""
+    for owner in (getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
+        setter = getattr(owner, "set_epoch", None)
+        if callable(setter):
+            setter(epoch)
+
+
+def _skip_batches(loader: Any, skip: int) -> Iterator[Any]:
+    """Iterate the loader from its ``skip``-th batch of the current epoch.
+
+    Training items are a function of their sampler key ``(index, epoch)`` (see
+    :mod:`text4vis.data.dataset`), so the batches after ``skip`` are those an uninterrupted epoch
+    would give. A standard ``DataLoader`` restarts from the sampler's ``skip * batch_size``-th key
+    without decoding the skipped clips; other iterables are drawn and dropped.
+    """
+    if skip == 0:
+        return iter(loader)
+    if isinstance(loader, torch.utils.data.DataLoader) and loader.batch_size is not None:
+        workers = loader.num_workers
+        resumed = torch.utils.data.DataLoader(
+            loader.dataset,
+            batch_size=loader.batch_size,
+            sampler=_SkipSampler(loader.sampler, skip * loader.batch_size),
+            num_workers=workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            drop_last=loader.drop_last,
+            worker_init_fn=loader.worker_init_fn,
+            prefetch_factor=loader.prefetch_factor if workers > 0 else None,
+            persistent_workers=False,
+        )
+        return iter(resumed)
+    iterator = iter(loader)
+    for _ in range(skip):
+        next(iterator)
+    return iterator
+
+
+def _config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return diffs
+
+
+def _stop_after_steps(explicit: int | None) -> int | None:
+    if explicit is not None:
+        return explicit
+    value = os.environ.get(STOP_ENV, "")
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ValueError(f"{STOP_ENV}={value!r} must be an integer step count") from exc
+
+
+class _Trainer:
+    """State and pieces of one :func:`fit` call (kept together to keep the loop readable)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        device: torch.device,
+        run_path: Path,
+        checkpoint: dict[str, Any] | None,
+    ) -> None:
+        from text4vis.data.annotations import read_labels
+        from text4vis.data.dataset import FAILED_VIDEOS_FILE, FailureTracker, build_dataset
+        from text4vis.data.loaders import build_loader
+
+        self.cfg = cfg
+        self.device = device
+        self.run_path = run_path
+        self.world_size = dist_utils.get_world_size()
+        self.rank = dist_utils.get_rank()
+        tc = cfg.train
+        if tc.grad_accum < 1:
+            raise ValueError(f"train.grad_accum must be >= 1, got {tc.grad_accum}")
+        if tc.precision not in ("bf16", "fp16", "fp32"):
+            raise ValueError(f"train.precision {tc.precision!r}: choose bf16, fp16 or fp32")
+        if not cfg.data.labels:
+            raise ValueError("data.labels is empty; set it to the label CSV (id,name)")
+        if not cfg.data.train_list:
+            raise ValueError("data.train_list is empty; set it to the training list file")
+
+        self.class_names = read_labels(cfg.data.labels)
+        self.model = build_model(cfg, self.class_names)
+        if tc.init_from and checkpoint is None:  # on resume the checkpoint has the weights
+            load_initial_weights(self.model, tc.init_from)
+        self.model.to(device)
+        self.objective = build_objective(cfg, self.model, self.class_names).to(device)
+        self.step_module: nn.Module = TrainStep(self.model, self.objective)
+        if dist_utils.is_distributed():
+            self.step_module = nn.parallel.DistributedDataParallel(
+                self.step_module, device_ids=[device] if device.type == "cuda" else None
+            )
+        self.optimizer = build_optimizer(
+            self.model,
+            self.objective,
+            lr=tc.lr,
+            weight_decay=tc.weight_decay,
+            visual_lr_ratio=tc.visual_lr_ratio,
+            betas=tc.betas,
+            eps=tc.eps,
+        )
+        self.scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
+
+        self.train_set = build_dataset(cfg, "train", class_names=self.class_names, run_dir=run_path)
+        self.train_loader = build_loader(self.train_set, cfg, "train", seed=tc.seed)
+        # Unreadable training videos, reported by the batches of every rank.
+        self.failures = FailureTracker(
+            len(self.train_set),
+            cfg.data.max_failure_fraction,
+            run_path / FAILED_VIDEOS_FILE if self.rank == 0 else None,
+        )
+        self.val_set = None
+        self.val_loader = None
+        if cfg.data.val_list:
+            self.val_set = build_dataset(cfg, "val", class_names=self.class_names, run_dir=run_path)
+            self.val_loader = build_loader(
+                self.val_set, cfg, "val", seed=tc.seed, batch_size=cfg.eval.batch_size
+            )
+        self.steps_per_epoch = len(self.train_loader) // tc.grad_accum
+        self.schedule = LRSchedule.from_epochs(
+            base_lr=tc.lr,
+            min_lr=tc.min_lr,
+            warmup_epochs=tc.warmup_epochs,
+            epochs=tc.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+        )
+        self.state = TrainState()
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.metrics = MetricsWriter(
+            run_path, resume_step=self.state.step if checkpoint is not None else None
+        )
+        self.last_checkpoint_time = time.monotonic()
+        self.logits_in_training = True  # False once the objective returns no logits
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "complete": True,
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "epoch_step": self.state.epoch_step,
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": capture_rng_state(),
+            "train_state": self.state.state_dict(),
+            "class_names": list(self.class_names),
+            "failed_videos": dict(self.failures.failed),
+            "config": config_to_dict(self.cfg),
+            "world_size": self.world_size,
+        }
+
+    def save(self, *names: str) -> None:
+        """Write the checkpoint as ``checkpoints/<name>.pt`` for each name (rank 0 only)."""
+        self.objective.export_classifier(self.model)  # every rank: keep replicas identical
+        if self.rank == 0:
+            state = self._checkpoint_state()
+            for name in names:
+                path = atomic_torch_save(state, self.run_path / CHECKPOINT_DIR / f"{name}.pt")
+                logger.info("saved %s (epoch %d, step %d)", path, self.state.epoch, self.state.step)
+        self.last_checkpoint_time = time.monotonic()
+
+    def _checkpoint_due(self) -> bool:
+        """Whether ``train.checkpoint_minutes`` have passed (rank 0's clock, agreed by all)."""
+        minutes = self.cfg.train.checkpoint_minutes
+        if minutes <= 0:
+            return False
+        due = float(time.monotonic() - self.last_checkpoint_time > 60 * minutes)
+        if dist_utils.is_distributed():
+            due = float(dist_utils.broadcast_object(due))
+        return bool(due)
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        if ckpt.get("scheduler") and ckpt["scheduler"] != self.schedule.state_dict():
+            raise ValueError(
+                f"the checkpoint's schedule {ckpt['scheduler']} differs from this run's "
+                f"{self.schedule.state_dict()}: resume with the same train.epochs, lr, "
+                "warmup, batch size, grad_accum and number of processes"
+            )
+        if ckpt.get("class_names") not in (None, list(self.class_names)):
+            raise ValueError("the checkpoint was trained on other class names (data.labels)")
+        self.model.load_state_dict(ckpt["model"])
+        self.objective.load_state_dict(ckpt["objective"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler") is not None:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        restore_rng_state(ckpt["rng"])
+        self.failures.failed = dict(ckpt.get("failed_videos", {}))
+        self.state.load_state_dict(ckpt["train_state"])
+        logger.info(
+            "resumed at epoch %d, step %d (%d steps into the epoch)",
+            self.state.epoch,
+            self.state.step,
+            self.state.epoch_step,
+        )
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _progress(self, epoch: int) -> Any:
+        if not (self.cfg.run.progress and self.rank == 0):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.steps_per_epoch,
+            initial=self.state.epoch_step,
+            desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
+            dynamic_ncols=True,
+        )
+
+    def train_epoch(self, epoch: int, stop_at: int | None) -> bool:
+        """Run the rest of ``epoch``; returns True when stopped early by ``stop_at``."""
+        tc = self.cfg.train
+        accum = tc.grad_accum
+        ddp: Any = self.step_module if dist_utils.is_distributed() else None
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        _set_epoch(self.train_loader, epoch)
+        batches = _skip_batches(self.train_loader, self.state.epoch_step * accum)
+        bar = self._progress(epoch)
+        self.step_module.train()
+        # The sums of steps done before a resume are carried by rank 0 (they are global sums).
+        partial = self.state.partial_epoch if self.rank == 0 else {}
+        loss_sum = partial.get("loss_sum", 0.0)
+        correct = partial.get("correct", 0.0)
+        seen = partial.get("seen", 0.0)
+        self.state.partial_epoch = {}
+        window_loss = window_count = 0.0
+        data_time = 0.0
+        clips = 0
+        start = time.perf_counter()
+        stopped = False
+        try:
+            while self.state.epoch_step < self.steps_per_epoch:
+                for micro in range(accum):
+                    t0 = time.perf_counter()
+                    batch = next(batches)
+                    data_time += time.perf_counter() - t0
+                    # Local failures only; ranks merge them at the end of the epoch.
+                    self.failures.update(batch.get("failures", []), check=False)
+                    video = batch["video"].to(self.device, non_blocking=True)
+                    labels = torch.as_tensor(batch["label"]).to(self.device, non_blocking=True)
+                    if video.ndim == 6:
+                        if video.shape[1] != 1:
+                            raise ValueError(
+                                f"training batches must hold one view per clip, got "
+                                f"{video.shape[1]}; the training transform gives V=1"
+                            )
+                        video = video[:, 0]  # [B, 1, T, 3, H, W] -> [B, T, 3, H, W]
+                    last_micro = micro == accum - 1
+                    sync = ddp.no_sync() if ddp is not None and not last_micro else nullcontext()
+                    with sync:
+                        with autocast_context(self.device, tc.precision):
+                            loss, logits = self.step_module(video, labels)
+                        self.scaler.scale(loss / accum).backward()
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        raise FloatingPointError(
+                            f"loss is {loss_value} at step {self.state.step}; lower train.lr or "
+                            "use train.precision=fp32/bf16"
+                        )
+                    n = labels.shape[0]
+                    loss_sum += loss_value * n
+                    window_loss += loss_value * n
+                    window_count += n
+                    seen += n
+                    clips += n
+                    if logits is not None:
+                        correct += float((logits.argmax(dim=1) == labels).sum())
+                    else:  # e.g. the contrastive objective: no class scores in training
+                        self.logits_in_training = False
+                lr = self.schedule(self.state.step)
+                set_lr(self.optimizer, lr)
+                if tc.clip_grad > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, tc.clip_grad)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.state.step += 1
+                self.state.epoch_step += 1
+
+                elapsed = time.perf_counter() - start
+                clips_per_s = clips * self.world_size / max(elapsed, 1e-9)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{loss_value:.4f}",
+                        lr=f"{lr:.2e}",
+                        clips_s=f"{clips_per_s:.1f}",
+                        data=f"{data_time / max(elapsed, 1e-9):.0%}",
+                    )
+                if self.state.step % max(1, self.cfg.run.log_every) == 0:
+                    total_loss, total_n = dist_utils.all_reduce_sum([window_loss, window_count])
+                    self.metrics.log(
+                        "train",
+                        {
+                            "step": self.state.step,
+                            "epoch": epoch + self.state.epoch_step / self.steps_per_epoch,
+                            "loss": total_loss / max(total_n, 1),
+                            "lr": lr,
+                            "clips_per_s": clips_per_s,
+                            "data_wait": data_time / max(elapsed, 1e-9),
+                        },
+                    )
+                    window_loss = window_count = 0.0
+                stopped = stop_at is not None and self.state.step >= stop_at
+                mid_epoch = self.state.epoch_step < self.steps_per_epoch  # else saved after it
+                if (stopped or self._checkpoint_due()) and mid_epoch:
+                    sums = dist_utils.all_reduce_sum([loss_sum, correct, seen])
+                    self.state.partial_epoch = dict(zip(("loss_sum", "correct", "seen"), sums))
+                    self.save("last")
+                    self.state.partial_epoch = {}
+                if stopped:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        elapsed = time.perf_counter() - start
+        totals = dist_utils.all_reduce_sum([loss_sum, correct, seen, float(clips)])
+        self._epoch_train = {
+            "train_loss": totals[0] / max(totals[2], 1),
+            "train_top1": totals[1] / max(totals[2], 1) if self.logits_in_training else None,
+            "clips_per_s": totals[3] / max(elapsed, 1e-9),
+            "data_wait": data_time / max(elapsed, 1e-9),
+            "epoch_time_s": elapsed,
+        }
+        return stopped
+
+    def validate(self) -> dict[str, float]:
+        assert self.val_loader is not None and self.val_set is not None
+        self.objective.export_classifier(self.model)
+        indices, scores, labels = predict_scores(
+            self.model,
+            self.val_loader,
+            device=self.device,
+            precision=self.cfg.train.precision,
+            aggregate=self.cfg.eval.aggregate,
+            expected=len(self.val_set),
+            progress=self.cfg.run.progress,
+        )
+        result = evaluate_scores(indices, scores, labels, multilabel=self.cfg.eval.multilabel)
+        return result.metrics
+
+    def run(self, stop_at: int | None) -> dict[str, Any]:
+        cfg = self.cfg
+        logger.info(
+            "training %d epochs x %d steps (%d clips per step on %d process(es)), lr %.2e",
+            cfg.train.epochs,
+            self.steps_per_epoch,
+            cfg.data.batch_size * cfg.train.grad_accum * self.world_size,
+            self.world_size,
+            cfg.train.lr,
+        )
+        if stop_at is not None and self.state.step >= stop_at:
+            raise ValueError(
+                f"stop_after_steps={stop_at} but the run is already at step {self.state.step}"
+            )
+        while self.state.epoch < cfg.train.epochs:
+            epoch = self.state.epoch
+            stopped = self.train_epoch(epoch, stop_at)
+            if stopped and self.state.epoch_step < self.steps_per_epoch:
+                logger.info("stopped after step %d as asked", self.state.step)
+                return self._summary(stopped=True)
+            self.state.epoch += 1
+            self.state.epoch_step = 0
+            row: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.step}
+            row.update(self._epoch_train)
+            row["lr"] = self.schedule(max(0, self.state.step - 1))
+            row["peak_mem_mb"] = peak_memory_mb(self.device)
+            self.failures.synchronize()
+            row["decode_failures"] = len(self.failures.failed)
+            self.state.decode_failures = len(self.failures.failed)
+            self.failures.check()
+            is_last = self.state.epoch == cfg.train.epochs
+            every = cfg.train.eval_every
+            if self.val_loader is not None and (
+                is_last or (every > 0 and self.state.epoch % every == 0)
+            ):
+                val = self.validate()
+                row.update({f"val_{k}": v for k, v in val.items()})
+                self.metrics.log("val", {"step": self.state.step, "epoch": self.state.epoch, **val})
+            self.state.history.append(row)
+            self.metrics.write_epochs(self.state.history)
+            logger.info(
+                "epoch %d: loss %.4f%s%s, %.1f clips/s, data wait %.0f%%, peak memory %.0f MiB",
+                self.state.epoch,
+                row["train_loss"],
+                f", train top-1 {row['train_top1']:.3f}" if row["train_top1"] is not None else "",
+                f", val top-1 {row['val_top1']:.3f}" if "val_top1" in row else "",
+                row["clips_per_s"],
+                100 * row["data_wait"],
+                row["peak_mem_mb"],
+            )
+            names = ["last"]
+            top1 = row.get("val_top1")
+            if top1 is not None and (self.state.best_top1 is None or top1 > self.state.best_top1):
+                self.state.best_top1 = float(top1)
+                self.state.best_epoch = self.state.epoch
+                names.append("best")
+            self.save(*names)
+            if stopped:
+                logger.info("stopped after step %d as asked", self.state.step)
+                return self._summary(stopped=True)
+        self._finish()
+        return self._summary(stopped=False)
+
+    def _finish(self) -> None:
+        self.objective.export_classifier(self.model)
+        if self.rank == 0:
+            self.model.save_pretrained(self.run_path / "model", data_config=self.cfg.data)
+            self.objective.save_artifacts(self.run_path / "model", self.model, self.cfg)
+            # The full training config beside the weights: zero-shot rebuilds the text side
+            # (including a random tower, from train.seed) from it.
+            dump_config(self.cfg, self.run_path / "model" / TRAIN_CONFIG_NAME)
+            records = []
+            if self.metrics.jsonl.exists():
+                import json
+
+                records = [
+                    json.loads(line)
+                    for line in self.metrics.jsonl.read_text().splitlines()
+                    if line.strip()
+                ]
+            train_records = [r for r in records if r.get("kind") == "train"]
+            plot_curves(train_records, self.state.history, self.run_path / "curves.png")
+            logger.info("exported the trained model to %s", self.run_path / "model")
+        self.metrics.close()
+
+    def _summary(self, *, stopped: bool) -> dict[str, Any]:
+        last = self.state.history[-1] if self.state.history else {}
+        return {
+            "run_dir": str(self.run_path),
+            "stopped": stopped,
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "best_top1": self.state.best_top1,
+            "best_epoch": self.state.best_epoch,
+            "final": last,
+            "history": list(self.state.history),
+            "model_dir": None if stopped else str(self.run_path / "model"),
+        }
+
+
+def fit(
+    cfg: Config,
+    *,
+    resume: str | None = None,
+    run_dir: str | Path | None = None,
+    stop_after_steps: int | None = None,
+) -> dict[str, Any]:
+    """Train a video recognizer as ``cfg`` says, in one process or under ``torchrun``.
+
+    Args:
+        cfg: the resolved config.
+        resume: ``"auto"`` (newest complete checkpoint of ``run.name``, fresh start when none),
+            a checkpoint file or a run folder; None starts fresh.
+        run_dir: the run folder to use; default: a new ``<run.root>/<run.name>/<timestamp>``, or
+            the folder of the checkpoint being resumed.
+        stop_after_steps: stop after this many optimizer steps since the start of the run,
+            writing ``last`` first (for tests and time-limited jobs; also read from the
+            ``TEXT4VIS_STOP_AFTER_STEPS`` environment variable).
+
+    Returns:
+        ``run_dir``, ``stopped``, ``epoch``, ``step``, ``best_top1``, ``best_epoch``, ``final``
+        (metrics of the last epoch), ``history`` (one dict per epoch) and ``model_dir``.
+    """
+    from text4vis.engine.validation import validate_config
+    from text4vis.runs import create_run_dir
+
+    validate_config(cfg)
+    with dist_utils.process_group(cfg.run.device) as device:
+        ckpt_path = None
+        if dist_utils.is_main_process():
+            ckpt_path = resolve_resume(resume, cfg.run.root, cfg.run.name)
+        ckpt_path = dist_utils.broadcast_object(None if ckpt_path is None else str(ckpt_path))
+        checkpoint = load_checkpoint(ckpt_path) if ckpt_path else None
+        if run_dir is None and ckpt_path is not None:
+            path = Path(ckpt_path)
+            run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+        run = create_run_dir(cfg, path=run_dir)
+        if checkpoint is not None:
+            logger.info("resuming from %s", ckpt_path)
+            diffs = [
+                d
+                for d in _config_differences(checkpoint.get("config", {}), config_to_dict(cfg))
+                if not d.startswith("run.")
+            ]
+            for diff in diffs:
+                logger.warning("config differs from the checkpoint's: %s", diff)
+            run.update_meta(resumed_from=str(ckpt_path))
+        trainer = _Trainer(cfg, device, run.path, checkpoint)
+        return trainer.run(_stop_after_steps(stop_after_steps))
