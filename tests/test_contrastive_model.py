@@ -1,0 +1,176 @@
+"""The contrastive objective on the real tiny VideoRecognizer, built from a config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from text4vis.config import Config, ConfigError, config_from_dict
+from text4vis.engine.contrastive import ContrastiveObjective, OnlineTextTower
+from text4vis.engine.objectives import TrainStep, build_objective
+from text4vis.engine.optim import build_optimizer
+
+NAMES = ["riding a bike", "PlayingGuitar", "swimming", "juggling_balls"]
+
+
+def make_cfg(**train: object) -> Config:
+    return config_from_dict(
+        {
+            "model": {"arch": "tiny-vit", "temporal": "mean", "prompt": "template"},
+            "data": {"num_segments": 2, "input_size": 32},
+            "train": {"objective": "contrastive", **train},
+        }
+    )
+
+
+def make_model(cfg: Config) -> torch.nn.Module:
+    from text4vis.models.video import VideoRecognizer
+
+    torch.manual_seed(0)  # random tiny weights, as the trainer seeds them
+    return VideoRecognizer.from_config(cfg.model, NAMES, num_frames=2, image_size=32)
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(6, 2, 3, 32, 32, generator=gen), torch.tensor([0, 1, 1, 2, 3, 0])
+
+
+def one_step(cfg: Config, model: torch.nn.Module, objective: torch.nn.Module) -> torch.Tensor:
+    optimizer = build_optimizer(
+        model, objective, lr=1e-2, weight_decay=0.0, visual_lr_ratio=1.0, betas=[0.9, 0.98]
+    )
+    video, labels = batch()
+    loss, _ = TrainStep(model, objective)(video, labels)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def test_offline_uses_the_frozen_text_classifier_and_keeps_it() -> None:
+    cfg = make_cfg(text_online=False)
+    model = make_model(cfg)
+    objective = build_objective(cfg, model, NAMES)
+    assert isinstance(objective, ContrastiveObjective) and not objective.online
+    before = model.classifier_weight().clone()
+    torch.testing.assert_close(objective.text.weight, before)
+    visual_before = [p.detach().clone() for p in model.visual.parameters()]
+    loss = one_step(cfg, model, objective)
+    assert torch.isfinite(loss)
+    torch.testing.assert_close(model.classifier_weight(), before, rtol=0, atol=0)
+    assert any(not torch.equal(a, b) for a, b in zip(visual_before, model.visual.parameters()))
+    video, labels = batch()
+    _, logits = objective(model, video, labels)
+    torch.testing.assert_close(logits, model(video))  # the logits eval will compute
+
+
+def test_online_tower_trains_at_its_ratio_and_exports_the_classifier() -> None:
+    cfg = make_cfg(text_online=True, text_lr_ratio=0.25)
+    model = make_model(cfg)
+    objective = build_objective(cfg, model, NAMES)
+    tower = objective.text
+    assert isinstance(tower, OnlineTextTower)
+    # The model's classifier is the tower's class-prompt embeddings from the start.
+    torch.testing.assert_close(model.classifier_weight(), tower.class_embeddings())
+    optimizer = build_optimizer(
+        model, objective, lr=1e-2, weight_decay=0.2, visual_lr_ratio=0.1, betas=[0.9, 0.98]
+    )
+    tower_ids = {id(p) for p in tower.parameters() if p.requires_grad}
+    tower_groups = [g for g in optimizer.param_groups if {id(p) for p in g["params"]} & tower_ids]
+    assert tower_groups and all(g["lr_ratio"] == 0.25 for g in tower_groups)
+    assert tower_ids == {id(p) for g in tower_groups for p in g["params"]}
+    assert not any(True for _ in tower.text_model.visual.parameters())  # no second image tower
+
+    classifier_before = model.classifier_weight().clone()
+    text_before = {k: v.clone() for k, v in tower.text_model.state_dict().items()}
+    one_step(cfg, model, objective)
+    moved = [
+        k for k, v in tower.text_model.state_dict().items() if not torch.equal(v, text_before[k])
+    ]
+    assert any(k.startswith("transformer.") for k in moved) and "token_embedding.weight" in moved
+    objective.export_classifier(model)
+    after = model.classifier_weight()
+    assert not torch.allclose(after, classifier_before)
+    torch.testing.assert_close(after, tower.class_embeddings())
+    assert model.class_names == NAMES
+
+
+def test_online_prompts_follow_the_model_config() -> None:
+    cfg = make_cfg(text_online=True)
+    cfg.model.prompt = "templates"
+    cfg.model.template_set = "short"
+    model = make_model(cfg)
+    objective = build_objective(cfg, model, NAMES)
+    assert objective.text.prompt_tokens.shape[:2] == (len(NAMES), 3)  # C classes x 3 templates
+    # Class-major [C, P, L]: class 1's second template is the normalised name in "a clip of {}."
+    import open_clip
+
+    tokens = open_clip.get_tokenizer("tiny-vit")(["a clip of playing guitar."])
+    torch.testing.assert_close(objective.text.prompt_tokens[1, 1], tokens[0])
+
+
+@pytest.mark.parametrize(
+    ("model_values", "train_values", "match"),
+    [
+        ({"classifier": "lda"}, {}, "model.classifier must be 'text'"),
+        ({"prompt": "coop"}, {}, "fixed class prompts"),
+        ({"text_encoder": "sentence-transformers:all-MiniLM-L6-v2"}, {"text_online": True}, "clip"),
+    ],
+)
+def test_unusable_configs_are_named(
+    model_values: dict[str, object], train_values: dict[str, object], match: str
+) -> None:
+    cfg = make_cfg(**train_values)
+    for key, value in model_values.items():
+        setattr(cfg.model, key, value)
+    with pytest.raises(ConfigError, match=match):
+        build_objective(cfg, torch.nn.Module(), NAMES)
+
+
+def test_cosine_logits_scale_is_the_models() -> None:
+    cfg = make_cfg()
+    model = make_model(cfg)
+    objective = build_objective(cfg, model, NAMES)
+    video, labels = batch()
+    emb = F.normalize(model.encode_video(video), dim=-1)
+    text = F.normalize(model.classifier_weight()[labels], dim=-1)
+    scale = model.logit_scale.exp()
+    sims = scale * emb @ text.t()
+    q = (labels[:, None] == labels[None, :]).float()
+    q = q / q.sum(1, keepdim=True)
+    want = (
+        -(q * sims.log_softmax(1)).sum(1).mean() - (q * sims.t().log_softmax(1)).sum(1).mean()
+    ) / 2
+    loss, _ = objective(model, video, labels)
+    torch.testing.assert_close(loss, want)
+
+
+def test_saved_text_tower_gives_zeroshot_the_trained_classifier(tmp_path: Path) -> None:
+    from text4vis.models.text import build_text_classifier, build_text_encoder
+
+    cfg = make_cfg(text_online=True)
+    model = make_model(cfg)
+    objective = build_objective(cfg, model, NAMES)
+    one_step(cfg, model, objective)
+    path = objective.save_text_tower(tmp_path, model, cfg.model.arch)
+    assert path is not None and path.name == "text_tower.safetensors"
+    # What `zeroshot` does for new labels, pointed at the file.
+    cfg.model.text_pretrained = str(path)
+    encoder = build_text_encoder(cfg.model, embed_dim=model.embed_dim)
+    new_names = ["swimming", "juggling_balls", "climbing a rope"]
+    weight = build_text_classifier(
+        encoder, new_names, prompt="template", template=cfg.model.template
+    )
+    ids = torch.tensor([2, 3])
+    torch.testing.assert_close(weight[:2], objective.text.class_embeddings()[ids])
+    # The untrained tower would give something else.
+    cfg.model.text_pretrained = ""
+    fresh = build_text_classifier(
+        build_text_encoder(cfg.model, embed_dim=model.embed_dim), new_names, prompt="template"
+    )
+    assert not torch.allclose(fresh[:2], weight[:2])
+    offline_cfg = make_cfg(text_online=False)
+    offline = build_objective(offline_cfg, make_model(offline_cfg), NAMES)
+    assert offline.save_text_tower(tmp_path / "offline", model, "tiny-vit") is None
