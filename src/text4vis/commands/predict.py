@@ -1,0 +1,194 @@
+"""`text4vis predict VIDEO_OR_DIR ... --labels ...`: rank label names for your own videos."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+COMMAND = "predict"
+HELP = "label your own videos with your own label names (zero-shot or with a trained model)"
+DESCRIPTION = """Rank label names for videos with a trained model or a CLIP backbone.
+
+Inputs are video files, frame folders (holding img_00001.jpg ...) or folders, which are searched
+recursively for both. --labels is "a,b,c", a label CSV (id,name) or a file with one label per
+line; without it a trained model uses its own class names. Scores are probabilities over the
+label set (softmax of logit_scale * cosine). An unreadable video gets an error entry (and a line
+on stderr) while the others complete; the exit status is then 1.
+
+examples:
+  text4vis predict clips/ --model runs/k400/model --labels "dancing,cooking,surfing"
+  text4vis predict a.mp4 b.mp4 --arch ViT-B-16 --weights ViT-B-16.pt --labels labels.txt --json
+  text4vis predict clips/ --checkpoint runs/k400/2026-01-01_000000/checkpoints/best.pt --csv out.csv
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument(
+        "videos", nargs="+", metavar="VIDEO_OR_DIR", help="video files, frame folders or folders"
+    )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help='label names: "a,b,c", a label CSV `id,name`, or a file with one label per line '
+        "(default: a trained model's own classes)",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", metavar="DIR", help="model folder written by save_pretrained")
+    source.add_argument("--checkpoint", metavar="CKPT", help="training checkpoint (.pt)")
+    source.add_argument(
+        "--arch",
+        metavar="NAME",
+        help="zero-shot with a CLIP backbone, e.g. ViT-B-16 (mean pooling)",
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="TAG_OR_PATH",
+        default="",
+        help="with --arch: open_clip pretrained tag or local weight file",
+    )
+    parser.add_argument(
+        "--templates",
+        metavar="NAME",
+        default=None,
+        help="prompts for new labels: classname, a template set (kinetics, short) or one "
+        "template with {} (default: the model's own prompt settings)",
+    )
+    parser.add_argument(
+        "--views", default="1x1", help="CLIPSxCROPS views per video, e.g. 1x1 or 4x3 (1x1)"
+    )
+    parser.add_argument("--top-k", type=int, default=5, help="labels shown per video (5)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    output.add_argument("--csv", metavar="FILE", help="write a CSV file ('-' = standard output)")
+    parser.add_argument("--batch-size", type=int, default=8, help="videos per forward pass (8)")
+    parser.add_argument("--workers", type=int, default=2, help="video decoding processes (2)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="data.KEY=VALUE",
+        help="override how videos are read, e.g. --set data.num_segments=16 or "
+        "--set data.frame_template=frame_{:04d}.jpg (repeatable)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from text4vis.predict import PredictError, Predictor, find_videos, parse_labels
+    from text4vis.runs import setup_logging
+
+    setup_logging("INFO")
+    if args.weights and not args.arch:
+        raise PredictError("--weights goes with --arch NAME (a CLIP backbone)")
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    labels = parse_labels(args.labels) if args.labels is not None else None
+    options: dict[str, Any] = {
+        "templates": args.templates,
+        "views": args.views,
+        "batch_size": args.batch_size,
+        "num_workers": args.workers,
+        "device": args.device,
+        "progress": not args.no_progress,
+    }
+    if args.model:
+        predictor = Predictor.from_pretrained(args.model, **options)
+    elif args.checkpoint:
+        predictor = Predictor.from_checkpoint(args.checkpoint, **options)
+    elif args.arch:
+        predictor = Predictor.from_backbone(args.arch, args.weights, **options)
+    else:
+        raise PredictError(
+            "no model: give --model DIR (a saved model), --checkpoint CKPT (a training "
+            "checkpoint) or --arch NAME --weights TAG_OR_PATH (zero-shot CLIP)"
+        )
+    if args.overrides:
+        predictor.data = _override_data(predictor.data, args.overrides)
+    data = predictor.data
+    videos = find_videos(
+        args.videos, frame_template=data.frame_template, start_index=data.frame_start_index
+    )
+    results = predictor.predict_files(videos, labels, top_k=args.top_k)
+    if args.json:
+        import json
+
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    elif args.csv:
+        _write_csv(results, args.csv)
+    else:
+        print(format_table(results), end="")
+    failed = [r for r in results if r.error is not None]
+    for result in failed:
+        print(f"text4vis predict: cannot read {result.video}: {result.error}", file=sys.stderr)
+    if failed:
+        print(
+            f"text4vis predict: {len(failed)} of {len(results)} videos could not be read",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def _override_data(data: Any, overrides: list[str]) -> Any:
+    """Apply ``data.KEY=VALUE`` overrides to a data config (other sections are refused)."""
+    import dataclasses
+
+    from text4vis.config import ConfigError, apply_overrides, config_from_dict, parse_override
+
+    for text in overrides:
+        path, _ = parse_override(text)
+        if path[0] != "data" or len(path) != 2:
+            raise ConfigError(
+                f"--set {text}: predict reads only data.KEY overrides (how videos are decoded and "
+                "sampled), e.g. data.num_segments=16"
+            )
+    values = apply_overrides({"data": dataclasses.asdict(data)}, overrides)
+    return config_from_dict(values).data
+
+
+def format_table(results: list[Any]) -> str:
+    """A readable table: per video its path, then one line per ranked label (or its error)."""
+    width = max([len(p["label"]) for r in results for p in (r.predictions or [])] + [len("label")])
+    lines = []
+    for result in results:
+        lines.append(result.video)
+        if result.error is not None:
+            lines.append(f"  error: {result.error}")
+            continue
+        for rank, entry in enumerate(result.predictions, start=1):
+            lines.append(f"  {rank:>2}  {entry['label']:<{width}}  {entry['score']:.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(results: list[Any], target: str) -> None:
+    """One row per (video, rank): ``video,rank,label,score,error``; a failed video has one row
+    with only ``video`` and ``error``."""
+    import csv
+    import logging
+    import sys
+    from pathlib import Path
+
+    def write(handle: Any) -> None:
+        writer = csv.writer(handle)
+        writer.writerow(["video", "rank", "label", "score", "error"])
+        for result in results:
+            if result.error is not None:
+                writer.writerow([result.video, "", "", "", result.error])
+                continue
+            for rank, entry in enumerate(result.predictions, start=1):
+                writer.writerow([result.video, rank, entry["label"], f"{entry['score']:.6f}", ""])
+
+    if target == "-":
+        write(sys.stdout)
+        return
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        write(handle)
+    logging.getLogger("text4vis.commands.predict").info(
+        "wrote %d videos' predictions to %s", len(results), path
+    )

@@ -1,0 +1,980 @@
+"""Recognise your own videos with your own label names.
+
+:class:`Predictor` wraps a :class:`~text4vis.models.video.VideoRecognizer` for end users: give it
+video files (or frame folders) and a list of label names, get back, per video, the labels ranked
+by score::
+
+    predictor = Predictor.from_pretrained("runs/k400/model")     # a trained model
+    predictor = Predictor.from_backbone("ViT-B-16", "ViT-B-16.pt")  # zero-shot CLIP, mean pooling
+    predictor.predict(["a.mp4", "b.mp4"], labels=["dancing", "cooking"], top_k=5)
+    # -> [[{"label": "dancing", "score": 0.93}, {"label": "cooking", "score": 0.07}], [...]]
+
+Scores are the softmax over the label set of ``logit_scale * cos(video, W)``, where ``W [C, D]``
+holds one row per label; with several views per video (``views="4x3"``) the per-view softmax
+probabilities are averaged (as in evaluation), so the scores of a video sum to 1 over the labels.
+
+Where the rows of ``W`` come from:
+
+- ``labels=None``: the model's own classifier and class names (a trained model).
+- labels that are all among the model's own class names: the matching rows of its own
+  classifier (whatever initialiser trained it).
+- any other labels: a text classifier built from the labels with the model's text encoder and
+  prompt templates (zero-shot, the paper's section 3.5). It is built once per label set and
+  cached under a content hash of (labels, templates, encoder), so repeated calls with the same
+  labels never run the text encoder again.
+
+Videos are decoded in DataLoader workers with the data module's evaluation sampler and
+transforms, batched through the model under ``torch.inference_mode``. An unreadable video does not
+stop the others: :meth:`Predictor.predict_files` returns an error entry for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from text4vis.errors import Text4VisError
+
+if TYPE_CHECKING:
+    import torch
+
+    from text4vis.config import Config, DataConfig
+    from text4vis.models.text import TextEncoder
+    from text4vis.models.video import VideoRecognizer
+
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "LabelError",
+    "PredictError",
+    "Predictor",
+    "VideoPrediction",
+    "check_labels",
+    "find_videos",
+    "parse_labels",
+    "read_label_file",
+]
+
+logger = logging.getLogger("text4vis.predict")
+
+# File suffixes searched for inside folders (a file named explicitly is tried whatever its suffix).
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".webm",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".wmv",
+    ".3gp",
+    ".ogv",
+    ".ts",
+)
+
+
+class LabelError(Text4VisError, ValueError):
+    """A label list or label file is unusable; the message says which label or line and why."""
+
+
+class PredictError(Text4VisError):
+    """A prediction cannot run as asked (no model, no labels, a model that cannot take them)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Labels
+# ----------------------------------------------------------------------------------------------
+
+
+def check_labels(labels: Sequence[str], source: str = "labels") -> list[str]:
+    """Validate a label list: non-empty, no empty names, no duplicates.
+
+    Two labels that become the same text after class-name normalisation (``PlayingGuitar`` and
+    ``playing guitar``) are duplicates too: they would get identical classifier rows and split
+    their score.
+
+    Args:
+        labels: label names.
+        source: where they came from, for messages (a file name or ``--labels``).
+
+    Returns:
+        The labels as a list of stripped strings.
+
+    Raises:
+        LabelError: an empty list, a string instead of a list, an empty name or a duplicate.
+    """
+    from text4vis.models.text import normalize_class_name
+
+    if isinstance(labels, (str, bytes)):
+        raise LabelError(
+            f"{source}: expected a list of label names, got the string {labels!r}; "
+            'pass e.g. ["dancing", "cooking"]'
+        )
+    names = [str(name).strip() for name in labels]
+    if not names:
+        raise LabelError(f"{source}: the label list is empty; give at least one label name")
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names):
+        if not name:
+            raise LabelError(f"{source}: label {position + 1} is empty; remove it or name it")
+        key = normalize_class_name(name)
+        if key in seen:
+            first = names[seen[key]]
+            same = "twice" if first == name else f"as {first!r} and {name!r}"
+            raise LabelError(
+                f"{source}: label {name!r} appears {same} (labels {seen[key] + 1} and "
+                f"{position + 1}; both read {key!r}); each label must be given once"
+            )
+        seen[key] = position
+    return names
+
+
+def read_label_file(path: str | Path) -> list[str]:
+    """Label names from a file: a label CSV (header ``id,name``) or one label per line.
+
+    In a one-per-line file, blank lines and lines starting with ``#`` are skipped. A file whose
+    lines contain commas must be a label CSV with the ``id,name`` header (a comma-separated
+    file without it is rejected rather than guessed at).
+
+    Raises:
+        FileNotFoundError: no such file.
+        LabelError: not UTF-8 text, a CSV without the right header, or a bad label list.
+    """
+    from text4vis.data import read_labels
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LabelError(
+            f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); give a label "
+            "CSV `id,name` or a text file with one label per line"
+        ) from None
+    lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1)]
+    lines = [(number, line) for number, line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise LabelError(f"{path}: the label file has no labels")
+    first = [cell.strip().lower() for cell in lines[0][1].split(",")]
+    if first[:2] == ["id", "name"]:
+        return check_labels(read_labels(path), str(path))
+    with_comma = [(number, line) for number, line in lines if "," in line]
+    if with_comma:
+        number, line = with_comma[0]
+        raise LabelError(
+            f"{path}:{number}: {line!r} contains a comma, but the file has no 'id,name' header; "
+            "a label CSV starts with the header line 'id,name', a plain label list has one "
+            "label per line and no commas"
+        )
+    return check_labels([line for _, line in lines], str(path))
+
+
+def parse_labels(spec: str) -> list[str]:
+    """Labels from a command-line value: a label file, or names separated by commas.
+
+    A value naming an existing file is read with :func:`read_label_file`. A value that looks like
+    a file name (a path separator, or a ``.csv`` / ``.txt`` suffix) but does not exist is an error
+    rather than one label called ``labels.csv``.
+
+    Raises:
+        FileNotFoundError: a file name that does not exist.
+        LabelError: an empty name (``"a,,b"``), duplicates, or a bad label file.
+    """
+    if not spec.strip():
+        return check_labels([], "--labels")
+    if Path(spec).is_file():
+        return read_label_file(spec)
+    looks_like_file = os.sep in spec or "/" in spec or spec.lower().endswith((".csv", ".txt"))
+    if looks_like_file and "," not in spec:
+        raise FileNotFoundError(
+            f"--labels {spec}: no such label file; give an existing file (label CSV 'id,name' or "
+            "one label per line) or names separated by commas, e.g. --labels 'dancing,cooking'"
+        )
+    names = [part.strip() for part in spec.split(",")]
+    if any(not name for name in names):
+        raise LabelError(
+            f"--labels {spec!r}: an empty label between commas; write names separated by single "
+            "commas, e.g. 'dancing,cooking'"
+        )
+    return check_labels(names, "--labels")
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding videos
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_frame_folder(path: Path, frame_template: str, start_index: int) -> bool:
+    return (path / frame_template.format(start_index)).is_file()
+
+
+def find_videos(
+    inputs: Iterable[str | Path],
+    *,
+    frame_template: str = "img_{:05d}.jpg",
+    start_index: int = 1,
+    extensions: Sequence[str] = VIDEO_EXTENSIONS,
+) -> list[str]:
+    """Expand command-line inputs into the videos to label.
+
+    A file is taken as given (any suffix; a missing file stays in the list and gets an error
+    entry when predicted). A folder holding ``frame_template.format(start_index)`` is one frame
+    folder. Any other folder is searched recursively, in sorted order, for files with a video
+    suffix and for frame folders (hidden entries are skipped). Duplicates are dropped.
+
+    Raises:
+        PredictError: a folder in which nothing was found.
+    """
+    found: list[str] = []
+    suffixes = tuple(s.lower() for s in extensions)
+    for item in inputs:
+        path = Path(item)
+        if not path.is_dir():
+            found.append(str(item))
+            continue
+        if _is_frame_folder(path, frame_template, start_index):
+            found.append(str(item))
+            continue
+        before = len(found)
+        for folder, subfolders, files in os.walk(path):
+            subfolders.sort()
+            here = Path(folder)
+            frame_folders = [
+                name
+                for name in subfolders
+                if not name.startswith(".")
+                and _is_frame_folder(here / name, frame_template, start_index)
+            ]
+            # Frame folders are clips: list them, do not descend into them.
+            subfolders[:] = [
+                name
+                for name in subfolders
+                if not name.startswith(".") and name not in frame_folders
+            ]
+            entries = [
+                name
+                for name in files
+                if not name.startswith(".") and name.lower().endswith(suffixes)
+            ]
+            entries += frame_folders
+            found.extend(str(here / name) for name in sorted(entries))
+        if len(found) == before:
+            raise PredictError(
+                f"no videos found in folder {path}: looked for files ending in "
+                f"{', '.join(suffixes)} and for frame folders holding "
+                f"{frame_template.format(start_index)}"
+            )
+    return list(dict.fromkeys(found))
+
+
+# ----------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoPrediction:
+    """The result for one video: ranked labels, or the reason it could not be read."""
+
+    video: str  # the path as given
+    predictions: list[dict[str, Any]] | None = None  # [{"label", "score"}], best first
+    error: str | None = None  # why the video could not be labelled (None when it was)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the video was labelled."""
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"video", "predictions"}`` or ``{"video", "error"}`` (the JSON schema)."""
+        if self.error is not None:
+            return {"video": self.video, "error": self.error}
+        return {"video": self.video, "predictions": self.predictions}
+
+
+class _ReportingDataset:
+    """Wraps an evaluation dataset so that any failure to load a video becomes a skipped item.
+
+    The data module already turns decode errors into skipped items; this also catches errors of
+    other kinds (a sampler or transform rejecting an odd video) so that one bad file cannot stop
+    the others. The reason is kept and shown to the user, never hidden.
+    """
+
+    def __init__(self, dataset: Any, known_errors: dict[int, str] | None = None) -> None:
+        self.dataset = dataset
+        self.known_errors = dict(known_errors or {})  # index -> reason found before loading
+        self.video_shape = dataset.video_shape
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from text4vis.data import VideoDecodeError
+
+        try:
+            if index in self.known_errors:
+                raise VideoDecodeError(self.dataset.path_of(index), self.known_errors[index])
+            return self.dataset[index]
+        except VideoDecodeError as exc:
+            reason = exc.reason
+        except Exception as exc:  # reported per video: see the class docstring
+            reason = f"{type(exc).__name__}: {exc}"
+        return {
+            "video": None,
+            "label": 0,
+            "index": index,
+            "path": self.dataset.path_of(index),
+            "reason": reason,
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# The predictor
+# ----------------------------------------------------------------------------------------------
+
+
+def _image_size_of(model: VideoRecognizer) -> int:
+    if model.image_size is not None:
+        return int(model.image_size)
+    size = getattr(model.visual, "image_size", None)
+    if isinstance(size, (tuple, list)):
+        if len(set(size)) != 1:
+            raise PredictError(f"non-square model input {tuple(size)} is not supported")
+        size = size[0]
+    if size is None:
+        raise PredictError("cannot tell the model's input size; pass image_size=")
+    return int(size)
+
+
+def _resolve_templates(templates: str | Sequence[str] | None, model_cfg: Any) -> list[str]:
+    """Templates for a text classifier; None = the model's own prompt configuration."""
+    from text4vis.models.text import TEMPLATE_SETS, TextEncoderError, resolve_templates
+
+    if templates is None:
+        prompt = model_cfg.prompt
+        if prompt == "coop":
+            raise PredictError(
+                "this model learned CoOp prompt vectors for its own classes; it scores its own "
+                "class names (labels=None or a subset of them), not new ones"
+            )
+        if prompt == "templates" and model_cfg.template_mode == "sample":
+            prompt = "template"  # evaluation of a sampled-template model uses the single one
+        return resolve_templates(prompt, model_cfg.template, model_cfg.template_set)
+    if isinstance(templates, str):
+        if templates == "classname":
+            return ["{}"]
+        if templates in TEMPLATE_SETS:
+            return list(TEMPLATE_SETS[templates])
+        if "{}" in templates:
+            return resolve_templates("template", templates)
+        raise TextEncoderError(
+            f"templates {templates!r}: give 'classname', a template set "
+            f"({', '.join(sorted(TEMPLATE_SETS))}) or one template with '{{}}' where the label "
+            "goes, e.g. 'a video of {}.'"
+        )
+    return resolve_templates("templates", templates=list(templates))
+
+
+class Predictor:
+    """Ranked labels for videos, with a trained model or a CLIP backbone.
+
+    Build it with :meth:`from_pretrained`, :meth:`from_checkpoint` or :meth:`from_backbone`
+    (or pass a model). Moves the model to ``device`` and puts it in evaluation mode.
+
+    Args:
+        model: the video recognizer.
+        text_encoder: encoder for new label names (built on first use when None; see
+            ``text_encoder_factory``).
+        text_encoder_factory: builds the text encoder when first needed (default: the model
+            config's text encoder, with its weights and fixed projection).
+        encoder_id: identity of the text encoder in classifier cache keys (default: the given
+            encoder's description, else the model config's text encoder, weights and width).
+        templates: prompt templates for new labels: None (the model's own prompt settings),
+            ``"classname"``, a template-set name (``"kinetics"``, ``"short"``), one template with
+            ``{}``, or a list of templates (averaged).
+        data: how videos are read and cut into views (default: derived from the model: its frame
+            count and input size, resize to 256/224 of it, PyAV).
+        views: ``"CLIPSxCROPS"``, e.g. ``"1x1"`` or ``"4x3"``.
+        batch_size: videos per forward pass.
+        num_workers: DataLoader decoding processes (0 = decode in this process).
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        precision: ``auto`` (bf16 on a GPU, fp32 on the CPU) | ``fp32`` | ``bf16`` | ``fp16``.
+        progress: show a progress bar over batches.
+    """
+
+    def __init__(
+        self,
+        model: VideoRecognizer,
+        *,
+        text_encoder: TextEncoder | None = None,
+        text_encoder_factory: Callable[[], TextEncoder] | None = None,
+        encoder_id: str | None = None,
+        templates: str | Sequence[str] | None = None,
+        data: DataConfig | None = None,
+        views: str = "1x1",
+        batch_size: int = 8,
+        num_workers: int = 0,
+        device: str = "auto",
+        precision: str = "auto",
+        progress: bool = False,
+    ) -> None:
+        from text4vis.engine.distributed import select_device
+        from text4vis.engine.evaluate import parse_views
+
+        self.device = select_device(device)
+        self.model = model.to(self.device).eval()
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision {precision!r}: choose auto, fp32, bf16 or fp16")
+        self.precision = precision
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be 0 or more, got {num_workers}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.progress = progress
+        self.num_clips, self.num_crops = parse_views(views)
+        self.data = data if data is not None else self.default_data_config(model)
+        self.templates = templates
+        self._text_encoder = text_encoder
+        self._text_encoder_factory = text_encoder_factory or self._default_text_encoder
+        cfg = model.model_cfg
+        if encoder_id is None and text_encoder is not None:
+            encoder_id = json.dumps(text_encoder.describe(), sort_keys=True)
+        self.encoder_id = encoder_id or (
+            f"{cfg.text_encoder}|{cfg.text_pretrained or cfg.pretrained}|{cfg.arch}|"
+            f"seed={cfg.classifier_seed}|D={model.embed_dim}"
+        )
+        self._classifiers: dict[str, torch.Tensor] = {}  # content hash -> normalised W [C, D]
+
+    # ------------------------------------------------------------------------------------------
+    # Construction
+    # ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> Predictor:
+        """A predictor for a model folder written by ``save_pretrained`` (e.g. a training run's
+        ``model/`` folder). Keyword arguments go to :class:`Predictor`.
+
+        Raises:
+            FileNotFoundError: the folder or its files are missing.
+        """
+        from text4vis.models.video import VideoRecognizer
+
+        path = Path(directory)
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"model folder {path} does not exist; give a folder written by save_pretrained "
+                "(a training run's model/ folder, or `text4vis import-official --out DIR`)"
+            )
+        return cls(VideoRecognizer.from_pretrained(path), **kwargs)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Predictor:
+        """A predictor for a training checkpoint (``runs/.../checkpoints/last.pt`` or ``best.pt``).
+
+        The model is rebuilt from the checkpoint's config and weights (the pretrained backbone is
+        not loaded); the data settings (frames, input size, resize, decoder) are the config's.
+        Keyword arguments go to :class:`Predictor`.
+
+        Raises:
+            CheckpointError: not a complete text4vis checkpoint.
+            PredictError: the checkpoint cannot be turned into a model.
+        """
+        model, cfg = _model_from_checkpoint(path)
+        kwargs.setdefault("data", cfg.data)
+        return cls(model, **kwargs)
+
+    @classmethod
+    def from_backbone(
+        cls,
+        arch: str,
+        weights: str = "",
+        *,
+        num_frames: int = 8,
+        image_size: int | None = None,
+        **kwargs: Any,
+    ) -> Predictor:
+        """Zero-shot CLIP: a backbone's image encoder with mean pooling over frames (TAP) and its
+        own text tower for the labels.
+
+        Args:
+            arch: open_clip architecture (``ViT-B-16``, ``RN50``, ``tiny-vit`` ...).
+            weights: open_clip pretrained tag or local weight file (``""`` = random weights,
+                only useful for tests).
+            num_frames: T, frames sampled per video.
+            image_size: input resolution (None = the architecture's).
+            **kwargs: passed to :class:`Predictor`.
+        """
+        import open_clip
+        from torch import nn
+
+        from text4vis.config import ModelConfig
+        from text4vis.models.backbones import create_clip, embed_dim_of
+        from text4vis.models.temporal import build_temporal_head
+        from text4vis.models.text import ClipTextEncoder
+        from text4vis.models.video import VideoRecognizer
+
+        if not weights:
+            logger.warning(
+                "%s with random weights: the predictions mean nothing (tests only); pass weights",
+                arch,
+            )
+        clip: Any = create_clip(arch, weights, image_size=image_size)
+        embed_dim = embed_dim_of(clip)
+        model_cfg = ModelConfig(arch=arch, pretrained=weights, temporal="mean")
+        visual: nn.Module = clip.visual
+        model = VideoRecognizer(
+            visual,
+            build_temporal_head("mean", embed_dim=embed_dim, visual=visual),
+            None,
+            [],
+            embed_dim=embed_dim,
+            logit_scale=float(clip.logit_scale.detach().exp()),
+            num_frames=num_frames,
+            image_size=image_size,
+            model_cfg=model_cfg,
+        )
+        # The text tower shares the CLIP model (and so its device) with the image encoder.
+        encoder = ClipTextEncoder(
+            clip,
+            open_clip.get_tokenizer(arch.replace("/", "-")),
+            f"clip:{arch}/{weights or 'random'}",
+        )
+        predictor = cls(model, text_encoder=encoder, **kwargs)
+        clip.to(predictor.device)
+        return predictor
+
+    @staticmethod
+    def default_data_config(model: VideoRecognizer) -> DataConfig:
+        """Data settings for a model: the preprocessing recorded by ``save_pretrained`` when the
+        folder has it, else its T and input size with the short side resized to 256/224 of the
+        input size; segment sampling, PyAV."""
+        from text4vis.config import DataConfig
+        from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
+
+        recorded = getattr(model, "preprocessing", None)
+        if recorded is not None:
+            mean, std = list(recorded["mean"]), list(recorded["std"])
+            if not (_close(mean, CLIP_MEAN) and _close(std, CLIP_STD)):
+                raise PredictError(
+                    f"the model folder records mean {mean} / std {std}, but text4vis transforms "
+                    f"normalise with CLIP's {list(CLIP_MEAN)} / {list(CLIP_STD)}"
+                )
+            return DataConfig(
+                num_segments=int(recorded["num_segments"]),
+                input_size=int(recorded["input_size"]),
+                resize_size=int(recorded["resize_size"]),
+            )
+        size = _image_size_of(model)
+        return DataConfig(
+            num_segments=model.num_frames,
+            input_size=size,
+            resize_size=int(round(size * 256 / 224)),
+        )
+
+    def _default_text_encoder(self) -> TextEncoder:
+        from text4vis.models.text import ClipTextEncoder, build_text_encoder
+
+        cfg = self.model.model_cfg
+        if cfg.text_encoder == "clip" and not (cfg.text_pretrained or cfg.pretrained):
+            raise PredictError(
+                "the model config names no CLIP weights (model.pretrained and "
+                "model.text_pretrained are empty), so its text tower would be random and new "
+                "labels meaningless; use labels=None (or a subset of the model's classes), or "
+                "rebuild with model.text_pretrained set"
+            )
+        encoder = build_text_encoder(cfg, embed_dim=self.model.embed_dim)
+        if isinstance(encoder, ClipTextEncoder):
+            from torch import nn
+
+            # Only the text tower is used; drop the second copy of the image encoder.
+            encoder.model.visual = nn.Identity()
+            encoder.model.to(self.device)
+        return encoder
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """The text encoder for new labels (built on first access)."""
+        if self._text_encoder is None:
+            self._text_encoder = self._text_encoder_factory()
+        return self._text_encoder
+
+    # ------------------------------------------------------------------------------------------
+    # Classifiers
+    # ------------------------------------------------------------------------------------------
+
+    def classifier_key(self, labels: Sequence[str], templates: Sequence[str]) -> str:
+        """Content hash of a text classifier: labels, templates and text-encoder identity."""
+        payload = json.dumps(
+            {"labels": list(labels), "templates": list(templates), "encoder": self.encoder_id},
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def classifier_for(
+        self,
+        labels: Sequence[str] | None = None,
+        templates: str | Sequence[str] | None = None,
+    ) -> tuple[list[str], torch.Tensor]:
+        """The label names and normalised classifier ``W [C, D]`` (on the CPU) for a label set.
+
+        Args:
+            labels: None for the model's own classes; else label names (see the module doc for
+                when the model's own rows are used and when a text classifier is built).
+            templates: override the predictor's templates for this label set.
+
+        Raises:
+            LabelError: a bad label list.
+            PredictError: no labels and no own classes, or a model that cannot take new labels.
+        """
+        import torch
+
+        model = self.model
+        own = list(model.class_names) if model.classifier is not None else []
+        if labels is None:
+            if not own:
+                raise PredictError(
+                    "this model has no classes of its own; give label names "
+                    "(labels=[...] / --labels)"
+                )
+            return own, model.classifier_weight().detach().float().cpu()
+        names = check_labels(labels)
+        if own and all(name in own for name in names):
+            rows = torch.tensor([own.index(name) for name in names])
+            weight = model.classifier_weight().detach().float().cpu()
+            return names, weight.index_select(0, rows)  # [C, D] in the order asked
+        cfg = model.model_cfg
+        if own and cfg.classifier != "text":
+            raise PredictError(
+                f"this model was trained with a {cfg.classifier!r} classifier, so its video "
+                "embeddings are not aligned with text and cannot score new labels; use labels "
+                f"among its own classes ({', '.join(own[:10])}{' ...' if len(own) > 10 else ''})"
+            )
+        chosen = _resolve_templates(templates if templates is not None else self.templates, cfg)
+        key = self.classifier_key(names, chosen)
+        if key not in self._classifiers:
+            from text4vis.models.text import build_text_classifier
+
+            encoder = self.text_encoder
+            with torch.no_grad():
+                built = build_text_classifier(encoder, names, prompt="templates", templates=chosen)
+            self._classifiers[key] = built.detach().float().cpu()
+            logger.info(
+                "built a text classifier for %d labels x %d templates (%s)",
+                len(names),
+                len(chosen),
+                key[:12],
+            )
+        return names, self._classifiers[key]
+
+    # ------------------------------------------------------------------------------------------
+    # Videos
+    # ------------------------------------------------------------------------------------------
+
+    def _dataset(self, paths: Sequence[str]) -> _ReportingDataset:
+        from text4vis.data import VideoRecord, build_sampler, build_transform
+        from text4vis.data.dataset import VideoDataset
+        from text4vis.data.decoders import FrameFolderReader, VideoDecodeError
+
+        data = dataclasses.replace(
+            self.data, num_clips=self.num_clips, num_crops=self.num_crops, skip_unreadable=True
+        )
+        records = []
+        known_errors: dict[int, str] = {}
+        for index, path in enumerate(paths):
+            num_frames = None
+            if Path(path).is_dir():
+                # A frame folder: count its frames here so that the dataset reads it with the
+                # configured file names; a folder without frames is reported, not loaded.
+                try:
+                    num_frames = FrameFolderReader(
+                        path, frame_template=data.frame_template, start_index=data.frame_start_index
+                    ).num_frames
+                except VideoDecodeError as exc:
+                    known_errors[index], num_frames = exc.reason, 1
+            records.append(VideoRecord(str(path), num_frames, 0))
+        dataset = VideoDataset(
+            records,
+            root="",
+            sampler=build_sampler(
+                data.sampling,
+                data.num_segments,
+                train=False,
+                num_clips=data.num_clips,
+                dense_stride=data.dense_stride,
+            ),
+            transform=build_transform(data, train=False),
+            train=False,
+            decoder=data.decoder,
+            frame_template=data.frame_template,
+            frame_start_index=data.frame_start_index,
+            skip_unreadable=True,
+            num_clips=data.num_clips,
+            views_per_clip=data.num_crops,
+            num_segments=data.num_segments,
+            input_size=data.input_size,
+        )
+        return _ReportingDataset(dataset, known_errors)
+
+    def _loader_config(self) -> Config:
+        from text4vis.config import Config, EvalConfig
+
+        return Config(
+            data=dataclasses.replace(self.data, num_workers=self.num_workers),
+            eval=EvalConfig(batch_size=self.batch_size),
+        )
+
+    def embed_videos(
+        self, videos: Sequence[str | Path]
+    ) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
+        """Video embeddings of every view, decoded in workers and batched through the model.
+
+        Args:
+            videos: video files or frame folders.
+
+        Returns:
+            ``(embeddings, errors)``: position in ``videos`` -> float ``[V, D]`` (before L2
+            normalisation, on the CPU), and position -> reason for videos that failed.
+        """
+        import torch
+
+        from text4vis.data import build_loader
+        from text4vis.engine.evaluate import autocast_context
+
+        paths = [str(v) for v in videos]
+        embeddings: dict[int, torch.Tensor] = {}
+        errors: dict[int, str] = {}
+        if not paths:
+            return embeddings, errors
+        dataset = self._dataset(paths)
+        loader = build_loader(
+            dataset,
+            self._loader_config(),
+            "test",
+            seed=0,
+            batch_size=self.batch_size,
+            rank=0,
+            world_size=1,
+        )
+        batches: Iterable[dict[str, Any]] = loader
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(loader, desc="predict", unit="batch", leave=False, dynamic_ncols=True)
+        with torch.inference_mode():
+            for batch in batches:
+                for index, _path, reason in batch["skipped"]:
+                    errors[int(index)] = reason
+                video = batch["video"]  # [B, V, T, 3, S, S]
+                if video.shape[0] == 0:
+                    continue
+                b, v = video.shape[:2]
+                video = video.to(self.device, non_blocking=True)
+                with autocast_context(self.device, self.precision):
+                    emb = self.model.encode_video(video.flatten(0, 1))  # [B*V, D]
+                emb = emb.float().reshape(b, v, -1).cpu()  # [B*V, D] -> [B, V, D]
+                for row, index in enumerate(batch["index"].tolist()):
+                    embeddings[int(index)] = emb[row]
+        # Copies made outside inference mode are ordinary tensors callers may modify in place.
+        return {i: e.clone() for i, e in embeddings.items()}, errors
+
+    def scores(self, embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Per-video scores ``[N, C]`` from view embeddings ``[N, V, D]`` and ``W [C, D]``: the
+        softmax of ``logit_scale * cos`` per view, averaged over the views."""
+        import torch.nn.functional as F
+
+        scale = float(self.model.logit_scale.detach().exp())
+        n, v, d = embeddings.shape
+        flat = F.normalize(embeddings.reshape(n * v, d).float(), dim=-1)  # [N*V, D]
+        logits = scale * flat @ F.normalize(weight.float(), dim=-1).T  # [N*V, C]
+        return logits.reshape(n, v, -1).softmax(dim=-1).mean(dim=1)  # [N, V, C] -> [N, C]
+
+    def predict_files(
+        self,
+        videos: Sequence[str | Path],
+        labels: Sequence[str] | None = None,
+        top_k: int | None = 5,
+        *,
+        templates: str | Sequence[str] | None = None,
+    ) -> list[VideoPrediction]:
+        """Like :meth:`predict`, but an unreadable video gives an error entry instead of raising.
+
+        Returns:
+            One :class:`VideoPrediction` per video, in the order given.
+        """
+        import torch
+
+        if isinstance(videos, (str, Path)):
+            videos = [videos]
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be at least 1 (or None for all labels), got {top_k}")
+        names, weight = self.classifier_for(labels, templates)  # text side first: fails fast
+        embeddings, errors = self.embed_videos(videos)
+        results = [VideoPrediction(str(video)) for video in videos]
+        done = sorted(embeddings)
+        if done:
+            scores = self.scores(torch.stack([embeddings[i] for i in done]), weight)  # [N, C]
+            k = len(names) if top_k is None else min(top_k, len(names))
+            values, order = scores.topk(k, dim=-1)  # sorted, best first
+            for row, index in enumerate(done):
+                results[index].predictions = [
+                    {"label": names[c], "score": float(s)}
+                    for s, c in zip(values[row].tolist(), order[row].tolist())
+                ]
+        for index, reason in errors.items():
+            results[index].error = reason
+        missing = [r.video for r in results if r.predictions is None and r.error is None]
+        if missing:  # the loader must return every video or report it
+            raise RuntimeError(f"no result for {missing[:5]}")
+        failed = sum(r.error is not None for r in results)
+        logger.info("labelled %d videos (%d unreadable)", len(results) - failed, failed)
+        return results
+
+    def predict(
+        self,
+        videos: Sequence[str | Path],
+        labels: Sequence[str] | None = None,
+        top_k: int | None = 5,
+        *,
+        templates: str | Sequence[str] | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """Ranked labels for each video.
+
+        Args:
+            videos: video files or frame folders (a single path counts as a list of one).
+            labels: label names; None for a trained model's own classes.
+            top_k: labels returned per video (capped at the number of labels; None = all).
+            templates: prompt templates for new labels (overrides the predictor's).
+
+        Returns:
+            Per video, ``[{"label": str, "score": float}, ...]`` sorted by score, best first;
+            scores are probabilities over the whole label set.
+
+        Raises:
+            VideoDecodeError: some videos could not be read (all are named; the others were
+                computed; use :meth:`predict_files` to keep their results).
+        """
+        from text4vis.data import VideoDecodeError
+
+        results = self.predict_files(videos, labels, top_k, templates=templates)
+        failed = [r for r in results if r.error is not None]
+        if failed:
+            listed = "; ".join(f"{r.video}: {r.error}" for r in failed[:5])
+            more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+            raise VideoDecodeError(
+                f"{len(failed)} of {len(results)} videos could not be read: {listed}{more}; "
+                "use Predictor.predict_files to get the others' results with error entries"
+            )
+        return [r.predictions or [] for r in results]
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+def _uses_quick_gelu(model_cfg: Any, checkpoint: Path) -> bool:
+    """Whether training built the backbone with QuickGELU (OpenAI weights), which a checkpoint
+    does not record: decided from ``model.pretrained`` as the backbone factory decides it."""
+    import open_clip
+
+    from text4vis.models.backbones import read_state_dict, register_model_configs
+
+    weights = model_cfg.pretrained
+    if not weights:
+        return False
+    if Path(weights).expanduser().is_file():
+        return read_state_dict(Path(weights).expanduser())[1].startswith("openai")
+    register_model_configs()
+    tag = open_clip.get_pretrained_cfg(model_cfg.arch.replace("/", "-"), weights)
+    if tag:
+        return bool(tag.get("quick_gelu", False))
+    raise PredictError(
+        f"{checkpoint}: its backbone weights model.pretrained={weights!r} are not on this machine, "
+        "so it cannot tell whether the model uses QuickGELU; use the exported model folder "
+        "(the run's model/ folder) with --model DIR instead"
+    )
+
+
+def _close(a: Sequence[float], b: Sequence[float], tol: float = 1e-6) -> bool:
+    return len(a) == len(b) and all(abs(float(x) - float(y)) <= tol for x, y in zip(a, b))
+
+
+def _model_from_checkpoint(path: str | Path) -> tuple[VideoRecognizer, Config]:
+    """Rebuild the model of a training checkpoint, and the checkpoint's config."""
+    import open_clip
+
+    from text4vis.config import config_from_dict
+    from text4vis.data import read_labels
+    from text4vis.engine.checkpoint import load_checkpoint
+    from text4vis.models.backbones import create_clip
+    from text4vis.models.classifier import (
+        FrozenClassifier,
+        LearnableClassifier,
+        TemplateBankClassifier,
+    )
+    from text4vis.models.text import CoOpClassifier
+    from text4vis.models.video import VideoRecognizer
+
+    path = Path(path)
+    state = load_checkpoint(path)
+    if "config" not in state:
+        raise PredictError(
+            f"{path}: the checkpoint holds no config, so its model cannot be rebuilt"
+        )
+    cfg = config_from_dict(state["config"])
+    if cfg.train.objective != "ce":
+        raise PredictError(
+            f"{path}: trained with the {cfg.train.objective!r} objective; predict supports models "
+            "trained with the frozen classifier (train.objective=ce)"
+        )
+    class_names = list(state.get("class_names") or read_labels(cfg.data.labels))
+    weights = {
+        (k[len("module.") :] if k.startswith("module.") else k): v
+        for k, v in state["model"].items()
+    }
+    model = VideoRecognizer.from_config(
+        cfg.model,
+        class_names,
+        num_frames=cfg.data.num_segments,
+        image_size=cfg.data.input_size,
+        load_weights=False,
+        quick_gelu=_uses_quick_gelu(cfg.model, path),
+    )
+    head = {k[len("classifier.") :]: v for k, v in weights.items() if k.startswith("classifier.")}
+    if cfg.model.classifier == "learnable":
+        model.classifier = LearnableClassifier(len(class_names), model.embed_dim)
+    elif cfg.model.classifier == "text" and cfg.model.prompt == "coop":
+        arch = cfg.model.arch
+        model.classifier = CoOpClassifier(
+            create_clip(arch, ""),
+            open_clip.get_tokenizer(arch.replace("/", "-")),
+            class_names,
+            cfg.model.coop_context,
+        )
+    elif "bank" in head:
+        model.classifier = TemplateBankClassifier(head["bank"], head["weight"])
+    elif "weight" in head:
+        model.classifier = FrozenClassifier(head["weight"])
+    else:
+        raise PredictError(f"{path}: the checkpoint's model holds no classifier weights")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise PredictError(
+            f"{path}: the weights do not fit the model its config describes (missing "
+            f"{missing[:4]}, unexpected {unexpected[:4]})"
+        )
+    model.classifier_metadata = {"initializer": cfg.model.classifier, "checkpoint": str(path)}
+    return model, cfg
