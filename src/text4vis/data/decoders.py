@@ -313,9 +313,12 @@ class FrameFolderReader:
         shapes = {img.shape for img in images}
         if len(shapes) != 1:
             raise VideoDecodeError(self.path, f"frames have different sizes {sorted(shapes)}")
-        stacked = np.stack(images)  # [U,H,W,3]
-        where = {k: i for i, k in enumerate(unique)}
-        return stacked[[where[k] for k in array.tolist()]]
+        # One copy from the decoder's buffers into the clip, repeated frames included.
+        image_of = dict(zip(unique, images))
+        clip = np.empty((array.size, *images[0].shape), dtype=np.uint8)  # [T,H,W,3]
+        for t, k in enumerate(array.tolist()):
+            clip[t] = image_of[k]
+        return clip
 
 
 def _decode_images(data: list[bytes]) -> list[np.ndarray]:

@@ -1,0 +1,271 @@
+"""Training data throughput: text4vis's pipeline against a plain reference, measured in one run.
+
+Measures clips/s of training batches (T=8 frames, full augmentation: RandomResizedCrop 224, flip,
+grayscale 0.2, RandAugment(2, 9), CLIP normalisation) from mp4 files and from JPEG frame folders,
+with 0 and 2 DataLoader workers:
+
+- ``text4vis``: :func:`text4vis.data.build_dataset` + :func:`text4vis.data.build_loader` (PyAV
+  seeking decode or batched JPEG decode, v2 transforms on the uint8 clip tensor, fused normalise).
+- ``reference``: the plain pipeline of the paper's code: PIL opens each JPEG (or PyAV decodes the
+  whole video into PIL images), then every transform is applied frame by frame on PIL images
+  (resize 256, the clip's crop, flip, grayscale, RandAugment with the clip's ops), ToTensor and
+  Normalize per frame. Both pipelines draw the same frame indices (TSN segments).
+
+The synthetic videos are 428x320 (the short side of the paper's ``se320`` lists), with a seeded
+moving pattern plus noise so JPEG and H.264 do real work. Run::
+
+    .venv/bin/python benchmarks/data.py            # ~2 minutes on 2 cores
+    .venv/bin/python benchmarks/data.py --videos 32 --batches 8 --workers 0 2 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from text4vis.config import Config
+from text4vis.data import build_dataset, build_loader, read_annotations
+from text4vis.data.sampling import segment_train_indices
+from text4vis.data.synthetic import code_frames, write_frame_folder, write_mp4
+from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
+
+T = 8
+SIZE = 224
+
+
+def make_data(root: Path, videos: int, frames: int, seed: int = 0) -> tuple[Path, Path]:
+    """Write ``videos`` clips as mp4 (crf 23, keyframe every 25 frames) and JPEG folders (q90)."""
+    from text4vis.data.annotations import VideoRecord, write_annotations
+
+    rng = np.random.default_rng(seed)
+    video_records, frame_records = [], []
+    for v in range(videos):
+        clip = code_frames(frames, 320, 428, seed=seed + v).astype(np.int16)
+        grain = rng.normal(0, 10, size=(4, 320, 428, 3)).astype(np.int16)
+        clip = np.clip(clip + grain[np.arange(frames) % 4], 0, 255).astype(np.uint8)
+        write_mp4(root / f"v{v}.mp4", clip, crf=23, gop=25)
+        write_frame_folder(root / f"f{v}", clip, quality=90)
+        video_records.append(VideoRecord(f"v{v}.mp4", None, v % 4))
+        frame_records.append(VideoRecord(f"f{v}", frames, v % 4))
+    return (
+        write_annotations(root / "videos.txt", video_records),
+        write_annotations(root / "frames.txt", frame_records),
+    )
+
+
+class ReferenceDataset(torch.utils.data.Dataset):
+    """The plain pipeline: PIL images and per-frame transforms with per-clip parameters."""
+
+    def __init__(self, root: Path, list_file: Path, repeat: int, seed: int = 0) -> None:
+        from torchvision import transforms
+
+        self.root = root
+        self.records = read_annotations(list_file) * repeat
+        self.seed = seed
+        self.randaugment = transforms.RandAugment(num_ops=2, magnitude=9)
+        self.to_tensor = transforms.ToTensor()
+        self.normalize = transforms.Normalize(CLIP_MEAN, CLIP_STD)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _images(self, index: int, rng: np.random.Generator) -> list:
+        from PIL import Image
+
+        record = self.records[index]
+        path = self.root / record.path
+        if record.num_frames is not None:
+            indices = segment_train_indices(record.num_frames, T, rng)
+            return [
+                Image.open(path / f"img_{k + 1:05d}.jpg").convert("RGB") for k in indices.tolist()
+            ]
+        import av
+
+        with av.open(str(path)) as container:  # decode everything, keep what is sampled
+            decoded = [frame.to_image() for frame in container.decode(video=0)]
+        indices = segment_train_indices(len(decoded), T, rng)
+        return [decoded[k] for k in indices.tolist()]
+
+    def __getitem__(self, index: int) -> dict:
+        from torchvision.transforms import RandomResizedCrop
+        from torchvision.transforms import functional as F
+
+        rng = np.random.default_rng([self.seed, index])
+        images = self._images(index, rng)
+        images = [F.resize(img, 256) for img in images]
+        top, left, height, width = RandomResizedCrop.get_params(
+            images[0], (0.08, 1.0), (3 / 4, 4 / 3)
+        )
+        flip = rng.random() < 0.5
+        gray = rng.random() < 0.2
+        ops_seed = int(rng.integers(0, 2**31))
+        out = []
+        for img in images:
+            img = F.resized_crop(img, top, left, height, width, [SIZE, SIZE])
+            if flip:
+                img = F.hflip(img)
+            if gray:
+                img = F.rgb_to_grayscale(img, num_output_channels=3)
+            torch.manual_seed(ops_seed)  # the same RandAugment ops for every frame of the clip
+            img = self.randaugment(img)
+            out.append(self.normalize(self.to_tensor(img)))
+        return {"video": torch.stack(out)[None], "label": self.records[index].label}
+
+
+def _load_average() -> float:
+    """The 1-minute load average (other programs competing for the cores)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _workers_cpu_seconds(iterator) -> float:
+    """CPU seconds used so far by the DataLoader worker processes of ``iterator`` (0 without)."""
+    workers = getattr(iterator, "_workers", [])  # private, but the only handle on the pids
+    return sum(_process_cpu_seconds(worker.pid) for worker in workers)
+
+
+def measure(loader, batches: int) -> tuple[float, float]:
+    """Clips per second (wall clock) and CPU seconds per clip, over ``batches`` batches after
+    one warm-up batch (worker start-up).
+
+    The CPU time is this process's plus its DataLoader workers' (read from ``/proc``). It is the
+    work of the pipeline, much less affected than wall time by other programs competing for the
+    cores (though not immune: shared caches and hyper-threads still slow it). With workers it
+    also counts their prefetching of the next batches at the end, and not of the ones prefetched
+    before the start, which roughly cancel in a steady stream.
+    """
+    iterator = iter(loader)
+    next(iterator)
+    start, cpu_start = time.perf_counter(), time.process_time() + _workers_cpu_seconds(iterator)
+    clips = 0
+    for _ in range(batches):
+        batch = next(iterator)
+        clips += batch["video"].shape[0]
+    wall = time.perf_counter() - start
+    cpu = time.process_time() + _workers_cpu_seconds(iterator) - cpu_start
+    del iterator
+    return clips / wall, cpu / clips
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--videos", type=int, default=12, help="synthetic videos")
+    parser.add_argument("--frames", type=int, default=48, help="frames per video")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=3, help="timed batches per round")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per setting")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument(
+        "--sources", nargs="+", choices=("mp4", "frames"), default=["mp4", "frames"]
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # like a DataLoader worker; the machine's cores go to workers
+    repeat = max(1, -(-(args.batches + 1) * args.rounds * args.batch_size // args.videos))
+    rows = []
+    loads = [_load_average()]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        lists = dict(zip(("mp4", "frames"), make_data(root, args.videos, args.frames)))
+        print(f"data written in {time.perf_counter() - start:.1f}s")
+        for source, list_file in lists.items():
+            if source not in args.sources:
+                continue
+            for workers in args.workers:
+                cfg = Config()
+                cfg.data.root = str(root)
+                cfg.data.format = "video" if source == "mp4" else "frames"
+                cfg.data.num_segments = T
+                cfg.data.num_workers = workers
+                cfg.data.batch_size = args.batch_size
+                records = read_annotations(list_file) * repeat
+                ours = build_dataset(cfg, "train", records=records)
+                reference = ReferenceDataset(root, list_file, repeat)
+
+                def ref_loader(dataset=reference, workers=workers):
+                    return torch.utils.data.DataLoader(
+                        dataset,
+                        batch_size=args.batch_size,
+                        shuffle=True,
+                        num_workers=workers,
+                        generator=torch.Generator().manual_seed(0),
+                        persistent_workers=workers > 0,
+                    )
+
+                # Alternate the pipelines (ABAB...) so that both see the same machine load; the
+                # ratio of each adjacent pair is the speed-up, and the median pair is reported.
+                # Each measurement gets a fresh loader that is shut down afterwards, so no
+                # worker of the other pipeline keeps prefetching in the background.
+                pairs = []
+                for _ in range(args.rounds):
+                    ours_rate, ours_cpu = measure(
+                        build_loader(ours, cfg, "train", seed=0), args.batches
+                    )
+                    gc.collect()
+                    ref_rate, ref_cpu = measure(ref_loader(), args.batches)
+                    gc.collect()
+                    pairs.append((ours_rate / ref_rate, ours_rate, ref_rate, ours_cpu, ref_cpu))
+                    cpu = (
+                        f", CPU/clip {1e3 * ours_cpu:.0f} vs {1e3 * ref_cpu:.0f} ms "
+                        f"(x{ref_cpu / ours_cpu:.2f})"
+                    )
+                    print(
+                        f"{source:6s} workers={workers}: text4vis {ours_rate:6.1f} clips/s, "
+                        f"reference {ref_rate:6.1f} clips/s, x{ours_rate / ref_rate:.2f}{cpu}",
+                        flush=True,
+                    )
+                loads.append(_load_average())
+                pairs.sort()
+                rows.append((source, workers, *pairs[(len(pairs) - 1) // 2][1:]))
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], capture_output=True, text=True
+    ).stdout.strip()
+    print()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        f"torch thread(s) in the main process, {os.cpu_count()} CPUs"
+    )
+    print(
+        "1-minute load average at the start and after each setting: "
+        + ", ".join(f"{load:.1f}" for load in loads)
+    )
+    print(
+        f"commit: {commit}{' plus uncommitted changes' if dirty else ''}  torch {torch.__version__}"
+    )
+    print(
+        f"{args.videos} videos x {args.frames} frames at 428x320, batch {args.batch_size}, "
+        f"{args.rounds} rounds of {args.batches} timed batches (median pair shown)"
+    )
+    print()
+    print(
+        "| source | workers | text4vis clips/s | reference clips/s | speed-up (wall) "
+        "| CPU ms/clip text4vis / reference | speed-up (CPU) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for source, workers, ours_rate, ref_rate, ours_cpu, ref_cpu in rows:
+        cpu = f"{1e3 * ours_cpu:.0f} / {1e3 * ref_cpu:.0f} | {ref_cpu / ours_cpu:.2f}x"
+        print(
+            f"| {source} | {workers} | {ours_rate:.1f} | {ref_rate:.1f} "
+            f"| {ours_rate / ref_rate:.2f}x | {cpu} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
