@@ -29,6 +29,7 @@ _EXPORTS = {
     "write_labels": "annotations",
     # decoders
     "FrameFolderReader": "decoders",
+    "ImageReader": "decoders",
     "PyAVReader": "decoders",
     "VideoDecodeError": "decoders",
     "VideoReader": "decoders",

@@ -14,6 +14,8 @@ Readers, chosen by name (:func:`open_video`):
   later keyframe.
 - ``frames``: a folder of JPEG files named by ``frame_template`` (``img_{:05d}.jpg``) numbered
   from ``start_index``; decoded in one batched ``torchvision.io.decode_jpeg`` call.
+- ``image``: a single image file (suffix in :data:`IMAGE_SUFFIXES`, any case) read as a video of
+  one frame, for image recognition with T = 1; samplers ask for frame 0 (T times when T > 1).
 - ``torchcodec`` / ``decord``: used when installed (imported on first use).
 """
 
@@ -33,7 +35,9 @@ from text4vis.errors import Text4VisError
 
 __all__ = [
     "DECODERS",
+    "IMAGE_SUFFIXES",
     "FrameFolderReader",
+    "ImageReader",
     "PyAVReader",
     "VideoDecodeError",
     "VideoReader",
@@ -44,13 +48,22 @@ logger = logging.getLogger("text4vis.data.decoders")
 
 DECODERS = ("pyav", "torchcodec", "decord")
 
+# File suffixes (compared in lower case) that open_video reads as one-frame images.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
 
 class VideoDecodeError(Text4VisError):
-    """A video file or frame folder could not be read; the message names it and says why."""
+    """A video file, frame folder or image could not be read; the message names it and says why.
 
-    def __init__(self, path: str | Path, reason: str | None = None) -> None:
+    Args:
+        path: the file or folder, or (alone) a ready message.
+        reason: why it cannot be read.
+        kind: what it is, for the message (``video`` or ``image``).
+    """
+
+    def __init__(self, path: str | Path, reason: str | None = None, *, kind: str = "video") -> None:
         # One-argument form: a ready message (how DataLoader re-raises a worker's error).
-        super().__init__(str(path) if reason is None else f"cannot read video {path}: {reason}")
+        super().__init__(str(path) if reason is None else f"cannot read {kind} {path}: {reason}")
         self.path = str(path) if reason is not None else ""
         self.reason = reason if reason is not None else str(path)
 
@@ -321,6 +334,70 @@ class FrameFolderReader:
         return clip
 
 
+# ----------------------------------------------------------------------------------------------
+# Single images
+# ----------------------------------------------------------------------------------------------
+
+
+def is_image_path(path: str | Path) -> bool:
+    """Whether ``path`` names an image file by its suffix (see :data:`IMAGE_SUFFIXES`)."""
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+class ImageReader:
+    """One image file as a video of one frame (image recognition, T = 1).
+
+    ``frames(indices)`` accepts only index 0, repeated as often as asked (a sampler for T > 1
+    frames repeats the only frame), and decodes the file once per call: JPEG through
+    torchvision's libjpeg-turbo decoder, other formats (and JPEG-named files of another format)
+    through PIL.
+
+    Args:
+        path: the image file.
+    """
+
+    num_frames = 1
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if not os.path.isfile(self.path):
+            raise VideoDecodeError(self.path, "no such file", kind="image")
+
+    def frames(self, indices: Sequence[int]) -> np.ndarray:
+        """uint8 [T, H, W, 3] RGB: the image, once per index (every index must be 0)."""
+        array = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if array.size == 0:
+            raise ValueError(f"{self.path}: no frame indices requested")
+        if np.any(array != 0):
+            bad = int(array[array != 0][0])
+            raise VideoDecodeError(
+                self.path,
+                f"frame index {bad} out of range: an image has one frame (index 0)",
+                kind="image",
+            )
+        try:
+            with open(self.path, "rb") as handle:
+                raw = handle.read()
+        except OSError as exc:
+            raise VideoDecodeError(
+                self.path, f"unreadable ({exc.strerror})", kind="image"
+            ) from None
+        if not raw:
+            raise VideoDecodeError(self.path, "the file is empty (0 bytes)", kind="image")
+        try:
+            image = _decode_images([raw])[0]  # [H, W, 3]
+        except Exception as exc:  # libjpeg and PIL raise RuntimeError, OSError, SyntaxError...
+            raise VideoDecodeError(
+                self.path,
+                f"not a decodable {'/'.join(s[1:] for s in IMAGE_SUFFIXES)} image "
+                f"({type(exc).__name__}: {exc})",
+                kind="image",
+            ) from None
+        clip = np.empty((array.size, *image.shape), dtype=np.uint8)  # [T, H, W, 3]
+        clip[:] = image  # one contiguous copy, repeated for T > 1
+        return clip
+
+
 def _decode_images(data: list[bytes]) -> list[np.ndarray]:
     """Decode encoded images to RGB uint8 [H, W, 3].
 
@@ -409,10 +486,11 @@ def open_video(
     num_frames: int | None = None,
     threads: int = 0,
 ) -> VideoReader:
-    """Open a video file or a frame folder.
+    """Open a video file, a frame folder or a single image.
 
     Args:
-        path: a video file, or a folder of frame images (chosen by what the path is).
+        path: a video file, a folder of frame images, or an image file (a suffix in
+            :data:`IMAGE_SUFFIXES`, any case: read as one frame whatever ``decoder`` says).
         decoder: for video files: ``pyav`` (default), ``torchcodec`` or ``decord``.
         frame_template: frame-folder file names, formatted with the frame number.
         start_index: number of the first frame file in a folder.
@@ -431,6 +509,8 @@ def open_video(
         return FrameFolderReader(
             path, num_frames=num_frames, frame_template=frame_template, start_index=start_index
         )
+    if is_image_path(path):
+        return ImageReader(path)
     if decoder == "pyav":
         return PyAVReader(path, threads=threads)
     if decoder not in DECODERS:
