@@ -166,3 +166,65 @@ def test_template_bank_samples_per_step_and_evaluates_with_single_template():
     again = TemplateBankClassifier(bank, eval_weight, seed=4).train()
     assert [index(again()) for _ in range(20)] == indices  # seeded: reproducible
     torch.testing.assert_close(head.eval()(), eval_weight)
+
+
+def _bank_and_eval(k=6, c=3, d=8):
+    generator = torch.Generator().manual_seed(1)
+    bank = F.normalize(torch.randn(k, c, d, generator=generator), dim=-1)
+    return bank, F.normalize(torch.randn(c, d, generator=generator), dim=-1)
+
+
+def _drawn_indices(head, bank, count):
+    return [int((bank - head()).flatten(1).norm(dim=1).argmin()) for _ in range(count)]
+
+
+def test_template_bank_counter_round_trips_through_state_dict():
+    import io
+
+    from torch import nn
+
+    from text4vis.models.classifier import TemplateBankClassifier
+
+    bank, eval_weight = _bank_and_eval()
+    # Nested under a parent, as in the video model (keys prefixed "classifier.").
+    run = nn.ModuleDict({"classifier": TemplateBankClassifier(bank, eval_weight, seed=7)}).train()
+    _drawn_indices(run["classifier"], bank, 9)  # N = 9 steps before the "checkpoint"
+    state = run.state_dict()
+    assert int(state["classifier.step"]) == 9 and state["classifier.step"].dtype == torch.int64
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # as the trainer's checkpoint, read back weights-only
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+
+    resumed = nn.ModuleDict({"classifier": TemplateBankClassifier(bank, eval_weight, seed=7)})
+    resumed.load_state_dict(loaded, strict=True)
+    resumed.train()
+    assert resumed["classifier"].draws == 9
+    expected = _drawn_indices(run["classifier"], bank, 12)  # the uninterrupted run's next K
+    assert _drawn_indices(resumed["classifier"], bank, 12) == expected
+    fresh = TemplateBankClassifier(bank, eval_weight, seed=7).train()
+    assert _drawn_indices(fresh, bank, 21)[9:] == expected  # and it is the 10th..21st draw
+    assert len(set(expected)) > 1
+    # Evaluation passes do not advance the counter.
+    run.eval()
+    run["classifier"]()
+    assert int(run.state_dict()["classifier.step"]) == 21
+
+
+def test_template_bank_loads_state_dicts_saved_without_the_counter(caplog):
+    from text4vis.models.classifier import TemplateBankClassifier
+
+    bank, eval_weight = _bank_and_eval()
+    old = TemplateBankClassifier(bank, eval_weight, seed=2).state_dict()
+    del old["step"]  # a checkpoint written when the counter was a plain attribute
+    old._metadata[""]["version"] = 1  # type: ignore[attr-defined]
+    head = TemplateBankClassifier(bank, eval_weight, seed=2)
+    with caplog.at_level("WARNING", logger="text4vis.models.classifier"):
+        head.load_state_dict(old, strict=True)
+    assert "older text4vis" in caplog.text
+    assert head.draws == 0
+    # A current state dict that lacks the counter is incomplete: strict loading says so.
+    current = TemplateBankClassifier(bank, eval_weight, seed=2).state_dict()
+    del current["step"]
+    with pytest.raises(RuntimeError, match="step"):
+        TemplateBankClassifier(bank, eval_weight, seed=2).load_state_dict(current, strict=True)

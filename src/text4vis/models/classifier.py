@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 INITIALIZERS = ("text", "lda", "random", "orthogonal", "file")
+
+logger = logging.getLogger("text4vis.models.classifier")
 
 
 class ClassifierError(Text4VisError, ValueError):
@@ -109,29 +112,75 @@ class LearnableClassifier(nn.Module):
 class TemplateBankClassifier(nn.Module):
     """Frozen per-template classifiers; one sampled per training step, ``eval_weight`` otherwise.
 
+    The template of a training forward pass is a pure function of ``seed`` and the number of
+    training forward passes so far. That count is module state: the persistent int64 buffer
+    ``step`` (in ``state_dict``), so a checkpoint round trip continues the same template
+    sequence. State dicts written before the buffer existed load with the count left as it is
+    (0 for a new module), as those versions did on resume.
+
     Args:
         bank: ``[K, C, D]`` one classifier per template (normalised here).
         eval_weight: ``[C, D]`` classifier used in evaluation mode.
         seed: seed of the generator that picks the template of each training step.
     """
 
+    # 2: the draw counter ``step`` is a buffer (version 1 kept it as a plain attribute).
+    _version = 2
+
     bank: torch.Tensor
     weight: torch.Tensor
+    step: torch.Tensor
 
     def __init__(self, bank: torch.Tensor, eval_weight: torch.Tensor, seed: int = 0) -> None:
         super().__init__()
         self.register_buffer("bank", F.normalize(bank.detach().float(), dim=-1).clone())
         self.register_buffer("weight", F.normalize(eval_weight.detach().float(), dim=-1).clone())
+        self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.seed = seed
-        self.step = 0  # training forward passes so far: the draw is a pure function of it
+        # Host copy of ``step``: forward reads it without a device sync and writes the buffer.
+        self._count = 0
+
+    @property
+    def draws(self) -> int:
+        """Training forward passes so far (the next draw uses this count)."""
+        return self._count
 
     def forward(self) -> torch.Tensor:
         if not self.training:
             return self.weight
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
-        self.step += 1
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self._count)
+        self._count += 1
+        self.step.fill_(self._count)  # asynchronous on a GPU: no host sync
         k = int(torch.randint(self.bank.shape[0], (1,), generator=generator))
         return self.bank[k]
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        key = prefix + "step"
+        version = local_metadata.get("version")
+        if key not in state_dict and (version is None or version < 2):
+            # Written before the counter was saved (or filtered, e.g. train.init_from): keep the
+            # current count rather than failing a strict load.
+            if prefix + "bank" in state_dict:
+                logger.warning(
+                    "%sstep is not in the loaded state (saved by an older text4vis): template "
+                    "sampling continues from draw %d, not from where that run stopped",
+                    prefix,
+                    self._count,
+                )
+            state_dict[key] = self.step.detach().clone()
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        self._count = int(self.step)
 
 
 # ----------------------------------------------------------------------------------------------
