@@ -64,6 +64,19 @@ def build_parser(commands: dict[str, ModuleType] | None = None) -> argparse.Argu
     return parser
 
 
+def _log_to_files(message: str) -> None:
+    """Record a command's error in the log files of its run folder (not again on the console).
+
+    A run folder is created before the work that may fail; its ``log.txt`` then says why the run
+    stopped instead of ending silently.
+    """
+    logger = logging.getLogger("text4vis")
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, (), None)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``text4vis`` console script; returns the exit status."""
     parser = build_parser()
@@ -78,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         logging.getLogger("text4vis").debug("error", exc_info=True)
-        print(f"text4vis {args.command}: error: {exc}", file=sys.stderr)
+        message = f"text4vis {args.command}: error: {exc}"
+        _log_to_files(message)
+        print(message, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"text4vis {args.command}: interrupted", file=sys.stderr)

@@ -364,7 +364,7 @@ def _resolve_templates(templates: str | Sequence[str] | None, model_cfg: Any) ->
         if prompt == "coop":
             raise PredictError(
                 "this model learned CoOp prompt vectors for its own classes; it scores its own "
-                "class names (labels=None or a subset of them), not new ones"
+                "class names (omit --labels / labels=None, or a subset of them), not new ones"
             )
         if prompt == "templates" and model_cfg.template_mode == "sample":
             prompt = "template"  # evaluation of a sampled-template model uses the single one
@@ -382,6 +382,29 @@ def _resolve_templates(templates: str | Sequence[str] | None, model_cfg: Any) ->
             "goes, e.g. 'a video of {}.'"
         )
     return resolve_templates("templates", templates=list(templates))
+
+
+def _own_rows(own: Sequence[str], names: Sequence[str]) -> list[int] | None:
+    """Rows of the model's own classes for ``names``, or None when a name is not among them.
+
+    Names match as written or after normalisation (``red thing`` is the class ``RedThing``), the
+    same identity under which :func:`check_labels` calls two labels duplicates.
+    """
+    from text4vis.models.text import normalize_class_name
+
+    if not own:
+        return None
+    exact = {name: i for i, name in enumerate(own)}
+    normalised: dict[str, int] = {}
+    for i, name in enumerate(own):
+        normalised.setdefault(normalize_class_name(name), i)
+    rows = []
+    for name in names:
+        row = exact.get(name, normalised.get(normalize_class_name(name)))
+        if row is None:
+            return None
+        rows.append(row)
+    return rows
 
 
 class Predictor:
@@ -592,8 +615,8 @@ class Predictor:
             raise PredictError(
                 "the model config names no CLIP weights (model.pretrained and "
                 "model.text_pretrained are empty), so its text tower would be random and new "
-                "labels meaningless; use labels=None (or a subset of the model's classes), or "
-                "rebuild with model.text_pretrained set"
+                "labels meaningless; use the model's own classes (omit --labels / labels=None, "
+                "or give a subset of them), or rebuild with model.text_pretrained set"
             )
         encoder = build_text_encoder(cfg, embed_dim=self.model.embed_dim)
         if isinstance(encoder, ClipTextEncoder):
@@ -651,8 +674,9 @@ class Predictor:
                 )
             return own, model.classifier_weight().detach().float().cpu()
         names = check_labels(labels)
-        if own and all(name in own for name in names):
-            rows = torch.tensor([own.index(name) for name in names])
+        own_rows = _own_rows(own, names)
+        if own_rows is not None:
+            rows = torch.tensor(own_rows)
             weight = model.classifier_weight().detach().float().cpu()
             return names, weight.index_select(0, rows)  # [C, D] in the order asked
         cfg = model.model_cfg

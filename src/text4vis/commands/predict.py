@@ -18,7 +18,7 @@ on stderr) while the others complete; the exit status is then 1.
 examples:
   text4vis predict clips/ --model runs/k400/model --labels "dancing,cooking,surfing"
   text4vis predict a.mp4 b.mp4 --arch ViT-B-16 --weights ViT-B-16.pt --labels labels.txt --json
-  text4vis predict clips/ --checkpoint runs/k400/2026-01-01_000000/checkpoints/best.pt --csv out.csv
+  text4vis predict clips/ --checkpoint runs/k400/20260101-000000/checkpoints/best.pt --csv out.csv
 """
 
 

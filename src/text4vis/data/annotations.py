@@ -45,7 +45,8 @@ def read_labels(path: str | Path) -> list[str]:
     """Class names in id order from a CSV with header ``id,name``.
 
     Raises:
-        AnnotationError: missing header, a bad or duplicate id, ids not covering 0..C-1.
+        AnnotationError: missing header, a bad or duplicate id, ids not covering 0..C-1, or two
+            names that are the same after normalisation (``PlayingGuitar`` = ``playing guitar``).
         FileNotFoundError: the file does not exist.
     """
     path = Path(path)
@@ -88,7 +89,26 @@ def read_labels(path: str | Path) -> list[str]:
             f"{path}: ids must be 0..{len(names) - 1} with none missing; "
             f"missing {missing}, out of range {extra}"
         )
-    return [names[i] for i in range(len(names))]
+    ordered = [names[i] for i in range(len(names))]
+    _check_distinct_names(path, ordered)
+    return ordered
+
+
+def _check_distinct_names(path: Path, names: Sequence[str]) -> None:
+    """Two classes whose names read the same would get identical text-classifier rows."""
+    from text4vis.models.text import normalize_class_name
+
+    seen: dict[str, int] = {}
+    for class_id, name in enumerate(names):
+        key = normalize_class_name(name)
+        if key in seen:
+            first = seen[key]
+            raise AnnotationError(
+                f"{path}: classes {first} ({names[first]!r}) and {class_id} ({name!r}) both read "
+                f"{key!r} as text, so their classifier rows would be identical; give every class "
+                "a distinct name"
+            )
+        seen[key] = class_id
 
 
 def write_labels(path: str | Path, class_names: Sequence[str]) -> Path:
@@ -96,7 +116,7 @@ def write_labels(path: str | Path, class_names: Sequence[str]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+        writer = csv.writer(handle, lineterminator="\n")  # a text file people edit
         writer.writerow(["id", "name"])
         for class_id, name in enumerate(class_names):
             writer.writerow([class_id, name])

@@ -211,7 +211,13 @@ class VideoDataset(torch.utils.data.Dataset):
             video = self.load(index, rng)
         except VideoDecodeError as exc:
             if not self.skip_unreadable:
-                raise
+                hinted = VideoDecodeError(
+                    f"{exc}; fix it or remove it from the list (`text4vis prepare check LIST` "
+                    "lists every unreadable entry), or set data.skip_unreadable=true to skip "
+                    "unreadable videos and report them"
+                )
+                hinted.path, hinted.reason = exc.path, exc.reason
+                raise hinted from exc
             path = self.path_of(index)
             logger.warning("skipping unreadable video %s: %s", path, exc.reason)
             return {

@@ -72,8 +72,12 @@ def repeat_indices(indices: Sequence[int], full_length: int) -> list[int]:
 
 def half_class_splits(num_classes: int, num_splits: int = 10) -> list[list[int]]:
     """``num_splits`` seeded choices (seeds 0..N-1) of half of the classes, each sorted."""
-    if num_classes < 2:
-        raise ValueError(f"half-class splits need at least 2 classes, got {num_classes}")
+    if num_classes < 4:
+        raise ValueError(
+            f"half-class splits need at least 4 classes, got {num_classes}: a split of "
+            f"{num_classes // 2} class(es) always scores 100% top-1; use the full protocol "
+            "(--protocol full) or more classes"
+        )
     return [
         sorted(
             int(c)

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from text4vis.data.annotations import VideoRecord, read_annotations, write_annotations, write_labels
+from text4vis.data.annotations import (
+    AnnotationError,
+    VideoRecord,
+    _check_distinct_names,
+    read_annotations,
+    write_annotations,
+    write_labels,
+)
 from text4vis.data.decoders import FrameFolderReader, VideoDecodeError, open_video
 
 __all__ = [
@@ -110,6 +117,16 @@ def make_lists(
         chosen = set(rng.choice(len(records), size=num_val, replace=False).tolist())
         for i, record in enumerate(records):
             (val if i in chosen else train).append(record)
+    # Check everything before writing anything: no half-written output folder.
+    _check_distinct_names(root, classes)
+    spaced = [r.path for r in train + val if any(ch.isspace() for ch in r.path)]
+    if spaced:
+        shown = ", ".join(repr(p) for p in spaced[:5]) + (" ..." if len(spaced) > 5 else "")
+        raise AnnotationError(
+            f"{len(spaced)} clip path(s) under {root} contain whitespace, which list files split "
+            f"on: {shown}; rename those files or folders (e.g. spaces to underscores) and run "
+            "again"
+        )
     paths = {
         "labels": write_labels(out_dir / "labels.csv", classes),
         "train": write_annotations(out_dir / "train.txt", train),

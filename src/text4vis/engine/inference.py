@@ -401,6 +401,67 @@ def build_zero_shot_classifier(
         )
 
 
+def _check_cached_features(
+    cached: FeatureSet,
+    features: str | Path,
+    cfg: Config,
+    checkpoint: str | Path,
+    num_classes: int,
+) -> None:
+    """Cached features must be those of the test list (every video, same paths and labels).
+
+    A features file of another list (``--split train``), of a ``--per-class`` subset or of an
+    edited list would otherwise be scored silently in place of the test videos.
+    """
+    from text4vis.data.annotations import read_annotations
+
+    list_file = cfg.data.test_list or cfg.data.val_list
+    if not list_file:
+        return  # nothing to compare with; the features are all there is
+    records = read_annotations(list_file, num_classes=num_classes)
+    where = f"{cached.metadata.get('list_file', '?')} (split {cached.metadata.get('split', '?')})"
+    fix = (
+        f"extract the features of {list_file} with `text4vis features CONFIG --checkpoint CKPT "
+        "--out FILE` (default --split test, no --per-class)"
+    )
+    n = int(cached.labels.numel())
+    complete = n == len(records) or (cfg.data.skip_unreadable and n < len(records))
+    if not complete:
+        raise Text4VisError(
+            f"{features} holds {n} videos of {where}, but the test list {list_file} has "
+            f"{len(records)}; {fix}"
+        )
+    indices = cached.indices.tolist()
+    for row, index in enumerate(indices):
+        ok = 0 <= index < len(records) and int(cached.labels[row]) == records[index].label
+        if ok and cached.paths:
+            ok = cached.paths[row] == records[index].path
+        if not ok:
+            entry = records[index].path if 0 <= index < len(records) else "no such entry"
+            got = cached.paths[row] if cached.paths else f"label {int(cached.labels[row])}"
+            raise Text4VisError(
+                f"{features}: row {row} is {got!r} (entry {index} of {where}), but entry "
+                f"{index} of the test list {list_file} is {entry!r}; {fix}"
+            )
+    if n < len(records):
+        logger.warning(
+            "%s holds %d of the %d videos of %s (unreadable ones skipped)",
+            features,
+            n,
+            len(records),
+            list_file,
+        )
+    source = cached.metadata.get("checkpoint")
+    if source is not None and Path(str(source)).resolve() != Path(checkpoint).resolve():
+        logger.warning(
+            "%s was extracted with %s, not %s: the classifier and the video embeddings come "
+            "from different models unless these are the same model",
+            features,
+            source,
+            checkpoint,
+        )
+
+
 def zero_shot(
     cfg: Config,
     checkpoint: str | Path,
@@ -436,18 +497,7 @@ def zero_shot(
     if not cfg.data.labels:
         raise ValueError("data.labels is empty; set it to the label CSV of the classes to test")
     class_names = read_labels(cfg.data.labels)
-    features = features or cfg.eval.features or None
-    if features:
-        cached = load_features(features)
-        cached_names = cached.metadata.get("class_names")
-        if cached_names is not None and list(cached_names) != class_names:
-            raise Text4VisError(
-                f"{features} was extracted with other class labels than {cfg.data.labels}; "
-                "extract features of this list with `text4vis features`"
-            )
-        feature_set = cached
-    else:
-        feature_set = extract_checkpoint_features(cfg, checkpoint, views=views)
+    # The class subsets first: a bad protocol fails before any video is decoded.
     if protocol == "full":
         subsets = [list(range(len(class_names)))]
     elif protocol == "half":
@@ -460,6 +510,19 @@ def zero_shot(
                 "or eval.split_files"
             )
         subsets = [class_subset_ids(f, class_names) for f in files]
+    features = features or cfg.eval.features or None
+    if features:
+        cached = load_features(features)
+        cached_names = cached.metadata.get("class_names")
+        if cached_names is not None and list(cached_names) != class_names:
+            raise Text4VisError(
+                f"{features} was extracted with other class labels than {cfg.data.labels}; "
+                "extract features of this list with `text4vis features`"
+            )
+        _check_cached_features(cached, features, cfg, checkpoint, len(class_names))
+        feature_set = cached
+    else:
+        feature_set = extract_checkpoint_features(cfg, checkpoint, views=views)
     classifier = build_zero_shot_classifier(checkpoint, class_names)
     scale = float(feature_set.metadata.get("logit_scale", 100.0))
     per_split = subset_protocol(

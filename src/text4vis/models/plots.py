@@ -22,15 +22,25 @@ def class_similarity(weight: torch.Tensor) -> torch.Tensor:
 def select_rows(
     artifact: ClassifierArtifact, classes: Sequence[str] | None, max_classes: int = 40
 ) -> tuple[list[int], list[str]]:
-    """Row indices and labels to plot: named classes, row numbers, or the first ``max_classes``."""
+    """Row indices and labels to plot: named classes, row numbers, or the first ``max_classes``.
+
+    A name matches as written or after normalisation (``green thing`` = ``green_thing``).
+    """
     names = artifact.class_names or [str(i) for i in range(artifact.weight.shape[0])]
     if not classes:
         rows = list(range(min(max_classes, len(names))))
         return rows, [names[i] for i in rows]
+    from text4vis.models.text import normalize_class_name
+
+    normalised: dict[str, int] = {}
+    for i, name in enumerate(names):
+        normalised.setdefault(normalize_class_name(name), i)
     rows = []
     for item in classes:
         if item in names:
             rows.append(names.index(item))
+        elif normalize_class_name(item) in normalised:  # "playing guitar" = "playing_guitar"
+            rows.append(normalised[normalize_class_name(item)])
         elif item.isdigit() and int(item) < len(names):
             rows.append(int(item))
         else:
