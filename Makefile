@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test test-slow lint format bench clean help
+.PHONY: install demo test test-slow lint format bench clean help
 
 help:
 	@echo "make demo       set up and run the embedded synthetic benchmark (CPU, minutes)"
@@ -24,11 +24,19 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+demo: $(STAMP)
+	$(PY) -m text4vis demo
+
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/data.py
+	$(PY) benchmarks/contrastive_step.py
+	$(PY) benchmarks/train_step.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

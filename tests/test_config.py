@@ -135,3 +135,19 @@ def test_round_trip(tmp_path):
     dump_config(cfg, path)
     assert load_config(path) == cfg
     assert load_config(path) != Config()
+
+
+def test_set_stands_in_for_an_unset_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("T4V_UNSET_MODEL", raising=False)
+    path = write(tmp_path, "train:\n  init_from: ${T4V_UNSET_MODEL}\n")
+    with pytest.raises(ConfigError, match="T4V_UNSET_MODEL is not set"):
+        load_config(path)
+    cfg = load_config(path, ["train.init_from=/models/k400"])
+    assert cfg.train.init_from == "/models/k400"
+
+
+def test_dumped_config_is_block_style(tmp_path):
+    text = dump_config(load_config(None, ["model.tokent1d_blocks=[1,2]"]))
+    assert "\ndata:\n  root:" in "\n" + text  # one key per line, not a {...} flow mapping
+    assert not any(line.rstrip().endswith("}") and ": {" in line for line in text.splitlines())
+    assert "  - 1\n  - 2\n" in text

@@ -212,21 +212,21 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def _coerce(value: Any, tp: Any, key: str, expand_env: bool = True) -> Any:
     """Check ``value`` against the annotated type ``tp``; int -> float is the only conversion."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(value, args[0], key)
+        return _coerce(value, args[0], key, expand_env)
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(
                 f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
             )
-        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_coerce(v, inner, f"{key}[{i}]", expand_env) for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -238,7 +238,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return float(value)
     elif tp is str:
         if isinstance(value, str):
-            return _expand_env(value, key)
+            return _expand_env(value, key) if expand_env else value
     else:  # pragma: no cover - only the types above are used in the tree
         raise TypeError(f"unsupported config type {tp!r} for {key}")
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
@@ -254,7 +254,7 @@ def _unknown_key_error(key: str, valid: list[str], prefix: str) -> ConfigError:
     )
 
 
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+def _build(cls: type, values: dict[str, Any], prefix: str, expand_env: bool = True) -> Any:
     if not isinstance(values, dict):
         where = prefix.rstrip(".") or "the top level"
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__} {values!r}")
@@ -266,15 +266,23 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
             raise _unknown_key_error(str(key), list(fields), prefix)
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value if value is not None else {}, f"{prefix}{key}.")
+            kwargs[key] = _build(
+                tp, value if value is not None else {}, f"{prefix}{key}.", expand_env
+            )
         else:
-            kwargs[key] = _coerce(value, tp, f"{prefix}{key}")
+            kwargs[key] = _coerce(value, tp, f"{prefix}{key}", expand_env)
     return cls(**kwargs)
 
 
-def config_from_dict(values: dict[str, Any] | None) -> Config:
-    """Build a validated :class:`Config` from nested dictionaries (missing keys keep defaults)."""
-    return _build(Config, values or {}, "")
+def config_from_dict(values: dict[str, Any] | None, *, expand_env: bool = True) -> Config:
+    """Build a validated :class:`Config` from nested dictionaries (missing keys keep defaults).
+
+    Args:
+        values: nested ``{section: {key: value}}`` dictionaries.
+        expand_env: replace ``${VAR}`` / ``${VAR:-default}`` in strings (an unset variable
+            without a default is an error); False keeps the strings as written.
+    """
+    return _build(Config, values or {}, "", expand_env)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -384,7 +392,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         try:
             values = read_yaml(path)
-            config_from_dict(values)  # errors in the file name the file
+            # Errors in the file name the file. Environment variables are expanded only after
+            # the overrides, so `--set key=value` can stand in for an unset ${VAR}.
+            config_from_dict(values, expand_env=False)
         except ConfigError as exc:
             if str(exc).startswith(str(path)):
                 raise
@@ -395,7 +405,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def dump_config(config: Config, path: str | Path | None = None) -> str:
     """Write the resolved config as YAML (to ``path`` when given) and return the text."""
-    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=False)
     if path is not None:
         Path(path).write_text(text)
     return text
