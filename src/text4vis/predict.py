@@ -909,48 +909,17 @@ class Predictor:
 # ----------------------------------------------------------------------------------------------
 
 
-def _uses_quick_gelu(model_cfg: Any, checkpoint: Path) -> bool:
-    """Whether training built the backbone with QuickGELU (OpenAI weights), which a checkpoint
-    does not record: decided from ``model.pretrained`` as the backbone factory decides it."""
-    import open_clip
-
-    from text4vis.models.backbones import read_state_dict, register_model_configs
-
-    weights = model_cfg.pretrained
-    if not weights:
-        return False
-    if Path(weights).expanduser().is_file():
-        return read_state_dict(Path(weights).expanduser())[1].startswith("openai")
-    register_model_configs()
-    tag = open_clip.get_pretrained_cfg(model_cfg.arch.replace("/", "-"), weights)
-    if tag:
-        return bool(tag.get("quick_gelu", False))
-    raise PredictError(
-        f"{checkpoint}: its backbone weights model.pretrained={weights!r} are not on this machine, "
-        "so it cannot tell whether the model uses QuickGELU; use the exported model folder "
-        "(the run's model/ folder) with --model DIR instead"
-    )
-
-
 def _close(a: Sequence[float], b: Sequence[float], tol: float = 1e-6) -> bool:
     return len(a) == len(b) and all(abs(float(x) - float(y)) <= tol for x, y in zip(a, b))
 
 
 def _model_from_checkpoint(path: str | Path) -> tuple[VideoRecognizer, Config]:
-    """Rebuild the model of a training checkpoint, and the checkpoint's config."""
-    import open_clip
+    """Rebuild the model of a training checkpoint, and the checkpoint's config.
 
+    The architecture the checkpoint records is built without pretrained weights and its own
+    tensors loaded (:func:`text4vis.engine.checkpoint.recognizer_from_checkpoint`)."""
     from text4vis.config import config_from_dict
-    from text4vis.data import read_labels
-    from text4vis.engine.checkpoint import load_checkpoint
-    from text4vis.models.backbones import create_clip
-    from text4vis.models.classifier import (
-        FrozenClassifier,
-        LearnableClassifier,
-        TemplateBankClassifier,
-    )
-    from text4vis.models.text import CoOpClassifier
-    from text4vis.models.video import VideoRecognizer
+    from text4vis.engine.checkpoint import load_checkpoint, recognizer_from_checkpoint
 
     path = Path(path)
     state = load_checkpoint(path)
@@ -964,41 +933,8 @@ def _model_from_checkpoint(path: str | Path) -> tuple[VideoRecognizer, Config]:
             f"{path}: trained with the {cfg.train.objective!r} objective; predict supports models "
             "trained with the frozen classifier (train.objective=ce)"
         )
-    class_names = list(state.get("class_names") or read_labels(cfg.data.labels))
-    weights = {
-        (k[len("module.") :] if k.startswith("module.") else k): v
-        for k, v in state["model"].items()
-    }
-    model = VideoRecognizer.from_config(
-        cfg.model,
-        class_names,
-        num_frames=cfg.data.num_segments,
-        image_size=cfg.data.input_size,
-        load_weights=False,
-        quick_gelu=_uses_quick_gelu(cfg.model, path),
-    )
-    head = {k[len("classifier.") :]: v for k, v in weights.items() if k.startswith("classifier.")}
-    if cfg.model.classifier == "learnable":
-        model.classifier = LearnableClassifier(len(class_names), model.embed_dim)
-    elif cfg.model.classifier == "text" and cfg.model.prompt == "coop":
-        arch = cfg.model.arch
-        model.classifier = CoOpClassifier(
-            create_clip(arch, ""),
-            open_clip.get_tokenizer(arch.replace("/", "-")),
-            class_names,
-            cfg.model.coop_context,
-        )
-    elif "bank" in head:
-        model.classifier = TemplateBankClassifier(head["bank"], head["weight"])
-    elif "weight" in head:
-        model.classifier = FrozenClassifier(head["weight"])
-    else:
+    model = recognizer_from_checkpoint(state, path)
+    if model.classifier is None:
         raise PredictError(f"{path}: the checkpoint's model holds no classifier weights")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise PredictError(
-            f"{path}: the weights do not fit the model its config describes (missing "
-            f"{missing[:4]}, unexpected {unexpected[:4]})"
-        )
-    model.classifier_metadata = {"initializer": cfg.model.classifier, "checkpoint": str(path)}
+    model.classifier_metadata["checkpoint"] = str(path)
     return model, cfg

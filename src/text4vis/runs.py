@@ -118,6 +118,7 @@ def create_run_dir(
     argv: list[str] | None = None,
     path: str | Path | None = None,
     all_ranks_log: bool = False,
+    resumed_from: str | None = None,
 ) -> RunDir:
     """Create the run folder, write config.yaml and meta.json and start logging into it.
 
@@ -128,6 +129,9 @@ def create_run_dir(
         argv: command line recorded in meta.json (``sys.argv`` by default).
         path: use this folder instead of ``<run.root>/<run.name>/<timestamp>`` (e.g. on resume).
         all_ranks_log: every rank > 0 also writes ``log_rank{N}.txt``.
+        resumed_from: the checkpoint a resumed run continues from. The folder's meta.json is
+            kept (the original command line and start time) and this process's facts are
+            appended to its ``resumes`` list: ``{command, start_time, git, ..., checkpoint}``.
     """
     rank = get_rank()
     chosen = None
@@ -141,9 +145,15 @@ def create_run_dir(
     chosen = broadcast_object(chosen)
     run_path = Path(chosen)
     meta = collect_meta(argv)
+    meta_file = run_path / "meta.json"
+    if resumed_from is not None:
+        entry = {**meta, "checkpoint": str(resumed_from)}
+        if meta_file.is_file():
+            meta = json.loads(meta_file.read_text())
+        meta["resumes"] = [*meta.get("resumes", []), entry]
     if rank == 0:
         dump_config(config, run_path / "config.yaml")
-        _write_json(run_path / "meta.json", meta)
+        _write_json(meta_file, meta)
     log_file = (
         run_path / "log.txt"
         if rank == 0

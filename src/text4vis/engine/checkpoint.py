@@ -9,7 +9,12 @@ with ``torch.load(weights_only=True)``:
 ``None``), ``rng`` (python / numpy global, torch CPU and CUDA states: the trainer uses seeded
 generators, these are saved so that any library drawing from the global ones resumes too),
 ``best`` (best validation top-1 so far), ``history`` (per-epoch metrics), ``config`` (the resolved
-config as nested dicts) and ``complete = True``.
+config as nested dicts), ``architecture`` (what rebuilds the model without pretrained weights: the
+dict ``config.json`` of a saved model folder holds, see
+:meth:`~text4vis.models.video.VideoRecognizer.architecture`) and ``complete = True``.
+
+:func:`recognizer_from_checkpoint` rebuilds the model of a checkpoint from its own tensors; the
+CLIP weights named in ``model.pretrained`` are never loaded.
 
 Writes go to a temporary file in the same folder, are flushed and ``fsync``-ed, then renamed over
 the target, so a process killed mid-write leaves the previous file untouched.
@@ -22,12 +27,15 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from text4vis.errors import Text4VisError
+
+if TYPE_CHECKING:
+    from text4vis.models.video import VideoRecognizer
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -36,6 +44,7 @@ __all__ = [
     "capture_rng_state",
     "find_latest_checkpoint",
     "load_checkpoint",
+    "recognizer_from_checkpoint",
     "restore_rng_state",
     "resolve_resume",
 ]
@@ -214,3 +223,100 @@ def resolve_resume(resume: str | None, root: str | Path, name: str) -> Path | No
             f"holding {CHECKPOINT_DIR}/last.pt"
         )
     return path
+
+
+def _legacy_quick_gelu(model_cfg: Any, path: Path) -> bool:
+    """Whether training built the backbone with QuickGELU, for checkpoints written before they
+    recorded their architecture: decided from ``model.pretrained`` as the backbone factory
+    decides it (an OpenAI-format file, or a tag whose open_clip metadata says so)."""
+    import open_clip
+
+    from text4vis.models.backbones import read_state_dict, register_model_configs
+
+    weights = model_cfg.pretrained
+    if not weights:
+        return False
+    if Path(weights).expanduser().is_file():
+        return read_state_dict(Path(weights).expanduser())[1].startswith("openai")
+    register_model_configs()
+    tag = open_clip.get_pretrained_cfg(model_cfg.arch.replace("/", "-"), weights)
+    if tag:
+        return bool(tag.get("quick_gelu", False))
+    raise CheckpointError(
+        f"{path} was written before checkpoints recorded their architecture, and its backbone "
+        f"weights model.pretrained={weights!r} are not on this machine, so it cannot tell "
+        "whether the backbone uses QuickGELU; put that file back, or use the model folder the "
+        "run exported (<run>/model)"
+    )
+
+
+def _legacy_architecture(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The architecture dict of a checkpoint that does not store one, from its config."""
+    import dataclasses
+
+    from text4vis.config import config_from_dict
+
+    if "config" not in state:
+        raise CheckpointError(
+            f"{path}: the checkpoint holds no config; its model cannot be rebuilt"
+        )
+    cfg = config_from_dict(state["config"])
+    if state.get("class_names") is not None:
+        class_names = list(state["class_names"])
+    else:
+        from text4vis.data.annotations import read_labels
+
+        class_names = read_labels(cfg.data.labels)
+    keys = set(state["model"])
+    if cfg.model.classifier == "learnable":
+        kind = "learnable"
+    elif cfg.model.classifier == "text" and cfg.model.prompt == "coop":
+        kind = "coop"
+    elif "classifier.bank" in keys:
+        kind = "templates"
+    elif "classifier.weight" in keys:
+        kind = "frozen"
+    else:
+        kind = "none"
+    # What build_model passed when the checkpoint was trained (max_frames: the default).
+    return {
+        "model": dataclasses.asdict(cfg.model),
+        "class_names": class_names,
+        "num_frames": cfg.data.num_segments,
+        "image_size": cfg.data.input_size,
+        "quick_gelu": _legacy_quick_gelu(cfg.model, path),
+        "classifier_kind": kind,
+    }
+
+
+def recognizer_from_checkpoint(state: dict[str, Any], path: str | Path) -> VideoRecognizer:
+    """Rebuild the model of a loaded training checkpoint from its own tensors.
+
+    The architecture stored in the checkpoint is built without pretrained weights (no file read,
+    no download) and the checkpoint's weights loaded. Checkpoints written before the
+    architecture was stored are rebuilt from their config; they need ``model.pretrained`` on this
+    machine only to tell whether the backbone uses QuickGELU (tags need no download).
+
+    Args:
+        state: what :func:`load_checkpoint` returned.
+        path: the checkpoint file (named in errors).
+
+    Raises:
+        CheckpointError: an older checkpoint whose backbone weights are unreachable.
+        Text4VisError: the weights do not fit the architecture.
+    """
+    from text4vis.models.video import VideoRecognizer
+
+    path = Path(path)
+    weights = {
+        (k[len("module.") :] if k.startswith("module.") else k): v
+        for k, v in state["model"].items()
+    }
+    architecture = state.get("architecture")
+    if architecture is None:
+        architecture = _legacy_architecture(state, path)
+    model = VideoRecognizer.from_architecture(architecture, weights, where=str(path))
+    model.classifier_metadata = dict(state.get("classifier_metadata") or {})
+    model.classifier_metadata.setdefault("initializer", architecture["model"].get("classifier"))
+    model.classifier_metadata["class_names"] = list(model.class_names)
+    return model

@@ -59,6 +59,7 @@ __all__ = [
 logger = logging.getLogger("text4vis.engine.evaluate")
 
 AGGREGATIONS = ("prob", "logit")
+VIEW_CROPS = (1, 3)  # crops per clip the evaluation transform makes (centre / left-centre-right)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,7 +170,7 @@ def classification_metrics(
         "top1": top[1],
         "top5": top[5],
         "mean_class_acc": mean_class_accuracy(predictions, labels, num_classes),
-        "num_videos": float(labels.numel()),
+        "num_videos": int(labels.numel()),
     }
     if multilabel:
         metrics["mAP"] = mean_average_precision(scores, labels)
@@ -181,12 +182,26 @@ def classification_metrics(
 # ----------------------------------------------------------------------------------------------
 
 
-def parse_views(text: str) -> tuple[int, int]:
-    """``"4x3"`` -> ``(4 clips, 3 crops)``."""
+def parse_views(text: str, source: str = "views") -> tuple[int, int]:
+    """``"4x3"`` -> ``(4 clips, 3 crops)``.
+
+    Args:
+        text: ``CLIPSxCROPS``; CROPS is 1 (centre crop) or 3 (left, centre, right).
+        source: where the value came from, named in errors (``--views``, ``eval.views``).
+
+    Raises:
+        ValueError: not ``CLIPSxCROPS`` with positive numbers, or an unsupported crop count.
+    """
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"views {text!r} must look like CLIPSxCROPS, e.g. 1x1 or 4x3")
-    return int(parts[0]), int(parts[1])
+        raise ValueError(f"{source} {text!r} must look like CLIPSxCROPS, e.g. 1x1 or 4x3")
+    clips, crops = int(parts[0]), int(parts[1])
+    if crops not in VIEW_CROPS:
+        raise ValueError(
+            f"{source} {text!r}: CROPS must be 1 (centre crop) or 3 (left, centre, right), got "
+            f"{crops}; e.g. {clips}x1 or {clips}x3"
+        )
+    return clips, crops
 
 
 def aggregate_views(logits: Tensor, mode: str = "prob") -> Tensor:
@@ -508,14 +523,14 @@ def subset_protocol(
             raise ValueError(f"no video has a label in the class subset {list(subset)[:10]}...")
         logits = zero_shot_logits(features[keep], classifier[subset_t], logit_scale)
         metrics = classification_metrics(logits, remap[labels[keep]], subset_t.numel())
-        metrics["num_classes"] = float(subset_t.numel())
+        metrics["num_classes"] = int(subset_t.numel())
         results.append(metrics)
     return results
 
 
 def summarize_protocol(results: Sequence[dict[str, float]]) -> dict[str, float]:
     """Mean and (population) standard deviation of every metric over splits."""
-    summary: dict[str, float] = {"num_splits": float(len(results))}
+    summary: dict[str, float] = {"num_splits": len(results)}
     for key in results[0]:
         values = np.array([r[key] for r in results], dtype=np.float64)
         summary[f"{key}_mean"] = float(values.mean())

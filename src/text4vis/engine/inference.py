@@ -66,9 +66,12 @@ PROTOCOLS = ("full", "half", "splits")
 def with_views(cfg: Config, views: str | None) -> Config:
     """``cfg`` with ``data.num_clips`` / ``data.num_crops`` set from ``"CLIPSxCROPS"``.
 
-    ``views=None`` uses ``cfg.eval.views``.
+    ``views=None`` uses ``cfg.eval.views``; errors name ``--views`` or ``eval.views``.
     """
-    clips, crops = parse_views(views or cfg.eval.views)
+    if views:
+        clips, crops = parse_views(views, "--views")
+    else:
+        clips, crops = parse_views(cfg.eval.views, "eval.views")
     data = dataclasses.replace(cfg.data, num_clips=clips, num_crops=crops)
     ev = dataclasses.replace(cfg.eval, views=f"{clips}x{crops}")
     return dataclasses.replace(cfg, data=data, eval=ev)
@@ -76,6 +79,8 @@ def with_views(cfg: Config, views: str | None) -> Config:
 
 def load_recognizer(checkpoint: str | Path, device: torch.device | str = "cpu") -> VideoRecognizer:
     """A :class:`~text4vis.models.video.VideoRecognizer` from a ``.pt`` or a saved folder.
+
+    Neither reads the CLIP weights named in ``model.pretrained``: every weight is in the file.
 
     Raises:
         FileNotFoundError: nothing at ``checkpoint``.
@@ -88,13 +93,10 @@ def load_recognizer(checkpoint: str | Path, device: torch.device | str = "cpu") 
     if path.is_dir():
         model = VideoRecognizer.from_pretrained(path)
     elif path.is_file():
-        from text4vis.engine.checkpoint import load_checkpoint
-        from text4vis.engine.train import build_model
+        from text4vis.engine.checkpoint import load_checkpoint, recognizer_from_checkpoint
 
-        state = load_checkpoint(path)
-        train_cfg = config_from_dict(state["config"])
-        model = build_model(train_cfg, list(state["class_names"]))
-        model.load_state_dict(state["model"])
+        # Built from the checkpoint's own tensors: model.pretrained is not loaded.
+        model = recognizer_from_checkpoint(load_checkpoint(path), path)
     else:
         raise FileNotFoundError(
             f"checkpoint {path} does not exist; give a .pt written by `train` or a model folder "
@@ -158,7 +160,7 @@ def evaluate_checkpoint(
             skipped=skipped,
         )
         result = evaluate_scores(indices, scores, labels, multilabel=cfg.eval.multilabel)
-        result.metrics["num_skipped"] = float(len(skipped))
+        result.metrics["num_skipped"] = len(skipped)
     return result, class_names
 
 

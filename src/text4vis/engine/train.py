@@ -25,6 +25,7 @@ as an uninterrupted run (bit-identical on the CPU).
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 import os
@@ -244,6 +245,44 @@ def _stop_after_steps(explicit: int | None) -> int | None:
         raise ValueError(f"{STOP_ENV}={value!r} must be an integer step count") from exc
 
 
+@dataclass
+class _TrainData:
+    """Labels and datasets of a run, read before anything is built or written."""
+
+    class_names: list[str]
+    train_set: Any
+    val_set: Any | None
+    few_shot: tuple[list[Any], list[int]] | None  # full training records, chosen indices
+
+
+def _read_data(cfg: Config) -> _TrainData:
+    """Read and check the label file, the lists and the few-shot choice (no files written).
+
+    Raises:
+        ValueError / FileNotFoundError / AnnotationError: naming the key or file at fault.
+    """
+    from text4vis.data.annotations import read_annotations, read_labels
+    from text4vis.data.dataset import build_dataset
+    from text4vis.data.few_shot import few_shot_indices
+
+    if not cfg.data.labels:
+        raise ValueError("data.labels is empty; set it to the label CSV (id,name)")
+    if not cfg.data.train_list:
+        raise ValueError("data.train_list is empty; set it to the training list file")
+    class_names = read_labels(cfg.data.labels)
+    # run_dir=None: the few-shot list is written once the run folder exists (see fit).
+    train_set = build_dataset(cfg, "train", class_names=class_names)
+    few_shot = None
+    if cfg.data.shot > 0:
+        records = read_annotations(cfg.data.train_list, num_classes=len(class_names))
+        chosen = few_shot_indices([r.label for r in records], cfg.data.shot, cfg.data.shot_seed)
+        few_shot = (records, chosen)
+    val_set = None
+    if cfg.data.val_list:
+        val_set = build_dataset(cfg, "val", class_names=class_names)
+    return _TrainData(class_names, train_set, val_set, few_shot)
+
+
 class _Trainer:
     """State and pieces of one :func:`fit` call (kept together to keep the loop readable)."""
 
@@ -253,9 +292,9 @@ class _Trainer:
         device: torch.device,
         run_path: Path,
         checkpoint: dict[str, Any] | None,
+        data: _TrainData,
     ) -> None:
-        from text4vis.data.annotations import read_labels
-        from text4vis.data.dataset import FAILED_VIDEOS_FILE, FailureTracker, build_dataset
+        from text4vis.data.dataset import FAILED_VIDEOS_FILE, FailureTracker
         from text4vis.data.loaders import build_loader
 
         self.cfg = cfg
@@ -268,12 +307,8 @@ class _Trainer:
             raise ValueError(f"train.grad_accum must be >= 1, got {tc.grad_accum}")
         if tc.precision not in ("bf16", "fp16", "fp32"):
             raise ValueError(f"train.precision {tc.precision!r}: choose bf16, fp16 or fp32")
-        if not cfg.data.labels:
-            raise ValueError("data.labels is empty; set it to the label CSV (id,name)")
-        if not cfg.data.train_list:
-            raise ValueError("data.train_list is empty; set it to the training list file")
 
-        self.class_names = read_labels(cfg.data.labels)
+        self.class_names = data.class_names
         self.model = build_model(cfg, self.class_names)
         if tc.init_from and checkpoint is None:  # on resume the checkpoint has the weights
             load_initial_weights(self.model, tc.init_from)
@@ -295,7 +330,7 @@ class _Trainer:
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
 
-        self.train_set = build_dataset(cfg, "train", class_names=self.class_names, run_dir=run_path)
+        self.train_set = data.train_set
         self.train_loader = build_loader(self.train_set, cfg, "train", seed=tc.seed)
         # Unreadable training videos, reported by the batches of every rank.
         self.failures = FailureTracker(
@@ -303,10 +338,9 @@ class _Trainer:
             cfg.data.max_failure_fraction,
             run_path / FAILED_VIDEOS_FILE if self.rank == 0 else None,
         )
-        self.val_set = None
+        self.val_set = data.val_set
         self.val_loader = None
-        if cfg.data.val_list:
-            self.val_set = build_dataset(cfg, "val", class_names=self.class_names, run_dir=run_path)
+        if self.val_set is not None:
             self.val_loader = build_loader(
                 self.val_set, cfg, "val", seed=tc.seed, batch_size=cfg.eval.batch_size
             )
@@ -346,6 +380,12 @@ class _Trainer:
             "class_names": list(self.class_names),
             "failed_videos": dict(self.failures.failed),
             "config": config_to_dict(self.cfg),
+            # What rebuilds the model without its pretrained weights (= config.json of model/);
+            # JSON round trip: plain values only, as weights_only loading needs.
+            "architecture": json.loads(json.dumps(self.model.architecture(), default=str)),
+            "classifier_metadata": json.loads(
+                json.dumps(self.model.classifier_metadata, default=str)
+            ),
             "world_size": self.world_size,
         }
 
@@ -613,8 +653,6 @@ class _Trainer:
             dump_config(self.cfg, self.run_path / "model" / TRAIN_CONFIG_NAME)
             records = []
             if self.metrics.jsonl.exists():
-                import json
-
                 records = [
                     json.loads(line)
                     for line in self.metrics.jsonl.read_text().splitlines()
@@ -673,10 +711,27 @@ def fit(
             ckpt_path = resolve_resume(resume, cfg.run.root, cfg.run.name)
         ckpt_path = dist_utils.broadcast_object(None if ckpt_path is None else str(ckpt_path))
         checkpoint = load_checkpoint(ckpt_path) if ckpt_path else None
+        # Labels, lists and the few-shot choice first: a wrong path fails before any weight
+        # is loaded or the run folder is created.
+        data = _read_data(cfg)
+        if checkpoint is not None and checkpoint.get("class_names") not in (
+            None,
+            list(data.class_names),
+        ):
+            raise ValueError(
+                f"{ckpt_path} was trained on other class names than {cfg.data.labels}; resume "
+                "with the label file it was trained with"
+            )
         if run_dir is None and ckpt_path is not None:
             path = Path(ckpt_path)
             run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
-        run = create_run_dir(cfg, path=run_dir)
+        run = create_run_dir(
+            cfg, path=run_dir, resumed_from=None if ckpt_path is None else str(ckpt_path)
+        )
+        if data.few_shot is not None and dist_utils.is_main_process():
+            from text4vis.data.few_shot import write_few_shot_list
+
+            write_few_shot_list(run.path, *data.few_shot)
         if checkpoint is not None:
             logger.info("resuming from %s", ckpt_path)
             diffs = [
@@ -686,6 +741,5 @@ def fit(
             ]
             for diff in diffs:
                 logger.warning("config differs from the checkpoint's: %s", diff)
-            run.update_meta(resumed_from=str(ckpt_path))
-        trainer = _Trainer(cfg, device, run.path, checkpoint)
+        trainer = _Trainer(cfg, device, run.path, checkpoint, data)
         return trainer.run(_stop_after_steps(stop_after_steps))

@@ -460,9 +460,6 @@ class VideoRecognizer(nn.Module):
         """
         from safetensors.torch import load_file
 
-        from text4vis.config import config_from_dict
-        from text4vis.models.backbones import weights_loaded_afterwards
-
         directory = Path(directory)
         config_path = directory / CONFIG_NAME
         if not config_path.is_file():
@@ -471,9 +468,51 @@ class VideoRecognizer(nn.Module):
                 "`text4vis import-official`"
             )
         config = json.loads(config_path.read_text())
+        return cls.from_architecture(
+            config,
+            load_file(str(directory / WEIGHTS_NAME)),
+            where=str(directory / WEIGHTS_NAME),
+            config_where=str(config_path),
+            classifier_file=directory / CLASSIFIER_NAME,
+        )
+
+    def architecture(self) -> dict[str, Any]:
+        """What rebuilds this model without any pretrained weights: the dict ``config.json``
+        holds (model config, class names, frames, image size, ``max_frames``, ``quick_gelu``,
+        classifier kind, preprocessing when known). Training checkpoints store it too."""
+        return self._config_dict()
+
+    @classmethod
+    def from_architecture(
+        cls,
+        config: dict[str, Any],
+        weights: dict[str, torch.Tensor],
+        *,
+        where: str,
+        config_where: str | None = None,
+        classifier_file: str | Path | None = None,
+    ) -> VideoRecognizer:
+        """Rebuild a model from :meth:`architecture` and its tensors (no pretrained weights read).
+
+        Args:
+            config: the dict :meth:`architecture` returned (``config.json``).
+            weights: the model's state dict.
+            where: the file the weights came from (named in errors).
+            config_where: the file the config came from (default ``where``).
+            classifier_file: for a fixed-matrix classifier (kind ``frozen`` / ``templates``),
+                the classifier artifact to attach; None takes the ``classifier.*`` tensors of
+                ``weights`` (a training checkpoint holds them).
+
+        Raises:
+            Text4VisError: the tensors do not fit the config.
+        """
+        from text4vis.config import config_from_dict
+        from text4vis.models.backbones import weights_loaded_afterwards
+
+        config_where = config_where or where
         preprocessing = config.get("preprocessing")
         if preprocessing is not None:
-            preprocessing = _check_preprocessing(preprocessing, str(config_path))
+            preprocessing = _check_preprocessing(preprocessing, config_where)
         model_cfg = config_from_dict({"model": config["model"]}).model
         kind = config.get("classifier_kind", "frozen")
         class_names = list(config.get("class_names", []))
@@ -488,21 +527,37 @@ class VideoRecognizer(nn.Module):
             quick_gelu=bool(config.get("quick_gelu", False)),
         )
         model.model_cfg = model_cfg
-        state = load_file(str(directory / WEIGHTS_NAME))
+        state = dict(weights)
+        head = {k[len("classifier.") :]: v for k, v in state.items() if k.startswith("classifier.")}
+        from_file = classifier_file is not None and kind in ("frozen", "templates")
         if kind == "learnable":
             model.classifier = LearnableClassifier(len(class_names), model.embed_dim)
         elif kind == "coop":
             with weights_loaded_afterwards():  # its text tower is loaded from the state below
                 model.classifier = _coop_module(model_cfg, class_names, model.embed_dim)
+        elif kind == "templates" and not from_file:
+            if not {"bank", "weight"} <= set(head):
+                raise Text4VisError(f"{where}: no classifier.bank / classifier.weight tensors")
+            model.classifier = TemplateBankClassifier(
+                head["bank"], head["weight"], model_cfg.classifier_seed
+            )
+        elif kind == "frozen" and not from_file:
+            if "weight" not in head:
+                raise Text4VisError(f"{where}: no classifier.weight tensor")
+            model.classifier = FrozenClassifier(head["weight"])
+        if from_file:
+            state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("classifier.")]
+        if classifier_file is not None or kind == "none":  # a folder keeps its classifier apart
+            missing = [k for k in missing if not k.startswith("classifier.")]
         if missing or unexpected:
             raise Text4VisError(
-                f"{directory / WEIGHTS_NAME}: tensors do not fit the saved config "
+                f"{where}: tensors do not fit the saved config "
                 f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
             )
-        if kind in ("frozen", "templates"):
-            artifact = load_classifier(directory / CLASSIFIER_NAME)
+        if from_file:
+            assert classifier_file is not None
+            artifact = load_classifier(classifier_file)
             artifact.check(class_names, model.embed_dim)
             model.set_classifier(artifact.weight, class_names, artifact.metadata)
         elif kind == "none":
