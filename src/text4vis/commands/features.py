@@ -1,4 +1,4 @@
-"""`text4vis features CONFIG --checkpoint CKPT --out FILE`: cache video embeddings of a list."""
+"""`text4vis features CONFIG [--checkpoint CKPT] --out FILE`: cache video embeddings of a list."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ HELP = "extract video embeddings of a list to safetensors (for zero-shot and LDA
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument(
-        "--checkpoint", required=True, metavar="CKPT", help="training checkpoint or model folder"
+        "--checkpoint",
+        default=None,
+        metavar="CKPT",
+        help="training checkpoint or model folder; omit it to embed with the untrained model of "
+        "the config (model.pretrained CLIP weights), e.g. for the LDA classifier",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="output .safetensors file")
     parser.add_argument(

@@ -261,9 +261,23 @@ def per_class_subset(labels: Sequence[int], per_class: int, seed: int) -> list[i
     return sorted(chosen)
 
 
+def pretrained_feature_model(cfg: Config, class_names: list[str] | None) -> VideoRecognizer:
+    """The untrained video model of ``cfg.model`` (its ``model.pretrained`` CLIP weights).
+
+    Used for features of the pre-trained encoder, e.g. the paper's LDA classifier, which is fit
+    on embeddings of the CLIP visual encoder before any fine-tuning. Only ``encode_video`` is
+    used, so the classifier is a seeded random placeholder (no text encoder or LDA file needed).
+    """
+    from text4vis.engine.train import build_model
+
+    names = list(class_names) if class_names else ["class"]
+    model_cfg = dataclasses.replace(cfg.model, classifier="random", classifier_file="")
+    return build_model(dataclasses.replace(cfg, model=model_cfg), names)
+
+
 def extract_checkpoint_features(
     cfg: Config,
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     *,
     split: str = "test",
     views: str | None = None,
@@ -274,7 +288,8 @@ def extract_checkpoint_features(
 
     Args:
         cfg: the config; ``split`` chooses ``data.train_list`` / ``val_list`` / ``test_list``.
-        checkpoint: model checkpoint or folder.
+        checkpoint: model checkpoint or folder; None embeds with the untrained model of
+            ``cfg.model`` (its ``model.pretrained`` weights), as the paper's LDA needs.
         split: ``train`` (e.g. for LDA), ``val`` or ``test``. Training clips are read with the
             evaluation transform (centre clip, centre crop), never augmented.
         views: ``CLIPSxCROPS`` (default ``eval.views``).
@@ -301,7 +316,10 @@ def extract_checkpoint_features(
     # Records are given explicitly, so their paths must be rooted like the list file's.
     rooted_cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=str(root)))
     with dist_utils.process_group(cfg.run.device) as device:
-        model = load_recognizer(checkpoint, device)
+        if checkpoint is None:
+            model = pretrained_feature_model(cfg, class_names).to(device).eval()
+        else:
+            model = load_recognizer(checkpoint, device)
         dataset = build_dataset(rooted_cfg, "test", records=subset, class_names=class_names)
         loader = build_loader(dataset, rooted_cfg, "test", seed=cfg.train.seed)
         indices, features, labels = extract_features(
@@ -323,7 +341,9 @@ def extract_checkpoint_features(
             "list_file": str(list_file),
             "split": split,
             "views": cfg.eval.views,
-            "checkpoint": str(checkpoint),
+            "checkpoint": str(checkpoint)
+            if checkpoint is not None
+            else f"pretrained:{cfg.model.pretrained}",
             "logit_scale": float(model.logit_scale.detach().exp()),
             "per_class": per_class,
         },
