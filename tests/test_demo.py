@@ -1,0 +1,228 @@
+"""`text4vis demo --quick` end to end: report, metrics, figures, exported model."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from text4vis.demo import (
+    DemoSettings,
+    RunSpec,
+    _compare,
+    _fmt,
+    _stats,
+    demo_settings,
+    render_report,
+    run_specs,
+)
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run the real command once for the module (about a minute on 2 cores)."""
+    out = tmp_path_factory.mktemp("demo") / "report"
+    exe = Path(sys.executable).with_name("text4vis")
+    result = subprocess.run(
+        [str(exe), "demo", "--quick", "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"report: {out}/report.md" in result.stdout
+    # Progress is shown throughout: one line per training run and per epoch.
+    assert "[run 8/8]" in result.stderr and "epoch 4:" in result.stderr
+    return out
+
+
+def finite_numbers(value: object) -> list[float]:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in finite_numbers(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in finite_numbers(v)]
+    raise AssertionError(f"unexpected value {value!r} in metrics.json")
+
+
+def test_quick_demo_writes_a_well_formed_report(quick_demo: Path):
+    metrics = json.loads((quick_demo / "metrics.json").read_text())
+    assert all(math.isfinite(x) for x in finite_numbers(metrics))
+    assert metrics["mode"] == "quick" and metrics["seeds"] == [0]
+    specs = run_specs(demo_settings(quick=True))
+    assert sorted(metrics["runs"]) == sorted(spec.key for spec in specs)
+    for run in metrics["runs"].values():
+        assert len(run["history"]) == 4  # one row per epoch, each with a validation top-1
+        assert all(0 <= row["val_top1"] <= 1 for row in run["history"])
+        assert run["val_top1"] == run["history"][-1]["val_top1"]
+        assert (quick_demo / run["run_dir"] / "config.yaml").is_file()
+    assert set(metrics["table6"]) == {"text", "lda", "random", "orthogonal", "learnable"}
+    for regime in ("zero_shot", "two_shot", "full"):
+        for side in ("vision_text", "vision_only"):
+            assert 0 <= metrics["table7"][side][regime]["mean"] <= 100
+    assert metrics["table8"]["num_direction_videos"] == 32  # 16 direction classes x 2 clips
+    assert {c["verdict"] for c in metrics["claims"]} <= {"agrees", "disagrees", "tie"}
+    # The text encoder puts the names of time-reversed partners closer than other class pairs.
+    figure1 = metrics["figure1"]
+    assert figure1["text_cosine_reversed_partners"] > figure1["text_cosine_other_pairs"]
+
+    report = (quick_demo / "report.md").read_text()
+    for heading in ("## Table 6", "## Table 7", "## Table 8", "## Figure 1", "orderings agree"):
+        assert heading in report
+    # The report prints the measured numbers of metrics.json, next to the paper's.
+    text6 = metrics["table6"]["text"]
+    assert f"| {text6['paper_top1']:.1f} | {_fmt(text6['top1'])} |" in report
+    assert f"{text6['top1']['mean']:.1f} (SE " in report  # one seed: value and standard error
+    assert "text4vis predict" in report and "--model model" in report
+
+    for name in ("curves_init.png", "correlation_maps.png"):
+        with Image.open(quick_demo / name) as image:
+            image.verify()
+        with Image.open(quick_demo / name) as image:
+            assert image.format == "PNG" and min(image.size) >= 300
+
+
+def test_quick_demo_exports_a_model_that_loads_and_beats_chance(quick_demo: Path):
+    import torch
+
+    from text4vis.config import load_config
+    from text4vis.data import build_dataset, read_labels
+    from text4vis.models.video import VideoRecognizer
+
+    metrics = json.loads((quick_demo / "metrics.json").read_text())
+    names = read_labels(quick_demo / "data" / "labels_seen.csv")
+    # The text-initialised model beats chance on the seen classes.
+    text_top1 = metrics["runs"][RunSpec("text", "mean", 0, 0).key]["val_top1"]
+    assert text_top1 > 1 / len(names)
+
+    model = VideoRecognizer.from_pretrained(quick_demo / "model").eval()
+    assert model.class_names == names and model.model_cfg.temporal == "transformer"
+    # The exported model is the run it names: it reproduces that run's validation accuracy.
+    cfg = load_config(quick_demo / "config.yaml", ["data.num_workers=0"])
+    dataset = build_dataset(cfg, "val", class_names=names)
+    correct = 0
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            item = dataset[i]
+            logits = model(item["video"])  # [V=1, T, 3, H, W] -> [1, C]
+            assert logits.shape == (1, len(names))
+            correct += int(logits.argmax() == item["label"])
+    main_run = metrics["runs"][metrics["main_model"]["from_run"]]
+    assert correct / len(dataset) == pytest.approx(main_run["val_top1"])
+
+
+def test_settings_and_run_plan():
+    full, quick = demo_settings(), demo_settings(quick=True)
+    assert full.seeds == 1 and quick.seeds == 1 and demo_settings(seeds=3).seeds == 3
+    assert quick.epochs < full.epochs and quick.train_per_class < full.train_per_class
+    with pytest.raises(ValueError, match="seeds"):
+        demo_settings(seeds=0)
+    specs = run_specs(DemoSettings(seeds=2))
+    assert len(specs) == len({s.key for s in specs}) == 16
+    # Every table's runs are planned: five initialisers, two few-shot runs, one transformer.
+    seed0 = [s for s in specs if s.seed == 0]
+    assert {s.classifier for s in seed0 if s.shot == 0 and s.temporal == "mean"} == {
+        "text",
+        "lda",
+        "random",
+        "orthogonal",
+        "learnable",
+    }
+    assert {(s.classifier, s.shot) for s in seed0 if s.shot} == {("text", 2), ("learnable", 2)}
+    assert [s.classifier for s in seed0 if s.temporal == "transformer"] == ["text"]
+
+
+def test_statistics_and_verdicts():
+    stats = _stats([0.5, 0.7], 100)
+    assert stats["mean"] == pytest.approx(60.0) and stats["std"] == pytest.approx(14.1421, 1e-4)
+    # binomial standard error of a 60% accuracy over 2 x 100 videos
+    assert stats["se"] == pytest.approx(100 * math.sqrt(0.6 * 0.4 / 200))
+    one = _stats([0.25], 100)
+    assert one["std"] is None and one["se"] == pytest.approx(100 * math.sqrt(0.25 * 0.75 / 100))
+    better, worse = _stats([0.8, 0.82], 100), _stats([0.5, 0.52], 100)
+    verdict = _compare("x", "6", better, worse, ("a", "b"))
+    assert verdict["verdict"] == "agrees" and "beyond the seed spread" in verdict["confidence"]
+    close = _compare("x", "6", _stats([0.5, 0.56], 100), _stats([0.52, 0.6], 100), ("a", "b"))
+    assert close["verdict"] == "disagrees" and "seed spread: not conclusive" in close["confidence"]
+    # One seed: the evaluation's standard errors decide whether a gap means anything.
+    small = _compare("x", "6", _stats([0.55], 100), _stats([0.5], 100), ("a", "b"))
+    assert "2 standard errors of the evaluation" in small["confidence"]
+    large = _compare("x", "6", _stats([0.8], 100), _stats([0.5], 100), ("a", "b"))
+    assert large["confidence"] == "gap beyond 2 standard errors (one seed)"
+
+
+def test_report_prints_only_given_numbers():
+    """render_report writes the numbers it is given (a made-up metrics dict here)."""
+    s = _stats([0.123, 0.456], 10)
+    row = {"top1": s, "early_top1": s, "mean_curve_top1": s, "paper_top1": 1.0}
+    regime = {"zero_shot": s, "two_shot": s, "full": s}
+    t8 = {
+        "top1": s,
+        "direction_top1": s,
+        "other_top1": s,
+        "reversed_partner_rate": s,
+        "paper_top1": 2.0,
+    }
+    metrics = {
+        "mode": "full",
+        "settings": vars(DemoSettings()),
+        "seeds": [0, 1],
+        "dataset": {
+            "seen_classes": ["a b"],
+            "unseen_classes": ["c d"],
+            "train_clips": 1,
+            "val_clips": 1,
+            "unseen_clips": 1,
+        },
+        "table6": {k: row for k in ("text", "lda", "random", "orthogonal", "learnable")},
+        "table7": {
+            "vision_text": regime,
+            "vision_only": regime,
+            "chance_seen": 5.0,
+            "chance_unseen": 10.0,
+            "paper": {
+                "vision_text": {"zero_shot": 1, "two_shot": 2, "full": 3},
+                "vision_only": {"zero_shot": 1, "two_shot": 2, "full": 3},
+            },
+        },
+        "table8": {
+            "mean": t8,
+            "transformer": t8,
+            "num_direction_videos": 1,
+            "num_other_videos": 1,
+        },
+        "claims": [_compare("c", "6", s, s, ("a", "b"))],
+        "early_epoch": 3,
+        "figure1": {
+            "learned_from_run": "r",
+            "offdiagonal_pearson_text_vs_learned": 0.5,
+            "offdiagonal_pearson_text_vs_random": 0.0,
+            "text_cosine_reversed_partners": 0.9,
+            "text_cosine_other_pairs": 0.5,
+        },
+        "main_model": {"from_run": "m"},
+        "predict_example": {"video": "v.mp4", "top3": [{"label": "c d", "score": 0.9}]},
+        "timing_s": {
+            "dataset_s": 1,
+            "training_s": 2,
+            "evaluation_s": 3,
+            "figures_export_s": 4,
+            "total_s": 10,
+        },
+        "peak_rss_mb": {"main_process": 100.0},
+        "torch_threads": 2,
+        "runs": {},
+    }
+    report = render_report(metrics)
+    assert "29.0 ± 23.5" in report  # mean and std of 12.3 and 45.6
+    assert "**tie**" in report
