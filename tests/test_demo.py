@@ -27,17 +27,22 @@ from text4vis.demo import (
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run the real command once for the module (about a minute on 2 cores)."""
-    out = tmp_path_factory.mktemp("demo") / "report"
+    base = tmp_path_factory.mktemp("demo")
     exe = Path(sys.executable).with_name("text4vis")
+    # No --out, as `make demo` runs it: the report goes to the relative default runs/demo/<time>.
     result = subprocess.run(
-        [str(exe), "demo", "--quick", "--out", str(out), "--no-progress"],
+        [str(exe), "demo", "--quick", "--no-progress"],
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=base,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"report: {out}/report.md" in result.stdout
+    report = Path(result.stdout.split("report: ", 1)[1].strip())
+    assert report.name == "report.md" and report.is_file()
+    out = report.parent
+    assert out.resolve().parent == (base / "runs" / "demo").resolve()
     # Progress is shown throughout: one line per training run and per epoch.
     assert "[run 8/8]" in result.stderr and "epoch 4:" in result.stderr
     return out

@@ -551,7 +551,7 @@ def _run_demo(
     # The report folder is a run folder: config.yaml (the shared config), meta.json, log.txt.
     placeholder = config_from_dict({"run": {"root": "runs", "name": "demo"}})
     run = create_run_dir(placeholder, path=out)
-    out = run.path
+    out = run.path.resolve()  # relative report folders (the default) must still compare
     log_file = out / "log.txt"
     log_level = logging.getLevelName(logging.getLogger("text4vis").getEffectiveLevel())
     logger.info("demo report folder: %s (%s)", out, "quick" if quick else "full")
