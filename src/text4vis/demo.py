@@ -499,6 +499,22 @@ def _peak_rss_mb() -> dict[str, float]:
     }
 
 
+def make_demo_dataset(root: Path, settings: DemoSettings, *, progress: bool = True) -> Any:
+    """Write the synthetic-actions dataset of ``settings`` into ``root`` (shared by both demos)."""
+    from text4vis.data.actions import make_actions_dataset
+
+    return make_actions_dataset(
+        root,
+        seed=settings.data_seed,
+        train_per_class=settings.train_per_class,
+        val_per_class=settings.val_per_class,
+        unseen_per_class=settings.unseen_per_class,
+        size=settings.size,
+        num_frames=settings.clip_frames,
+        progress=progress,
+    )
+
+
 def run_demo(
     out: str | Path | None = None,
     *,
@@ -538,7 +554,6 @@ def _run_demo(
 
     from text4vis.config import config_from_dict, dump_config
     from text4vis.data import read_labels
-    from text4vis.data.actions import make_actions_dataset
     from text4vis.engine.train import fit
     from text4vis.models.classifier import build_classifier, random_weight
     from text4vis.models.text import build_text_encoder
@@ -558,16 +573,7 @@ def _run_demo(
 
     # 1. The data.
     t0 = time.perf_counter()
-    dataset = make_actions_dataset(
-        out / "data",
-        seed=settings.data_seed,
-        train_per_class=settings.train_per_class,
-        val_per_class=settings.val_per_class,
-        unseen_per_class=settings.unseen_per_class,
-        size=settings.size,
-        num_frames=settings.clip_frames,
-        progress=progress,
-    )
+    dataset = make_demo_dataset(out / "data", settings, progress=progress)
     timing["dataset_s"] = time.perf_counter() - t0
     seen_names = read_labels(dataset.labels_seen)
     unseen_names = read_labels(dataset.labels_unseen)

@@ -473,8 +473,7 @@ def run_contrastive_demo(
     """
     from text4vis.config import config_from_dict, dump_config
     from text4vis.data import read_labels
-    from text4vis.data.actions import make_actions_dataset
-    from text4vis.demo import DEMO_ARCH, base_config_dict
+    from text4vis.demo import DEMO_ARCH, base_config_dict, make_demo_dataset
     from text4vis.runs import create_run_dir
 
     settings = settings or contrastive_demo_settings(quick)
@@ -491,16 +490,7 @@ def run_contrastive_demo(
     logger.info("contrastive demo (table 9) in %s (%s)", out, "quick" if quick else "full")
 
     t0 = time.perf_counter()
-    dataset = make_actions_dataset(
-        out / "data",
-        seed=settings.data_seed,
-        train_per_class=settings.train_per_class,
-        val_per_class=settings.val_per_class,
-        unseen_per_class=settings.unseen_per_class,
-        size=settings.size,
-        num_frames=settings.clip_frames,
-        progress=progress,
-    )
+    dataset = make_demo_dataset(out / "data", settings, progress=progress)
     dataset_s = time.perf_counter() - t0
     class_names = read_labels(dataset.labels_seen)
 
