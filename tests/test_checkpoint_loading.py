@@ -96,6 +96,29 @@ def test_eval_of_best_checkpoint_needs_no_clip_weights(run):
     assert uses_quick_gelu(load_recognizer(run["best"]).visual)
 
 
+def test_eval_and_features_in_int8_agree_with_fp32(run, capsys, tmp_path):
+    from text4vis.engine.inference import extract_checkpoint_features
+
+    cfg = load_config(run["config"])
+    fp32, _ = evaluate_checkpoint(cfg, run["best"], precision="fp32")
+    int8, _ = evaluate_checkpoint(cfg, run["best"], precision="int8")
+    assert not torch.equal(int8.scores, fp32.scores)  # the int8 model really ran
+    assert torch.equal(int8.scores.argmax(-1), fp32.scores.argmax(-1))
+    torch.testing.assert_close(int8.scores, fp32.scores, rtol=0, atol=0.05)
+    features = {
+        p: extract_checkpoint_features(cfg, run["best"], precision=p).features
+        for p in ("fp32", "int8")
+    }
+    cosine = torch.nn.functional.cosine_similarity(features["int8"], features["fp32"], dim=-1)
+    assert cosine.min() > 0.99 and not torch.equal(features["int8"], features["fp32"])
+    argv = ["eval", str(run["config"]), "--checkpoint", str(run["best"]), "--precision", "int8"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{") :])["top1"] == fp32.metrics["top1"]
+    assert main([*argv[:-1], "fp16"]) == 2  # fp16 on the CPU: a clear error, not a crash
+    assert "fp16 autocast needs a GPU" in capsys.readouterr().err
+
+
 def test_eval_command_prints_integer_counts(run, capsys):
     assert main(["eval", str(run["config"]), "--checkpoint", str(run["best"])]) == 0
     out = capsys.readouterr().out

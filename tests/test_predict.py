@@ -292,6 +292,26 @@ def test_checkpoint_gives_the_same_predictions_as_the_saved_model(
         assert [p["score"] for p in a] == pytest.approx([p["score"] for p in b], abs=1e-5)
 
 
+def test_int8_predictor_agrees_with_fp32(world: dict[str, Any], predictor: Any) -> None:
+    from text4vis.predict import Predictor, find_videos
+
+    videos = find_videos([world["clips"]])
+    int8 = Predictor.from_pretrained(
+        world["model_dir"], num_workers=0, batch_size=4, precision="int8"
+    )
+    assert int8.precision == "int8"
+    assert not any(isinstance(m, torch.nn.Linear) for m in int8.model.modules())
+    reference, _ = predictor.embed_videos(videos)
+    got, _ = int8.embed_videos(videos)
+    for index in reference:
+        assert not torch.equal(got[index], reference[index])
+        assert F.cosine_similarity(got[index], reference[index], dim=-1).min() > 0.99
+    top1 = [r[0]["label"] for r in int8.predict(videos, top_k=1)]
+    assert top1 == [r[0]["label"] for r in predictor.predict(videos, top_k=1)]
+    with pytest.raises(ValueError, match="fp16 autocast needs a GPU"):
+        Predictor.from_pretrained(world["model_dir"], device="cpu", precision="fp16")
+
+
 def test_unreadable_video_is_an_error_entry(world: dict[str, Any], predictor: Any) -> None:
     from text4vis.data import VideoDecodeError
     from text4vis.predict import find_videos
@@ -426,7 +446,8 @@ def test_cli_csv_and_table(
     assert float(rows[0]["score"]) + float(rows[1]["score"]) == pytest.approx(1.0, abs=1e-4)
     assert rows[2]["video"].endswith("b_broken.mp4") and rows[2]["error"] and not rows[2]["label"]
     capsys.readouterr()
-    assert main(["predict", video, "--model", str(world["model_dir"]), "--top-k", "2"]) == 0
+    argv = ["predict", video, "--model", str(world["model_dir"]), "--top-k", "2"]
+    assert main([*argv, "--precision", "int8"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0] == video
     assert table[1].split()[:2] == ["1", "red"] and len(table) == 3

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from text4vis.errors import Text4VisError
+from text4vis.precision import check_inference_precision
 
 if TYPE_CHECKING:
     import torch
@@ -430,7 +431,9 @@ class Predictor:
         batch_size: videos per forward pass.
         num_workers: DataLoader decoding processes (0 = decode in this process).
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
-        precision: ``auto`` (bf16 on a GPU, fp32 on the CPU) | ``fp32`` | ``bf16`` | ``fp16``.
+        precision: ``auto`` (bf16 on a GPU, fp32 on the CPU) | ``fp32`` | ``bf16`` | ``fp16`` |
+            ``int8`` (CPU: dynamic quantization of the linear layers, the fastest there; see
+            :data:`text4vis.precision.INFERENCE_PRECISIONS`).
         progress: show a progress bar over batches.
     """
 
@@ -454,12 +457,13 @@ class Predictor:
         from text4vis.engine.evaluate import parse_views
 
         self.device = select_device(device)
-        self.model = model.to(self.device).eval()
-        if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" else "fp32"
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision {precision!r}: choose auto, fp32, bf16 or fp16")
-        self.precision = precision
+        from text4vis.models.quantize import prepare_inference
+
+        # int8 rebuilds the model's linear layers in place (CPU only); the others autocast.
+        self.precision = check_inference_precision(precision, self.device)
+        self.model, self._autocast = prepare_inference(
+            model.to(self.device).eval(), self.precision, self.device
+        )
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if num_workers < 0:
@@ -806,7 +810,7 @@ class Predictor:
                     continue
                 b, v = video.shape[:2]
                 video = video.to(self.device, non_blocking=True)
-                with autocast_context(self.device, self.precision):
+                with autocast_context(self.device, self._autocast):
                     emb = self.model.encode_video(video.flatten(0, 1))  # [B*V, D]
                 emb = emb.float().reshape(b, v, -1).cpu()  # [B*V, D] -> [B, V, D]
                 for row, index in enumerate(batch["index"].tolist()):

@@ -6,7 +6,7 @@ import argparse
 
 from text4vis.config import Config, load_config
 
-__all__ = ["add_config_arguments", "config_from_args"]
+__all__ = ["add_config_arguments", "add_precision_argument", "config_from_args"]
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -30,3 +30,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
 def config_from_args(args: argparse.Namespace) -> Config:
     """Resolve defaults <- CONFIG <- --set into a validated config."""
     return load_config(getattr(args, "config", None), args.overrides)
+
+
+def add_precision_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """Add ``--precision`` (names from :data:`text4vis.precision.INFERENCE_PRECISIONS`)."""
+    from text4vis.precision import INFERENCE_PRECISIONS, precision_help
+
+    parser.add_argument(
+        "--precision",
+        choices=["auto", *INFERENCE_PRECISIONS],
+        default=default,
+        help=precision_help(default or "train.precision of the config"),
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from text4vis.commands._common import add_config_arguments
+from text4vis.commands._common import add_config_arguments, add_precision_argument
 
 COMMAND = "eval"
 HELP = "evaluate a trained model: top-1/top-5, mean class accuracy (mAP), multi-view"
@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="average views as softmax probabilities (default) or logits",
     )
+    add_precision_argument(parser, default=None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, aggregate=args.aggregate))
     with process_group(cfg.run.device):
         run = create_run_dir(cfg)
-        result, class_names = evaluate_checkpoint(cfg, args.checkpoint, views=args.views)
+        result, class_names = evaluate_checkpoint(
+            cfg, args.checkpoint, views=args.views, precision=args.precision
+        )
         if not is_main_process():
             return 0
     counts = result.confusion.sum(dim=1).tolist()

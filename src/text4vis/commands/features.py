@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from text4vis.commands._common import add_config_arguments
+from text4vis.commands._common import add_config_arguments, add_precision_argument
 
 COMMAND = "features"
 HELP = "extract video embeddings of a list to safetensors (for zero-shot and LDA)"
@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep at most K clips per class, seeded (the paper's LDA used 60; 0 = all)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the --per-class choice")
+    add_precision_argument(parser, default=None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         views=args.views,
         per_class=args.per_class,
         seed=args.seed,
+        precision=args.precision,
     )
     if is_main_process():
         path = save_features(feature_set, args.out)

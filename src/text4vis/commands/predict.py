@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from text4vis.commands._common import add_precision_argument
+
 COMMAND = "predict"
 HELP = "label your own videos with your own label names (zero-shot or with a trained model)"
 DESCRIPTION = """Rank label names for videos with a trained model or a CLIP backbone.
@@ -64,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="videos per forward pass (8)")
     parser.add_argument("--workers", type=int, default=2, help="video decoding processes (2)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto)")
+    add_precision_argument(parser, default="auto")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "num_workers": args.workers,
         "device": args.device,
+        "precision": args.precision,
         "progress": not args.no_progress,
     }
     if args.model:

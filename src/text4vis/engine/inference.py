@@ -105,6 +105,18 @@ def load_recognizer(checkpoint: str | Path, device: torch.device | str = "cpu") 
     return model.to(device).eval()
 
 
+def _inference_model(
+    model: VideoRecognizer, cfg: Config, device: torch.device, precision: str | None
+) -> tuple[VideoRecognizer, str]:
+    """The model to evaluate and its autocast precision: ``precision`` when given (``--precision``,
+    e.g. int8 on the CPU), else the training precision."""
+    if precision is None:
+        return model, _eval_precision(cfg, device)
+    from text4vis.models.quantize import prepare_inference
+
+    return prepare_inference(model, precision, device)
+
+
 def _eval_precision(cfg: Config, device: torch.device) -> str:
     # fp16 autocast is GPU-only; evaluation on the CPU falls back to fp32 explicitly (logged).
     if device.type == "cpu" and cfg.train.precision == "fp16":
@@ -123,12 +135,17 @@ def _test_set(cfg: Config, class_names: Sequence[str]) -> Any:
 
 
 def evaluate_checkpoint(
-    cfg: Config, checkpoint: str | Path, *, views: str | None = None
+    cfg: Config,
+    checkpoint: str | Path,
+    *,
+    views: str | None = None,
+    precision: str | None = None,
 ) -> tuple[EvalResult, list[str]]:
     """Evaluate a trained model on ``data.test_list`` (or ``val_list``) with multi-view testing.
 
     The label file ``data.labels`` must name the model's classes (for other labels use
-    :func:`zero_shot`).
+    :func:`zero_shot`). ``precision`` (a name of :data:`text4vis.precision.INFERENCE_PRECISIONS`)
+    overrides the training precision, e.g. ``int8`` on the CPU.
 
     Returns:
         The result (identical on every rank) and the class names.
@@ -148,12 +165,13 @@ def evaluate_checkpoint(
                     "zeroshot` to evaluate on other labels"
                 )
         dataset, loader = _test_set(cfg, class_names)
+        model, autocast = _inference_model(model, cfg, device, precision)
         skipped: list[tuple[int, str, str]] = []
         indices, scores, labels = predict_scores(
             model,
             loader,
             device=device,
-            precision=_eval_precision(cfg, device),
+            precision=autocast,
             aggregate=cfg.eval.aggregate,
             expected=len(dataset),
             progress=cfg.run.progress,
@@ -283,6 +301,7 @@ def extract_checkpoint_features(
     views: str | None = None,
     per_class: int = 0,
     seed: int = 0,
+    precision: str | None = None,
 ) -> FeatureSet:
     """Video embeddings of a list with a trained (or zero-shot) model.
 
@@ -295,6 +314,7 @@ def extract_checkpoint_features(
         views: ``CLIPSxCROPS`` (default ``eval.views``).
         per_class: keep at most this many clips per class (0 = all), chosen with ``seed``.
         seed: seed of the per-class choice.
+        precision: inference precision (default: the training precision), e.g. ``int8``.
     """
     from text4vis.data.annotations import read_annotations, read_labels
     from text4vis.data.dataset import build_dataset
@@ -322,11 +342,12 @@ def extract_checkpoint_features(
             model = load_recognizer(checkpoint, device)
         dataset = build_dataset(rooted_cfg, "test", records=subset, class_names=class_names)
         loader = build_loader(dataset, rooted_cfg, "test", seed=cfg.train.seed)
+        model, autocast = _inference_model(model, cfg, device, precision)
         indices, features, labels = extract_features(
             model,
             loader,
             device=device,
-            precision=_eval_precision(cfg, device),
+            precision=autocast,
             expected=len(dataset),
             progress=cfg.run.progress,
         )
