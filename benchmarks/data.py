@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 import platform
+import random
 import subprocess
 import tempfile
 import time
@@ -63,17 +65,27 @@ def make_data(root: Path, videos: int, frames: int, seed: int = 0) -> tuple[Path
 
 
 class ReferenceDataset(torch.utils.data.Dataset):
-    """The plain pipeline: PIL images and per-frame transforms with per-clip parameters."""
+    """What the paper's training pipeline does, written here from its description (datasets/ and
+    utils/Augmentation.py of whwu95/Text4Vis; no code copied):
+
+    - frames: the folder is listed (``os.listdir``) to count its frames, then each sampled JPEG
+      is opened with PIL and converted to RGB;
+    - mp4: ``decord.VideoReader`` opens the file (FFmpeg's default threads) and each sampled frame
+      is read on its own (``reader[k].asnumpy()``), then wrapped as a PIL RGB image;
+    - per frame on PIL images: the short side resized to 256 (bicubic), one random sized crop
+      per clip (area 0.08-1, aspect 3/4-4/3, sides swapped with probability 0.5, ten attempts,
+      else resize + random crop) resized to 224 (bilinear), horizontal flip 0.5, grayscale 0.2;
+    - ``np.concatenate`` of the frames along channels, one float conversion and /255, then the
+      mean/std normalisation in place.
+
+    RandAugment is configured in the paper's code but never applied, so the reference does not
+    apply it; text4vis's pipeline does (full augmentation). Both draw the same TSN frame indices.
+    """
 
     def __init__(self, root: Path, list_file: Path, repeat: int, seed: int = 0) -> None:
-        from torchvision import transforms
-
         self.root = root
         self.records = read_annotations(list_file) * repeat
         self.seed = seed
-        self.randaugment = transforms.RandAugment(num_ops=2, magnitude=9)
-        self.to_tensor = transforms.ToTensor()
-        self.normalize = transforms.Normalize(CLIP_MEAN, CLIP_STD)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -84,41 +96,61 @@ class ReferenceDataset(torch.utils.data.Dataset):
         record = self.records[index]
         path = self.root / record.path
         if record.num_frames is not None:
-            indices = segment_train_indices(record.num_frames, T, rng)
+            count = len(os.listdir(path))  # the paper counts the folder's files
+            indices = segment_train_indices(count, T, rng)
             return [
                 Image.open(path / f"img_{k + 1:05d}.jpg").convert("RGB") for k in indices.tolist()
             ]
-        import av
+        import decord
 
-        with av.open(str(path)) as container:  # decode everything, keep what is sampled
-            decoded = [frame.to_image() for frame in container.decode(video=0)]
-        indices = segment_train_indices(len(decoded), T, rng)
-        return [decoded[k] for k in indices.tolist()]
+        reader = decord.VideoReader(str(path))
+        indices = segment_train_indices(len(reader), T, rng)
+        return [Image.fromarray(reader[k].asnumpy()).convert("RGB") for k in indices.tolist()]
+
+    @staticmethod
+    def _sized_crop(images: list, rng: random.Random) -> list:
+        from PIL import Image
+        from torchvision.transforms import functional as F
+
+        width, height = images[0].size
+        for _ in range(10):
+            area = rng.uniform(0.08, 1.0) * width * height
+            aspect = rng.uniform(3 / 4, 4 / 3)
+            w = int(round(math.sqrt(area * aspect)))
+            h = int(round(math.sqrt(area / aspect)))
+            if rng.random() < 0.5:
+                w, h = h, w
+            if w <= width and h <= height:
+                x, y = rng.randint(0, width - w), rng.randint(0, height - h)
+                return [
+                    img.crop((x, y, x + w, y + h)).resize((SIZE, SIZE), Image.BILINEAR)
+                    for img in images
+                ]
+        images = [F.resize(img, SIZE, Image.BILINEAR) for img in images]
+        width, height = images[0].size
+        x, y = rng.randint(0, width - SIZE), rng.randint(0, height - SIZE)
+        return [img.crop((x, y, x + SIZE, y + SIZE)) for img in images]
 
     def __getitem__(self, index: int) -> dict:
-        from torchvision.transforms import RandomResizedCrop
+        from PIL import Image
+        from torchvision.transforms import InterpolationMode
         from torchvision.transforms import functional as F
 
         rng = np.random.default_rng([self.seed, index])
+        draws = random.Random(int(rng.integers(0, 2**31)))
         images = self._images(index, rng)
-        images = [F.resize(img, 256) for img in images]
-        top, left, height, width = RandomResizedCrop.get_params(
-            images[0], (0.08, 1.0), (3 / 4, 4 / 3)
-        )
-        flip = rng.random() < 0.5
-        gray = rng.random() < 0.2
-        ops_seed = int(rng.integers(0, 2**31))
-        out = []
-        for img in images:
-            img = F.resized_crop(img, top, left, height, width, [SIZE, SIZE])
-            if flip:
-                img = F.hflip(img)
-            if gray:
-                img = F.rgb_to_grayscale(img, num_output_channels=3)
-            torch.manual_seed(ops_seed)  # the same RandAugment ops for every frame of the clip
-            img = self.randaugment(img)
-            out.append(self.normalize(self.to_tensor(img)))
-        return {"video": torch.stack(out)[None], "label": self.records[index].label}
+        images = [F.resize(img, 256, InterpolationMode.BICUBIC) for img in images]
+        images = self._sized_crop(images, draws)
+        if draws.random() < 0.5:
+            images = [img.transpose(Image.FLIP_LEFT_RIGHT) for img in images]
+        if draws.random() < 0.2:
+            images = [F.rgb_to_grayscale(img, num_output_channels=3) for img in images]
+        stacked = np.concatenate(images, axis=2)  # [H, W, 3T]
+        tensor = torch.from_numpy(stacked).permute(2, 0, 1).contiguous().float().div(255)
+        mean = torch.tensor(CLIP_MEAN * T)[:, None, None]
+        std = torch.tensor(CLIP_STD * T)[:, None, None]
+        tensor.sub_(mean).div_(std)  # [3T, S, S]
+        return {"video": tensor.view(1, T, 3, SIZE, SIZE), "label": self.records[index].label}
 
 
 def _load_average() -> float:

@@ -132,7 +132,7 @@ def test_unknown_or_missing_decoder(tmp_path, frames):
 
 
 class _CountingContainer:
-    """Delegates to a PyAV container and counts decoded frames."""
+    """Delegates to a PyAV container and counts the packets given to the decoder."""
 
     def __init__(self, container) -> None:
         self.container = container
@@ -141,10 +141,10 @@ class _CountingContainer:
     def seek(self, *args, **kwargs):
         return self.container.seek(*args, **kwargs)
 
-    def decode(self, *args, **kwargs):
-        for frame in self.container.decode(*args, **kwargs):
-            self.decoded += 1
-            yield frame
+    def demux(self, *args, **kwargs):
+        for packet in self.container.demux(*args, **kwargs):
+            self.decoded += packet.size > 0
+            yield packet
 
 
 def test_pyav_seeks_instead_of_decoding_from_the_start(tmp_path):
@@ -155,3 +155,27 @@ def test_pyav_seeks_instead_of_decoding_from_the_start(tmp_path):
         reader._container = counting
         assert [read_frame_index(f) for f in reader.frames(indices)] == indices
         assert counting.decoded <= limit, (indices, counting.decoded)
+
+
+@pytest.mark.parametrize("threads", [0, 1])  # 0: FFmpeg's frame + slice threads
+def test_pyav_skips_unwanted_b_frames_and_keeps_every_frame_exact(tmp_path, frames, threads):
+    path = write_mp4(tmp_path / "bframes.mp4", frames, crf=18, bframes=3, gop=40)
+    with av.open(str(path)) as container:
+        everything = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    decoded = []
+    original = PyAVReader._decode_needed
+
+    def counting(container, stream, wanted_pts):
+        for frame in original(container, stream, wanted_pts):
+            decoded.append(frame.pts)
+            yield frame
+
+    reader = open_video(path, threads=threads)
+    reader._decode_needed = counting
+    wanted = [2, 9, 17, 26, 33]
+    got = reader.frames(wanted)
+    for row, k in enumerate(wanted):  # bit-identical to decoding every frame
+        np.testing.assert_array_equal(got[row], everything[k])
+    # Frames up to the last wanted one were reached, but unwanted B-frames were dropped.
+    assert len(decoded) < 34 - 5, decoded
+    assert {reader._pts[k] for k in wanted} <= set(decoded)

@@ -223,6 +223,17 @@ class PyAVReader:
                     return  # the caller reports the missing frames
             pending = [k for k in pending if k not in got]
 
+    @staticmethod
+    def _decode_needed(container: Any, stream: Any, wanted_pts: set[int]) -> Any:
+        """Decoded frames from the current position, without the non-reference frames (most
+        B-frames) that are not wanted: no other frame depends on them, so FFmpeg can drop their
+        packets undecoded (``skip_frame``), and every frame that is decoded is bit-identical."""
+        codec = stream.codec_context
+        for packet in container.demux(stream):
+            wanted = packet.size == 0 or packet.pts is None or int(packet.pts) in wanted_pts
+            codec.skip_frame = "DEFAULT" if wanted else "NONREF"
+            yield from codec.decode(packet)
+
     def _decode_run(
         self, container: Any, stream: Any, pending: list[int], got: dict[int, np.ndarray]
     ) -> bool:
@@ -232,7 +243,7 @@ class PyAVReader:
         first = pending[0]
         need = set(pending)
         last = pending[-1]
-        for frame in container.decode(stream):
+        for frame in self._decode_needed(container, stream, {self._pts[k] for k in pending}):
             if frame.pts is None:
                 continue
             position = self._position.get(int(frame.pts))
