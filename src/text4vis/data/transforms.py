@@ -247,11 +247,12 @@ def _brightness(video: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 def _contrast(video: torch.Tensor, factor: float) -> torch.Tensor:
-    # v2: blend with the mean of the floored grayscale of each frame, trunc(clamp(...)).
-    from torchvision.transforms.v2.functional._color import _rgb_to_grayscale_image
+    # v2: blend with the mean of the floored grayscale of each frame, trunc(clamp(...)). The
+    # public uint8 grayscale is that float grayscale truncated, i.e. floored (non-negative).
+    from torchvision.transforms.v2.functional import rgb_to_grayscale
 
     planes = _as_planes(video)
-    gray = _rgb_to_grayscale_image(planes, num_output_channels=1, preserve_dtype=False).floor_()
+    gray = rgb_to_grayscale(planes).to(torch.float32)  # [N, 1, H, W]
     mean = gray.mean(dim=(-3, -2, -1))  # [N]
     values = torch.arange(256, dtype=torch.float32)
     lut = values.mul(factor)[None].add(mean[:, None], alpha=1.0 - factor).clamp_(0, 255)  # [N,256]
@@ -361,14 +362,20 @@ _FAST_OPS = {
 def _rand_augment_class() -> type:
     from torchvision import tv_tensors
     from torchvision.transforms import v2
-    from torchvision.transforms.v2.functional._geometry import _check_interpolation
 
     class RandAugment(v2.RandAugment):
         """``v2.RandAugment`` (same operations, magnitudes and random draws) whose colour,
         sharpness and translation operations run on uint8 video tensors with lookup tables and
         integer arithmetic instead of v2's float kernels; they give the same bytes as v2's
         kernels (tested). Anything else (other dtypes, 1 channel, PIL, the remaining
-        operations) goes to v2."""
+        operations) goes to v2.
+
+        What it needs of torchvision beyond the public API (tests/test_torchvision_private_api.py
+        fails, naming the change, if any of it moves): the per-operation hook
+        ``_apply_image_or_video_transform(image, transform_id, magnitude, interpolation, fill)``
+        that ``forward`` calls after drawing an operation, the operation names of
+        ``_AUGMENTATION_SPACE``, and ``fill`` as a dict of type (or ``"others"``) -> value.
+        """
 
         _WARPS = ("ShearX", "ShearY", "Rotate")
 
@@ -387,7 +394,7 @@ def _rand_augment_class() -> type:
                     fast is not None
                     and transform_id[:9] != "Translate"
                     or self._fill_is_zero(fill, type(image))
-                    and _check_interpolation(interpolation) == v2.InterpolationMode.NEAREST
+                    and self._is_nearest(interpolation)
                 )
             ):
                 plain = image.as_subclass(torch.Tensor)
@@ -424,10 +431,18 @@ def _rand_augment_class() -> type:
             return cache[key]
 
         @staticmethod
-        def _fill_is_zero(fill: Any, kind: type) -> bool:
-            from torchvision.transforms.v2._utils import _get_fill
+        def _is_nearest(interpolation: Any) -> bool:
+            # A mode or its name ("nearest", what RandAugment keeps); other spellings (PIL's
+            # integer codes) go to v2's kernels, which accept them.
+            try:
+                return v2.InterpolationMode(interpolation) == v2.InterpolationMode.NEAREST
+            except ValueError:
+                return False
 
-            value = _get_fill(fill, kind)
-            return value is None or value == 0 or value == [0]
+        @staticmethod
+        def _fill_is_zero(fill: Any, kind: type) -> bool:
+            # v2 keeps fill as {type or "others": value}; a plain value is accepted too.
+            value = fill.get(kind, fill.get("others")) if isinstance(fill, dict) else fill
+            return value is None or value == 0 or value == [0] or value == [0.0] or value == 0.0
 
     return RandAugment
