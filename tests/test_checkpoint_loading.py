@@ -117,6 +117,12 @@ def test_eval_and_features_in_int8_agree_with_fp32(run, capsys, tmp_path):
     assert json.loads(out[out.index("{") :])["top1"] == fp32.metrics["top1"]
     assert main([*argv[:-1], "fp16"]) == 2  # fp16 on the CPU: a clear error, not a crash
     assert "fp16 autocast needs a GPU" in capsys.readouterr().err
+    out_file = tmp_path / "int8.safetensors"
+    features_argv = ["features", str(run["config"]), "--checkpoint", str(run["best"])]
+    assert main([*features_argv, "--out", str(out_file), "--precision", "int8"]) == 0
+    from text4vis.engine.inference import load_features
+
+    torch.testing.assert_close(load_features(out_file).features, features["int8"])
 
 
 def test_eval_command_prints_integer_counts(run, capsys):
