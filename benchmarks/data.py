@@ -6,15 +6,18 @@ with 0 and 2 DataLoader workers:
 
 - ``text4vis``: :func:`text4vis.data.build_dataset` + :func:`text4vis.data.build_loader` (PyAV
   seeking decode or batched JPEG decode, v2 transforms on the uint8 clip tensor, fused normalise).
-- ``reference``: the plain pipeline of the paper's code: PIL opens each JPEG (or PyAV decodes the
-  whole video into PIL images), then every transform is applied frame by frame on PIL images
-  (resize 256, the clip's crop, flip, grayscale, RandAugment with the clip's ops), ToTensor and
-  Normalize per frame. Both pipelines draw the same frame indices (TSN segments).
+- ``reference``: what the paper's training pipeline does (see :class:`ReferenceDataset`): decord
+  reads each sampled mp4 frame, PIL each JPEG; short side to 256 (bicubic), the paper's random
+  sized crop to 224, flip, grayscale, per frame on PIL images; one stack, float, normalise. No
+  RandAugment: the paper's code configures it but never applies it. Both pipelines draw the same
+  frame indices (TSN segments).
 
-The synthetic videos are 428x320 (the short side of the paper's ``se320`` lists), with a seeded
-moving pattern plus noise so JPEG and H.264 do real work. Run::
+The mp4 reference needs decord (``pip install 'text4vis[decord]'``). The synthetic videos are
+428x320 (the short side of the paper's ``se320`` lists), with a seeded moving pattern plus noise
+so JPEG and H.264 do real work. "CPU ms/clip" (process + workers, from ``/proc``) is the cost
+per core. Run::
 
-    .venv/bin/python benchmarks/data.py            # ~2 minutes on 2 cores
+    .venv/bin/python benchmarks/data.py            # ~5 minutes on 2 busy cores
     .venv/bin/python benchmarks/data.py --videos 32 --batches 8 --workers 0 2 4
 """
 
@@ -101,7 +104,13 @@ class ReferenceDataset(torch.utils.data.Dataset):
             return [
                 Image.open(path / f"img_{k + 1:05d}.jpg").convert("RGB") for k in indices.tolist()
             ]
-        import decord
+        try:
+            import decord
+        except ImportError:
+            raise SystemExit(
+                "the mp4 reference reads with decord, as the paper does: "
+                "pip install 'text4vis[decord]' (or run with --sources frames)"
+            ) from None
 
         reader = decord.VideoReader(str(path))
         indices = segment_train_indices(len(reader), T, rng)
