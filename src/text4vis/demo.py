@@ -241,7 +241,7 @@ def _lda_classifier(cfg: Any, class_names: list[str], path: Path) -> Path:
     import torch
 
     from text4vis.data import build_dataset, build_loader, read_annotations
-    from text4vis.engine.distributed import select_device
+    from text4vis.distributed import select_device
     from text4vis.engine.evaluate import extract_features
     from text4vis.engine.train import build_model
     from text4vis.models.classifier import build_classifier, save_classifier
@@ -274,7 +274,7 @@ def _lda_classifier(cfg: Any, class_names: list[str], path: Path) -> Path:
 def _evaluate(model: Any, cfg: Any, list_path: Path, class_names: list[str]) -> Any:
     """Single-view evaluation of ``model`` on a list file: an EvalResult with per-class results."""
     from text4vis.data import build_dataset, build_loader
-    from text4vis.engine.distributed import select_device
+    from text4vis.distributed import select_device
     from text4vis.engine.evaluate import evaluate_scores, predict_scores
 
     eval_cfg = dataclasses.replace(

@@ -450,7 +450,7 @@ class Predictor:
         precision: str = "auto",
         progress: bool = False,
     ) -> None:
-        from text4vis.engine.distributed import select_device
+        from text4vis.distributed import select_device
         from text4vis.engine.evaluate import parse_views
 
         self.device = select_device(device)

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from text4vis.commands._common import config_from_args
-    from text4vis.engine.distributed import is_main_process, process_group
+    from text4vis.distributed import is_main_process, process_group
     from text4vis.engine.inference import zero_shot
     from text4vis.runs import create_run_dir
 

@@ -309,7 +309,7 @@ class FailureTracker:
 
     def synchronize(self) -> None:
         """Merge the failures of every rank (a collective: call it on all ranks)."""
-        from text4vis.engine.distributed import is_distributed
+        from text4vis.distributed import is_distributed
 
         if not is_distributed():
             return
@@ -326,7 +326,7 @@ class FailureTracker:
             self._write()
 
     def _write(self) -> None:
-        from text4vis.engine.distributed import is_main_process
+        from text4vis.distributed import is_main_process
 
         if self.path is None or not is_main_process():
             return
@@ -407,7 +407,7 @@ def build_dataset(
 
     train = split == "train"
     if train and data.shot > 0:
-        from text4vis.engine.distributed import is_main_process
+        from text4vis.distributed import is_main_process
 
         chosen = few_shot_indices([r.label for r in records], data.shot, data.shot_seed)
         if run_dir is not None and is_main_process():

@@ -47,7 +47,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".m
 def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
-    from text4vis.engine.distributed import is_main_process
+    from text4vis.distributed import is_main_process
 
     return tqdm(total=total, desc=desc, unit="video", disable=not (enabled and is_main_process()))
 

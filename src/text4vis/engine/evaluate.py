@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from text4vis.engine import distributed
+from text4vis import distributed
 
 __all__ = [
     "EvalResult",

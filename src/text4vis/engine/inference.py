@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from text4vis.config import Config, config_from_dict, load_config
-from text4vis.engine import distributed as dist_utils
+from text4vis import distributed as dist_utils
 from text4vis.engine.evaluate import (
     EvalResult,
     evaluate_scores,

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from text4vis.config import Config, config_to_dict, dump_config
-from text4vis.engine import distributed as dist_utils
+from text4vis import distributed as dist_utils
 from text4vis.engine.checkpoint import (
     CHECKPOINT_DIR,
     FORMAT_VERSION,
