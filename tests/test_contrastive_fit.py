@@ -79,26 +79,26 @@ def test_offline_contrastive_trains_and_evaluates_like_ce(data: Path, tmp_path: 
 
     cfg = load_config(None, overrides(data, tmp_path, online=False))
     summary = fit(cfg)
-    history = summary["history"]
+    history = summary.history
     assert history[-1]["val_top1"] >= 0.75, history  # chance is 0.25
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"], history
     # The exported model keeps the frozen text classifier it was trained against.
-    exported = VideoRecognizer.from_pretrained(Path(summary["run_dir"]) / "model")
+    exported = VideoRecognizer.from_pretrained(Path(summary.run_dir) / "model")
     torch.manual_seed(cfg.train.seed)
     fresh = VideoRecognizer.from_config(cfg.model, NAMES, num_frames=4, image_size=32)
     torch.testing.assert_close(exported.classifier_weight(), fresh.classifier_weight())
 
 
 def test_online_contrastive_exports_the_trained_text_side(data: Path, tmp_path: Path) -> None:
-    from text4vis.engine.checkpoint import load_checkpoint
     from text4vis.engine.contrastive import TEXT_TOWER_FILE
     from text4vis.engine.objectives import build_objective
-    from text4vis.engine.train import build_model, fit
+    from text4vis.engine.train import fit
+    from text4vis.models.factory import build_model, load_checkpoint
     from text4vis.models.video import VideoRecognizer
 
     cfg = load_config(None, overrides(data, tmp_path, online=True))
     summary = fit(cfg)
-    run = Path(summary["run_dir"])
+    run = Path(summary.run_dir)
     # Rebuild the trained objective from the checkpoint and compare with the exported model.
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     model = build_model(cfg, NAMES)

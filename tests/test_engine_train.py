@@ -21,8 +21,8 @@ from safetensors.torch import load_file
 from text4vis.config import dump_config, load_config
 from text4vis.data.annotations import VideoRecord, write_annotations, write_labels
 from text4vis.data.synthetic import write_mp4
-from text4vis.engine.checkpoint import load_checkpoint
 from text4vis.engine.train import fit
+from text4vis.models.factory import load_checkpoint
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -92,12 +92,12 @@ def weights(run_dir: str) -> dict[str, torch.Tensor]:
 def test_training_learns_and_writes_run_folder(colour_data, tmp_path):
     cfg = load_config(None, overrides(colour_data, tmp_path, "train.epochs=3", "run.name=learn"))
     summary = fit(cfg)
-    history = summary["history"]
-    assert len(history) == 3 and summary["step"] == 3 * 6  # 24 clips / batch 4
+    history = summary.history
+    assert len(history) == 3 and summary.step == 3 * 6  # 24 clips / batch 4
     # chance is 1/4 on the held-out clips; a colour is easy once the encoder adapts
     assert history[-1]["val_top1"] >= 0.75, history
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"], history
-    run = Path(summary["run_dir"])
+    run = Path(summary.run_dir)
     for name in ("metrics.jsonl", "metrics.csv", "curves.png", "config.yaml", "log.txt"):
         assert (run / name).is_file(), name
     assert (run / "checkpoints" / "last.pt").is_file() and (
@@ -114,7 +114,8 @@ def test_training_learns_and_writes_run_folder(colour_data, tmp_path):
     # The exported model reproduces the validation accuracy of the last epoch.
     from text4vis.data.dataset import build_dataset
     from text4vis.data.loaders import build_loader
-    from text4vis.engine.evaluate import evaluate_scores, predict_scores
+    from text4vis.engine.loops import predict_scores
+    from text4vis.engine.metrics import evaluate_scores
     from text4vis.models.video import VideoRecognizer
 
     model = VideoRecognizer.from_pretrained(run / "model")
@@ -206,14 +207,14 @@ def test_ddp_two_processes_match_one_process(colour_data, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads(result.stdout[result.stdout.index("{") :])
-    assert summary["step"] == single["step"] == 6
-    expected, got = weights(single["run_dir"]), weights(summary["run_dir"])
+    assert summary["step"] == single.step == 6
+    expected, got = weights(single.run_dir), weights(summary["run_dir"])
     for key in expected:
         diff = (expected[key] - got[key]).abs().max().item()
         assert diff <= 1e-6, (key, diff)
     # training moved the weights by orders of magnitude more than the tolerance
     from text4vis.data.annotations import read_labels
-    from text4vis.engine.train import build_model
+    from text4vis.models.factory import build_model
 
     cfg_single = load_config(None, overrides(colour_data, tmp_path / "one", *common))
     initial = build_model(cfg_single, read_labels(cfg_single.data.labels)).state_dict()

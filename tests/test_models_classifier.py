@@ -211,18 +211,23 @@ def test_template_bank_counter_round_trips_through_state_dict():
     assert int(run.state_dict()["classifier.step"]) == 21
 
 
-def test_template_bank_loads_state_dicts_saved_without_the_counter(caplog):
+def test_template_bank_state_dicts_carry_the_counter():
     from text4vis.models.classifier import TemplateBankClassifier
 
     bank, eval_weight = _bank_and_eval()
     old = TemplateBankClassifier(bank, eval_weight, seed=2).state_dict()
-    del old["step"]  # a checkpoint written when the counter was a plain attribute
-    old._metadata[""]["version"] = 1  # type: ignore[attr-defined]
+    del old["step"]  # a state dict of the unreleased version whose counter was an attribute
     head = TemplateBankClassifier(bank, eval_weight, seed=2)
-    with caplog.at_level("WARNING", logger="text4vis.models.classifier"):
-        head.load_state_dict(old, strict=True)
-    assert "older text4vis" in caplog.text
+    with pytest.raises(RuntimeError, match="step"):
+        head.load_state_dict(old, strict=True)  # no compatibility path: refused like any other
+    assert "older text4vis" not in str(old.keys())
     assert head.draws == 0
+    # The counter round-trips: a loaded bank continues from the saved draw.
+    head.train()
+    head()
+    restored = TemplateBankClassifier(bank, eval_weight, seed=2)
+    restored.load_state_dict(head.state_dict(), strict=True)
+    assert restored.draws == head.draws == 1
     # A current state dict that lacks the counter is incomplete: strict loading says so.
     current = TemplateBankClassifier(bank, eval_weight, seed=2).state_dict()
     del current["step"]

@@ -241,10 +241,10 @@ def _lda_classifier(cfg: Any, class_names: list[str], path: Path) -> Path:
     import torch
 
     from text4vis.data import build_dataset, build_loader, read_annotations
-    from text4vis.distributed import select_device
-    from text4vis.engine.evaluate import extract_features
-    from text4vis.engine.train import build_model
+    from text4vis.engine.loops import extract_features
     from text4vis.models.classifier import build_classifier, save_classifier
+    from text4vis.models.factory import build_model
+    from text4vis.runtime import select_device
 
     feature_cfg = dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, classifier="random", classifier_file="")
@@ -274,8 +274,9 @@ def _lda_classifier(cfg: Any, class_names: list[str], path: Path) -> Path:
 def _evaluate(model: Any, cfg: Any, list_path: Path, class_names: list[str]) -> Any:
     """Single-view evaluation of ``model`` on a list file: an EvalResult with per-class results."""
     from text4vis.data import build_dataset, build_loader
-    from text4vis.distributed import select_device
-    from text4vis.engine.evaluate import evaluate_scores, predict_scores
+    from text4vis.engine.loops import predict_scores
+    from text4vis.engine.metrics import evaluate_scores
+    from text4vis.runtime import select_device
 
     eval_cfg = dataclasses.replace(
         cfg, data=dataclasses.replace(cfg.data, test_list=str(list_path), num_clips=1, num_crops=1)

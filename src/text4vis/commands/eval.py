@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from text4vis.commands._common import config_from_args
     from text4vis.distributed import is_main_process, process_group
-    from text4vis.engine.inference import evaluate_checkpoint
+    from text4vis.engine.evaluate import evaluate_checkpoint
     from text4vis.engine.tracking import plot_confusion_matrix, write_per_class_csv
     from text4vis.runs import create_run_dir
 

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from text4vis.commands._common import config_from_args
     from text4vis.distributed import is_main_process
-    from text4vis.engine.inference import extract_checkpoint_features, save_features
+    from text4vis.engine.features import extract_checkpoint_features, save_features
 
     if args.per_class < 0:
         raise ValueError(f"--per-class must be >= 0, got {args.per_class}")

@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from text4vis.commands._common import config_from_args
     from text4vis.distributed import is_main_process, process_group
-    from text4vis.engine.inference import zero_shot
+    from text4vis.engine.zero_shot import zero_shot
     from text4vis.runs import create_run_dir
 
     cfg = config_from_args(args)
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if not is_main_process():
             return 0
-    report = {"checkpoint": args.checkpoint, **result, "run_dir": str(run_dir.path)}
+    report = {"checkpoint": args.checkpoint, **result.to_dict(), "run_dir": str(run_dir.path)}
     run_dir.file("zeroshot.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return 0
