@@ -42,3 +42,26 @@ def test_parse_views():
     for bad in ("4", "0x3", "ax3", "4x3x2"):
         with pytest.raises(ValueError, match="CLIPSxCROPS"):
             parse_views(bad)
+
+
+def test_iterate_views_refuses_batches_without_a_views_axis():
+    from torch import nn
+
+    from text4vis.engine.loops import iterate_views
+
+    class Embed(nn.Module):
+        def encode_video(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1)
+
+    five_dim = [
+        {"video": torch.zeros(2, 3, 3, 4, 4), "label": torch.zeros(2), "index": torch.arange(2)}
+    ]
+    with pytest.raises(ValueError, match=r"\[B, V, T, 3, H, W\]"):
+        list(iterate_views(Embed(), five_dim, output="embeddings", device=torch.device("cpu")))
+    six_dim = [
+        {"video": torch.ones(2, 3, 1, 3, 1, 1), "label": torch.zeros(2), "index": torch.arange(2)}
+    ]
+    (batch,) = iterate_views(Embed(), six_dim, output="embeddings", device=torch.device("cpu"))
+    assert batch.values.shape == (2, 3, 3)  # [B, V, D]: views kept apart for the caller
+    with pytest.raises(ValueError, match="choose 'embeddings' or 'logits'"):
+        list(iterate_views(Embed(), six_dim, output="features", device=torch.device("cpu")))

@@ -64,7 +64,9 @@ def test_mean_average_precision_matches_sklearn_macro():
     expected = np.mean([average_precision_score(onehot[:, c], scores[:, c]) for c in range(4)])
     got = mean_average_precision(torch.from_numpy(scores), torch.from_numpy(labels))
     assert got == pytest.approx(expected, abs=1e-12)
-    got_multi = mean_average_precision(torch.from_numpy(scores), torch.from_numpy(onehot))
+    got_multi = mean_average_precision(
+        torch.from_numpy(scores), torch.from_numpy(onehot), multi_hot=True
+    )
     assert got_multi == pytest.approx(expected, abs=1e-12)
 
 

@@ -233,3 +233,42 @@ def test_template_bank_state_dicts_carry_the_counter():
     del current["step"]
     with pytest.raises(RuntimeError, match="step"):
         TemplateBankClassifier(bank, eval_weight, seed=2).load_state_dict(current, strict=True)
+
+
+def test_registry_names_config_values_and_initialisers():
+    from text4vis.config import Config, ModelConfig
+    from text4vis.engine.config_checks import config_problems
+    from text4vis.models.classifier import (
+        CLASSIFIERS,
+        CONFIG_CLASSIFIERS,
+        INITIALIZERS,
+        STORAGES,
+        classifier_name,
+    )
+
+    assert set(CLASSIFIERS) == {
+        "text", "templates", "coop", "lda", "random", "orthogonal", "file", "learnable"
+    }  # fmt: skip
+    assert all(spec.storage in STORAGES for spec in CLASSIFIERS.values())
+    assert set(INITIALIZERS) == {"text", "lda", "random", "orthogonal", "file"}
+    assert classifier_name(ModelConfig(prompt="coop")) == "coop"
+    assert classifier_name(ModelConfig(prompt="templates", template_mode="sample")) == "templates"
+    with pytest.raises(ClassifierError, match=r"unknown classifier 'fisher'.*'learnable'"):
+        classifier_name(ModelConfig(classifier="fisher"))
+    cfg = Config(model=ModelConfig(classifier="fisher"))
+    problems = config_problems(cfg, check_arch=False)
+    assert any("model.classifier='fisher'" in p and "orthogonal" in p for p in problems)
+    assert not any("model.classifier" in p for p in config_problems(Config(), check_arch=False))
+    assert set(CONFIG_CLASSIFIERS) == set(CLASSIFIERS) - {"templates", "coop"}
+
+
+def test_zero_shot_prompt_policy():
+    from text4vis.config import ModelConfig
+    from text4vis.models.zero_shot import ZeroShotError, zero_shot_templates
+
+    with pytest.raises(ZeroShotError, match="CoOp"):
+        zero_shot_templates(ModelConfig(prompt="coop"))
+    assert zero_shot_templates(ModelConfig(prompt="coop"), "a clip of {}.") == ["a clip of {}."]
+    sampled = ModelConfig(prompt="templates", template_mode="sample", template="a video of {}.")
+    assert zero_shot_templates(sampled) == ["a video of {}."]
+    assert zero_shot_templates(ModelConfig(prompt="classname")) == ["{}"]

@@ -159,7 +159,7 @@ def iterate_views(
 ) -> Iterator[ViewBatch]:
     """Run ``model`` over every view of every batch of ``loader`` (in evaluation mode, no grad).
 
-    Each batch holds ``video [B, V, T, 3, H, W]`` (or ``[B, T, 3, H, W]`` for one view),
+    Each batch holds ``video [B, V, T, 3, H, W]`` (V views per video, one for ``V = 1``),
     ``label [B]``, ``index [B]`` and optionally ``skipped`` (unreadable videos the dataset left
     out with ``data.skip_unreadable``).
 
@@ -183,14 +183,17 @@ def iterate_views(
         for batch in _progress(loader, desc, progress, _loader_length(loader)):
             skipped = list(batch.get("skipped", []))
             video = batch["video"]
-            if video.ndim == 5:
-                video = video[:, None]  # [B, 1, T, 3, H, W]
-            b, v = video.shape[:2]
-            if b == 0:  # every video of the batch was unreadable and skipped
+            if video.shape[0] == 0:  # every video of the batch was unreadable and skipped
                 yield ViewBatch(
                     torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(0), skipped
                 )
                 continue
+            if video.ndim != 6:
+                raise ValueError(
+                    f"batches must hold video [B, V, T, 3, H, W] (V views per video, as the "
+                    f"datasets give), got {tuple(video.shape)}"
+                )
+            b, v = video.shape[:2]
             video = video.to(device, non_blocking=True)
             with torch.no_grad(), autocast_context(device, precision):
                 out = forward(video.flatten(0, 1))  # [B*V, D] or [B*V, C]

@@ -110,16 +110,22 @@ def average_precision(scores: Tensor, positives: Tensor) -> float:
     return float(((recall - previous_recall) * precision).sum())
 
 
-def mean_average_precision(scores: Tensor, targets: Tensor) -> float:
+def mean_average_precision(scores: Tensor, targets: Tensor, *, multi_hot: bool = False) -> float:
     """mAP over classes with at least one positive.
 
     Args:
         scores: ``[N, C]``.
-        targets: ``[N]`` integer labels or ``[N, C]`` multi-label 0/1 matrix.
+        targets: ``[N]`` integer labels, or with ``multi_hot`` a ``[N, C]`` multi-label 0/1
+            matrix.
+        multi_hot: the form of ``targets`` (said by the caller, not guessed from its shape).
     """
     num_classes = scores.shape[1]
-    if targets.ndim == 1:
-        targets = F.one_hot(targets.long(), num_classes)  # [N, C]
+    if not multi_hot:
+        targets = F.one_hot(targets.long(), num_classes)  # [N] -> [N, C]
+    if targets.shape != scores.shape:
+        raise ValueError(
+            f"mAP: targets {tuple(targets.shape)} do not match scores {tuple(scores.shape)}"
+        )
     aps = [average_precision(scores[:, c], targets[:, c]) for c in range(num_classes)]
     valid = [ap for ap in aps if not math.isnan(ap)]
     if not valid:

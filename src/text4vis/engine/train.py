@@ -448,13 +448,12 @@ class _Trainer:
                     self.failures.update(batch.get("failures", []), check=False)
                     video = batch["video"].to(self.device, non_blocking=True)
                     labels = torch.as_tensor(batch["label"]).to(self.device, non_blocking=True)
-                    if video.ndim == 6:
-                        if video.shape[1] != 1:
-                            raise ValueError(
-                                f"training batches must hold one view per clip, got "
-                                f"{video.shape[1]}; the training transform gives V=1"
-                            )
-                        video = video[:, 0]  # [B, 1, T, 3, H, W] -> [B, T, 3, H, W]
+                    if video.ndim != 6 or video.shape[1] != 1:
+                        raise ValueError(
+                            f"training batches must hold video [B, 1, T, 3, H, W] (one view per "
+                            f"clip, as the training transform gives), got {tuple(video.shape)}"
+                        )
+                    video = video[:, 0]  # [B, 1, T, 3, H, W] -> [B, T, 3, H, W]
                     last_micro = micro == accum - 1
                     sync = ddp.no_sync() if ddp is not None and not last_micro else nullcontext()
                     with sync:
