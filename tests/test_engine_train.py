@@ -13,39 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import COLOURS, overrides, write_colour_clips
 from text4vis.config import dump_config, load_config
-from text4vis.data.annotations import VideoRecord, write_annotations, write_labels
-from text4vis.data.synthetic import write_mp4
+from text4vis.data.annotations import write_annotations, write_labels
 from text4vis.engine.train import fit
 from text4vis.models.factory import load_checkpoint
-
-COLOURS = {
-    "red": (220, 40, 40),
-    "green": (40, 200, 60),
-    "blue": (40, 70, 230),
-    "yellow": (230, 210, 40),
-}
-
-
-def write_colour_clips(
-    root: Path, *, per_class: int, frames: int = 8, size: int = 40, seed: int = 0
-) -> list[VideoRecord]:
-    """One mp4 per clip: the class colour at a random shade plus pixel noise."""
-    rng = np.random.default_rng(seed)
-    records = []
-    for label, colour in enumerate(COLOURS.values()):
-        for k in range(per_class):
-            base = np.array(colour, dtype=np.float64) * rng.uniform(0.6, 1.0)
-            pixels = base + rng.normal(0.0, 30.0, (frames, size, size, 3))
-            rel = f"clips/s{seed}_{label}_{k}.mp4"
-            write_mp4(root / rel, np.clip(pixels, 0, 255).astype(np.uint8))
-            records.append(VideoRecord(rel, None, label))
-    return records
 
 
 @pytest.fixture(scope="module")
@@ -55,34 +31,6 @@ def colour_data(tmp_path_factory) -> Path:
     write_annotations(root / "train.txt", write_colour_clips(root, per_class=6, seed=0))
     write_annotations(root / "val.txt", write_colour_clips(root, per_class=3, seed=1))
     return root
-
-
-def overrides(data: Path, run_root: Path, *extra: str) -> list[str]:
-    return [
-        f"data.train_list={data / 'train.txt'}",
-        f"data.val_list={data / 'val.txt'}",
-        f"data.labels={data / 'labels.csv'}",
-        "data.num_segments=4",
-        "data.input_size=32",
-        "data.resize_size=36",
-        "data.batch_size=4",
-        "data.num_workers=0",
-        "data.grayscale=0",  # colour is the class
-        "data.randaugment=false",
-        "model.arch=tiny-vit",
-        "model.temporal=mean",
-        "model.classifier=orthogonal",
-        "train.lr=5e-4",
-        "train.min_lr=5e-5",
-        "train.warmup_epochs=0.5",
-        "train.visual_lr_ratio=1.0",
-        "train.precision=fp32",
-        "train.checkpoint_minutes=0",
-        f"run.root={run_root}",
-        "run.progress=false",
-        "run.log_every=1",
-        *extra,
-    ]
 
 
 def weights(run_dir: str) -> dict[str, torch.Tensor]:

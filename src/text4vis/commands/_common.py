@@ -6,7 +6,12 @@ import argparse
 
 from text4vis.config import Config, load_config
 
-__all__ = ["add_config_arguments", "config_from_args"]
+__all__ = [
+    "add_checkpoint_argument",
+    "add_config_arguments",
+    "add_views_argument",
+    "config_from_args",
+]
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -24,6 +29,31 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
         default=[],
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set train.lr=1e-4 (repeatable; YAML values)",
+    )
+
+
+def add_checkpoint_argument(
+    parser: argparse.ArgumentParser, *, required: bool = True, help: str | None = None
+) -> None:
+    """Add ``--checkpoint CKPT``: anything :func:`text4vis.models.factory.load_model` reads."""
+    parser.add_argument(
+        "--checkpoint",
+        required=required,
+        default=None,
+        metavar="CKPT",
+        help=help
+        or "training checkpoint (.pt), model folder written by save_pretrained, or an official "
+        "checkpoint",
+    )
+
+
+def add_views_argument(parser: argparse.ArgumentParser, help: str = "test views") -> None:
+    """Add ``--views CLIPSxCROPS`` (default: the config's ``eval.views``)."""
+    parser.add_argument(
+        "--views",
+        default=None,
+        metavar="CLIPSxCROPS",
+        help=f"{help}, e.g. 1x1 or 4x3 (default: eval.views)",
     )
 
 

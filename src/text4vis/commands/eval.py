@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from text4vis.commands._common import add_config_arguments
+from text4vis.commands._common import (
+    add_checkpoint_argument,
+    add_config_arguments,
+    add_views_argument,
+)
+from text4vis.config import AGGREGATIONS
 
 COMMAND = "eval"
 HELP = "evaluate a trained model: top-1/top-5, mean class accuracy (mAP), multi-view"
@@ -13,21 +18,11 @@ HELP = "evaluate a trained model: top-1/top-5, mean class accuracy (mAP), multi-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="CKPT",
-        help="training checkpoint (.pt) or model folder written by save_pretrained",
-    )
-    parser.add_argument(
-        "--views",
-        default=None,
-        metavar="CLIPSxCROPS",
-        help="test views per video, e.g. 1x1 or 4x3 (default: eval.views)",
-    )
+    add_checkpoint_argument(parser)
+    add_views_argument(parser, "test views per video")
     parser.add_argument(
         "--aggregate",
-        choices=["prob", "logit"],
+        choices=AGGREGATIONS,
         default=None,
         help="average views as softmax probabilities (default) or logits",
     )

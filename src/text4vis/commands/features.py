@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from text4vis.commands._common import add_config_arguments
+from text4vis.commands._common import (
+    add_checkpoint_argument,
+    add_config_arguments,
+    add_views_argument,
+)
 
 COMMAND = "features"
 HELP = "extract video embeddings of a list to safetensors (for zero-shot and LDA)"
@@ -13,10 +17,9 @@ HELP = "extract video embeddings of a list to safetensors (for zero-shot and LDA
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument(
-        "--checkpoint",
-        default=None,
-        metavar="CKPT",
+    add_checkpoint_argument(
+        parser,
+        required=False,
         help="training checkpoint or model folder; omit it to embed with the untrained model of "
         "the config (model.pretrained CLIP weights), e.g. for the LDA classifier",
     )
@@ -27,9 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="test",
         help="which list: data.train_list (for LDA), val_list or test_list (default)",
     )
-    parser.add_argument(
-        "--views", default=None, metavar="CLIPSxCROPS", help="views averaged per video"
-    )
+    add_views_argument(parser, "views averaged per video")
     parser.add_argument(
         "--per-class",
         type=int,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from text4vis.commands._common import add_config_arguments
+from text4vis.commands._common import (
+    add_checkpoint_argument,
+    add_config_arguments,
+    add_views_argument,
+)
+from text4vis.config import PROTOCOLS
 
 COMMAND = "zeroshot"
 HELP = "zero-shot recognition of new classes: full, half-class x10 splits, or subset files"
@@ -13,12 +18,10 @@ HELP = "zero-shot recognition of new classes: full, half-class x10 splits, or su
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument(
-        "--checkpoint", required=True, metavar="CKPT", help="training checkpoint or model folder"
-    )
+    add_checkpoint_argument(parser)
     parser.add_argument(
         "--protocol",
-        choices=["full", "half", "splits"],
+        choices=PROTOCOLS,
         default=None,
         help="full: all classes; half: eval.num_splits seeded half-class splits (mean +- std); "
         "splits: one subset per --split-file (default: eval.protocol)",
@@ -37,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LABELS",
         help="label CSV of one class subset (repeat; e.g. Kinetics-600's three splits)",
     )
-    parser.add_argument("--views", default=None, metavar="CLIPSxCROPS", help="test views")
+    add_views_argument(parser, "test views when features are extracted here")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ the first epoch. Every problem found is listed in one error.
 
 from __future__ import annotations
 
-from text4vis.config import Config, ConfigError
+from text4vis.config import AGGREGATIONS, PROTOCOLS, Config, ConfigError
 
 __all__ = ["config_problems", "validate_config"]
 
@@ -22,9 +22,8 @@ def config_problems(cfg: Config, *, check_arch: bool = True) -> list[str]:
         cfg: the resolved config.
         check_arch: look ``model.arch`` up in open_clip's registry (imports open_clip).
     """
-    from text4vis.engine.loops import AGGREGATIONS, parse_views
+    from text4vis.engine.loops import parse_views
     from text4vis.engine.objectives import available_objectives
-    from text4vis.engine.zero_shot import PROTOCOLS
     from text4vis.models.classifier import CONFIG_CLASSIFIERS
     from text4vis.models.temporal import HEADS
     from text4vis.runtime import PRECISIONS

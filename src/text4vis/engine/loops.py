@@ -25,10 +25,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from text4vis import distributed
+from text4vis.config import AGGREGATIONS
 from text4vis.runtime import autocast_context
 
 __all__ = [
-    "AGGREGATIONS",
     "ViewBatch",
     "aggregate_views",
     "extract_features",
@@ -40,7 +40,6 @@ __all__ = [
 
 logger = logging.getLogger("text4vis.engine.loops")
 
-AGGREGATIONS = ("prob", "logit")
 VIEW_CROPS = (1, 3)  # crops per clip the evaluation transform makes (centre / left-centre-right)
 ViewOutput = Literal["embeddings", "logits"]
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from text4vis.config import Config
+from text4vis.config import PROTOCOLS, Config
 from text4vis.engine.features import FeatureSet, extract_checkpoint_features, load_features
 from text4vis.engine.metrics import classification_metrics
 from text4vis.errors import Text4VisError
@@ -32,7 +32,6 @@ from text4vis.models.zero_shot import (
 )
 
 __all__ = [
-    "PROTOCOLS",
     "ZeroShotResult",
     "subset_protocol",
     "summarize_protocol",
@@ -40,8 +39,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("text4vis.engine.zero_shot")
-
-PROTOCOLS = ("full", "half", "splits")
 
 
 @dataclass
