@@ -11,13 +11,7 @@ import logging
 from contextlib import nullcontext
 from typing import Any
 
-__all__ = [
-    "PRECISIONS",
-    "autocast_context",
-    "check_precision",
-    "inference_precision",
-    "select_device",
-]
+__all__ = ["PRECISIONS", "autocast_context", "check_precision", "eval_precision", "select_device"]
 
 logger = logging.getLogger("text4vis.runtime")
 
@@ -61,7 +55,7 @@ def check_precision(precision: str, source: str = "train.precision") -> str:
     return precision
 
 
-def inference_precision(precision: str, device: Any, *, source: str = "train.precision") -> str:
+def eval_precision(precision: str, device: Any, *, source: str = "train.precision") -> str:
     """The precision to run inference in on ``device``.
 
     ``"auto"`` is bf16 on a GPU and fp32 on the CPU. fp16 autocast is GPU-only, so fp16 asked for

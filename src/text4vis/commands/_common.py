@@ -6,12 +6,7 @@ import argparse
 
 from text4vis.config import Config, load_config
 
-__all__ = [
-    "add_checkpoint_argument",
-    "add_config_arguments",
-    "add_views_argument",
-    "config_from_args",
-]
+__all__ = ["add_config_arguments", "add_model_arguments", "config_from_args"]
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -32,28 +27,31 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
     )
 
 
-def add_checkpoint_argument(
-    parser: argparse.ArgumentParser, *, required: bool = True, help: str | None = None
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    checkpoint_required: bool = True,
+    checkpoint_help: str | None = None,
+    views_help: str = "test views",
 ) -> None:
-    """Add ``--checkpoint CKPT``: anything :func:`text4vis.models.factory.load_model` reads."""
+    """Add ``CONFIG``, ``--set``, ``--checkpoint CKPT`` (anything
+    :func:`text4vis.models.factory.load_model` reads) and ``--views CLIPSxCROPS`` (default: the
+    config's ``eval.views``): the arguments of the commands that run a saved model on a list."""
+    add_config_arguments(parser)
     parser.add_argument(
         "--checkpoint",
-        required=required,
+        required=checkpoint_required,
         default=None,
         metavar="CKPT",
-        help=help
+        help=checkpoint_help
         or "training checkpoint (.pt), model folder written by save_pretrained, or an official "
         "checkpoint",
     )
-
-
-def add_views_argument(parser: argparse.ArgumentParser, help: str = "test views") -> None:
-    """Add ``--views CLIPSxCROPS`` (default: the config's ``eval.views``)."""
     parser.add_argument(
         "--views",
         default=None,
         metavar="CLIPSxCROPS",
-        help=f"{help}, e.g. 1x1 or 4x3 (default: eval.views)",
+        help=f"{views_help}, e.g. 1x1 or 4x3 (default: eval.views)",
     )
 
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from text4vis.commands._common import (
-    add_checkpoint_argument,
-    add_config_arguments,
-    add_views_argument,
-)
+from text4vis.commands._common import add_model_arguments
 from text4vis.config import AGGREGATIONS
 
 COMMAND = "eval"
@@ -17,9 +13,7 @@ HELP = "evaluate a trained model: top-1/top-5, mean class accuracy (mAP), multi-
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    add_checkpoint_argument(parser)
-    add_views_argument(parser, "test views per video")
+    add_model_arguments(parser, views_help="test views per video")
     parser.add_argument(
         "--aggregate",
         choices=AGGREGATIONS,

@@ -5,23 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
-from text4vis.commands._common import (
-    add_checkpoint_argument,
-    add_config_arguments,
-    add_views_argument,
-)
+from text4vis.commands._common import add_model_arguments
 
 COMMAND = "features"
 HELP = "extract video embeddings of a list to safetensors (for zero-shot and LDA)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    add_checkpoint_argument(
+    add_model_arguments(
         parser,
-        required=False,
-        help="training checkpoint or model folder; omit it to embed with the untrained model of "
-        "the config (model.pretrained CLIP weights), e.g. for the LDA classifier",
+        checkpoint_required=False,
+        checkpoint_help="training checkpoint or model folder; omit it to embed with the untrained "
+        "model of the config (model.pretrained CLIP weights), e.g. for the LDA classifier",
+        views_help="views averaged per video",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="output .safetensors file")
     parser.add_argument(
@@ -30,7 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="test",
         help="which list: data.train_list (for LDA), val_list or test_list (default)",
     )
-    add_views_argument(parser, "views averaged per video")
     parser.add_argument(
         "--per-class",
         type=int,

@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from text4vis.commands._common import (
-    add_checkpoint_argument,
-    add_config_arguments,
-    add_views_argument,
-)
+from text4vis.commands._common import add_model_arguments
 from text4vis.config import PROTOCOLS
 
 COMMAND = "zeroshot"
@@ -17,8 +13,7 @@ HELP = "zero-shot recognition of new classes: full, half-class x10 splits, or su
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    add_checkpoint_argument(parser)
+    add_model_arguments(parser, views_help="test views when features are extracted here")
     parser.add_argument(
         "--protocol",
         choices=PROTOCOLS,
@@ -40,7 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LABELS",
         help="label CSV of one class subset (repeat; e.g. Kinetics-600's three splits)",
     )
-    add_views_argument(parser, "test views when features are extracted here")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from text4vis.engine.loops import parse_views, predict_scores
 from text4vis.engine.metrics import EvalResult, evaluate_scores
 from text4vis.errors import Text4VisError
 from text4vis.models.factory import load_model
-from text4vis.runtime import inference_precision
+from text4vis.runtime import eval_precision
 
 __all__ = ["evaluate_checkpoint", "with_views"]
 
@@ -70,7 +70,7 @@ def evaluate_checkpoint(
             model,
             loader,
             device=device,
-            precision=inference_precision(cfg.train.precision, device),
+            precision=eval_precision(cfg.train.precision, device),
             aggregate=cfg.eval.aggregate,
             expected=len(dataset),
             progress=cfg.run.progress,

@@ -24,7 +24,7 @@ from text4vis.engine.evaluate import with_views
 from text4vis.engine.loops import extract_features
 from text4vis.errors import Text4VisError
 from text4vis.models.factory import build_feature_model, load_model
-from text4vis.runtime import inference_precision
+from text4vis.runtime import eval_precision
 
 __all__ = [
     "FEATURES_FORMAT",
@@ -181,7 +181,7 @@ def extract_checkpoint_features(
             model,
             loader,
             device=device,
-            precision=inference_precision(cfg.train.precision, device),
+            precision=eval_precision(cfg.train.precision, device),
             expected=len(dataset),
             progress=cfg.run.progress,
         )

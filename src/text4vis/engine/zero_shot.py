@@ -8,6 +8,7 @@ deviation) and ``splits`` (given class-subset files, e.g. Kinetics-600's three s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,14 +65,7 @@ class ZeroShotResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to ``zeroshot.json``."""
-        return {
-            "protocol": self.protocol,
-            "splits": self.splits,
-            "summary": self.summary,
-            "class_subsets": self.class_subsets,
-            "num_videos": self.num_videos,
-            "num_classes": self.num_classes,
-        }
+        return dataclasses.asdict(self)
 
 
 def subset_protocol(

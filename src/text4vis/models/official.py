@@ -242,25 +242,11 @@ def official_model(
     return model
 
 
-def import_official(
-    checkpoint: str | Path,
-    out_dir: str | Path,
-    *,
-    class_names: Sequence[str] | None = None,
-    text_weights: str | None = None,
-    num_frames: int = 8,
-    arch: str | None = None,
-) -> Path:
-    """Convert an official checkpoint into a model folder (arguments as :func:`official_model`).
+def import_official(checkpoint: str | Path, out_dir: str | Path, **options: Any) -> Path:
+    """Convert an official checkpoint into a model folder (``options`` as the keyword arguments
+    of :func:`official_model`: ``class_names``, ``text_weights``, ``num_frames``, ``arch``).
 
     Returns:
         The output folder, which :func:`text4vis.models.factory.load_model` reads.
     """
-    model = official_model(
-        checkpoint,
-        class_names=class_names,
-        text_weights=text_weights,
-        num_frames=num_frames,
-        arch=arch,
-    )
-    return model.save_pretrained(out_dir)
+    return official_model(checkpoint, **options).save_pretrained(out_dir)
