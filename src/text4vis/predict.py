@@ -4,7 +4,7 @@
 video files (or frame folders) and a list of label names, get back, per video, the labels ranked
 by score::
 
-    predictor = Predictor.from_pretrained("runs/k400/model")     # a trained model
+    predictor = Predictor.from_pretrained("runs/k400/model")     # a trained model (or a .pt)
     predictor = Predictor.from_backbone("ViT-B-16", "ViT-B-16.pt")  # zero-shot CLIP, mean pooling
     predictor.predict(["a.mp4", "b.mp4"], labels=["dancing", "cooking"], top_k=5)
     # -> [[{"label": "dancing", "score": 0.93}, {"label": "cooking", "score": 0.07}], [...]]
@@ -19,7 +19,8 @@ Where the rows of ``W`` come from:
 - labels that are all among the model's own class names: the matching rows of its own
   classifier (whatever initialiser trained it).
 - any other labels: a text classifier built from the labels with the model's text encoder and
-  prompt templates (zero-shot, the paper's section 3.5). It is built once per label set and
+  prompt templates (zero-shot, the paper's section 3.5; the prompt policy of
+  :mod:`text4vis.models.zero_shot`). It is built once per label set and
   cached under a content hash of (labels, templates, encoder), so repeated calls with the same
   labels never run the text encoder again.
 
@@ -143,7 +144,7 @@ def _image_size_of(model: VideoRecognizer) -> int:
 class Predictor:
     """Ranked labels for videos, with a trained model or a CLIP backbone.
 
-    Build it with :meth:`from_pretrained`, :meth:`from_checkpoint` or :meth:`from_backbone`
+    Build it with :meth:`from_pretrained` (any saved model) or :meth:`from_backbone`
     (or pass a model). Moves the model to ``device`` and puts it in evaluation mode.
 
     Args:
