@@ -167,3 +167,11 @@ def test_table9_claims_state_the_papers_direction():
         a, b = PAPER_TABLE9[claim.a_label][measure], PAPER_TABLE9[claim.b_label][measure]
         assert claim.direction == ("same" if a == b else "higher") and a >= b, claim
     assert {c.measure for c in TABLE9_CLAIMS} == {"top-1", "time per epoch"}
+
+
+def test_eta_is_the_mean_time_of_the_runs_so_far_times_the_runs_left():
+    from text4vis.demo.runs import eta_seconds
+
+    assert math.isnan(eta_seconds(0.0, 1, 8))
+    # Runs 1-3 took 30 s (10 s each); runs 4 to 8 are still to do: 5 x 10 s.
+    assert eta_seconds(30.0, 4, 8) == pytest.approx(50.0)

@@ -42,6 +42,7 @@ from text4vis.demo.runs import (
     RunResult,
     RunSpec,
     direction_metrics,
+    eta_seconds,
     evaluate_list,
     predict_example,
     run_specs,
@@ -199,7 +200,7 @@ def _train_runs(
     t0 = time.perf_counter()
     for number, spec in enumerate(specs, 1):
         elapsed = time.perf_counter() - t0
-        eta = elapsed / (number - 1) * (len(specs) - number + 1) if number > 1 else float("nan")
+        eta = eta_seconds(elapsed, number, len(specs))
         logger.info(
             "[run %d/%d] %s (classifier %s, temporal %s, %s, seed %d); %.0fs so far, ETA %.0fs",
             number,

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from text4vis.demo.statistics import Record
+
 __all__ = ["TIMING_KEYS", "Comparison", "Difference", "compare_metrics", "load_metrics"]
 
 # Paths of the numbers that measure the machine rather than the model: wall times and memory
@@ -26,7 +28,7 @@ TIMING_KEYS: tuple[str, ...] = ("timing_s.*", "runs.*.time_s", "peak_rss_mb.*")
 
 
 @dataclass(frozen=True)
-class Difference:
+class Difference(Record):
     """One leaf that differs between the two files.
 
     ``path`` is a dotted path with list indices in brackets, e.g.
@@ -38,9 +40,6 @@ class Difference:
     b: Any
     abs_diff: float | None  # |a - b| for two numbers, None otherwise
     ignored: bool  # matched an ignore pattern: listed, but does not fail the comparison
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass

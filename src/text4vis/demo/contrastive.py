@@ -45,7 +45,7 @@ from typing import Any
 
 from text4vis.demo.paper import PAPER_TABLE9, TABLE9_CLAIMS
 from text4vis.demo.report import render_contrastive_report
-from text4vis.demo.runs import JobResult, run_torchrun_job
+from text4vis.demo.runs import JobResult, eta_seconds, run_torchrun_job
 from text4vis.demo.settings import (
     DEMO_ARCH,
     DemoSettings,
@@ -399,7 +399,7 @@ def run_contrastive_demo(
     for number, key in enumerate(_RUN_ORDER, 1):
         row = by_key[key]
         elapsed = time.perf_counter() - t0
-        eta = elapsed / (number - 1) * (len(ROWS) - number + 1) if number > 1 else float("nan")
+        eta = eta_seconds(elapsed, number, len(ROWS))
         logger.info(
             "[run %d/%d] %s: %s on %d gloo processes; %.0fs so far, ETA %.0fs",
             number,

@@ -10,7 +10,7 @@ from typing import Any
 from text4vis.demo.paper import PAPER
 from text4vis.demo.runs import RunResult
 from text4vis.demo.settings import DemoSettings
-from text4vis.demo.statistics import Estimate, Judgement, Stats
+from text4vis.demo.statistics import Estimate, Judgement, Record, Stats
 
 __all__ = [
     "DatasetSummary",
@@ -26,7 +26,7 @@ __all__ = [
 
 
 @dataclass
-class Table6Row:
+class Table6Row(Record):
     """Table 6 (classifier initialisation): one initialiser."""
 
     top1: Stats  # final validation top-1
@@ -34,24 +34,18 @@ class Table6Row:
     mean_curve_top1: Stats  # validation top-1 averaged over the epochs
     paper_top1: float | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass
-class Regimes:
+class Regimes(Record):
     """Table 7: one side (vision-text or vision-only) in the three data regimes."""
 
     zero_shot: Stats  # on the unseen classes
     two_shot: Stats
     full: Stats
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass
-class Table7:
+class Table7(Record):
     """Table 7 (data regimes): vision-text vs vision-only."""
 
     vision_text: Regimes
@@ -60,12 +54,9 @@ class Table7:
     chance_unseen: float  # %
     paper: dict[str, dict[str, float]] = field(default_factory=lambda: PAPER["table7"])
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass
-class Table8Row:
+class Table8Row(Record):
     """Table 8 (temporal modelling): one temporal head."""
 
     top1: Stats
@@ -74,19 +65,15 @@ class Table8Row:
     reversed_partner_rate: Stats  # how often the time-reversed partner is predicted
     paper_top1: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass
-class Table8:
+class Table8(Record):
+    """Table 8 (temporal modelling): both heads and the sizes of the two class groups."""
+
     mean: Table8Row
     transformer: Table8Row
     num_direction_videos: int
     num_other_videos: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -120,7 +107,7 @@ class DemoTables:
 
 
 @dataclass
-class Figure1:
+class Figure1(Record):
     """The paper's figure 1 in numbers: how alike the class rows of two classifiers are."""
 
     offdiagonal_pearson_text_vs_learned: float
@@ -129,21 +116,17 @@ class Figure1:
     text_cosine_reversed_partners: float
     text_cosine_other_pairs: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclass
-class DatasetSummary:
+class DatasetSummary(Record):
+    """The synthetic dataset the demo wrote."""
+
     root: str  # relative to the report folder
     seen_classes: list[str]
     unseen_classes: list[str]
     train_clips: int
     val_clips: int
     unseen_clips: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from text4vis.demo.settings import INITS, DemoSettings
-from text4vis.demo.statistics import mean_and_std
+from text4vis.demo.statistics import Record, mean_and_std
 
 __all__ = [
     "JobResult",
     "RunResult",
     "RunSpec",
     "direction_metrics",
+    "eta_seconds",
     "evaluate_list",
     "lda_classifier",
     "predict_example",
@@ -41,6 +42,14 @@ logger = logging.getLogger(__name__)
 
 # Environment variables of an enclosing torchrun that must not leak into the jobs we launch.
 _DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def eta_seconds(elapsed: float, number: int, total: int) -> float:
+    """Time left before run ``number`` (1-based) of ``total`` starts, from the mean time of the
+    runs so far (NaN before the first has finished)."""
+    if number <= 1:
+        return float("nan")
+    return elapsed / (number - 1) * (total - number + 1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -94,7 +103,7 @@ def spec_config(base: dict[str, Any], spec: RunSpec, classifier_file: str = "") 
 
 
 @dataclass
-class RunResult:
+class RunResult(Record):
     """What one training run of the demo measured (an entry of ``metrics.json["runs"]``)."""
 
     spec: RunSpec
@@ -105,9 +114,6 @@ class RunResult:
     val_mean_class_acc: float | None
     time_s: float  # wall time of the run
     history: list[dict[str, Any]]  # per epoch: epoch, train_loss, train_top1, val_top1
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def train_run(spec: RunSpec, base: dict[str, Any], class_names: list[str], out: Path) -> RunResult:
@@ -288,7 +294,7 @@ def read_epochs(run_dir: Path) -> list[dict[str, float]]:
 
 
 @dataclass
-class JobResult:
+class JobResult(Record):
     """What one torchrun job measured (rank 0's ``metrics.csv``, the clock, the exit status)."""
 
     top1: float  # final validation top-1 (fraction)
@@ -310,9 +316,6 @@ class JobResult:
     run_dir: str
     log: str  # torchrun's console output
     command: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def run_torchrun_job(

@@ -23,6 +23,7 @@ __all__ = [
     "Claim",
     "Estimate",
     "Judgement",
+    "Record",
     "Stats",
     "accuracy_stats",
     "binomial_se",
@@ -59,6 +60,14 @@ def binomial_se(accuracy: float, num_videos: int) -> float:
     return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / num_videos)
 
 
+class Record:
+    """Base of the demos' typed results: ``to_dict()`` is the JSON layout (the fields in order,
+    nested records as dicts)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A measured quantity and its noise, the input of :func:`judge_claim`."""
@@ -69,7 +78,7 @@ class Estimate:
 
 
 @dataclass(frozen=True)
-class Stats:
+class Stats(Record):
     """An accuracy over seeds, in %: mean, spread, and the binomial standard error."""
 
     mean: float
@@ -83,9 +92,6 @@ class Stats:
     @property
     def estimate(self) -> Estimate:
         return Estimate(self.mean, self.std, self.se)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def accuracy_stats(values: Sequence[float], num_videos: int) -> Stats:
