@@ -4,8 +4,8 @@ Two measurements:
 
 1. **Speed**: clips/s of ViT-B/32 (open_clip by name, random weights) with the temporal
    transformer, T = 8 frames at 224 px, for each precision of
-   :data:`text4vis.precision.INFERENCE_PRECISIONS` that runs on the CPU, prepared by
-   :func:`text4vis.models.quantize.prepare_inference` (the hook ``predict``, ``eval`` and
+   :data:`text4vis.runtime.INFERENCE_PRECISIONS` that runs on the CPU, prepared by
+   :func:`text4vis.engine.loops.prepare_inference` (the hook ``predict``, ``eval`` and
    ``features`` use). The precisions are interleaved in rounds (one forward each per round) so
    that the load of a shared machine hits all of them; each round gives a ratio to fp32, and the
    table shows the median ratio and the spread. Timed in wall clock and in CPU time of the
@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from text4vis.config import load_config
-from text4vis.models.quantize import prepare_inference
+from text4vis.engine.loops import prepare_inference
 
 CPU_PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -56,7 +56,7 @@ def _git(*args: str) -> str:
 
 def measure_speed(args: argparse.Namespace) -> list[str]:
     """Interleaved rounds of one forward per precision; a Markdown table."""
-    from text4vis.engine.train import build_model
+    from text4vis.models.factory import build_model
 
     cfg = load_config(
         None,
@@ -133,13 +133,8 @@ def measure_speed(args: argparse.Namespace) -> list[str]:
 def measure_agreement(args: argparse.Namespace) -> list[str]:
     """Train the demo's main model briefly, then compare precisions on its validation clips."""
     from text4vis.data.annotations import read_annotations
-    from text4vis.demo import (
-        DemoSettings,
-        RunSpec,
-        _spec_config,
-        base_config_dict,
-        make_demo_dataset,
-    )
+    from text4vis.demo.runs import RunSpec, spec_config
+    from text4vis.demo.settings import DemoSettings, base_config_dict, make_demo_dataset
     from text4vis.engine.train import fit
     from text4vis.predict import Predictor
 
@@ -150,14 +145,14 @@ def measure_agreement(args: argparse.Namespace) -> list[str]:
         out = Path(tmp)
         dataset = make_demo_dataset(out / "data", settings, progress=False)
         base = base_config_dict(settings, dataset, out)
-        cfg = _spec_config(base, RunSpec("text", "transformer", 0, 0))
+        cfg = spec_config(base, RunSpec("text", "transformer", 0, 0))
         summary = fit(cfg, run_dir=out / "run")
-        val_top1 = summary["final"]["val_top1"]
+        val_top1 = summary.final["val_top1"]
         videos = [str(dataset.root / r.path) for r in read_annotations(dataset.val_list)]
         results = {}
         for precision in CPU_PRECISIONS:
             predictor = Predictor.from_pretrained(
-                summary["model_dir"], device="cpu", precision=precision, num_workers=0
+                summary.model_dir, device="cpu", precision=precision, num_workers=0
             )
             embeddings, errors = predictor.embed_videos(videos)
             if errors:

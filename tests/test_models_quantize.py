@@ -1,4 +1,5 @@
-"""Inference precision: names, device checks, the int8 rebuild of attention and linear layers."""
+"""Inference precision: names, device checks (runtime), the int8 rebuild of attention and linear
+layers (models.quantize) and the one preparation hook (engine.loops.prepare_inference)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from text4vis.models.quantize import LinearSelfAttention, prepare_inference, quantize_int8
-from text4vis.precision import INFERENCE_PRECISIONS, PrecisionError, check_inference_precision
+from text4vis.engine.loops import prepare_inference
+from text4vis.models.quantize import LinearSelfAttention, quantize_int8
+from text4vis.runtime import (
+    INFERENCE_PRECISIONS,
+    TRAIN_PRECISIONS,
+    PrecisionError,
+    inference_precision,
+)
 
 
 def test_precision_names_and_device_rules() -> None:
     assert set(INFERENCE_PRECISIONS) == {"fp32", "bf16", "fp16", "int8"}
-    assert check_inference_precision("auto", "cpu") == "fp32"
-    assert check_inference_precision("auto", torch.device("cuda", 0)) == "bf16"
-    assert check_inference_precision("int8", torch.device("cpu")) == "int8"
+    assert inference_precision("auto", "cpu") == "fp32"
+    assert inference_precision("auto", torch.device("cuda", 0)) == "bf16"
+    assert inference_precision("int8", torch.device("cpu")) == "int8"
     with pytest.raises(PrecisionError, match="int8 .* CPU only"):
-        check_inference_precision("int8", "cuda:0")
+        inference_precision("int8", "cuda:0")
     with pytest.raises(PrecisionError, match="fp16 autocast needs a GPU"):
-        check_inference_precision("fp16", "cpu")
+        inference_precision("fp16", "cpu")
     with pytest.raises(PrecisionError, match="'int4'.*fp32, bf16, fp16, int8"):
-        check_inference_precision("int4", "cpu")
+        inference_precision("int4", "cpu")
+    # Training precisions are the autocast ones; int8 exists at inference only.
+    assert set(TRAIN_PRECISIONS) == set(INFERENCE_PRECISIONS) - {"int8"}
+    # No --precision: the training precision, fp16 falling back to fp32 on the CPU only.
+    assert inference_precision(None, "cpu", train_precision="fp16") == "fp32"
+    assert inference_precision(None, "cuda:0", train_precision="fp16") == "fp16"
+    assert inference_precision(None, "cpu", train_precision="bf16") == "bf16"
+    with pytest.raises(PrecisionError, match="train.precision 'int8'"):
+        inference_precision(None, "cpu", train_precision="int8")
 
 
 @pytest.mark.parametrize("batch_first", [True, False])

@@ -6,7 +6,12 @@ import argparse
 
 from text4vis.config import Config, load_config
 
-__all__ = ["add_config_arguments", "add_precision_argument", "config_from_args"]
+__all__ = [
+    "add_config_arguments",
+    "add_model_arguments",
+    "add_precision_argument",
+    "config_from_args",
+]
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -27,14 +32,45 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
     )
 
 
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    checkpoint_required: bool = True,
+    checkpoint_help: str | None = None,
+    views_help: str = "test views",
+) -> None:
+    """Add ``CONFIG``, ``--set``, ``--checkpoint CKPT`` (anything
+    :func:`text4vis.models.factory.load_model` reads), ``--views CLIPSxCROPS`` (default: the
+    config's ``eval.views``) and ``--precision`` (default: the config's ``train.precision``): the
+    arguments of the commands that run a saved model on a list."""
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--checkpoint",
+        required=checkpoint_required,
+        default=None,
+        metavar="CKPT",
+        help=checkpoint_help
+        or "training checkpoint (.pt), model folder written by save_pretrained, or an official "
+        "checkpoint",
+    )
+    parser.add_argument(
+        "--views",
+        default=None,
+        metavar="CLIPSxCROPS",
+        help=f"{views_help}, e.g. 1x1 or 4x3 (default: eval.views)",
+    )
+    add_precision_argument(parser, default=None)
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Resolve defaults <- CONFIG <- --set into a validated config."""
     return load_config(getattr(args, "config", None), args.overrides)
 
 
 def add_precision_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
-    """Add ``--precision`` (names from :data:`text4vis.precision.INFERENCE_PRECISIONS`)."""
-    from text4vis.precision import INFERENCE_PRECISIONS, precision_help
+    """Add ``--precision``: ``auto`` or a name of :data:`text4vis.runtime.INFERENCE_PRECISIONS`
+    (``default`` None: the config's ``train.precision``)."""
+    from text4vis.runtime import INFERENCE_PRECISIONS, precision_help
 
     parser.add_argument(
         "--precision",

@@ -1,20 +1,17 @@
-"""Inference precision: the model preparation each name of
-:data:`text4vis.precision.INFERENCE_PRECISIONS` needs.
+"""Dynamic int8 quantization of a model's linear layers, for the ``int8`` precision of
+:data:`text4vis.runtime.INFERENCE_PRECISIONS` (CPU inference).
 
-* ``fp32``: the model as trained.
-* ``bf16``: ``torch.autocast`` to bfloat16 (GPU, or a CPU with AVX-512 BF16 / AMX).
-* ``fp16``: ``torch.autocast`` to float16, GPU only.
-* ``int8``: CPU only. Dynamic int8 quantization of every linear layer (weights stored as int8 per
-  output channel, activations quantized per batch on the fly), through
-  ``torch.ao.quantization.quantize_dynamic``. open_clip's attention keeps its query/key/value
-  projection as a bare parameter of ``nn.MultiheadAttention``, which that function skips; so each
-  self-attention is first rebuilt as :class:`LinearSelfAttention` (the same weights in two
-  ``nn.Linear`` layers around ``F.scaled_dot_product_attention``), which brings the projections
-  (a third of a ViT block's multiply-adds) into int8 too. ``benchmarks/cpu_inference.py``
-  measures the speed and the agreement with fp32.
+Weights are stored as int8 per output channel and activations quantized per batch on the fly,
+through ``torch.ao.quantization.quantize_dynamic``. open_clip's attention keeps its
+query/key/value projection as a bare parameter of ``nn.MultiheadAttention``, which that function
+skips; so each self-attention is first rebuilt as :class:`LinearSelfAttention` (the same weights
+in two ``nn.Linear`` layers around ``F.scaled_dot_product_attention``), which brings the
+projections (a third of a ViT block's multiply-adds) into int8 too.
+``benchmarks/cpu_inference.py`` measures the speed and the agreement with fp32.
 
-:func:`prepare_inference` is the hook: it returns the model to run and the autocast precision to
-run it under.
+The engine chooses when to call :func:`quantize_int8`
+(:func:`text4vis.engine.loops.prepare_inference`); this module knows nothing of devices or
+autocast.
 """
 
 from __future__ import annotations
@@ -26,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from text4vis.precision import PrecisionError, check_inference_precision
+from text4vis.runtime import PrecisionError
 
-__all__ = ["LinearSelfAttention", "prepare_inference", "quantize_int8"]
+__all__ = ["LinearSelfAttention", "quantize_int8"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,22 +121,3 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, inplace=True)
     logger.info("int8: quantized the linear layers (%d attention modules rebuilt)", attentions)
     return model
-
-
-def prepare_inference(
-    model: nn.Module, precision: str, device: torch.device | str
-) -> tuple[nn.Module, str]:
-    """The model to run for ``precision`` and the autocast precision to run it under.
-
-    Args:
-        model: an evaluation-mode model (changed in place for ``int8``).
-        precision: ``auto`` or a name of :data:`text4vis.precision.INFERENCE_PRECISIONS`.
-        device: where the model runs.
-
-    Returns:
-        ``(model, autocast)``: ``autocast`` is ``fp32`` (no autocast), ``bf16`` or ``fp16``.
-    """
-    precision = check_inference_precision(precision, device)
-    if precision == "int8":
-        return quantize_int8(model), "fp32"
-    return model, precision
