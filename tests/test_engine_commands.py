@@ -152,3 +152,17 @@ def test_zero_shot_split_files_and_cli(trained, capsys, tmp_path):
     assert main(["zeroshot", str(trained["config"]), "--checkpoint", str(trained["ckpt"]),
                  "--protocol", "splits", "--split-file", str(missing)]) == 2  # fmt: skip
     assert "purple thing" in capsys.readouterr().err
+
+
+def test_zero_shot_cli_takes_the_inference_precision(trained, capsys):
+    argv = ["zeroshot", str(trained["config"]), "--checkpoint", str(trained["ckpt"])]
+    assert main([*argv, "--precision", "fp32"]) == 0
+    fp32, _ = _run_folder_of(capsys)
+    assert main([*argv, "--precision", "int8"]) == 0
+    int8, _ = _run_folder_of(capsys)
+    assert (
+        int8["num_videos"] == fp32["num_videos"] and int8["class_subsets"] == fp32["class_subsets"]
+    )
+    # The precision reaches the feature extraction: fp16 is refused on the CPU, with the fix.
+    assert main([*argv, "--precision", "fp16"]) == 2
+    assert "fp16 autocast needs a GPU" in capsys.readouterr().err
