@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +20,60 @@ def _few_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     except ImportError:  # pragma: no cover
         return
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def demo_search_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny model trained the demo's way on the demo's synthetic actions, for the search and
+    app tests: ``{"root", "dataset", "model_dir"}``.
+
+    Demo settings (demo-vit from scratch, MiniLM text classifier, mean pooling) with 6 training
+    clips per class and 6 epochs: about 20 s on 2 cores. At this budget the model has learnt the
+    objects' colours reliably, their shapes only partly, and their direction not at all (mean
+    pooling cannot), which is what the search tests rely on.
+    """
+    import dataclasses
+
+    import torch
+
+    from text4vis.demo import (
+        RunSpec,
+        _spec_config,
+        base_config_dict,
+        demo_settings,
+        make_demo_dataset,
+    )
+    from text4vis.engine.train import fit
+
+    root = tmp_path_factory.mktemp("demo_search")
+
+        ds = ActionsDataset(
+            r / "data",
+            *(
+                r / "data" / n
+                for n in (
+                    "labels_seen.csv",
+                    "labels_unseen.csv",
+                    "train.txt",
+                    "val.txt",
+                    "unseen.txt",
+                )
+            ),
+            *action_classes(),
+    settings = dataclasses.replace(
+        demo_settings(quick=True),
+        train_per_class=6,
+        val_per_class=2,
+        unseen_per_class=2,
+        epochs=6,
+        num_workers=0,
+    )
+    dataset = make_demo_dataset(root / "data", settings, progress=False)
+    cfg = _spec_config(base_config_dict(settings, dataset, root), RunSpec("text", "mean", 0, 0))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the demo does: faster than 2 threads beside the decoding
+    try:
+        summary = fit(cfg, run_dir=root / "run")
+    finally:
+        torch.set_num_threads(threads)
+    return {"root": root, "dataset": dataset, "model_dir": Path(summary["model_dir"])}

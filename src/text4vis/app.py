@@ -474,7 +474,7 @@ PAGE = """<!doctype html>
   .row { display: grid; grid-template-columns: minmax(120px, 40%) 1fr 60px; gap: 8px;
          align-items: center; margin: 4px 0; font-size: 14px; }
   .track { background: #e6e9ef; border-radius: 3px; height: 14px; }
-  .bar { background: #2f6fde; height: 14px; border-radius: 3px; }
+  .bar { background: #2f6fde; height: 14px; border-radius: 3px; min-width: 2px; }
   .row:first-child .bar { background: #1e9e5a; }
   .score { text-align: right; font-variant-numeric: tabular-nums; }
   #label-frames img, .hit img { image-rendering: pixelated; border-radius: 3px; }
@@ -487,7 +487,9 @@ PAGE = """<!doctype html>
   .hit:hover, .hit.playing { border-color: #2f6fde; }
   .hit img { width: 100%; display: block; }
   .hit .name { overflow-wrap: anywhere; }
-  video { max-width: 100%; margin-top: 10px; background: #000; border-radius: 4px; }
+  video { width: 320px; max-width: 100%; margin-top: 10px; background: #000;
+          border-radius: 4px; image-rendering: pixelated; display: block; }
+  video[hidden] { display: none; }
   .muted { color: #6b7486; font-size: 13px; }
 </style>
 </head>
@@ -523,8 +525,8 @@ PAGE = """<!doctype html>
   <input type="text" id="top-k" value="12" size="4" style="width:5em">
   <div><button id="search-button">Search</button></div>
   <div id="search-error" class="error" hidden></div>
-  <div id="search-results"></div>
   <video id="player" controls hidden></video>
+  <div id="search-results"></div>
 </section>
 </main>
 <script>
@@ -581,7 +583,6 @@ $("label-button").addEventListener("click", async () => {
   try {
     const result = await answer(await request);
     $("label-video").textContent = result.video;
-    const top = result.predictions.length ? result.predictions[0].score : 1;
     for (const p of result.predictions) {
       const row = document.createElement("div");
       row.className = "row label-row";
@@ -592,7 +593,7 @@ $("label-button").addEventListener("click", async () => {
       track.className = "track";
       const bar = document.createElement("div");
       bar.className = "bar";
-      bar.style.width = (100 * p.score / Math.max(top, 1e-9)).toFixed(1) + "%";
+      bar.style.width = (100 * p.score).toFixed(1) + "%";  // the probability
       track.appendChild(bar);
       const score = document.createElement("span");
       score.className = "score label-score";
