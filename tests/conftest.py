@@ -46,20 +46,6 @@ def demo_search_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from text4vis.engine.train import fit
 
     root = tmp_path_factory.mktemp("demo_search")
-
-        ds = ActionsDataset(
-            r / "data",
-            *(
-                r / "data" / n
-                for n in (
-                    "labels_seen.csv",
-                    "labels_unseen.csv",
-                    "train.txt",
-                    "val.txt",
-                    "unseen.txt",
-                )
-            ),
-            *action_classes(),
     settings = dataclasses.replace(
         demo_settings(quick=True),
         train_per_class=6,
