@@ -29,9 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# Busy-waiting OpenMP threads (the default) crawl on a shared, oversubscribed CPU; set before
+# torch or faiss loads the OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from text4vis.search import build_backend
+import numpy as np  # noqa: E402
+
+from text4vis.search import build_backend  # noqa: E402
 
 
 def unit_vectors(n: int, dim: int, seed: int, chunk: int = 100_000) -> np.ndarray:
@@ -138,6 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "queries": args.queries,
         "k": args.k,
         "threads": args.threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}",
         "load_average_before": args.load_before,
         "load_average_after": list(os.getloadavg()),
@@ -178,7 +183,7 @@ def main() -> None:
         default=100_000,
         help="build HNSW only up to this N (its build takes many minutes at 10^6 on 2 cores)",
     )
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--threads", type=int, default=1, help="torch and faiss threads (1)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON")
     args = parser.parse_args()
     args.load_before = list(os.getloadavg())

@@ -36,13 +36,8 @@ def demo_search_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     import torch
 
-    from text4vis.demo import (
-        RunSpec,
-        _spec_config,
-        base_config_dict,
-        demo_settings,
-        make_demo_dataset,
-    )
+    from text4vis.config import config_from_dict
+    from text4vis.demo import base_config_dict, demo_settings, make_demo_dataset
     from text4vis.engine.train import fit
 
     root = tmp_path_factory.mktemp("demo_search")
@@ -55,7 +50,9 @@ def demo_search_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
         num_workers=0,
     )
     dataset = make_demo_dataset(root / "data", settings, progress=False)
-    cfg = _spec_config(base_config_dict(settings, dataset, root), RunSpec("text", "mean", 0, 0))
+    values = base_config_dict(settings, dataset, root)
+    values["model"].update({"classifier": "text", "temporal": "mean"})  # the demo's text-mean run
+    cfg = config_from_dict(values)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the demo does: faster than 2 threads beside the decoding
     try:

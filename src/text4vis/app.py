@@ -173,7 +173,9 @@ class VideoApp:
         with self._lock:
             result = self.predictor.predict_files([path], labels, top_k=None)[0]
         if result.error is not None:
-            raise AppError(f"cannot read {name or path.name}: {result.error}")
+            # An upload is read from a temporary file whose name means nothing to the user.
+            reason = result.error.replace(str(path), name or path.name)
+            raise AppError(f"cannot read {name or path.name}: {reason}")
         indices, frames = self.sampled_frames(path)
         return LabelResult(
             video=name or str(video),

@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import contextlib
+    import signal
 
     from text4vis.app import VideoApp, serve
     from text4vis.runs import setup_logging
@@ -45,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
     views = index.meta["data"]["views"] if index is not None else "1x1"
     predictor = load_predictor(args.model, views=views, num_workers=0, device=args.device)
     app = VideoApp(predictor, index)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl+C does, cleaning up
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how a user stops the page
         serve(app, args.host, args.port)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
