@@ -186,7 +186,22 @@ def _faiss() -> Any:
     return faiss
 
 
-class FaissIVFBackend:
+class _FaissBackend:
+    """What the FAISS backends share: a built ``self._index`` answers inner-product queries."""
+
+    _index: Any
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and row ids ``[Q, k']`` (k' = min(k, N)), best first (-1 where none)."""
+        k = min(k, len(self))
+        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, ids.astype(np.int64)
+
+
+class FaissIVFBackend(_FaissBackend):
     """Approximate search with FAISS's inverted-file index (``IndexIVFFlat``, inner product).
 
     The vectors are clustered into ``nlist`` k-means cells (default ``sqrt(N)``), trained on at
@@ -216,16 +231,8 @@ class FaissIVFBackend:
         self._index.nprobe = min(nprobe, self.nlist)
         self._quantizer = quantizer  # the index holds a pointer to it: keep it alive
 
-    def __len__(self) -> int:
-        return int(self._index.ntotal)
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        k = min(k, len(self))
-        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return scores, ids.astype(np.int64)
-
-
-class FaissHNSWBackend:
+class FaissHNSWBackend(_FaissBackend):
     """Approximate search with FAISS's HNSW graph (``IndexHNSWFlat``, inner product).
 
     No training; build time is the graph construction (slower than IVF), queries are fast and
@@ -243,14 +250,6 @@ class FaissHNSWBackend:
         self._index.hnsw.efConstruction = ef_construction
         self._index.add(vectors)
         self._index.hnsw.efSearch = ef_search
-
-    def __len__(self) -> int:
-        return int(self._index.ntotal)
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        k = min(k, len(self))
-        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        return scores, ids.astype(np.int64)
 
 
 BACKENDS: dict[str, Callable[..., Any]] = {

@@ -87,20 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_csv(hits: list, target: str) -> None:
     """One row per hit: ``rank,video,score``."""
-    import csv
-    import sys
-    from pathlib import Path
+    from text4vis.commands._common import write_csv
 
-    def write(handle: object) -> None:
-        writer = csv.writer(handle)  # type: ignore[arg-type]
-        writer.writerow(["rank", "video", "score"])
-        for hit in hits:
-            writer.writerow([hit.rank, hit.video, f"{hit.score:.6f}"])
-
-    if target == "-":
-        write(sys.stdout)
-        return
-    path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        write(handle)
+    write_csv(
+        target, ["rank", "video", "score"], ([h.rank, h.video, f"{h.score:.6f}"] for h in hits)
+    )
