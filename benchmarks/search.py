@@ -6,6 +6,8 @@ embeddings, random unit vectors for queries. Exact search (one matrix product an
 approximate backends (FAISS IVF-Flat and HNSW, behind the same interface) are measured against
 it in the same run.
 
+``--data clustered`` draws the vectors and queries around 1000 random centres instead.
+
 Random data in 512 dimensions is the hard case for approximate search: every point is about as
 far from a query as every other, so there is no cluster structure for an index to exploit; real
 embeddings, which cluster by content, give higher recall at the same settings.
@@ -46,6 +48,27 @@ def unit_vectors(n: int, dim: int, seed: int, chunk: int = 100_000) -> np.ndarra
         block = rng.standard_normal((min(chunk, n - start), dim), dtype=np.float32)
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         out[start : start + len(block)] = block
+    return out
+
+
+def clustered_vectors(
+    n: int, dim: int, seed: int, *, clusters: int = 1000, spread: float = 1.0, chunk: int = 100_000
+) -> np.ndarray:
+    """``[n, dim]`` unit vectors drawn around ``clusters`` random centres (the same centres for
+    every seed: seed 0 for the collection, another seed for queries from the same distribution).
+
+    Each vector is ``normalise(centre + spread * g / sqrt(dim))`` with ``g`` standard normal:
+    with ``spread = 1`` the noise is as long as the centre, so clusters overlap, as embeddings of
+    related videos do."""
+    centres = unit_vectors(clusters, dim, seed=12345)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        block = centres[rng.integers(0, clusters, m)]
+        block = block + spread / np.sqrt(dim) * rng.standard_normal((m, dim), dtype=np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + m] = block
     return out
 
 
@@ -96,10 +119,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     rows = []
-    queries = unit_vectors(args.queries, args.dim, seed=1)
+    make = unit_vectors if args.data == "random" else clustered_vectors
+    queries = make(args.queries, args.dim, seed=1)
     for n in args.sizes:
         start = time.perf_counter()
-        vectors = unit_vectors(n, args.dim, seed=0)
+        vectors = make(n, args.dim, seed=0)
         print(f"# N={n}: made the vectors in {time.perf_counter() - start:.1f}s", flush=True)
         settings: list[tuple[str, dict[str, Any], dict[str, Any]]] = [("exact", {}, {})]
         settings += [("faiss-ivf", {"nprobe": p}, {}) for p in args.nprobe]
@@ -139,6 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "rows": rows,
         "dim": args.dim,
+        "data": args.data,
         "queries": args.queries,
         "k": args.k,
         "threads": args.threads,
@@ -173,6 +198,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument(
+        "--data",
+        choices=["random", "clustered"],
+        default="random",
+        help="random unit vectors (default, the hard case) or vectors around 1000 centres",
+    )
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 32, 128])
@@ -193,7 +224,7 @@ def main() -> None:
         f"{report['machine']}; threads {report['threads']}; load average "
         f"{args.load_before[0]:.1f} before, {report['load_average_after'][0]:.1f} after; "
         f"commit {report['commit']}; torch {report['torch']}, faiss {report['faiss']}; "
-        f"{report['queries']} random queries, D={report['dim']}"
+        f"{report['queries']} queries, {report['data']} data, D={report['dim']}"
     )
     print(table(report))
     if args.out:
