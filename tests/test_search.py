@@ -151,6 +151,23 @@ def test_embeddings_and_text_scores_restate_the_model(
     assert (tmp_path / "index" / EMBEDDINGS_NAME).is_file()
 
 
+def test_several_views_are_averaged_as_directions(
+    demo_search_model: dict[str, Any], tmp_path: Path
+):
+    from text4vis.predict import Predictor
+
+    clips = _clips(demo_search_model)[:2]
+    predictor = Predictor.from_pretrained(demo_search_model["model_dir"], device="cpu", views="2x1")
+    index = VideoIndex.build(clips, predictor, tmp_path / "index")
+    views, _ = predictor.embed_videos(clips)  # position -> [V=2, D]
+    for row, clip in enumerate(clips):
+        v = views[row]
+        assert v.shape[0] == 2 and not torch.allclose(v[0], v[1])
+        expected = F.normalize(F.normalize(v, dim=-1).mean(0), dim=-1)
+        np.testing.assert_allclose(index.embeddings[index.row_of(clip)], expected, atol=1e-5)
+    assert index.meta["data"]["views"] == "2x1"
+
+
 def test_search_like_a_video(demo_search_model: dict[str, Any], predictor: Any, tmp_path: Path):
     clips = _clips(demo_search_model)
     index = VideoIndex.build(clips, predictor, tmp_path / "index")
