@@ -190,3 +190,16 @@ def test_the_app_command_refuses_an_index_of_another_model(
     capsys.readouterr()
     assert main(["app", "--model", str(other), "--index", str(index), "--port", "0"]) == 2
     assert "another model" in capsys.readouterr().err
+
+
+def test_without_an_index_search_says_how_to_get_one(server: dict[str, Any]):
+    from text4vis.app import AppError
+
+    app = VideoApp(server["predictor"], None)
+    try:
+        with pytest.raises(AppError, match="--index INDEX"):
+            app.search("a red circle")
+        result = app.label(server["clips"][0], "a red circle moving left\na green circle blinking")
+        assert len(result.predictions) == 2 and len(result.frames) == 8
+    finally:
+        app.close()
