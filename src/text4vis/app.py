@@ -127,7 +127,7 @@ class VideoApp:
 
     def parse_labels(self, text: str) -> list[str]:
         """Label names from the page: ``a, b, c`` on one line, one per line, or a label CSV."""
-        from text4vis.predict import parse_labels, read_label_file
+        from text4vis.data.labels import parse_labels, read_label_file
 
         text = text.strip()
         if not text:

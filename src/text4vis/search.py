@@ -19,10 +19,12 @@ An index is a folder:
   and modification time (the row of its embedding), and the videos that could not be read, with
   the reason.
 
-Videos are found with :func:`text4vis.predict.find_videos` (as ``predict`` takes them) and embedded
-by :meth:`text4vis.predict.Predictor.embed_videos` (the one loop over views); text queries go
-through :meth:`~text4vis.predict.Predictor.classifier_for`, the zero-shot text-classifier builder
-that labels use, with the model's own text encoder and prompt templates.
+Videos are found with :func:`text4vis.data.discovery.find_videos` (as ``predict`` takes them) and
+embedded by :meth:`text4vis.predict.Predictor.embed_videos` (which runs
+:func:`text4vis.engine.loops.iterate_views`, the one loop over views); text queries go
+through :meth:`~text4vis.predict.Predictor.classifier_for`, as new label names do: the one
+zero-shot builder (:func:`text4vis.models.zero_shot.build_zero_shot_classifier`) with the model's
+own text encoder and prompt templates.
 
 Search is exact by default: one matrix product ``E @ q`` and a top-k. For large collections an
 approximate backend (FAISS, the ``search`` extra) sits behind the same interface; see
@@ -65,7 +67,6 @@ __all__ = [
     "VideoIndexError",
     "build_backend",
     "file_signature",
-    "load_predictor",
     "model_identity",
 ]
 
@@ -316,29 +317,6 @@ def model_identity(model: Any) -> str:
         digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}".encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def load_predictor(model: str | Path, **options: Any) -> Predictor:
-    """A predictor for a model folder (``save_pretrained``) or a training checkpoint file.
-
-    Args:
-        model: the folder or the ``.pt`` checkpoint.
-        **options: passed to :class:`~text4vis.predict.Predictor`.
-
-    Raises:
-        FileNotFoundError: nothing at ``model``.
-    """
-    from text4vis.predict import Predictor
-
-    path = Path(model)
-    if path.is_file():
-        return Predictor.from_checkpoint(path, **options)
-    if path.is_dir():
-        return Predictor.from_pretrained(path, **options)
-    raise FileNotFoundError(
-        f"model {path} does not exist; give a model folder written by save_pretrained (a "
-        "training run's model/ folder) or a training checkpoint (.pt)"
-    )
 
 
 def _data_settings(predictor: Predictor) -> dict[str, Any]:
@@ -598,7 +576,7 @@ class VideoIndex:
         Returns:
             What was added, changed, removed, kept and what failed (also :attr:`last_update`).
         """
-        from text4vis.predict import find_videos
+        from text4vis.data.discovery import find_videos
 
         predictor = self._require_predictor("updating an index")
         inputs = [str(v) for v in videos] if videos is not None else list(self.meta["inputs"])

@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         required=True,
         metavar="MODEL",
-        help="model folder written by save_pretrained, or a training checkpoint (.pt)",
+        help="model folder written by save_pretrained, a training checkpoint (.pt) or an "
+        "official checkpoint",
     )
     parser.add_argument("--index", metavar="INDEX", help="index folder from `text4vis index`")
     parser.add_argument("--port", type=int, default=7860, help="port (7860; 0 = any free port)")
@@ -38,13 +39,16 @@ def run(args: argparse.Namespace) -> int:
     import signal
 
     from text4vis.app import VideoApp, serve
+    from text4vis.predict import Predictor
     from text4vis.runs import setup_logging
-    from text4vis.search import VideoIndex, load_predictor
+    from text4vis.search import VideoIndex
 
     setup_logging("INFO")
     index = VideoIndex.load(args.index) if args.index else None
     views = index.meta["data"]["views"] if index is not None else "1x1"
-    predictor = load_predictor(args.model, views=views, num_workers=0, device=args.device)
+    predictor = Predictor.from_pretrained(
+        args.model, views=views, num_workers=0, device=args.device
+    )
     app = VideoApp(predictor, index)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl+C does, cleaning up
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how a user stops the page

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         required=True,
         metavar="MODEL",
-        help="model folder written by save_pretrained, or a training checkpoint (.pt)",
+        help="model folder written by save_pretrained, a training checkpoint (.pt) or an "
+        "official checkpoint",
     )
     parser.add_argument("--out", required=True, metavar="INDEX", help="index folder")
     parser.add_argument(
@@ -56,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from text4vis.predict import Predictor
     from text4vis.runs import setup_logging
-    from text4vis.search import META_NAME, VideoIndex, VideoIndexError, load_predictor
+    from text4vis.search import META_NAME, VideoIndex, VideoIndexError
 
     setup_logging("INFO")
     out = Path(args.out)
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             f"--out {out} exists and is not a video index; give a new or empty folder"
         )
     views = args.views or (existing.meta["data"]["views"] if existing is not None else "1x1")
-    predictor = load_predictor(
+    predictor = Predictor.from_pretrained(
         args.model,
         views=views,
         batch_size=args.batch_size,

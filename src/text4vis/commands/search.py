@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from text4vis.predict import Predictor
     from text4vis.runs import setup_logging
-    from text4vis.search import VideoIndex, VideoIndexError, load_predictor
+    from text4vis.search import VideoIndex, VideoIndexError
 
     setup_logging("WARNING")
     if (args.query is None) == (args.like is None):
@@ -72,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
                 f"the index's model {model} is no longer there; give --model MODEL"
             )
         data_views = index.meta["data"]["views"]
-        index.predictor = load_predictor(model, views=data_views, num_workers=0, device=args.device)
+        index.predictor = Predictor.from_pretrained(
+            model, views=data_views, num_workers=0, device=args.device
+        )
     hits = index.search(text=args.query, like=args.like, top_k=args.top_k)
     if args.json:
         query = {"text": args.query} if args.query is not None else {"like": args.like}
