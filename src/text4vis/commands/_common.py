@@ -8,7 +8,19 @@ from typing import Any
 
 from text4vis.config import Config, load_config
 
-__all__ = ["add_config_arguments", "add_model_arguments", "config_from_args", "write_csv"]
+__all__ = [
+    "SAVED_MODEL_HELP",
+    "add_config_arguments",
+    "add_model_arguments",
+    "add_saved_model_argument",
+    "config_from_args",
+    "write_csv",
+]
+
+# What Predictor.from_pretrained (models.factory.load_saved_model) opens.
+SAVED_MODEL_HELP = (
+    "model folder written by save_pretrained, a training checkpoint (.pt) or an official checkpoint"
+)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -55,6 +67,14 @@ def add_model_arguments(
         metavar="CLIPSxCROPS",
         help=f"{views_help}, e.g. 1x1 or 4x3 (default: eval.views)",
     )
+
+
+def add_saved_model_argument(
+    parser: argparse.ArgumentParser, *, required: bool = True, help_text: str = SAVED_MODEL_HELP
+) -> None:
+    """Add ``--model MODEL``: a saved model for :meth:`text4vis.predict.Predictor.from_pretrained`
+    (the commands that embed videos without a config: ``index``, ``search``, ``app``)."""
+    parser.add_argument("--model", required=required, default=None, metavar="MODEL", help=help_text)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -18,14 +18,10 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from text4vis.commands._common import add_saved_model_argument
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument(
-        "--model",
-        required=True,
-        metavar="MODEL",
-        help="model folder written by save_pretrained, a training checkpoint (.pt) or an "
-        "official checkpoint",
-    )
+    add_saved_model_argument(parser)
     parser.add_argument("--index", metavar="INDEX", help="index folder from `text4vis index`")
     parser.add_argument("--port", type=int, default=7860, help="port (7860; 0 = any free port)")
     parser.add_argument(

@@ -22,6 +22,8 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from text4vis.commands._common import add_saved_model_argument
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "videos",
@@ -29,13 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="VIDEO_OR_DIR",
         help="video files, frame folders or folders (default: the inputs the index was built from)",
     )
-    parser.add_argument(
-        "--model",
-        required=True,
-        metavar="MODEL",
-        help="model folder written by save_pretrained, a training checkpoint (.pt) or an "
-        "official checkpoint",
-    )
+    add_saved_model_argument(parser)
     parser.add_argument("--out", required=True, metavar="INDEX", help="index folder")
     parser.add_argument(
         "--rebuild", action="store_true", help="start a new index even if --out holds one"

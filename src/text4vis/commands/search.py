@@ -22,17 +22,17 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from text4vis.commands._common import add_saved_model_argument
     from text4vis.search import BACKENDS
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("index", metavar="INDEX", help="index folder written by `text4vis index`")
     parser.add_argument("query", nargs="?", default=None, metavar="TEXT", help="a sentence")
     parser.add_argument("--like", metavar="VIDEO", help="rank by similarity to this video instead")
-    parser.add_argument(
-        "--model",
-        metavar="MODEL",
-        default=None,
-        help="the index's model (default: where the index says it was)",
+    add_saved_model_argument(
+        parser,
+        required=False,
+        help_text="the index's model (default: where the index says it was)",
     )
     parser.add_argument("--top-k", type=int, default=10, help="videos shown (10)")
     parser.add_argument(
