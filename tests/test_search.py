@@ -257,6 +257,27 @@ def test_cli_index_and_search(
     assert "give a sentence or --like" in capsys.readouterr().err
 
 
+def test_cli_takes_a_training_checkpoint(
+    demo_search_model: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """``--model`` also opens a training checkpoint; the run's last checkpoint holds the weights it
+    exported, so an index built from one is searched with the other (same model identity)."""
+    checkpoint = demo_search_model["root"] / "run" / "checkpoints" / "last.pt"
+    assert checkpoint.is_file()
+    clips = [str(c) for c in _clips(demo_search_model)[:4]]
+    index = str(tmp_path / "index")
+    common = ["--out", index, "--workers", "0", "--no-progress", "--device", "cpu", "--json"]
+    assert main(["index", *clips, "--model", str(checkpoint), *common]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["embedded"] == len(clips) and report["videos"] == len(clips)
+    meta = json.loads((tmp_path / "index" / "index.json").read_text())
+    assert meta["model"]["source"] == str(checkpoint.resolve())
+    folder = str(demo_search_model["model_dir"])
+    assert main(["search", index, "a red circle", "--model", folder, "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert sorted(h["video"] for h in hits) == sorted(str(Path(c).resolve()) for c in clips)
+
+
 def test_exact_backend_is_one_matrix_product():
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(500, 32)).astype(np.float32)
