@@ -15,13 +15,20 @@ keys possibly prefixed ``module.``; a separate ``fusion_model_state_dict`` entry
 Other entries (a CLIP text tower, optimizer state) are ignored and logged.
 
 The architecture is inferred from tensor shapes and matched to an open_clip architecture with the
-same image tower; OpenAI's QuickGELU is used, as in the paper's code.
+same image tower, or given by name (``arch``) or by an open_clip-style config file
+(``model_config``) for encoders open_clip does not name; OpenAI's QuickGELU is used, as in the
+paper's code. A config file is copied into the output folder (``model_configs/NAME.json``), so
+that :meth:`VideoRecognizer.from_pretrained` can rebuild the architecture in a new process.
+
+The imported model keeps the checkpoint's ``logit_scale`` (the scale its training loss used); the
+paper's test scripts score with a fixed 100 instead, which ranks classes the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,7 @@ from typing import Any
 import torch
 
 from text4vis.errors import Text4VisError
+from text4vis.models.video import MODEL_CONFIGS_DIR
 
 __all__ = ["OfficialCheckpointError", "import_official", "infer_vision_config", "read_official"]
 
@@ -133,8 +141,10 @@ def match_architecture(vision: dict[str, Any]) -> str:
             matches.append((vc.get("head_width", 64) != 64, len(name), name))
     if not matches:
         raise OfficialCheckpointError(
-            f"no open_clip architecture has this image encoder {vision}; register a JSON config "
-            "for it with text4vis.models.backbones.register_model_configs(PATH)"
+            f"no open_clip architecture has this image encoder {vision}; describe it in an "
+            "open_clip-style model config (a JSON file with embed_dim, vision_cfg and text_cfg) "
+            "and pass it with `text4vis import-official CKPT --model-config FILE.json` "
+            "(import_official(..., model_config=FILE.json))"
         )
     # Prefer the plain name (ViT-B-16 over ViT-B-16-quickgelu and the like).
     return sorted(matches)[0][2]
@@ -148,6 +158,7 @@ def import_official(
     text_weights: str | None = None,
     num_frames: int = 8,
     arch: str | None = None,
+    model_config: str | Path | None = None,
 ) -> Path:
     """Convert an official checkpoint into a folder :meth:`VideoRecognizer.from_pretrained` reads.
 
@@ -158,6 +169,9 @@ def import_official(
         text_weights: CLIP weights (e.g. OpenAI's ``ViT-B-16.pt``) for the text tower.
         num_frames: T recorded as the model's default.
         arch: open_clip architecture name (default: inferred from tensor shapes).
+        model_config: an open_clip-style model config (JSON) for an encoder that is not one of
+            open_clip's named architectures; its file stem names the architecture. Not together
+            with ``arch``.
 
     Returns:
         The output folder. Without a classifier, ``forward`` raises a message saying how to
@@ -178,6 +192,15 @@ def import_official(
     if ignored:
         log.info("ignoring checkpoint entries: %s", ignored)
     vision = infer_vision_config(visual)
+    if arch and model_config:
+        raise ValueError(
+            f"give either arch={arch!r} or model_config={str(model_config)!r}, not both: the "
+            "config file names the architecture (its file stem)"
+        )
+    if model_config is not None:
+        from text4vis.models.backbones import register_model_config_file
+
+        arch = register_model_config_file(model_config)
     arch = arch or match_architecture(vision)
     layers = len(
         {m.group(1) for k in fusion if (m := re.match(r"transformer\.resblocks\.(\d+)\.", k))}
@@ -235,4 +258,9 @@ def import_official(
     elif class_names is not None:
         model.class_names = list(class_names)
     model.model_cfg.text_pretrained = text_weights or ""
-    return model.save_pretrained(out_dir)
+    out = model.save_pretrained(out_dir)
+    if model_config is not None:
+        # from_pretrained registers the configs of this folder before it builds the model.
+        (out / MODEL_CONFIGS_DIR).mkdir(exist_ok=True)
+        shutil.copyfile(model_config, out / MODEL_CONFIGS_DIR / f"{arch}.json")
+    return out

@@ -47,6 +47,8 @@ log = logging.getLogger("text4vis.models.video")
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CLASSIFIER_NAME = "classifier.safetensors"
+# Architecture configs (open_clip JSON) that a folder brings for encoders open_clip does not name.
+MODEL_CONFIGS_DIR = "model_configs"
 FORMAT_VERSION = 1
 # Keys of the optional "preprocessing" block of config.json (what defines the model's input).
 PREPROCESSING_KEYS = ("num_segments", "input_size", "resize_size", "mean", "std")
@@ -468,6 +470,10 @@ class VideoRecognizer(nn.Module):
                 "`text4vis import-official`"
             )
         config = json.loads(config_path.read_text())
+        if (directory / MODEL_CONFIGS_DIR).is_dir():
+            from text4vis.models.backbones import register_model_configs
+
+            register_model_configs(directory / MODEL_CONFIGS_DIR)
         return cls.from_architecture(
             config,
             load_file(str(directory / WEIGHTS_NAME)),
