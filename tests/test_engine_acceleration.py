@@ -84,62 +84,34 @@ def test_channels_last_resnet_same_output(caplog):
     assert "ResNet" in caplog.text
 
 
-def test_training_with_fused_adamw_and_channels_last(small_data, tmp_path):
-    """The switches reach the trainer: same weights as the plain run (fused: same rule).
+# Adam with eps=1 steps ~ lr x momentum: parameters whose true gradient is 0 (the key biases of
+# attention, whose softmax ignores them) would otherwise take full steps on rounding noise, which
+# differs between kernels. One step of 8 clips of 2 frames keeps the two trainings short.
+QUICK = ("train.epochs=1", "train.eps=1.0", "train.lr=0.05", "data.num_segments=2",
+         "data.batch_size=8", "train.eval_every=0")  # fmt: skip
 
-    With eps=1 Adam's step is ~ lr x momentum: parameters whose true gradient is 0 (the key bias
-    of the attention pool) would otherwise take full steps on rounding noise, which differs
-    between the two kernels.
-    """
-    common = (
-        "train.epochs=1",
-        "model.arch=tiny-rn",
-        "train.eps=1.0",
-        "train.lr=0.05",
-        "data.num_segments=2",
-        "data.batch_size=8",
-        "train.eval_every=0",
-    )
-    plain = fit(load_config(None, overrides(small_data, tmp_path / "a", *common)))
-    switched = fit(
-        load_config(
-            None,
-            overrides(
-                small_data, tmp_path / "b", *common, "train.fused_adamw=always",
-                "train.channels_last=true",
-            ),
-        )
-    )  # fmt: skip
+
+def weight_difference_with(data, tmp_path, common, switches) -> float:
+    """Largest weight difference between a plain training and one with ``switches``."""
+    plain = fit(load_config(None, overrides(data, tmp_path / "a", *common)))
+    switched = fit(load_config(None, overrides(data, tmp_path / "b", *common, *switches)))
     expected, got = weights(plain["run_dir"]), weights(switched["run_dir"])
-    assert expected.keys() == got.keys()
-    worst = max(float((expected[k] - got[k]).abs().max()) for k in expected)
-    # channels-last convolutions sum in another order; BatchNorm in training mode carries it on
-    assert worst <= 1e-4
+    assert expected.keys() == got.keys()  # the same parameter names
+    return max(float((expected[k] - got[k]).abs().max()) for k in expected)
+
+
+def test_training_with_fused_adamw_and_channels_last(small_data, tmp_path):
+    """The switches reach the trainer: same weights as the plain run (fused: same rule;
+    channels-last convolutions sum in another order, carried on by BatchNorm in training)."""
+    switches = ("train.fused_adamw=always", "train.channels_last=true")
+    common = (*QUICK, "model.arch=tiny-rn")
+    assert weight_difference_with(small_data, tmp_path, common, switches) <= 1e-4
 
 
 @pytest.mark.slow
 def test_compiled_training_matches_eager(small_data, tmp_path):
-    """train.compile: same parameter names and (to float tolerance) the same training.
-
-    eps=1 as above: the attention's key bias has no true gradient, so with a small eps Adam
-    would step it on rounding noise, which compiled kernels round differently.
-    """
-    common = (
-        "train.epochs=1",
-        "train.eps=1.0",
-        "train.lr=0.05",
-        "data.num_segments=2",
-        "data.batch_size=8",
-        "train.eval_every=0",
-    )
-    eager = fit(load_config(None, overrides(small_data, tmp_path / "a", *common)))
-    compiled = fit(
-        load_config(None, overrides(small_data, tmp_path / "b", *common, "train.compile=true"))
-    )
-    expected, got = weights(eager["run_dir"]), weights(compiled["run_dir"])
-    assert expected.keys() == got.keys()
-    for key in expected:
-        assert torch.allclose(expected[key], got[key], atol=1e-4), key
+    """train.compile: same parameter names and (to float tolerance) the same training."""
+    assert weight_difference_with(small_data, tmp_path, QUICK, ("train.compile=true",)) <= 1e-4
 
 
 def test_compile_model_keeps_parameter_names():

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_engine_train import COLOURS, overrides, weights, write_colour_clips
+import test_engine_train
+from test_engine_train import overrides, weights
 from text4vis.config import dump_config, load_config
-from text4vis.data.annotations import write_annotations, write_labels
 from text4vis.engine.checkpoint import load_checkpoint
 from text4vis.engine.train import fit
 
@@ -32,6 +32,10 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
+
+
+# The CPU suite's synthetic coloured clips (a module-scoped fixture), shared.
+colour_data = test_engine_train.colour_data
 
 
 def gpu_overrides(data: Path, run_root: Path, *extra: str) -> list[str]:
@@ -42,15 +46,6 @@ def gpu_overrides(data: Path, run_root: Path, *extra: str) -> list[str]:
 def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     assert a.keys() == b.keys()
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
-
-
-@pytest.fixture(scope="module")
-def colour_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("colours")
-    write_labels(root / "labels.csv", [f"{name} thing" for name in COLOURS])
-    write_annotations(root / "train.txt", write_colour_clips(root, per_class=6, seed=0))
-    write_annotations(root / "val.txt", write_colour_clips(root, per_class=3, seed=1))
-    return root
 
 
 @pytest.fixture(scope="module")
