@@ -102,7 +102,12 @@ class Row:
 def _git(*args: str) -> str:
     try:
         return subprocess.run(
-            ["git", *args], capture_output=True, text=True, timeout=10, check=False
+            ["git", *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            cwd=Path(__file__).resolve().parent,  # the commit of this script, wherever it runs
         ).stdout.strip()
     except OSError:
         return ""
@@ -359,7 +364,7 @@ def markdown(rows: list[Row]) -> str:
     for r in rows:
         lines.append(
             f"| {r.mode} | {r.variant} | {r.batch} | {fmt(r.clips_per_s, '.1f')} | "
-            f"{fmt(r.tflops, '.1f')} | {fmt(r.fraction_of_peak, '.1%')} | "
+            f"{fmt(r.tflops, '.3g')} | {fmt(r.fraction_of_peak, '.1%')} | "
             f"{fmt(r.peak_memory_gib, '.2f')} | {r.note} |"
         )
     return "\n".join(lines)

@@ -57,7 +57,8 @@ def test_peak_table(bench):
     assert bench.peak_tflops("NVIDIA A100-SXM4-80GB", 100.0) == 100.0
 
 
-def test_smoke_run_writes_table_and_json(bench, tmp_path, capsys):
+def test_smoke_run_writes_table_and_json(bench, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "gpu.json"
     assert bench.main(["--smoke", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -66,6 +67,7 @@ def test_smoke_run_writes_table_and_json(bench, tmp_path, capsys):
     env = result["environment"]
     for key in ("gpu", "driver", "torch", "cuda", "commit", "cpu_count", "date_utc"):
         assert key in env
+    assert len(env["commit"]) == 40  # the repository's commit, from any working directory
     rows = result["rows"]
     kinds = {(r["mode"], r["variant"], r["batch"]) for r in rows}
     assert {("inference", "eager", 1), ("inference", "eager", 2), ("training", "eager", 2),
