@@ -78,7 +78,7 @@ class Setting:
     warmup: int = 3
     compile: bool = True
     loader_videos: int = 16
-    loader_batches: int = 8
+    loader_batches: int = 0  # timed loader batches (0 = 4 per worker)
     loader_workers: int = 0  # 0 = every CPU core
 
 
@@ -310,7 +310,7 @@ def measure_training(
 
 
 def measure_loader(setting: Setting, root: Path, source: str, list_file: Path) -> Row:
-    """Training batches per second of the data pipeline alone (all cores as workers)."""
+    """Clips per second of the training data pipeline alone (all cores as workers)."""
     from text4vis.config import Config
     from text4vis.data import build_dataset, build_loader, read_annotations
 
@@ -323,17 +323,19 @@ def measure_loader(setting: Setting, root: Path, source: str, list_file: Path) -
     cfg.data.resize_size = round(setting.size * 256 / 224)
     cfg.data.batch_size = setting.train_batch
     cfg.data.num_workers = workers
-    # Enough clips for the warm-up batch of every worker and the timed batches.
-    needed = (setting.loader_batches + 2 * workers + 1) * setting.train_batch
+    # Timed from the first batch on: the workers start together, so about one batch per worker
+    # is already made then and the rate is overestimated by about workers / timed batches (1/4
+    # with the default of 4 batches per worker).
+    timed = setting.loader_batches or 4 * workers
+    needed = (timed + 1) * setting.train_batch
     records = read_annotations(list_file)
     records = records * max(1, -(-needed // len(records)))
     loader = build_loader(build_dataset(cfg, "train", records=records), cfg, "train", seed=0)
     iterator = iter(loader)
-    for _ in range(min(workers, len(loader) - setting.loader_batches)):
-        next(iterator)  # every worker started and its first batch made
+    next(iterator)  # worker start-up
     start = time.perf_counter()
     clips = 0
-    for _ in range(setting.loader_batches):
+    for _ in range(timed):
         clips += next(iterator)["video"].shape[0]
     seconds = time.perf_counter() - start
     del iterator
