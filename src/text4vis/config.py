@@ -33,6 +33,8 @@ import yaml
 from text4vis.errors import Text4VisError
 
 __all__ = [
+    "AGGREGATIONS",
+    "PROTOCOLS",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -146,6 +148,12 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model's forward (parameter names are unchanged)
     fused_adamw: str = "auto"  # fused AdamW kernel: auto (when training on CUDA) | always | never
     channels_last: bool = False  # ResNet backbones: channels-last memory format (GPU convs)
+
+
+# The values of eval.aggregate and eval.protocol (here, where the options are declared, so that
+# the command line can offer them without importing the engine).
+AGGREGATIONS = ("prob", "logit")  # views averaged as softmax probabilities or as raw logits
+PROTOCOLS = ("full", "half", "splits")  # zero-shot: all classes, half-class splits, subset files
 
 
 @dataclass

@@ -17,8 +17,9 @@ Other entries (a CLIP text tower, optimizer state) are ignored and logged.
 The architecture is inferred from tensor shapes and matched to an open_clip architecture with the
 same image tower, or given by name (``arch``) or by an open_clip-style config file
 (``model_config``) for encoders open_clip does not name; OpenAI's QuickGELU is used, as in the
-paper's code. A config file is copied into the output folder (``model_configs/NAME.json``), so
-that :meth:`VideoRecognizer.from_pretrained` can rebuild the architecture in a new process.
+paper's code. :func:`import_official` copies a config file into the output folder
+(``model_configs/NAME.json``), so that :func:`text4vis.models.factory.load_model` can rebuild the
+architecture in a new process.
 
 The imported model keeps the checkpoint's ``logit_scale`` (the scale its training loss used); the
 paper's test scripts score with a fixed 100 instead, which ranks classes the same way.
@@ -36,9 +37,15 @@ from typing import Any
 import torch
 
 from text4vis.errors import Text4VisError
-from text4vis.models.video import MODEL_CONFIGS_DIR
+from text4vis.models.video import MODEL_CONFIGS_DIR, VideoRecognizer
 
-__all__ = ["OfficialCheckpointError", "import_official", "infer_vision_config", "read_official"]
+__all__ = [
+    "OfficialCheckpointError",
+    "import_official",
+    "infer_vision_config",
+    "official_model",
+    "read_official",
+]
 
 log = logging.getLogger("text4vis.models.official")
 
@@ -150,21 +157,20 @@ def match_architecture(vision: dict[str, Any]) -> str:
     return sorted(matches)[0][2]
 
 
-def import_official(
+def official_model(
     checkpoint: str | Path,
-    out_dir: str | Path,
     *,
     class_names: Sequence[str] | None = None,
     text_weights: str | None = None,
     num_frames: int = 8,
     arch: str | None = None,
     model_config: str | Path | None = None,
-) -> Path:
-    """Convert an official checkpoint into a folder :meth:`VideoRecognizer.from_pretrained` reads.
+) -> VideoRecognizer:
+    """The video model of an official checkpoint (:func:`text4vis.models.factory.load_model`
+    calls it for such files).
 
     Args:
         checkpoint: the released ``.pt`` / ``.pth`` file.
-        out_dir: output folder.
         class_names: label names; with ``text_weights``, a CLIP text classifier is built.
         text_weights: CLIP weights (e.g. OpenAI's ``ViT-B-16.pt``) for the text tower.
         num_frames: T recorded as the model's default.
@@ -174,11 +180,9 @@ def import_official(
             with ``arch``.
 
     Returns:
-        The output folder. Without a classifier, ``forward`` raises a message saying how to
-        attach one.
+        The model. Without a classifier, ``forward`` raises a message saying how to attach one.
     """
     from text4vis.config import ModelConfig
-    from text4vis.models.video import VideoRecognizer
 
     state = read_official(checkpoint)
     visual = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
@@ -258,9 +262,24 @@ def import_official(
     elif class_names is not None:
         model.class_names = list(class_names)
     model.model_cfg.text_pretrained = text_weights or ""
+    return model
+
+
+def import_official(checkpoint: str | Path, out_dir: str | Path, **options: Any) -> Path:
+    """Convert an official checkpoint into a model folder (``options`` as the keyword arguments
+    of :func:`official_model`: ``class_names``, ``text_weights``, ``num_frames``, ``arch``,
+    ``model_config``).
+
+    A ``model_config`` file is copied into the folder (``model_configs/NAME.json``): the folder
+    loader registers it before it rebuilds the model, so a new process needs nothing else.
+
+    Returns:
+        The output folder, which :func:`text4vis.models.factory.load_model` reads.
+    """
+    model = official_model(checkpoint, **options)
     out = model.save_pretrained(out_dir)
+    model_config = options.get("model_config")
     if model_config is not None:
-        # from_pretrained registers the configs of this folder before it builds the model.
         (out / MODEL_CONFIGS_DIR).mkdir(exist_ok=True)
-        shutil.copyfile(model_config, out / MODEL_CONFIGS_DIR / f"{arch}.json")
+        shutil.copyfile(model_config, out / MODEL_CONFIGS_DIR / f"{model.model_cfg.arch}.json")
     return out
