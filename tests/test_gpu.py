@@ -23,10 +23,11 @@ import pytest
 import torch
 
 import test_engine_train
-from test_engine_train import overrides, weights
+from conftest import overrides
+from test_engine_train import weights
 from text4vis.config import dump_config, load_config
-from text4vis.engine.checkpoint import load_checkpoint
 from text4vis.engine.train import fit
+from text4vis.models.factory import load_checkpoint, load_model
 
 pytestmark = [
     pytest.mark.gpu,
@@ -63,12 +64,12 @@ def test_two_epochs_in_mixed_precision_lower_the_loss(precision, colour_data, bf
     else:
         extra = ("train.precision=fp16", "train.epochs=2")
         summary = fit(load_config(None, gpu_overrides(colour_data, tmp_path, *extra)))
-    history = summary["history"]
-    assert len(history) == 2 and summary["step"] == 2 * 6
+    history = summary.history
+    assert len(history) == 2 and summary.step == 2 * 6
     assert history[-1]["train_loss"] < history[0]["train_loss"], history
     # the CUDA allocator's peak: the model and batches really lived on the GPU
     assert history[-1]["peak_mem_mb"] > 0
-    ckpt = load_checkpoint(Path(summary["run_dir"]) / "checkpoints" / "last.pt")
+    ckpt = load_checkpoint(Path(summary.run_dir) / "checkpoints" / "last.pt")
     if precision == "fp16":
         scale = ckpt["scaler"]["scale"]  # the gradient scaler ran and was saved
         assert 0 < float(scale) < float("inf")
@@ -76,7 +77,7 @@ def test_two_epochs_in_mixed_precision_lower_the_loss(precision, colour_data, bf
         assert ckpt["scaler"] is None
     # train.fused_adamw=auto chose the fused kernel on CUDA
     assert all(g.get("fused") for g in ckpt["optimizer"]["param_groups"])
-    for value in weights(summary["run_dir"]).values():
+    for value in weights(summary.run_dir).values():
         assert torch.isfinite(value).all()
 
 
@@ -90,13 +91,13 @@ def test_stop_and_resume_on_gpu(colour_data, tmp_path):
     rerun = fit(load_config(None, gpu_overrides(colour_data, tmp_path / "c", *extra)))
     cfg = load_config(None, gpu_overrides(colour_data, tmp_path / "b", *extra))
     stopped = fit(cfg, stop_after_steps=4)
-    assert stopped["stopped"] and stopped["step"] == 4
+    assert stopped.stopped and stopped.step == 4
     resumed = fit(cfg, resume="auto")
-    assert resumed["run_dir"] == stopped["run_dir"] and resumed["step"] == reference["step"] == 6
+    assert resumed.run_dir == stopped.run_dir and resumed.step == reference.step == 6
 
-    expected = weights(reference["run_dir"])
-    rerun_diff = max_difference(expected, weights(rerun["run_dir"]))
-    resume_diff = max_difference(expected, weights(resumed["run_dir"]))
+    expected = weights(reference.run_dir)
+    rerun_diff = max_difference(expected, weights(rerun.run_dir))
+    resume_diff = max_difference(expected, weights(resumed.run_dir))
     print(f"GPU bf16: uninterrupted vs rerun max |dw| = {rerun_diff:.3e}; "
           f"vs stop + resume = {resume_diff:.3e}")  # fmt: skip
     if rerun_diff == 0.0:
@@ -110,15 +111,14 @@ def test_gpu_evaluation_equals_cpu_evaluation(colour_data, bf16_run):
     within bf16 precision (8 bits of mantissa: relative error ~4e-3 per operation)."""
     from text4vis.data.dataset import build_dataset
     from text4vis.data.loaders import build_loader
-    from text4vis.engine.evaluate import evaluate_scores, predict_scores
-    from text4vis.models.video import VideoRecognizer
+    from text4vis.engine.loops import predict_scores
+    from text4vis.engine.metrics import evaluate_scores
 
-    cfg = load_config(None, gpu_overrides(colour_data, Path(bf16_run["run_dir"]).parent))
+    cfg = load_config(None, gpu_overrides(colour_data, Path(bf16_run.run_dir).parent))
     dataset = build_dataset(cfg, "val")
     results = {}
     for device, precision in (("cpu", "fp32"), ("cuda", "bf16")):
-        model = VideoRecognizer.from_pretrained(Path(bf16_run["run_dir"]) / "model")
-        model.to(device).eval()
+        model = load_model(Path(bf16_run.run_dir) / "model", device)
         loader = build_loader(dataset, cfg, "val", seed=0)
         indices, scores, labels = predict_scores(
             model, loader, device=torch.device(device), precision=precision, expected=len(dataset)
@@ -136,7 +136,7 @@ def test_gpu_evaluation_equals_cpu_evaluation(colour_data, bf16_run):
 def test_predict_on_gpu(colour_data, bf16_run):
     from text4vis.predict import Predictor
 
-    model_dir = Path(bf16_run["run_dir"]) / "model"
+    model_dir = Path(bf16_run.run_dir) / "model"
     videos = sorted(str(p) for p in (colour_data / "clips").glob("s1_*.mp4"))[:6]
     gpu = Predictor.from_pretrained(model_dir, device="cuda")
     assert gpu.device.type == "cuda" and gpu.precision == "bf16"  # auto on a GPU
@@ -162,7 +162,7 @@ NCCL_SCRIPT = textwrap.dedent(
     device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     torch.cuda.set_device(device)
     dist.init_process_group("nccl", device_id=device)
-    summary = fit(load_config(sys.argv[1]))
+    summary = fit(load_config(sys.argv[1])).to_dict()
     summary["backend"] = dist.get_backend()
     summary["world_size"] = dist.get_world_size()
     dist.destroy_process_group()
@@ -186,9 +186,9 @@ def test_one_process_nccl_run_through_torchrun(colour_data, bf16_run, tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads(result.stdout[result.stdout.index('{"run_dir"') :])
     assert summary["backend"] == "nccl" and summary["world_size"] == 1
-    assert summary["step"] == bf16_run["step"]
+    assert summary["step"] == bf16_run.step
     # DDP over one process all-reduces onto itself: the same training as without DDP
-    difference = max_difference(weights(bf16_run["run_dir"]), weights(summary["run_dir"]))
+    difference = max_difference(weights(bf16_run.run_dir), weights(summary["run_dir"]))
     print(f"1-process nccl DDP vs plain GPU run: max |dw| = {difference:.3e}")
     assert difference <= 1e-2
     assert summary["history"][-1]["train_loss"] < summary["history"][0]["train_loss"]
