@@ -162,17 +162,19 @@ def peak_tflops(gpu_name: str | None, override: float | None) -> float | None:
 
 
 def build_model(setting: Setting, device: torch.device) -> torch.nn.Module:
-    """The video model with random weights: image encoder + 6-layer T-Trans + frozen classifier."""
-    from text4vis.config import ModelConfig
-    from text4vis.models.video import VideoRecognizer
+    """The video model with random weights: image encoder + 6-layer T-Trans + frozen classifier
+    (built as training builds it, seeded with ``train.seed`` = 0)."""
+    from text4vis.config import Config, DataConfig, ModelConfig
+    from text4vis.models import factory
 
-    torch.manual_seed(0)
-    cfg = ModelConfig(arch=setting.arch, pretrained="", temporal="transformer", classifier="random")
-    names = [f"class {i}" for i in range(setting.classes)]
-    model = VideoRecognizer.from_config(
-        cfg, names, num_frames=setting.frames, image_size=setting.size
+    model_cfg = ModelConfig(
+        arch=setting.arch, pretrained="", temporal="transformer", classifier="random"
     )
-    return model.to(device)
+    cfg = Config(
+        model=model_cfg, data=DataConfig(num_segments=setting.frames, input_size=setting.size)
+    )
+    names = [f"class {i}" for i in range(setting.classes)]
+    return factory.build_model(cfg, names).to(device)
 
 
 def count_flops(model: torch.nn.Module, setting: Setting, device: torch.device) -> tuple[int, int]:
@@ -227,7 +229,7 @@ def time_per_call(fn: Callable[[], Any], *, iters: int, warmup: int, device: tor
 
 
 def _autocast(device: torch.device, precision: str) -> Any:
-    from text4vis.engine.evaluate import autocast_context
+    from text4vis.runtime import autocast_context
 
     return autocast_context(device, precision)
 
