@@ -7,7 +7,8 @@ import logging
 import pytest
 import torch
 
-from test_engine_train import COLOURS, overrides, weights, write_colour_clips
+from conftest import COLOURS, overrides, write_colour_clips
+from test_engine_train import weights
 from text4vis.config import load_config
 from text4vis.data.annotations import write_annotations, write_labels
 from text4vis.engine.acceleration import apply_channels_last, compile_model, use_fused_adamw
@@ -95,7 +96,7 @@ def weight_difference_with(data, tmp_path, common, switches) -> float:
     """Largest weight difference between a plain training and one with ``switches``."""
     plain = fit(load_config(None, overrides(data, tmp_path / "a", *common)))
     switched = fit(load_config(None, overrides(data, tmp_path / "b", *common, *switches)))
-    expected, got = weights(plain["run_dir"]), weights(switched["run_dir"])
+    expected, got = weights(plain.run_dir), weights(switched.run_dir)
     assert expected.keys() == got.keys()  # the same parameter names
     return max(float((expected[k] - got[k]).abs().max()) for k in expected)
 

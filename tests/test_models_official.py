@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from text4vis.cli import main
 from text4vis.models.backbones import BackboneError, create_clip
+from text4vis.models.factory import load_model
 from text4vis.models.official import import_official
 from text4vis.models.video import NoClassifierError, VideoRecognizer
 
@@ -236,7 +237,7 @@ def test_model_config_for_an_encoder_open_clip_does_not_name(tmp_path, capsys, m
     # A new process knows only what the folder brings: forget the registration made above.
     config_file.unlink()
     monkeypatch.delitem(open_clip.factory._MODEL_CONFIGS, "paper-custom-vit")
-    model = VideoRecognizer.from_pretrained(out).eval()
+    model = load_model(out)  # the one loader (every command reads folders through it)
     assert model.model_cfg.arch == "paper-custom-vit"
     x = torch.randn(2, T, 3, 32, 32, generator=torch.Generator().manual_seed(8))
     with torch.no_grad():
@@ -281,7 +282,7 @@ def test_not_a_paper_checkpoint(tmp_path, capsys):
 
 
 def test_load_model_reads_an_official_checkpoint_directly(paper_checkpoint, tmp_path):
-    from text4vis.models.factory import load_model, load_saved_model
+    from text4vis.models.factory import load_saved_model
 
     path, clip, fusion = paper_checkpoint
     saved = load_saved_model(path)
