@@ -8,15 +8,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow test-browser lint format bench clean help
+.PHONY: install demo test test-slow test-browser test-gpu lint format bench bench-gpu clean help
 
 help:
 	@echo "make demo       set up and run the embedded synthetic benchmark (CPU, minutes)"
 	@echo "make test       set up and run the test suite (slow tests excluded)"
 	@echo "make test-slow  run only the tests marked slow"
 	@echo "make test-browser  the app page in headless chromium (apt-get installs it as root)"
+	@echo "make test-gpu   run the tests that need a CUDA GPU (they skip without one)"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run the benchmarks in benchmarks/"
+	@echo "make bench-gpu  GPU throughput (ViT-B/16, 8 frames, bf16): benchmarks/gpu.py"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,12 +47,18 @@ test-browser: $(STAMP)
 	mkdir -p build/screenshots
 	TEXT4VIS_REQUIRE_BROWSER=1 TEXT4VIS_SCREENSHOT_DIR=build/screenshots \
 	  $(PY) -m pytest -m browser tests/test_app_browser.py $(PYTEST_ARGS)
+# -rP prints what the GPU tests report (resume and GPU-vs-CPU differences).
+test-gpu: $(STAMP)
+	$(PY) -m pytest -m gpu -rP $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/data.py
 	$(PY) benchmarks/contrastive_step.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/search.py
+
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/gpu.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -145,6 +145,9 @@ class TrainConfig:
     eval_every: int = 1  # validate every this many epochs (0 = only at the end)
     seed: int = 0  # seed of model initialisation, sampling and augmentation
     init_from: str = ""  # fine-tune from this trained model (.pt or folder), classifier excepted
+    compile: bool = False  # torch.compile the model's forward (parameter names are unchanged)
+    fused_adamw: str = "auto"  # fused AdamW kernel: auto (when training on CUDA) | always | never
+    channels_last: bool = False  # ResNet backbones: channels-last memory format (GPU convs)
 
 
 # The values of eval.aggregate and eval.protocol (here, where the options are declared, so that

@@ -18,7 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CLIP weights (e.g. OpenAI's ViT-B-16.pt) whose text tower builds the classifier",
     )
     parser.add_argument("--num-frames", type=int, default=8, help="frames per clip (T)")
-    parser.add_argument("--arch", default=None, help="open_clip architecture (default: inferred)")
+    arch = parser.add_mutually_exclusive_group()
+    arch.add_argument("--arch", default=None, help="open_clip architecture (default: inferred)")
+    arch.add_argument(
+        "--model-config",
+        default=None,
+        metavar="JSON",
+        help="open_clip-style model config (embed_dim, vision_cfg, text_cfg) for an image "
+        "encoder that is not one of open_clip's named architectures; the file stem names it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         text_weights=args.text_weights,
         num_frames=args.num_frames,
         arch=args.arch,
+        model_config=args.model_config,
     )
     print(out)
     return 0

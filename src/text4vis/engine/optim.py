@@ -181,10 +181,12 @@ def build_optimizer(
     visual_lr_ratio: float,
     betas: tuple[float, float] | list[float] = (0.9, 0.98),
     eps: float = 1e-8,
+    fused: bool = False,
 ) -> torch.optim.AdamW:
     """AdamW over the model's groups plus the objective's own groups.
 
-    ``objective`` is an :class:`~text4vis.engine.objectives.Objective` (or None).
+    ``objective`` is an :class:`~text4vis.engine.objectives.Objective` (or None). ``fused``
+    selects AdamW's single-kernel implementation (``train.fused_adamw``; same update rule).
 
     Raises:
         ValueError: a parameter in two groups, a trainable objective parameter in none, or
@@ -213,4 +215,7 @@ def build_optimizer(
         raise ValueError("the model has no trainable parameters; nothing to optimise")
     if len(betas) != 2:
         raise ValueError(f"train.betas must hold two numbers, got {list(betas)}")
-    return torch.optim.AdamW(groups, lr=lr, betas=(betas[0], betas[1]), eps=eps)
+    # fused=None (not False) keeps torch's default choice (foreach) when not fused.
+    return torch.optim.AdamW(
+        groups, lr=lr, betas=(betas[0], betas[1]), eps=eps, fused=True if fused else None
+    )

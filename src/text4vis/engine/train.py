@@ -43,6 +43,7 @@ from torch import nn
 from text4vis import distributed as dist_utils
 from text4vis.config import Config, config_to_dict, dump_config
 from text4vis.data.loaders import set_epoch
+from text4vis.engine.acceleration import apply_channels_last, compile_model, use_fused_adamw
 from text4vis.engine.checkpoint import (
     CHECKPOINT_DIR,
     atomic_torch_save,
@@ -283,6 +284,10 @@ class _Trainer:
         if tc.init_from and checkpoint is None:  # on resume the checkpoint has the weights
             load_initial_weights(self.model, tc.init_from)
         self.model.to(device)
+        if tc.channels_last:
+            apply_channels_last(self.model)
+        if tc.compile:
+            compile_model(self.model)  # in place: parameter names and checkpoints unchanged
         self.objective = build_objective(cfg, self.model, self.class_names).to(device)
         self.step_module: nn.Module = TrainStep(self.model, self.objective)
         if dist_utils.is_distributed():
@@ -297,6 +302,7 @@ class _Trainer:
             visual_lr_ratio=tc.visual_lr_ratio,
             betas=tc.betas,
             eps=tc.eps,
+            fused=use_fused_adamw(tc.fused_adamw, device),
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
 

@@ -44,6 +44,7 @@ __all__ = [
     "create_clip",
     "embed_dim_of",
     "read_state_dict",
+    "register_model_config_file",
     "register_model_configs",
     "uses_quick_gelu",
     "weights_loaded_afterwards",
@@ -78,6 +79,52 @@ def register_model_configs(path: str | Path = MODEL_CONFIG_DIR) -> None:
         return
     open_clip.add_model_config(Path(path))
     _REGISTERED.add(key)
+
+
+def register_model_config_file(path: str | Path) -> str:
+    """Check and register one open_clip-style architecture config; return its name (file stem).
+
+    open_clip skips a config file without ``embed_dim``, ``vision_cfg`` and ``text_cfg`` without
+    a word, so they are checked here first. A name that open_clip already knows with a different
+    config is refused: registering it would silently change that architecture in this process.
+
+    Args:
+        path: a JSON file in open_clip's model-config format, e.g. ``my-vit.json``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        BackboneError: the file is not such a config, or its name clashes.
+    """
+    import json
+
+    import open_clip
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model config {path} does not exist")
+    if path.suffix != ".json":
+        raise BackboneError(f"model config {path}: expected a .json file (its stem names it)")
+    try:
+        config = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BackboneError(f"model config {path}: not valid JSON ({exc})") from exc
+    needed = ("embed_dim", "vision_cfg", "text_cfg")
+    missing = [key for key in needed if not isinstance(config, dict) or key not in config]
+    if missing:
+        raise BackboneError(
+            f"model config {path}: missing keys {missing}; an open_clip model config holds "
+            f"{list(needed)} (see open_clip's src/open_clip/model_configs/ViT-B-16.json)"
+        )
+    register_model_configs()
+    name = path.stem
+    known = open_clip.get_model_config(name)
+    if known is not None and known != config:
+        raise BackboneError(
+            f"model config {path}: open_clip already has an architecture named {name!r} with a "
+            "different config; rename the file"
+        )
+    register_model_configs(path)
+    return name
 
 
 class _DropRandomInitWarning(logging.Filter):

@@ -15,13 +15,21 @@ keys possibly prefixed ``module.``; a separate ``fusion_model_state_dict`` entry
 Other entries (a CLIP text tower, optimizer state) are ignored and logged.
 
 The architecture is inferred from tensor shapes and matched to an open_clip architecture with the
-same image tower; OpenAI's QuickGELU is used, as in the paper's code.
+same image tower, or given by name (``arch``) or by an open_clip-style config file
+(``model_config``) for encoders open_clip does not name; OpenAI's QuickGELU is used, as in the
+paper's code. :func:`import_official` copies a config file into the output folder
+(``model_configs/NAME.json``), so that :func:`text4vis.models.factory.load_model` can rebuild the
+architecture in a new process.
+
+The imported model keeps the checkpoint's ``logit_scale`` (the scale its training loss used); the
+paper's test scripts score with a fixed 100 instead, which ranks classes the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,7 @@ from typing import Any
 import torch
 
 from text4vis.errors import Text4VisError
+from text4vis.models.video import MODEL_CONFIGS_DIR, VideoRecognizer
 
 __all__ = [
     "OfficialCheckpointError",
@@ -139,8 +148,10 @@ def match_architecture(vision: dict[str, Any]) -> str:
             matches.append((vc.get("head_width", 64) != 64, len(name), name))
     if not matches:
         raise OfficialCheckpointError(
-            f"no open_clip architecture has this image encoder {vision}; register a JSON config "
-            "for it with text4vis.models.backbones.register_model_configs(PATH)"
+            f"no open_clip architecture has this image encoder {vision}; describe it in an "
+            "open_clip-style model config (a JSON file with embed_dim, vision_cfg and text_cfg) "
+            "and pass it with `text4vis import-official CKPT --model-config FILE.json` "
+            "(import_official(..., model_config=FILE.json))"
         )
     # Prefer the plain name (ViT-B-16 over ViT-B-16-quickgelu and the like).
     return sorted(matches)[0][2]
@@ -153,7 +164,8 @@ def official_model(
     text_weights: str | None = None,
     num_frames: int = 8,
     arch: str | None = None,
-) -> Path:
+    model_config: str | Path | None = None,
+) -> VideoRecognizer:
     """The video model of an official checkpoint (:func:`text4vis.models.factory.load_model`
     calls it for such files).
 
@@ -163,12 +175,14 @@ def official_model(
         text_weights: CLIP weights (e.g. OpenAI's ``ViT-B-16.pt``) for the text tower.
         num_frames: T recorded as the model's default.
         arch: open_clip architecture name (default: inferred from tensor shapes).
+        model_config: an open_clip-style model config (JSON) for an encoder that is not one of
+            open_clip's named architectures; its file stem names the architecture. Not together
+            with ``arch``.
 
     Returns:
         The model. Without a classifier, ``forward`` raises a message saying how to attach one.
     """
     from text4vis.config import ModelConfig
-    from text4vis.models.video import VideoRecognizer
 
     state = read_official(checkpoint)
     visual = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
@@ -182,6 +196,15 @@ def official_model(
     if ignored:
         log.info("ignoring checkpoint entries: %s", ignored)
     vision = infer_vision_config(visual)
+    if arch and model_config:
+        raise ValueError(
+            f"give either arch={arch!r} or model_config={str(model_config)!r}, not both: the "
+            "config file names the architecture (its file stem)"
+        )
+    if model_config is not None:
+        from text4vis.models.backbones import register_model_config_file
+
+        arch = register_model_config_file(model_config)
     arch = arch or match_architecture(vision)
     layers = len(
         {m.group(1) for k in fusion if (m := re.match(r"transformer\.resblocks\.(\d+)\.", k))}
@@ -244,9 +267,19 @@ def official_model(
 
 def import_official(checkpoint: str | Path, out_dir: str | Path, **options: Any) -> Path:
     """Convert an official checkpoint into a model folder (``options`` as the keyword arguments
-    of :func:`official_model`: ``class_names``, ``text_weights``, ``num_frames``, ``arch``).
+    of :func:`official_model`: ``class_names``, ``text_weights``, ``num_frames``, ``arch``,
+    ``model_config``).
+
+    A ``model_config`` file is copied into the folder (``model_configs/NAME.json``): the folder
+    loader registers it before it rebuilds the model, so a new process needs nothing else.
 
     Returns:
         The output folder, which :func:`text4vis.models.factory.load_model` reads.
     """
-    return official_model(checkpoint, **options).save_pretrained(out_dir)
+    model = official_model(checkpoint, **options)
+    out = model.save_pretrained(out_dir)
+    model_config = options.get("model_config")
+    if model_config is not None:
+        (out / MODEL_CONFIGS_DIR).mkdir(exist_ok=True)
+        shutil.copyfile(model_config, out / MODEL_CONFIGS_DIR / f"{model.model_cfg.arch}.json")
+    return out

@@ -4,22 +4,29 @@
 * ``transformer`` (T-Trans): learned frame position embeddings, a stack of CLIP's pre-LN residual
   attention blocks (open_clip's :class:`~open_clip.transformer.Transformer`, batch first, so the
   attention runs through ``F.scaled_dot_product_attention``) of width D and ``max(1, D // 64)``
-  heads, a residual connection around the stack, then the mean over time.
+  heads, a residual connection around the stack, then the mean over time. Its LayerNorms use
+  epsilon 1e-12 (:data:`TEMPORAL_LAYER_NORM_EPS`), the value of the paper's code (a TF-style
+  LayerNorm, epsilon inside the square root, which is what ``F.layer_norm`` computes); the
+  paper's text and figure do not give it. With torch's default 1e-5 the output moves by about
+  1e-4 on frame embeddings of small variance (ResNet encoders), so imported checkpoints would
+  not compute the paper's function. CLIP's image encoder keeps its own 1e-5.
 * ``tokent1d``: a depthwise temporal convolution on the class token at the input of chosen ViT
   blocks, then TAP. It lives *inside* the image encoder, so it is attached to open_clip's
   residual blocks with forward pre-hooks (the encoder's own parameter names do not change).
 * ``t1d``: a channel-wise temporal convolution at the start of the residual branch of every
   bottleneck of ResNet stages 4-5 (open_clip's ``layer3``/``layer4``), then TAP.
 
-The two convolutional heads start as a temporal channel shift: 1/8 of the channels take the
-next frame, 1/8 the previous one, the rest are the identity, so a pretrained encoder starts close
-to where it was. They reshape ``[B*T, ...] -> [B, T, ...]``, which needs T:
+The two convolutional heads start as a temporal channel shift, so a pretrained encoder starts close
+to where it was: ``tokent1d`` shifts 1/4 of the class-token channels to the next frame and 1/4 to
+the previous one (the fold of the paper's code), ``t1d`` 1/8 each way (TSM's fold, which the
+paper's code uses for ResNets); the other channels are the identity. They reshape ``[B*T, ...] -> [B, T, ...]``, which needs T:
 :meth:`TemporalHead.set_num_frames` is called by the video model before each visual pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +37,7 @@ from text4vis.errors import Text4VisError
 __all__ = [
     "HEADS",
     "MeanPooling",
+    "TEMPORAL_LAYER_NORM_EPS",
     "T1D",
     "TemporalConv",
     "TemporalHead",
@@ -37,6 +45,12 @@ __all__ = [
     "TokenT1D",
     "build_temporal_head",
 ]
+
+
+# The paper's code shifts 1/4 of the class-token channels each way in its TokenT1D init.
+TOKENT1D_FOLD_DIV = 4
+# The paper's code normalises inside the temporal transformer with epsilon 1e-12 (see above).
+TEMPORAL_LAYER_NORM_EPS = 1e-12
 
 
 class TemporalHeadError(Text4VisError, ValueError):
@@ -60,6 +74,8 @@ class MeanPooling(TemporalHead):
 class TemporalTransformer(TemporalHead):
     """T-Trans: position embeddings + CLIP pre-LN blocks + residual + mean over time.
 
+    The LayerNorms use the paper's epsilon, :data:`TEMPORAL_LAYER_NORM_EPS`.
+
     Args:
         width: D, the frame embedding width.
         layers: number of residual attention blocks (6 in the paper).
@@ -71,7 +87,7 @@ class TemporalTransformer(TemporalHead):
         self, width: int, layers: int = 6, heads: int | None = None, max_frames: int = 77
     ) -> None:
         super().__init__()
-        from open_clip.transformer import QuickGELU, Transformer
+        from open_clip.transformer import LayerNorm, QuickGELU, Transformer
 
         self.width = width
         self.max_frames = max_frames
@@ -81,12 +97,16 @@ class TemporalTransformer(TemporalHead):
             layers,
             heads or max(1, width // 64),
             act_layer=QuickGELU,  # CLIP's block design
+            norm_layer=partial(LayerNorm, eps=TEMPORAL_LAYER_NORM_EPS),
             batch_first=True,
         )
         self.apply(self._init_weights)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
+        # The paper's code: Linear (the attention's out_proj included) and Embedding weights
+        # N(0, 0.02), biases 0, LayerNorms 1/0; the attention's packed input projection is not a
+        # Linear, so it keeps torch's Xavier-uniform initialisation (and zero bias).
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=0.02)
             if isinstance(module, nn.Linear) and module.bias is not None:
@@ -94,9 +114,6 @@ class TemporalTransformer(TemporalHead):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.MultiheadAttention):
-            nn.init.normal_(module.in_proj_weight, std=0.02)
-            nn.init.zeros_(module.in_proj_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         num_frames = x.shape[1]
@@ -129,12 +146,13 @@ class TemporalConv(nn.Module):
 
     Args:
         channels: channels convolved independently.
+        fold_div: 1/fold_div of the channels shift each way at initialisation.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, fold_div: int = 8) -> None:
         super().__init__()
         self.channels = channels
-        self.weight = nn.Parameter(shift_kernel(channels))
+        self.weight = nn.Parameter(shift_kernel(channels, fold_div))
         self.num_frames = 1
 
     def convolve(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,7 +227,9 @@ class TokenT1D(_InBackboneHead):
             )
         width = visual.transformer.width
         self.blocks = sorted(set(chosen))
-        self.convs = nn.ModuleDict({str(i): TemporalConv(width) for i in self.blocks})
+        self.convs = nn.ModuleDict(
+            {str(i): TemporalConv(width, TOKENT1D_FOLD_DIV) for i in self.blocks}
+        )
         for i in self.blocks:
             conv = self.convs[str(i)]
             resblocks[i].register_forward_pre_hook(conv.token_hook)

@@ -49,6 +49,8 @@ log = logging.getLogger("text4vis.models.video")
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CLASSIFIER_NAME = "classifier.safetensors"
+# Architecture configs (open_clip JSON) that a folder brings for encoders open_clip does not name.
+MODEL_CONFIGS_DIR = "model_configs"
 MODEL_FOLDER_FORMAT_VERSION = 1  # format of the folders save_pretrained writes (config.json)
 # Keys of the optional "preprocessing" block of config.json (what defines the model's input).
 PREPROCESSING_KEYS = ("num_segments", "input_size", "resize_size", "mean", "std")
@@ -474,6 +476,10 @@ class VideoRecognizer(nn.Module):
         The returned model's :attr:`preprocessing` is the saved block (None for folders written
         without one, e.g. before it existed).
 
+        The architecture configs the folder brings (``model_configs/*.json``, written by
+        ``import-official --model-config``) are registered with open_clip first. This is the
+        folder branch of :func:`text4vis.models.factory.load_model`, so every loader sees them.
+
         Raises:
             FileNotFoundError: the folder or one of its files is missing.
             Text4VisError: the files do not fit together.
@@ -488,6 +494,10 @@ class VideoRecognizer(nn.Module):
                 "`text4vis import-official`"
             )
         config = json.loads(config_path.read_text())
+        if (directory / MODEL_CONFIGS_DIR).is_dir():
+            from text4vis.models.backbones import register_model_configs
+
+            register_model_configs(directory / MODEL_CONFIGS_DIR)
         return cls.from_architecture(
             config,
             load_file(str(directory / WEIGHTS_NAME)),
