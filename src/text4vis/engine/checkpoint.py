@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import Text4VisError, load_failure_reason
 
 if TYPE_CHECKING:
     from text4vis.models.video import VideoRecognizer
@@ -158,7 +158,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # a truncated or foreign file: name it, keep the cause
         raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); it may be "
+            f"checkpoint {path} cannot be read ({load_failure_reason(exc)}); it may be "
             "truncated or not a text4vis checkpoint"
         ) from exc
     if not isinstance(state, dict) or not state.get("complete") or "model" not in state:
