@@ -54,6 +54,7 @@ from text4vis.engine.checkpoint import (
 from text4vis.engine.evaluate import autocast_context, evaluate_scores, predict_scores
 from text4vis.engine.objectives import TrainStep, build_objective
 from text4vis.engine.optim import LRSchedule, build_optimizer, set_lr
+from text4vis.engine.preemption import PreemptionHandler
 from text4vis.engine.tracking import MetricsWriter, plot_curves
 
 if TYPE_CHECKING:
@@ -360,6 +361,8 @@ class _Trainer:
         )
         self.last_checkpoint_time = time.monotonic()
         self.logits_in_training = True  # False once the objective returns no logits
+        # Installed by fit(); polled after every optimizer step (all ranks agree).
+        self.preemption = PreemptionHandler()
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -542,7 +545,8 @@ class _Trainer:
                         },
                     )
                     window_loss = window_count = 0.0
-                stopped = stop_at is not None and self.state.step >= stop_at
+                preempted = self.preemption.should_stop()
+                stopped = preempted or (stop_at is not None and self.state.step >= stop_at)
                 mid_epoch = self.state.epoch_step < self.steps_per_epoch  # else saved after it
                 if (stopped or self._checkpoint_due()) and mid_epoch:
                     sums = dist_utils.all_reduce_sum([loss_sum, correct, seen])
@@ -598,8 +602,7 @@ class _Trainer:
             epoch = self.state.epoch
             stopped = self.train_epoch(epoch, stop_at)
             if stopped and self.state.epoch_step < self.steps_per_epoch:
-                logger.info("stopped after step %d as asked", self.state.step)
-                return self._summary(stopped=True)
+                return self._stop()
             self.state.epoch += 1
             self.state.epoch_step = 0
             row: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.step}
@@ -637,9 +640,10 @@ class _Trainer:
                 self.state.best_epoch = self.state.epoch
                 names.append("best")
             self.save(*names)
+            if self.state.epoch < cfg.train.epochs and self.preemption.should_stop():
+                stopped = True  # a signal during validation or the save: stop at the epoch's end
             if stopped:
-                logger.info("stopped after step %d as asked", self.state.step)
-                return self._summary(stopped=True)
+                return self._stop()
         self._finish()
         return self._summary(stopped=False)
 
@@ -663,11 +667,36 @@ class _Trainer:
             logger.info("exported the trained model to %s", self.run_path / "model")
         self.metrics.close()
 
-    def _summary(self, *, stopped: bool) -> dict[str, Any]:
+    def _stop(self) -> dict[str, Any]:
+        """Log where the run stopped (``last.pt`` is written) and return the summary."""
+        preempted = self.preemption.should_stop()
+        where = (
+            f"after step {self.state.step} (epoch {self.state.epoch + 1}, "
+            f"{self.state.epoch_step} of {self.steps_per_epoch} steps into it)"
+            if self.state.epoch_step
+            else f"after step {self.state.step} (end of epoch {self.state.epoch})"
+        )
+        last = self.run_path / CHECKPOINT_DIR / "last.pt"
+        if preempted:
+            logger.warning(
+                "preempted by %s: stopped %s; checkpoint %s; continue with --resume auto (or "
+                "--resume %s)",
+                self.preemption.reason,
+                where,
+                last,
+                self.run_path,
+            )
+        else:
+            logger.info("stopped %s as asked; checkpoint %s", where, last)
+        self.metrics.close()
+        return self._summary(stopped=True, preempted=preempted)
+
+    def _summary(self, *, stopped: bool, preempted: bool = False) -> dict[str, Any]:
         last = self.state.history[-1] if self.state.history else {}
         return {
             "run_dir": str(self.run_path),
             "stopped": stopped,
+            "preempted": preempted,
             "epoch": self.state.epoch,
             "step": self.state.step,
             "best_top1": self.state.best_top1,
@@ -698,7 +727,8 @@ def fit(
             ``TEXT4VIS_STOP_AFTER_STEPS`` environment variable).
 
     Returns:
-        ``run_dir``, ``stopped``, ``epoch``, ``step``, ``best_top1``, ``best_epoch``, ``final``
+        ``run_dir``, ``stopped``, ``preempted`` (stopped by SIGTERM / SIGUSR1, see
+        :mod:`text4vis.engine.preemption`), ``epoch``, ``step``, ``best_top1``, ``best_epoch``, ``final``
         (metrics of the last epoch), ``history`` (one dict per epoch) and ``model_dir``.
     """
     from text4vis.engine.validation import validate_config
@@ -742,4 +772,5 @@ def fit(
             for diff in diffs:
                 logger.warning("config differs from the checkpoint's: %s", diff)
         trainer = _Trainer(cfg, device, run.path, checkpoint, data)
-        return trainer.run(_stop_after_steps(stop_after_steps))
+        with trainer.preemption:  # SIGTERM / SIGUSR1: finish the step, save, stop
+            return trainer.run(_stop_after_steps(stop_after_steps))
