@@ -140,6 +140,8 @@ class TrainConfig:
     text_lr_ratio: float = 0.1  # contrastive: learning-rate ratio of an online text tower
     same_class_positive: bool = True  # contrastive: same-class pairs in a batch are positives
     checkpoint_minutes: float = 30.0  # also save `last` every N minutes (0 = per epoch only)
+    keep_previous: bool = True  # keep the replaced `last` as previous.pt (resume's fallback)
+    max_nonfinite_steps: int = 10  # stop after this many consecutive non-finite losses (skipped)
     eval_every: int = 1  # validate every this many epochs (0 = only at the end)
     seed: int = 0  # seed of model initialisation, sampling and augmentation
     init_from: str = ""  # fine-tune from this trained model (.pt or folder), classifier excepted

@@ -398,7 +398,11 @@ class _Trainer:
         if self.rank == 0:
             state = self._checkpoint_state()
             for name in names:
-                path = atomic_torch_save(state, self.run_path / CHECKPOINT_DIR / f"{name}.pt")
+                path = atomic_torch_save(
+                    state,
+                    self.run_path / CHECKPOINT_DIR / f"{name}.pt",
+                    keep_previous=name == "last" and self.cfg.train.keep_previous,
+                )
                 logger.info("saved %s (epoch %d, step %d)", path, self.state.epoch, self.state.step)
         self.last_checkpoint_time = time.monotonic()
 
