@@ -52,6 +52,7 @@ from text4vis.engine.checkpoint import (
     restore_rng_state,
 )
 from text4vis.engine.evaluate import autocast_context, evaluate_scores, predict_scores
+from text4vis.engine.numerics import NonFiniteSteps, check_finite_weights, gradient_norm
 from text4vis.engine.objectives import TrainStep, build_objective
 from text4vis.engine.optim import LRSchedule, build_optimizer, set_lr
 from text4vis.engine.preemption import PreemptionHandler
@@ -354,6 +355,7 @@ class _Trainer:
             steps_per_epoch=self.steps_per_epoch,
         )
         self.state = TrainState()
+        self.nonfinite = NonFiniteSteps(tc.max_nonfinite_steps)  # skipped steps
         if checkpoint is not None:
             self._restore(checkpoint)
         self.metrics = MetricsWriter(
@@ -390,11 +392,14 @@ class _Trainer:
                 json.dumps(self.model.classifier_metadata, default=str)
             ),
             "world_size": self.world_size,
+            "nonfinite": self.nonfinite.state_dict(),
         }
 
     def save(self, *names: str) -> None:
         """Write the checkpoint as ``checkpoints/<name>.pt`` for each name (rank 0 only)."""
         self.objective.export_classifier(self.model)  # every rank: keep replicas identical
+        # Every rank checks (replicas are identical), so all stop together on bad weights.
+        check_finite_weights(self.model.state_dict(), f"checkpoint {', '.join(names)}")
         if self.rank == 0:
             state = self._checkpoint_state()
             for name in names:
@@ -432,6 +437,7 @@ class _Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
         restore_rng_state(ckpt["rng"])
         self.failures.failed = dict(ckpt.get("failed_videos", {}))
+        self.nonfinite.load_state_dict(ckpt.get("nonfinite", {}))
         self.state.load_state_dict(ckpt["train_state"])
         logger.info(
             "resumed at epoch %d, step %d (%d steps into the epoch)",
@@ -477,6 +483,8 @@ class _Trainer:
         stopped = False
         try:
             while self.state.epoch_step < self.steps_per_epoch:
+                step_finite = True
+                step_indices: list[int] = []  # this rank's videos of the step, for messages
                 for micro in range(accum):
                     t0 = time.perf_counter()
                     batch = next(batches)
@@ -499,11 +507,10 @@ class _Trainer:
                             loss, logits = self.step_module(video, labels)
                         self.scaler.scale(loss / accum).backward()
                     loss_value = float(loss.detach())
-                    if not math.isfinite(loss_value):
-                        raise FloatingPointError(
-                            f"loss is {loss_value} at step {self.state.step}; lower train.lr or "
-                            "use train.precision=fp32/bf16"
-                        )
+                    step_indices += [int(i) for i in batch["index"]]
+                    if not math.isfinite(loss_value):  # the step is skipped (see numerics)
+                        step_finite = False
+                        continue
                     n = labels.shape[0]
                     loss_sum += loss_value * n
                     window_loss += loss_value * n
@@ -516,12 +523,28 @@ class _Trainer:
                         self.logits_in_training = False
                 lr = self.schedule(self.state.step)
                 set_lr(self.optimizer, lr)
+                grad_norm = 0.0
                 if tc.clip_grad > 0:
                     self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, tc.clip_grad)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tc.clip_grad))
+                elif not self.scaler.is_enabled():
+                    grad_norm = gradient_norm(params)
+                # fp16: infinite gradients are the scaler's to handle (it skips the step).
+                local_ok = step_finite and (self.scaler.is_enabled() or math.isfinite(grad_norm))
+                finite = local_ok
+                if dist_utils.is_distributed():  # every rank skips the same steps
+                    finite = dist_utils.all_reduce_sum([float(not local_ok)])[0] == 0
+                if finite or self.scaler.is_enabled():
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
+                self.nonfinite.record(
+                    finite=finite,
+                    step=self.state.step + 1,
+                    loss=loss_value,
+                    grad_norm=grad_norm,
+                    videos=[self.train_set.path_of(i) for i in step_indices] if not finite else [],
+                )
                 self.state.step += 1
                 self.state.epoch_step += 1
 
@@ -615,6 +638,7 @@ class _Trainer:
             row["peak_mem_mb"] = peak_memory_mb(self.device)
             self.failures.synchronize()
             row["decode_failures"] = len(self.failures.failed)
+            row["skipped_steps"] = self.nonfinite.total  # non-finite loss or gradient, all epochs
             self.state.decode_failures = len(self.failures.failed)
             self.failures.check()
             is_last = self.state.epoch == cfg.train.epochs
@@ -653,6 +677,7 @@ class _Trainer:
 
     def _finish(self) -> None:
         self.objective.export_classifier(self.model)
+        check_finite_weights(self.model.state_dict(), f"the model folder {self.run_path / 'model'}")
         if self.rank == 0:
             self.model.save_pretrained(self.run_path / "model", data_config=self.cfg.data)
             self.objective.save_artifacts(self.run_path / "model", self.model, self.cfg)
