@@ -11,8 +11,9 @@ Every error names the file and line, says what was expected and how to fix it.
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from text4vis.errors import Text4VisError
@@ -25,7 +26,11 @@ __all__ = [
     "select_classes",
     "write_annotations",
     "write_labels",
+    "describe_entries",
+    "empty_entries",
 ]
+
+logger = logging.getLogger("text4vis.data.annotations")
 
 
 class AnnotationError(Text4VisError, ValueError):
@@ -37,8 +42,10 @@ class VideoRecord:
     """One line of a list file."""
 
     path: str  # video file or frame folder, as written in the list (relative to the data root)
-    num_frames: int | None  # frames in the folder (frame lists); None for video files
+    num_frames: int | None  # frames in the folder (frame lists); None for video files; 0: dead
     label: int  # class id
+    # where the record was read ("list.txt:12"), for messages; not part of its identity
+    source: str | None = field(default=None, compare=False)
 
 
 def read_labels(path: str | Path) -> list[str]:
@@ -155,9 +162,9 @@ def read_annotations(path: str | Path, num_classes: int | None = None) -> list[V
             num_frames = None
             if len(fields) == 3:
                 num_frames = _parse_int(fields[1], "frame count", path, line_no)
-                if num_frames < 1:
+                if num_frames < 0:
                     raise AnnotationError(
-                        f"{path.name}:{line_no}: frame count must be at least 1, got {num_frames}"
+                        f"{path.name}:{line_no}: frame count must be 0 or more, got {num_frames}"
                         f" ({path})"
                     )
             label = _parse_int(fields[-1], "label", path, line_no)
@@ -171,10 +178,31 @@ def read_annotations(path: str | Path, num_classes: int | None = None) -> list[V
                     f"{path.name}:{line_no}: label {label} out of range for {num_classes} classes "
                     f"(ids 0..{num_classes - 1}); check the label file matches this list ({path})"
                 )
-            records.append(VideoRecord(fields[0], num_frames, label))
+            records.append(VideoRecord(fields[0], num_frames, label, f"{path}:{line_no}"))
     if not records:
         raise AnnotationError(f"{path}: the list file has no entries")
+    dead = empty_entries(records)
+    if dead:
+        # Frame extraction that failed leaves such lines (a widely used HMDB-51 list has 16).
+        logger.warning(
+            "%s: %d entries have 0 frames and are read as unreadable videos: %s",
+            path,
+            len(dead),
+            describe_entries(dead),
+        )
     return records
+
+
+def empty_entries(records: Sequence[VideoRecord]) -> list[VideoRecord]:
+    """The frame-list records whose frame count is 0 (dead entries of an extraction run)."""
+    return [r for r in records if r.num_frames == 0]
+
+
+def describe_entries(records: Sequence[VideoRecord], limit: int = 20) -> str:
+    """``"list.txt:12 (dir/a), ..."`` for messages (at most ``limit`` named, the rest counted)."""
+    named = [f"{r.source or '?'} ({r.path})" for r in records[:limit]]
+    more = len(records) - limit
+    return ", ".join(named) + (f" and {more} more" if more > 0 else "")
 
 
 def _parse_int(text: str, what: str, path: Path, line_no: int) -> int:

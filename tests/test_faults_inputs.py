@@ -1,0 +1,98 @@
+"""Hostile and odd inputs: dead frame-list entries, odd video files, edited model folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from text4vis.config import Config
+from text4vis.data import build_dataset, build_loader
+from text4vis.data.annotations import AnnotationError, read_annotations
+from text4vis.data.dataset import FailureTracker
+from text4vis.data.decoders import VideoDecodeError
+from text4vis.data.synthetic import write_frame_folder
+
+T, SIZE = 4, 32
+
+
+@pytest.fixture()
+def frame_list(tmp_path):
+    """A frame list of 4 good folders with 2 dead entries (0 frames) between them."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for k in range(4):
+        frames = rng.integers(0, 255, (6, 40, 40, 3), dtype=np.uint8)
+        write_frame_folder(tmp_path / "frames" / f"v{k}", frames)
+        lines.append(f"frames/v{k} 6 {k % 2}")
+    lines.insert(1, "frames/dead_a 0 0")
+    lines.insert(4, "frames/dead_b 0 1")
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "labels.csv").write_text("id,name\n0,a\n1,b\n")
+    return tmp_path
+
+
+def _cfg(root, **data) -> Config:
+    cfg = Config()
+    cfg.data.root = str(root)
+    cfg.data.labels = str(root / "labels.csv")
+    cfg.data.train_list = cfg.data.val_list = str(root / "list.txt")
+    cfg.data.format = "frames"
+    cfg.data.num_segments = T
+    cfg.data.input_size = SIZE
+    cfg.data.resize_size = 36
+    cfg.data.num_workers = 0
+    cfg.data.batch_size = 2
+    cfg.eval.batch_size = 3
+    for key, value in data.items():
+        setattr(cfg.data, key, value)
+    return cfg
+
+
+def test_zero_frame_entries_load_and_are_reported_by_line(frame_list, caplog):
+    records = read_annotations(frame_list / "list.txt")
+    assert len(records) == 6 and [r.num_frames for r in records].count(0) == 2
+    assert "2 entries have 0 frames" in caplog.text
+    assert (
+        "list.txt:2 (frames/dead_a)" in caplog.text and "list.txt:5 (frames/dead_b)" in caplog.text
+    )
+
+
+def test_zero_frame_entries_in_training_are_retried_and_listed(frame_list, tmp_path):
+    cfg = _cfg(frame_list)
+    dataset = build_dataset(cfg, "train")
+    tracker = FailureTracker(len(dataset), 0.9, tmp_path / "failed.txt")
+    seen = 0
+    for batch in build_loader(dataset, cfg, "train", seed=0):
+        tracker.update(batch["failures"])
+        seen += len(batch["index"])
+        assert not {1, 4} & set(batch["index"].tolist())  # never a dead entry's clip
+    assert seen == 6
+    assert {p.rsplit("/", 1)[-1] for p in tracker.failed} == {"dead_a", "dead_b"}
+    assert all("0 frames" in reason for reason in tracker.failed.values())
+
+
+def test_zero_frame_entries_in_evaluation_refuse_listing_every_line(frame_list):
+    with pytest.raises(AnnotationError, match=r"2 entries have 0 frames.*list.txt:2.*list.txt:5"):
+        build_dataset(_cfg(frame_list), "val")
+
+
+def test_zero_frame_entries_in_evaluation_skip_and_report(frame_list):
+    cfg = _cfg(frame_list, skip_unreadable=True)
+    dataset = build_dataset(cfg, "val")
+    skipped, kept = [], []
+    for batch in build_loader(dataset, cfg, "val", seed=0):
+        skipped += batch["skipped"]
+        kept += batch["index"].tolist()
+    assert sorted(kept) == [0, 2, 3, 5]
+    assert sorted(i for i, _, _ in skipped) == [1, 4]
+    assert all("0 frames" in reason and "list.txt:" in reason for _, _, reason in skipped)
+
+
+def test_a_zero_frame_entry_read_directly_names_itself(frame_list):
+    dataset = build_dataset(_cfg(frame_list, skip_unreadable=False), "train")
+    with pytest.raises(
+        VideoDecodeError, match=r"dead_a: the list gives it 0 frames \(.*list.txt:2\)"
+    ):
+        dataset.load(1, np.random.default_rng(0))
+    assert torch.is_tensor(dataset.load(0, np.random.default_rng(0)))
