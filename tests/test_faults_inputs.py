@@ -96,3 +96,54 @@ def test_a_zero_frame_entry_read_directly_names_itself(frame_list):
     ):
         dataset.load(1, np.random.default_rng(0))
     assert torch.is_tensor(dataset.load(0, np.random.default_rng(0)))
+
+
+def _tiny_model(temporal: str = "mean"):
+    from text4vis.config import load_config
+    from text4vis.models.video import VideoRecognizer
+
+    cfg = load_config(
+        None, ["model.arch=tiny-vit", f"model.temporal={temporal}", "model.classifier=orthogonal"]
+    )
+    return VideoRecognizer.from_config(cfg.model, ["a", "b", "c"], num_frames=T, image_size=SIZE)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "classifier.safetensors"])
+@pytest.mark.parametrize("edit", ["flip", "truncate", "delete"])
+def test_from_pretrained_names_an_edited_file(tmp_path, name, edit):
+    from text4vis.models.integrity import ModelFolderError
+    from text4vis.models.video import VideoRecognizer
+
+    folder = _tiny_model().save_pretrained(tmp_path / "m")
+    VideoRecognizer.from_pretrained(folder)  # intact: loads
+    path = folder / name
+    data = bytearray(path.read_bytes())
+    if edit == "flip":
+        data[len(data) // 2] ^= 0xFF  # one byte of a tensor: the file still parses
+        path.write_bytes(bytes(data))
+    elif edit == "truncate":
+        path.write_bytes(bytes(data[:-10]))
+    else:
+        path.unlink()
+    with pytest.raises(ModelFolderError, match=str(path)):
+        VideoRecognizer.from_pretrained(folder)
+
+
+def test_from_pretrained_names_weights_of_other_shapes(tmp_path):
+    """An older folder (no checksums) whose weights were swapped for another model's."""
+    import json
+
+    from text4vis.errors import Text4VisError
+    from text4vis.models.video import VideoRecognizer
+
+    folder = _tiny_model("mean").save_pretrained(tmp_path / "m")
+    other = _tiny_model("transformer").save_pretrained(tmp_path / "other")
+    config = json.loads((folder / "config.json").read_text())
+    del config["files"]
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+    with pytest.raises(Text4VisError, match=r"model.safetensors: tensors do not fit"):
+        VideoRecognizer.from_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(Text4VisError, match=r"model.safetensors cannot be read"):
+        VideoRecognizer.from_pretrained(folder)
