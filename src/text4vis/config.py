@@ -30,7 +30,7 @@ from typing import Any, Union
 
 import yaml
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import Text4VisError, read_user_text
 
 __all__ = [
     "Config",
@@ -342,7 +342,12 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         for part in reversed(path[:-1]):
             update = {part: update}
         # Validate the path now so the error names the override, not a merged dict.
-        _check_path(path, text)
+        try:
+            _check_path(path, text)
+        except ConfigError as exc:
+            if str(exc).startswith("override"):
+                raise
+            raise ConfigError(f"override {text!r}: {exc}") from None
         result = _merge(result, update)
     return result
 
@@ -370,8 +375,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist (looked in {path.resolve().parent})")
     try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        values = yaml.safe_load(read_user_text(path, ConfigError))
+    except (yaml.YAMLError, RecursionError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if values is None:
         return {}

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Text4VisError", "WorkerError", "load_failure_reason", "unwrap_worker_error"]
+__all__ = [
+    "Text4VisError",
+    "WorkerError",
+    "load_failure_reason",
+    "read_user_text",
+    "unwrap_worker_error",
+]
 
 
 class Text4VisError(Exception):
@@ -100,3 +107,20 @@ def load_failure_reason(exc: BaseException) -> str:
         )
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def read_user_text(path: str | Path, error: type[Exception] = Text4VisError) -> str:
+    """The text of a user's file (UTF-8, a leading byte-order mark dropped, newlines as ``\\n``).
+
+    Raises:
+        error: the file is not UTF-8 text; the message names the file, the line and the byte.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
