@@ -147,3 +147,88 @@ def test_from_pretrained_names_weights_of_other_shapes(tmp_path):
     (folder / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(Text4VisError, match=r"model.safetensors cannot be read"):
         VideoRecognizer.from_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def odd_videos(tmp_path_factory):
+    """Odd files named .mp4 and frame folders, with the names expected to be reported."""
+    import av
+
+    from text4vis.data.synthetic import write_mp4
+
+    root = tmp_path_factory.mktemp("odd")
+    rng = np.random.default_rng(0)
+    write_mp4(root / "good.mp4", rng.integers(0, 255, (8, 48, 64, 3), dtype=np.uint8))
+    write_mp4(root / "one_frame.mp4", rng.integers(0, 255, (1, 48, 64, 3), dtype=np.uint8))
+    # 3840x2160: read, and sampled down to the model's input like any other
+    write_mp4(
+        root / "uhd.mp4", rng.integers(0, 255, (2, 2160, 3840, 3), dtype=np.uint8),
+        preset="ultrafast",
+    )  # fmt: skip
+    with av.open(str(root / "audio_only.mp4"), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for k in range(8):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate, frame.pts = 16000, k * 1024
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    data = (root / "good.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (root / "zero_bytes.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("not a video\n" * 40)
+    for name in ("missing_jpeg", "bad_jpeg"):
+        write_frame_folder(root / name, rng.integers(0, 255, (6, 40, 40, 3), dtype=np.uint8))
+    (root / "missing_jpeg" / "img_00003.jpg").unlink()
+    (root / "bad_jpeg" / "img_00004.jpg").write_bytes(b"not a jpeg")
+    (root / "labels.csv").write_text("id,name\n0,a\n1,b\n")
+    readable = ["good.mp4", "one_frame.mp4", "uhd.mp4"]
+    unreadable = ["audio_only.mp4", "truncated.mp4", "zero_bytes.mp4", "text.mp4"]
+    return root, readable, unreadable, ["missing_jpeg", "bad_jpeg"]
+
+
+def test_odd_videos_in_evaluation_are_read_or_named(odd_videos):
+    from text4vis.data.annotations import VideoRecord
+
+    root, readable, unreadable, folders = odd_videos
+    cfg = _cfg(root, format="video", skip_unreadable=True)
+    records = [VideoRecord(name, None, 0) for name in readable + unreadable]
+    dataset = build_dataset(cfg, "val", records=records)
+    kept, skipped = [], []
+    for batch in build_loader(dataset, cfg, "val", seed=0):
+        kept += batch["index"].tolist()
+        skipped += [(path.rsplit("/", 1)[-1], reason) for _, path, reason in batch["skipped"]]
+        assert batch["video"].shape[1:] == (1, T, 3, SIZE, SIZE)
+    assert sorted(kept) == [0, 1, 2]
+    assert sorted(name for name, _ in skipped) == sorted(unreadable)
+    assert dict(skipped)["audio_only.mp4"] == "the file has no video stream"
+    # without skip_unreadable: the first one stops evaluation, naming it
+    strict = build_dataset(_cfg(root, format="video"), "val", records=records)
+    for index, name in enumerate(readable + unreadable):
+        if name in unreadable:
+            with pytest.raises(VideoDecodeError, match=name):
+                strict[index]
+    frames = build_dataset(
+        _cfg(root, skip_unreadable=True), "val", records=[VideoRecord(f, 6, 0) for f in folders]
+    )
+    reasons = [frames[i]["reason"] for i in range(2)]
+    assert "img_00003.jpg is missing" in reasons[0] and "not a valid JPEG" in reasons[1]
+
+
+def test_odd_videos_in_predict_are_listed_by_name(odd_videos, tmp_path, capsys):
+    from text4vis.cli import main
+
+    root, readable, unreadable, folders = odd_videos
+    model = _tiny_model().save_pretrained(tmp_path / "m")
+    paths = [str(root / name) for name in readable + unreadable + folders]
+    status = main(["predict", *paths, "--model", str(model), "--workers", "0", "--json",
+                   "--no-progress"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 1  # some videos could not be read
+    for name in unreadable + folders:
+        assert name in captured.err or name in captured.out, name
+    assert f"{len(unreadable + folders)} of {len(paths)} videos could not be read" in captured.err
