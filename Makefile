@@ -8,12 +8,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow lint format bench clean help
+.PHONY: install demo test test-slow test-faults lint format bench clean help
 
 help:
 	@echo "make demo       set up and run the embedded synthetic benchmark (CPU, minutes)"
 	@echo "make test       set up and run the test suite (slow tests excluded)"
 	@echo "make test-slow  run only the tests marked slow"
+	@echo "make test-faults  the slow fault tests (signals to a 2-process torchrun training)"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run the benchmarks in benchmarks/"
 
@@ -32,6 +33,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Preemption under torchrun (2 gloo processes, twice): a few minutes on 2 cores.
+test-faults: $(STAMP)
+	$(PY) -m pytest -m slow tests/test_faults_preemption.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/data.py
