@@ -14,7 +14,7 @@ help:
 	@echo "make demo       set up and run the embedded synthetic benchmark (CPU, minutes)"
 	@echo "make test       set up and run the test suite (slow tests excluded)"
 	@echo "make test-slow  run only the tests marked slow"
-	@echo "make test-faults  the slow fault tests (signals to a 2-process torchrun training)"
+	@echo "make test-faults  the slow fault tests (signals to training processes, torchrun)"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run the benchmarks in benchmarks/"
 
@@ -34,7 +34,8 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
-# Preemption under torchrun (2 gloo processes, twice): a few minutes on 2 cores.
+# Preemption: a training subprocess signalled mid-step, and a 2-process torchrun training
+# signalled on one rank (measured 83 s + 173 s on the shared 2-core VM under load).
 test-faults: $(STAMP)
 	$(PY) -m pytest -m slow tests/test_faults_preemption.py $(PYTEST_ARGS)
 

@@ -18,6 +18,31 @@ import signal
 import sys
 
 
+class FileWrapper:
+    """A file object whose ``write`` calls :meth:`before_write` first (faults in file writes)."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.written = 0
+
+    def before_write(self, data) -> None:
+        """Called with each chunk before it is written (``written`` bytes are already out)."""
+
+    def write(self, data) -> int:
+        self.before_write(data)
+        self.written += len(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self.handle.__exit__(*exc)
+
+
 def _install() -> None:
     import text4vis.engine.train as train
 
@@ -39,29 +64,15 @@ def _install() -> None:
     if os.environ.get("FAULT_SIGNAL_DURING_SAVE"):
         real_fdopen = os.fdopen
 
-        class SignallingWriter:
+        class SignallingWriter(FileWrapper):
             """A file whose writes signal the process once 64 KiB are written."""
 
-            def __init__(self, handle):
-                self.handle = handle
-                self.written = 0
-                self.signalled = False
+            signalled = False
 
-            def write(self, data):
-                self.written += len(data)
-                if self.written > 65536 and not self.signalled:
+            def before_write(self, data):
+                if self.written + len(data) > 65536 and not self.signalled:
                     self.signalled = True
                     os.kill(os.getpid(), signum)
-                return self.handle.write(data)
-
-            def __getattr__(self, name):
-                return getattr(self.handle, name)
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                return self.handle.__exit__(*exc)
 
         def fdopen(fd, mode="r", *args, **kwargs):
             handle = real_fdopen(fd, mode, *args, **kwargs)

@@ -43,6 +43,7 @@ def _assert_same_weights(expected_run: str, got_run: str) -> None:
         assert torch.equal(expected[key], got[key]), key
 
 
+@pytest.mark.slow  # three trainings, one in a subprocess: run by `make test-faults`
 def test_sigterm_stops_after_the_step_and_resumes_bit_identically(colour_data, tmp_path):  # noqa: F811
     reference = fit(load_config(None, overrides(colour_data, tmp_path / "a", *EXTRA)))
     assert reference["step"] == 6

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fault_driver import FileWrapper
 from text4vis.engine import checkpoint as checkpoint_module
 from text4vis.engine.checkpoint import (
     FORMAT_VERSION,
@@ -33,38 +34,19 @@ def _value(path: Path) -> float:
     return float(load_checkpoint(path)["model"]["w"][0])
 
 
-class _DyingWriter:
+class _DyingWriter(FileWrapper):
     """A file that SIGKILLs its own process once ``limit`` bytes have been written."""
 
     def __init__(self, handle, limit: int) -> None:
-        self.handle, self.limit, self.written = handle, limit, 0
+        super().__init__(handle)
+        self.limit = limit
 
-    def write(self, data) -> int:
+    def before_write(self, data) -> None:
         if self.written + len(data) > self.limit:
             # the bytes up to the limit reach the file, then the process dies mid-write
             self.handle.write(bytes(memoryview(data)[: self.limit - self.written]))
             self.handle.flush()
             os.kill(os.getpid(), signal.SIGKILL)
-        self.written += len(data)
-        return self.handle.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.handle, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return self.handle.__exit__(*exc)
-
-
-def _die_before(name: str):
-    """A replacement of ``os.<name>`` that SIGKILLs the process instead of running it."""
-
-    def die(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    return die
 
 
 def _write_in_child(state: dict, target: Path, kill_at: tuple[str, int]) -> int:
@@ -165,26 +147,16 @@ def test_unreadable_last_without_previous_is_an_error_not_a_fresh_start(tmp_path
         fit(cfg, resume="auto")
 
 
-class _FullDisk:
+class _FullDisk(FileWrapper):
     """A file whose writes fail with ENOSPC once ``room`` bytes are written."""
 
     def __init__(self, handle, room: int) -> None:
-        self.handle, self.room = handle, room
+        super().__init__(handle)
+        self.room = room
 
-    def write(self, data) -> int:
-        if self.room < len(data):
+    def before_write(self, data) -> None:
+        if self.written + len(data) > self.room:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.room -= len(data)
-        return self.handle.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.handle, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return self.handle.__exit__(*exc)
 
 
 @pytest.mark.parametrize("where", ["write-start", "write-middle", "fsync"])
