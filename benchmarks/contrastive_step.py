@@ -64,7 +64,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str
 
     from text4vis.engine.objectives import TrainStep, build_objective
     from text4vis.engine.optim import build_optimizer
-    from text4vis.models.video import VideoRecognizer
+    from text4vis.models.factory import build_model
 
     torch.set_num_threads(args.threads)
     if world > 1:
@@ -81,10 +81,9 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str
         steps = {}
         for name, objective_name, gather, online in VARIANTS:
             cfg = _make_cfg(args, objective_name, gather, online)
-            torch.manual_seed(0)
-            model = VideoRecognizer.from_config(
-                cfg.model, class_names, num_frames=args.frames, image_size=args.image_size
-            )
+            model = build_model(
+                cfg, class_names
+            )  # seeded with train.seed = 0: same in every variant
             objective = build_objective(cfg, model, class_names)
             step_module: torch.nn.Module = TrainStep(model, objective)
             if world > 1:

@@ -32,9 +32,9 @@ import torch
 from torch.nn import functional as F
 
 from text4vis.config import load_config
-from text4vis.engine.evaluate import autocast_context
 from text4vis.engine.objectives import TrainStep, build_objective
 from text4vis.engine.optim import LRSchedule, build_optimizer, set_lr
+from text4vis.runtime import autocast_context
 
 NUM_CLASSES = 16
 
@@ -55,7 +55,7 @@ SETTINGS = {
 
 def build(setting: Setting, precision: str):
     """Model + engine step + engine optimizer, and a copy + plain optimizer."""
-    from text4vis.engine.train import build_model
+    from text4vis.models.factory import build_model
 
     cfg = load_config(
         None,

@@ -1,10 +1,15 @@
-"""Shared test fixtures."""
+"""Shared test fixtures and helpers (synthetic colour clips and the configs that train on them)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from text4vis.data.annotations import VideoRecord
 
 # Tests never touch a model hub; everything they need is made on the fly or ships in a package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,3 +24,62 @@ def _few_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     except ImportError:  # pragma: no cover
         return
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 200, 60),
+    "blue": (40, 70, 230),
+    "yellow": (230, 210, 40),
+}
+
+
+def write_colour_clips(
+    root: Path, *, per_class: int, frames: int = 8, size: int = 40, seed: int = 0
+) -> list[VideoRecord]:
+    """One mp4 per clip: the class colour at a random shade plus pixel noise."""
+    import numpy as np
+
+    from text4vis.data.annotations import VideoRecord
+    from text4vis.data.synthetic import write_mp4
+
+    rng = np.random.default_rng(seed)
+    records = []
+    for label, colour in enumerate(COLOURS.values()):
+        for k in range(per_class):
+            base = np.array(colour, dtype=np.float64) * rng.uniform(0.6, 1.0)
+            pixels = base + rng.normal(0.0, 30.0, (frames, size, size, 3))
+            rel = f"clips/s{seed}_{label}_{k}.mp4"
+            write_mp4(root / rel, np.clip(pixels, 0, 255).astype(np.uint8))
+            records.append(VideoRecord(rel, None, label))
+    return records
+
+
+def overrides(data: Path, run_root: Path, *extra: str) -> list[str]:
+    """``--set`` values of a tiny-vit run on the colour clips in ``data`` (``extra`` last, so
+    they win)."""
+    return [
+        f"data.train_list={data / 'train.txt'}",
+        f"data.val_list={data / 'val.txt'}",
+        f"data.labels={data / 'labels.csv'}",
+        "data.num_segments=4",
+        "data.input_size=32",
+        "data.resize_size=36",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "data.grayscale=0",  # colour is the class
+        "data.randaugment=false",
+        "model.arch=tiny-vit",
+        "model.temporal=mean",
+        "model.classifier=orthogonal",
+        "train.lr=5e-4",
+        "train.min_lr=5e-5",
+        "train.warmup_epochs=0.5",
+        "train.visual_lr_ratio=1.0",
+        "train.precision=fp32",
+        "train.checkpoint_minutes=0",
+        f"run.root={run_root}",
+        "run.progress=false",
+        "run.log_every=1",
+        *extra,
+    ]

@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_engine_train import COLOURS, overrides, write_colour_clips
+from conftest import COLOURS, overrides, write_colour_clips
 from text4vis.cli import main
 from text4vis.config import dump_config, load_config
 from text4vis.data.annotations import write_annotations, write_labels
-from text4vis.engine.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
-from text4vis.engine.inference import evaluate_checkpoint, load_recognizer, with_views
+from text4vis.engine.checkpoint import atomic_torch_save
+from text4vis.engine.evaluate import evaluate_checkpoint, with_views
 from text4vis.engine.train import fit
 from text4vis.models.backbones import create_clip, uses_quick_gelu
+from text4vis.models.factory import CheckpointError, load_checkpoint, load_model
 from text4vis.predict import Predictor
 
 FIRST_ARGV = ["text4vis", "train", "first.yaml"]
@@ -58,13 +59,13 @@ def run(tmp_path_factory) -> dict[str, Path]:
     try:
         mp.setattr(sys, "argv", FIRST_ARGV)
         first = fit(cfg, stop_after_steps=1)
-        assert first["stopped"]
+        assert first.stopped
         mp.setattr(sys, "argv", RESUME_ARGV)
         summary = fit(cfg, resume="auto")
     finally:
         mp.undo()
-    assert summary["run_dir"] == first["run_dir"] and not summary["stopped"]
-    folder = Path(summary["run_dir"])
+    assert summary.run_dir == first.run_dir and not summary.stopped
+    folder = Path(summary.run_dir)
     moved = weights.rename(root / "moved-away.pt")
     return {
         "root": root,
@@ -94,7 +95,7 @@ def test_eval_of_best_checkpoint_needs_no_clip_weights(run):
     assert names == [f"{c} thing" for c in COLOURS]
     torch.testing.assert_close(from_ckpt.scores, from_folder.scores, rtol=0, atol=1e-6)
     assert from_ckpt.metrics == from_folder.metrics
-    assert uses_quick_gelu(load_recognizer(run["best"]).visual)
+    assert uses_quick_gelu(load_model(run["best"]).visual)
 
 
 def test_eval_command_prints_integer_counts(run, capsys):
@@ -108,7 +109,7 @@ def test_eval_command_prints_integer_counts(run, capsys):
 
 def test_predictor_from_checkpoint_matches_model_folder(run):
     videos = sorted(str(p) for p in (run["root"] / "clips").glob("s1_*.mp4"))
-    a = Predictor.from_checkpoint(run["best"], device="cpu", progress=False)
+    a = Predictor.from_pretrained(run["best"], device="cpu", progress=False)
     b = Predictor.from_pretrained(run["model"], device="cpu", progress=False)
     assert uses_quick_gelu(a.model.visual)
     got, want = a.predict(videos, top_k=None), b.predict(videos, top_k=None)
@@ -117,21 +118,24 @@ def test_predictor_from_checkpoint_matches_model_folder(run):
         assert [r["score"] for r in row_a] == pytest.approx([r["score"] for r in row_b], abs=1e-6)
 
 
-def test_older_checkpoint_without_architecture(run):
-    """Checkpoints written before the architecture was stored: rebuilt from their config when
-    the weights file is there (QuickGELU read from it), a clear error when it is not."""
+def test_checkpoint_without_architecture_is_refused(run):
+    """Checkpoints of the unreleased version that did not store the architecture are not
+    rebuilt from their config any more: a clear error names the exported folder instead, whether
+    or not the backbone weights file is there; the complete checkpoint equals that folder."""
     state = load_checkpoint(run["best"])
     del state["architecture"], state["classifier_metadata"]
     old = atomic_torch_save(state, run["root"] / "old.pt")
-    with pytest.raises(CheckpointError, match=r"model\.pretrained=.*not on this machine"):
-        load_recognizer(old)
+    with pytest.raises(CheckpointError, match=r"no architecture.*<run>/model"):
+        load_model(old)
     run["moved"].rename(run["weights"])
     try:
-        rebuilt = load_recognizer(old)
+        with pytest.raises(CheckpointError, match="no architecture"):
+            load_model(old)
+        rebuilt = load_model(run["best"])
     finally:
         run["weights"].rename(run["moved"])
     assert uses_quick_gelu(rebuilt.visual)
-    reference = load_recognizer(run["model"])
+    reference = load_model(run["model"])
     x = torch.randn(2, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), reference(x), rtol=0, atol=1e-5)

@@ -7,98 +7,65 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
+from conftest import COLOURS, overrides, write_colour_clips
 from text4vis.config import load_config
-from text4vis.data.annotations import VideoRecord, write_annotations, write_labels
-from text4vis.data.synthetic import write_mp4
+from text4vis.data.annotations import write_annotations, write_labels
 
 pytestmark = pytest.mark.slow
 
-COLOURS = [(220, 40, 40), (40, 200, 60), (40, 70, 230), (230, 210, 40)]
-NAMES = ["red thing", "green thing", "blue thing", "yellow thing"]
-
-
-def write_clips(root: Path, per_class: int, seed: int) -> list[VideoRecord]:
-    rng = np.random.default_rng(seed)
-    records = []
-    for label, colour in enumerate(COLOURS):
-        for k in range(per_class):
-            pixels = np.array(colour, float) * rng.uniform(0.6, 1.0)
-            pixels = pixels + rng.normal(0.0, 30.0, (8, 40, 40, 3))  # [T, H, W, 3]
-            rel = f"clips/s{seed}_{label}_{k}.mp4"
-            write_mp4(root / rel, np.clip(pixels, 0, 255).astype(np.uint8))
-            records.append(VideoRecord(rel, None, label))
-    return records
+NAMES = [f"{name} thing" for name in COLOURS]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("colours")
     write_labels(root / "labels.csv", NAMES)
-    write_annotations(root / "train.txt", write_clips(root, per_class=6, seed=0))
-    write_annotations(root / "val.txt", write_clips(root, per_class=3, seed=1))
+    write_annotations(root / "train.txt", write_colour_clips(root, per_class=6, seed=0))
+    write_annotations(root / "val.txt", write_colour_clips(root, per_class=3, seed=1))
     return root
 
 
-def overrides(data: Path, runs: Path, online: bool) -> list[str]:
-    return [
-        f"data.train_list={data / 'train.txt'}",
-        f"data.val_list={data / 'val.txt'}",
-        f"data.labels={data / 'labels.csv'}",
-        "data.num_segments=4",
-        "data.input_size=32",
-        "data.resize_size=36",
-        "data.batch_size=4",
-        "data.num_workers=0",
-        "data.grayscale=0",
-        "data.randaugment=false",
-        "model.arch=tiny-vit",
-        "model.temporal=mean",
+def contrastive_overrides(data: Path, runs: Path, online: bool) -> list[str]:
+    return overrides(
+        data,
+        runs,
         "model.classifier=text",
         "train.objective=contrastive",
         f"train.text_online={str(online).lower()}",
         "train.text_lr_ratio=1.0",
         "train.epochs=3",
-        "train.lr=5e-4",
-        "train.min_lr=5e-5",
-        "train.warmup_epochs=0.5",
-        "train.visual_lr_ratio=1.0",
-        "train.precision=fp32",
-        "train.checkpoint_minutes=0",
-        f"run.root={runs}",
-        "run.progress=false",
-    ]
+    )
 
 
 def test_offline_contrastive_trains_and_evaluates_like_ce(data: Path, tmp_path: Path) -> None:
     from text4vis.engine.train import fit
     from text4vis.models.video import VideoRecognizer
 
-    cfg = load_config(None, overrides(data, tmp_path, online=False))
+    cfg = load_config(None, contrastive_overrides(data, tmp_path, online=False))
     summary = fit(cfg)
-    history = summary["history"]
+    history = summary.history
     assert history[-1]["val_top1"] >= 0.75, history  # chance is 0.25
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"], history
     # The exported model keeps the frozen text classifier it was trained against.
-    exported = VideoRecognizer.from_pretrained(Path(summary["run_dir"]) / "model")
+    exported = VideoRecognizer.from_pretrained(Path(summary.run_dir) / "model")
     torch.manual_seed(cfg.train.seed)
     fresh = VideoRecognizer.from_config(cfg.model, NAMES, num_frames=4, image_size=32)
     torch.testing.assert_close(exported.classifier_weight(), fresh.classifier_weight())
 
 
 def test_online_contrastive_exports_the_trained_text_side(data: Path, tmp_path: Path) -> None:
-    from text4vis.engine.checkpoint import load_checkpoint
     from text4vis.engine.contrastive import TEXT_TOWER_FILE
     from text4vis.engine.objectives import build_objective
-    from text4vis.engine.train import build_model, fit
+    from text4vis.engine.train import fit
+    from text4vis.models.factory import build_model, load_checkpoint
     from text4vis.models.video import VideoRecognizer
 
-    cfg = load_config(None, overrides(data, tmp_path, online=True))
+    cfg = load_config(None, contrastive_overrides(data, tmp_path, online=True))
     summary = fit(cfg)
-    run = Path(summary["run_dir"])
+    run = Path(summary.run_dir)
     # Rebuild the trained objective from the checkpoint and compare with the exported model.
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     model = build_model(cfg, NAMES)

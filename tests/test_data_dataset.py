@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from text4vis.config import Config
+from text4vis.config import Config, DataConfig
 from text4vis.data import (
     AnnotationError,
     EvalSampler,
@@ -25,7 +25,7 @@ from text4vis.data import (
     read_annotations,
 )
 from text4vis.data.dataset import VideoDataset, collate_clips
-from text4vis.data.few_shot import FEW_SHOT_FILE, class_subset_ids
+from text4vis.data.few_shot import FEW_SHOT_FILE, class_subset_ids, write_few_shot_list
 from text4vis.data.sampling import build_sampler, segment_test_indices
 from text4vis.data.synthetic import read_frame_index, write_synthetic_dataset
 
@@ -195,11 +195,13 @@ def test_few_shot_same_on_every_rank_and_repeated(synthetic, tmp_path, monkeypat
     with pytest.raises(ValueError, match="fewer than data.shot=11"):
         few_shot_indices(labels, 11, seed=0)
     cfg = _cfg(synthetic, shot=1, shot_seed=0)
-    on_rank1 = build_dataset(cfg, "train", run_dir=tmp_path)
-    assert not (tmp_path / FEW_SHOT_FILE).exists()  # only rank 0 writes
+    on_rank1 = build_dataset(cfg, "train")
+    assert not (tmp_path / FEW_SHOT_FILE).exists()  # building writes nothing (fit does, rank 0)
     monkeypatch.setenv("RANK", "0")
-    on_rank0 = build_dataset(cfg, "train", run_dir=tmp_path)
+    on_rank0 = build_dataset(cfg, "train")
     assert on_rank0.records == on_rank1.records
+    assert on_rank0.few_shot is not None  # the one selection of the run, for fit to write
+    write_few_shot_list(tmp_path, *on_rank0.few_shot)
     written = read_annotations(tmp_path / FEW_SHOT_FILE)
     assert sorted(r.label for r in written) == [0, 1, 2, 3]
     assert len(on_rank0) == 12  # 4 clips repeated 3x: the iterations of the full 12-clip epoch
@@ -265,3 +267,15 @@ def test_copy_of_list_with_relative_root(synthetic, tmp_path):
     dataset = build_dataset(cfg, "train")
     assert Path(dataset.path_of(0)).is_relative_to(copy)
     assert dataset[(0, 0)]["video"].shape == (1, T, 3, SIZE, SIZE)
+
+
+def test_eval_unreadable_video_error_names_the_fix(tmp_path: Path) -> None:
+    from text4vis.data import VideoDecodeError
+    from text4vis.data.dataset import build_dataset
+
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    cfg = Config(data=DataConfig(root=str(tmp_path), num_segments=2, input_size=32))
+    dataset = build_dataset(cfg, "test", records=[VideoRecord("bad.mp4", None, 0)])
+    with pytest.raises(VideoDecodeError, match=r"bad\.mp4.*data\.skip_unreadable=true") as info:
+        dataset[0]
+    assert info.value.path.endswith("bad.mp4") and info.value.reason  # still machine-readable

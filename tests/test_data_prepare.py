@@ -9,6 +9,7 @@ from PIL import Image
 
 from text4vis.cli import main
 from text4vis.data import open_video, read_annotations, read_labels
+from text4vis.data.annotations import AnnotationError
 from text4vis.data.synthetic import code_frames, read_frame_index, write_frame_folder, write_mp4
 
 
@@ -105,3 +106,38 @@ def test_frame_extraction(class_folders, tmp_path):
     )
     image = Image.open(small / first.path / "img_00001.jpg")
     assert image.size == (32, 24)  # 64x48 with the short side at 24
+
+
+def _class_folders(root: Path, names: list[str]) -> Path:
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            (root / name / f"c{i}.mp4").write_bytes(b"")  # only listed, never decoded
+    return root
+
+
+def test_prepare_lists_names_every_spaced_path_and_writes_nothing(tmp_path: Path) -> None:
+    from text4vis.data.prepare import make_lists
+
+    root = _class_folders(tmp_path / "videos", ["archery", "blue thing"])
+    out = tmp_path / "lists"
+    with pytest.raises(AnnotationError, match=r"2 clip path\(s\) .*blue thing/c0.*blue thing/c1"):
+        make_lists(root, out)
+    assert not (out / "labels.csv").exists() and not (out / "train.txt").exists()
+
+
+def test_prepare_lists_refuses_classes_that_read_the_same(tmp_path: Path) -> None:
+    from text4vis.data.prepare import make_lists
+
+    root = _class_folders(tmp_path / "videos", ["RedThing", "red_thing"])
+    with pytest.raises(AnnotationError, match="both read 'red thing'"):
+        make_lists(root, tmp_path / "lists")
+
+
+def test_prepare_lists_writes_labels_with_unix_line_ends(tmp_path: Path) -> None:
+    from text4vis.data.prepare import make_lists
+
+    root = _class_folders(tmp_path / "videos", ["archery", "bowling"])
+    paths = make_lists(root, tmp_path / "lists")
+    assert Path(paths["labels"]).read_bytes() == b"id,name\n0,archery\n1,bowling\n"
+    assert read_labels(paths["labels"]) == ["archery", "bowling"]

@@ -1,4 +1,7 @@
-"""`text4vis demo --quick` end to end: report, metrics, figures, exported model."""
+"""`text4vis demo --quick` end to end (report, metrics, figures, exported model), the demo's
+settings and run plan, and its report on hand-made metrics.
+
+The statistics and the claims are tested in test_demo_statistics.py."""
 
 from __future__ import annotations
 
@@ -12,16 +15,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from text4vis.demo import (
-    DemoSettings,
-    RunSpec,
-    _compare,
-    _fmt,
-    _stats,
-    demo_settings,
-    render_report,
-    run_specs,
-)
+from test_demo_statistics import _compare, _stats
+from text4vis.demo.report import format_stats as _fmt
+from text4vis.demo.report import render_report
+from text4vis.demo.runs import RunSpec, run_specs
+from text4vis.demo.settings import DemoSettings, demo_settings
 
 
 @pytest.fixture(scope="module")
@@ -145,25 +143,6 @@ def test_settings_and_run_plan():
     }
     assert {(s.classifier, s.shot) for s in seed0 if s.shot} == {("text", 2), ("learnable", 2)}
     assert [s.classifier for s in seed0 if s.temporal == "transformer"] == ["text"]
-
-
-def test_statistics_and_verdicts():
-    stats = _stats([0.5, 0.7], 100)
-    assert stats["mean"] == pytest.approx(60.0) and stats["std"] == pytest.approx(14.1421, 1e-4)
-    # binomial standard error of a 60% accuracy over 2 x 100 videos
-    assert stats["se"] == pytest.approx(100 * math.sqrt(0.6 * 0.4 / 200))
-    one = _stats([0.25], 100)
-    assert one["std"] is None and one["se"] == pytest.approx(100 * math.sqrt(0.25 * 0.75 / 100))
-    better, worse = _stats([0.8, 0.82], 100), _stats([0.5, 0.52], 100)
-    verdict = _compare("x", "6", better, worse, ("a", "b"))
-    assert verdict["verdict"] == "agrees" and "beyond the seed spread" in verdict["confidence"]
-    close = _compare("x", "6", _stats([0.5, 0.56], 100), _stats([0.52, 0.6], 100), ("a", "b"))
-    assert close["verdict"] == "disagrees" and "seed spread: not conclusive" in close["confidence"]
-    # One seed: the evaluation's standard errors decide whether a gap means anything.
-    small = _compare("x", "6", _stats([0.55], 100), _stats([0.5], 100), ("a", "b"))
-    assert "2 standard errors of the evaluation" in small["confidence"]
-    large = _compare("x", "6", _stats([0.8], 100), _stats([0.5], 100), ("a", "b"))
-    assert large["confidence"] == "gap beyond 2 standard errors (one seed)"
 
 
 def test_report_prints_only_given_numbers():

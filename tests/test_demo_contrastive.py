@@ -14,13 +14,11 @@ from typing import Any
 
 import pytest
 
-from text4vis.demo_contrastive import (
-    PAPER_TABLE9,
-    ROWS,
-    _claims,
-    _ranking,
-    render_contrastive_report,
-)
+from text4vis.demo.contrastive import ROWS
+from text4vis.demo.contrastive import judge_table9 as _claims
+from text4vis.demo.paper import PAPER_TABLE9
+from text4vis.demo.report import render_contrastive_report
+from text4vis.demo.statistics import ranking as _ranking
 
 KEYS = [row.key for row in ROWS]
 

@@ -15,19 +15,21 @@ import pytest
 import torch
 
 from text4vis.engine.checkpoint import (
-    FORMAT_VERSION,
-    CheckpointError,
     atomic_torch_save,
     capture_rng_state,
     find_latest_checkpoint,
-    load_checkpoint,
     resolve_resume,
     restore_rng_state,
 )
+from text4vis.models.factory import CHECKPOINT_FORMAT_VERSION, CheckpointError, load_checkpoint
 
 
 def _state(value: float) -> dict:
-    return {"format": FORMAT_VERSION, "complete": True, "model": {"w": torch.full((3,), value)}}
+    return {
+        "format": CHECKPOINT_FORMAT_VERSION,
+        "complete": True,
+        "model": {"w": torch.full((3,), value)},
+    }
 
 
 def test_checkpoint_killed_mid_write_leaves_previous_loadable(tmp_path):

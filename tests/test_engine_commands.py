@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_engine_train import COLOURS, overrides, write_colour_clips
+from conftest import COLOURS, overrides, write_colour_clips
 from text4vis.cli import main
 from text4vis.config import dump_config, load_config
 from text4vis.data.annotations import write_annotations, write_labels
 from text4vis.data.few_shot import half_class_splits
-from text4vis.engine.inference import load_features, load_recognizer, zero_shot
+from text4vis.engine.features import load_features
 from text4vis.engine.train import fit
+from text4vis.engine.zero_shot import zero_shot
+from text4vis.models.factory import load_model
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     summary = fit(cfg)
     config_path = root / "eval.yaml"
     dump_config(cfg, config_path)
-    run = Path(summary["run_dir"])
+    run = Path(summary.run_dir)
     return {
         "root": root,
         "config": config_path,
@@ -68,11 +70,11 @@ def test_eval_multi_view_matches_direct_computation(trained, capsys):
 
     # Restate the computation: 6 views per video, softmax averaged, argmax against the label.
     from text4vis.data.dataset import build_dataset
-    from text4vis.engine.inference import with_views
+    from text4vis.engine.evaluate import with_views
 
     cfg = with_views(load_config(trained["config"]), "2x3")
     dataset = build_dataset(cfg, "test")
-    model = load_recognizer(trained["model"])
+    model = load_model(trained["model"])
     correct = []
     with torch.no_grad():
         for i in range(len(dataset)):
@@ -109,23 +111,30 @@ def test_features_file_and_zero_shot_from_cache(trained, capsys, tmp_path):
     cfg = load_config(trained["config"])
     cached = zero_shot(cfg, trained["model"], protocol="full", features=test_feats)
     direct = zero_shot(cfg, trained["model"], protocol="full")
-    assert cached["summary"] == pytest.approx(direct["summary"])
-    assert cached["num_videos"] == 5 and cached["class_subsets"] == [[0, 1, 2, 3]]
+    assert cached.summary == pytest.approx(direct.summary)
+    assert cached.num_videos == 5 and cached.class_subsets == [[0, 1, 2, 3]]
 
     half = zero_shot(cfg, trained["model"], protocol="half", features=test_feats)
-    assert half["class_subsets"] == half_class_splits(4, 10)
+    assert half.class_subsets == half_class_splits(4, 10)
     assert zero_shot(cfg, trained["model"], protocol="half", features=test_feats) == half
-    assert len(half["splits"]) == 10 and "top1_std" in half["summary"]
+    assert len(half.splits) == 10 and "top1_std" in half.summary
 
 
 def test_zero_shot_classifier_is_the_trained_text_classifier(trained):
     # For the training labels, the zero-shot text classifier must be the very matrix the model
     # was trained with: same text encoder, prompt and (random, seeded) text tower.
-    from text4vis.engine.inference import build_zero_shot_classifier
+    from text4vis.models.factory import load_saved_model
+    from text4vis.models.zero_shot import (
+        build_zero_shot_classifier,
+        saved_text_encoder,
+        zero_shot_templates,
+    )
 
-    model = load_recognizer(trained["model"])
+    model = load_model(trained["model"])
     for checkpoint in (trained["ckpt"], trained["model"]):
-        weight = build_zero_shot_classifier(checkpoint, model.class_names)
+        saved = load_saved_model(checkpoint)
+        templates = zero_shot_templates(saved.config.model)
+        weight = build_zero_shot_classifier(saved_text_encoder(saved), model.class_names, templates)
         assert torch.allclose(weight, model.classifier.weight, atol=1e-6), checkpoint
 
 

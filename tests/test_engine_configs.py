@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from text4vis.config import ConfigError, config_to_dict, load_config
-from text4vis.engine.validation import config_problems, validate_config
+from text4vis.engine.config_checks import config_problems, validate_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL = sorted(CONFIGS.rglob("*.yaml"))

@@ -13,39 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import COLOURS, overrides, write_colour_clips
 from text4vis.config import dump_config, load_config
-from text4vis.data.annotations import VideoRecord, write_annotations, write_labels
-from text4vis.data.synthetic import write_mp4
-from text4vis.engine.checkpoint import load_checkpoint
+from text4vis.data.annotations import write_annotations, write_labels
 from text4vis.engine.train import fit
-
-COLOURS = {
-    "red": (220, 40, 40),
-    "green": (40, 200, 60),
-    "blue": (40, 70, 230),
-    "yellow": (230, 210, 40),
-}
-
-
-def write_colour_clips(
-    root: Path, *, per_class: int, frames: int = 8, size: int = 40, seed: int = 0
-) -> list[VideoRecord]:
-    """One mp4 per clip: the class colour at a random shade plus pixel noise."""
-    rng = np.random.default_rng(seed)
-    records = []
-    for label, colour in enumerate(COLOURS.values()):
-        for k in range(per_class):
-            base = np.array(colour, dtype=np.float64) * rng.uniform(0.6, 1.0)
-            pixels = base + rng.normal(0.0, 30.0, (frames, size, size, 3))
-            rel = f"clips/s{seed}_{label}_{k}.mp4"
-            write_mp4(root / rel, np.clip(pixels, 0, 255).astype(np.uint8))
-            records.append(VideoRecord(rel, None, label))
-    return records
+from text4vis.models.factory import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -57,34 +33,6 @@ def colour_data(tmp_path_factory) -> Path:
     return root
 
 
-def overrides(data: Path, run_root: Path, *extra: str) -> list[str]:
-    return [
-        f"data.train_list={data / 'train.txt'}",
-        f"data.val_list={data / 'val.txt'}",
-        f"data.labels={data / 'labels.csv'}",
-        "data.num_segments=4",
-        "data.input_size=32",
-        "data.resize_size=36",
-        "data.batch_size=4",
-        "data.num_workers=0",
-        "data.grayscale=0",  # colour is the class
-        "data.randaugment=false",
-        "model.arch=tiny-vit",
-        "model.temporal=mean",
-        "model.classifier=orthogonal",
-        "train.lr=5e-4",
-        "train.min_lr=5e-5",
-        "train.warmup_epochs=0.5",
-        "train.visual_lr_ratio=1.0",
-        "train.precision=fp32",
-        "train.checkpoint_minutes=0",
-        f"run.root={run_root}",
-        "run.progress=false",
-        "run.log_every=1",
-        *extra,
-    ]
-
-
 def weights(run_dir: str) -> dict[str, torch.Tensor]:
     return load_file(str(Path(run_dir) / "model" / "model.safetensors"))
 
@@ -92,12 +40,12 @@ def weights(run_dir: str) -> dict[str, torch.Tensor]:
 def test_training_learns_and_writes_run_folder(colour_data, tmp_path):
     cfg = load_config(None, overrides(colour_data, tmp_path, "train.epochs=3", "run.name=learn"))
     summary = fit(cfg)
-    history = summary["history"]
-    assert len(history) == 3 and summary["step"] == 3 * 6  # 24 clips / batch 4
+    history = summary.history
+    assert len(history) == 3 and summary.step == 3 * 6  # 24 clips / batch 4
     # chance is 1/4 on the held-out clips; a colour is easy once the encoder adapts
     assert history[-1]["val_top1"] >= 0.75, history
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"], history
-    run = Path(summary["run_dir"])
+    run = Path(summary.run_dir)
     for name in ("metrics.jsonl", "metrics.csv", "curves.png", "config.yaml", "log.txt"):
         assert (run / name).is_file(), name
     assert (run / "checkpoints" / "last.pt").is_file() and (
@@ -114,7 +62,8 @@ def test_training_learns_and_writes_run_folder(colour_data, tmp_path):
     # The exported model reproduces the validation accuracy of the last epoch.
     from text4vis.data.dataset import build_dataset
     from text4vis.data.loaders import build_loader
-    from text4vis.engine.evaluate import evaluate_scores, predict_scores
+    from text4vis.engine.loops import predict_scores
+    from text4vis.engine.metrics import evaluate_scores
     from text4vis.models.video import VideoRecognizer
 
     model = VideoRecognizer.from_pretrained(run / "model")
@@ -206,14 +155,14 @@ def test_ddp_two_processes_match_one_process(colour_data, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads(result.stdout[result.stdout.index("{") :])
-    assert summary["step"] == single["step"] == 6
-    expected, got = weights(single["run_dir"]), weights(summary["run_dir"])
+    assert summary["step"] == single.step == 6
+    expected, got = weights(single.run_dir), weights(summary["run_dir"])
     for key in expected:
         diff = (expected[key] - got[key]).abs().max().item()
         assert diff <= 1e-6, (key, diff)
     # training moved the weights by orders of magnitude more than the tolerance
     from text4vis.data.annotations import read_labels
-    from text4vis.engine.train import build_model
+    from text4vis.models.factory import build_model
 
     cfg_single = load_config(None, overrides(colour_data, tmp_path / "one", *common))
     initial = build_model(cfg_single, read_labels(cfg_single.data.labels)).state_dict()

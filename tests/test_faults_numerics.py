@@ -9,16 +9,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_engine_train import colour_data, overrides  # noqa: F401 (fixture)
+from conftest import overrides
+from test_engine_train import colour_data  # noqa: F401 (fixture)
 from text4vis.config import load_config
 from text4vis.data.dataset import VideoDataset
-from text4vis.engine.checkpoint import load_checkpoint
 from text4vis.engine.numerics import (
     NonFiniteLossError,
     NonFiniteWeightsError,
     check_finite_weights,
 )
 from text4vis.engine.train import fit
+from text4vis.models.factory import load_checkpoint
 
 
 def _poison(monkeypatch, names: set[str] | None) -> None:

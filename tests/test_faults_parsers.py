@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from text4vis.config import Config, load_config, parse_override
 from text4vis.data.annotations import VideoRecord, read_annotations, read_labels
+from text4vis.data.labels import parse_labels, read_label_file
 from text4vis.errors import Text4VisError
-from text4vis.predict import parse_labels, read_label_file
 
 SETTINGS = settings(
     max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_engine_train import colour_data, overrides, weights  # noqa: F401 (fixture)
+from conftest import overrides
+from test_engine_train import colour_data, weights  # noqa: F401 (fixture)
 from text4vis.config import dump_config, load_config
-from text4vis.engine.checkpoint import load_checkpoint
 from text4vis.engine.preemption import PREEMPTED_EXIT_STATUS
 from text4vis.engine.train import fit
+from text4vis.models.factory import load_checkpoint
 
 DRIVER = Path(__file__).with_name("fault_driver.py")
 # 24 clips / (batch 4 x accum 2) = 3 steps per epoch, 2 epochs

@@ -16,18 +16,20 @@ import torch
 from fault_driver import FileWrapper
 from text4vis.engine import checkpoint as checkpoint_module
 from text4vis.engine.checkpoint import (
-    FORMAT_VERSION,
     PREVIOUS_NAME,
-    CheckpointError,
     atomic_torch_save,
     find_latest_checkpoint,
-    load_checkpoint,
     resolve_resume,
 )
+from text4vis.models.factory import CHECKPOINT_FORMAT_VERSION, CheckpointError, load_checkpoint
 
 
 def _state(value: float, size: int = 3) -> dict:
-    return {"format": FORMAT_VERSION, "complete": True, "model": {"w": torch.full((size,), value)}}
+    return {
+        "format": CHECKPOINT_FORMAT_VERSION,
+        "complete": True,
+        "model": {"w": torch.full((size,), value)},
+    }
 
 
 def _value(path: Path) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_engine_train import COLOURS, overrides, write_colour_clips
+from conftest import COLOURS, overrides, write_colour_clips
 from text4vis.cli import main, user_error_message
 from text4vis.config import dump_config, load_config
 from text4vis.data.annotations import VideoRecord, write_annotations, write_labels

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from test_engine_train import COLOURS, overrides, write_colour_clips
+from conftest import COLOURS, overrides, write_colour_clips
 from text4vis.cli import main
 from text4vis.config import dump_config, load_config
 from text4vis.data.annotations import write_annotations, write_labels

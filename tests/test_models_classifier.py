@@ -211,20 +211,64 @@ def test_template_bank_counter_round_trips_through_state_dict():
     assert int(run.state_dict()["classifier.step"]) == 21
 
 
-def test_template_bank_loads_state_dicts_saved_without_the_counter(caplog):
+def test_template_bank_state_dicts_carry_the_counter():
     from text4vis.models.classifier import TemplateBankClassifier
 
     bank, eval_weight = _bank_and_eval()
     old = TemplateBankClassifier(bank, eval_weight, seed=2).state_dict()
-    del old["step"]  # a checkpoint written when the counter was a plain attribute
-    old._metadata[""]["version"] = 1  # type: ignore[attr-defined]
+    del old["step"]  # a state dict of the unreleased version whose counter was an attribute
     head = TemplateBankClassifier(bank, eval_weight, seed=2)
-    with caplog.at_level("WARNING", logger="text4vis.models.classifier"):
-        head.load_state_dict(old, strict=True)
-    assert "older text4vis" in caplog.text
+    with pytest.raises(RuntimeError, match="step"):
+        head.load_state_dict(old, strict=True)  # no compatibility path: refused like any other
+    assert "older text4vis" not in str(old.keys())
     assert head.draws == 0
+    # The counter round-trips: a loaded bank continues from the saved draw.
+    head.train()
+    head()
+    restored = TemplateBankClassifier(bank, eval_weight, seed=2)
+    restored.load_state_dict(head.state_dict(), strict=True)
+    assert restored.draws == head.draws == 1
     # A current state dict that lacks the counter is incomplete: strict loading says so.
     current = TemplateBankClassifier(bank, eval_weight, seed=2).state_dict()
     del current["step"]
     with pytest.raises(RuntimeError, match="step"):
         TemplateBankClassifier(bank, eval_weight, seed=2).load_state_dict(current, strict=True)
+
+
+def test_registry_names_config_values_and_initialisers():
+    from text4vis.config import Config, ModelConfig
+    from text4vis.engine.config_checks import config_problems
+    from text4vis.models.classifier import (
+        CLASSIFIERS,
+        CONFIG_CLASSIFIERS,
+        INITIALIZERS,
+        STORAGES,
+        classifier_name,
+    )
+
+    assert set(CLASSIFIERS) == {
+        "text", "templates", "coop", "lda", "random", "orthogonal", "file", "learnable"
+    }  # fmt: skip
+    assert all(spec.storage in STORAGES for spec in CLASSIFIERS.values())
+    assert set(INITIALIZERS) == {"text", "lda", "random", "orthogonal", "file"}
+    assert classifier_name(ModelConfig(prompt="coop")) == "coop"
+    assert classifier_name(ModelConfig(prompt="templates", template_mode="sample")) == "templates"
+    with pytest.raises(ClassifierError, match=r"unknown classifier 'fisher'.*'learnable'"):
+        classifier_name(ModelConfig(classifier="fisher"))
+    cfg = Config(model=ModelConfig(classifier="fisher"))
+    problems = config_problems(cfg, check_arch=False)
+    assert any("model.classifier='fisher'" in p and "orthogonal" in p for p in problems)
+    assert not any("model.classifier" in p for p in config_problems(Config(), check_arch=False))
+    assert set(CONFIG_CLASSIFIERS) == set(CLASSIFIERS) - {"templates", "coop"}
+
+
+def test_zero_shot_prompt_policy():
+    from text4vis.config import ModelConfig
+    from text4vis.models.zero_shot import ZeroShotError, zero_shot_templates
+
+    with pytest.raises(ZeroShotError, match="CoOp"):
+        zero_shot_templates(ModelConfig(prompt="coop"))
+    assert zero_shot_templates(ModelConfig(prompt="coop"), "a clip of {}.") == ["a clip of {}."]
+    sampled = ModelConfig(prompt="templates", template_mode="sample", template="a video of {}.")
+    assert zero_shot_templates(sampled) == ["a video of {}."]
+    assert zero_shot_templates(ModelConfig(prompt="classname")) == ["{}"]

@@ -113,3 +113,16 @@ def test_not_a_paper_checkpoint(tmp_path, capsys):
     torch.save({"model_state_dict": {"fc.weight": torch.zeros(2, 2)}}, bad)
     assert main(["import-official", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "visual" in capsys.readouterr().err
+
+
+def test_load_model_reads_an_official_checkpoint_directly(paper_checkpoint, tmp_path):
+    from text4vis.models.factory import load_model, load_saved_model
+
+    path, clip, fusion = paper_checkpoint
+    saved = load_saved_model(path)
+    assert saved.kind == "official" and saved.config.model.temporal == "transformer"
+    x = torch.randn(2, T, 3, 32, 32, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        ours = load_model(path).encode_video(x)
+    reference = paper_encode_video(clip, fusion, x)
+    assert float((ours - reference).abs().max()) <= 1e-4

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from text4vis.config import ModelConfig
+from text4vis.data.labels import normalize_class_name
 from text4vis.models.classifier import build_classifier
 from text4vis.models.text import (
     TEMPLATE_SETS,
@@ -17,24 +18,8 @@ from text4vis.models.text import (
     build_text_classifier,
     build_text_encoder,
     fixed_projection,
-    normalize_class_name,
     resolve_templates,
 )
-
-
-@pytest.mark.parametrize(
-    ("raw", "words"),
-    [
-        ("ApplyEyeMakeup", "apply eye makeup"),
-        ("playing_guitar", "playing guitar"),
-        ("YoYo", "yo yo"),
-        ("riding a bike", "riding a bike"),
-        ("HTMLParser", "html parser"),
-        ("tai-chi", "tai chi"),
-    ],
-)
-def test_normalize_class_name(raw, words):
-    assert normalize_class_name(raw) == words
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from text4vis.cli import main
+from text4vis.config import ModelConfig
 
 COLOURS = {
     "red": (220, 30, 30),
@@ -136,7 +137,7 @@ def _one_thread_and_clean_logging() -> Any:
 
 
 def test_trained_model_ranks_the_true_class_first(world: dict[str, Any], predictor: Any) -> None:
-    from text4vis.predict import find_videos
+    from text4vis.data.discovery import find_videos
 
     videos = find_videos([world["clips"]])
     assert sorted(videos) == sorted(world["truth"])  # mp4 files and the frame folder
@@ -281,9 +282,10 @@ def test_checkpoint_gives_the_same_predictions_as_the_saved_model(
         "model": predictor.model.state_dict(),
         "class_names": NAMES,
         "config": config_to_dict(cfg),
+        "architecture": predictor.model.architecture(),
     }
     torch.save(state, tmp_path / "last.pt")
-    restored = Predictor.from_checkpoint(tmp_path / "last.pt", num_workers=0)
+    restored = Predictor.from_pretrained(tmp_path / "last.pt", num_workers=0)
     videos = sorted(world["truth"])[:4]
     expected = predictor.predict(videos, top_k=None)
     got = restored.predict(videos, top_k=None)
@@ -294,7 +296,7 @@ def test_checkpoint_gives_the_same_predictions_as_the_saved_model(
 
 def test_unreadable_video_is_an_error_entry(world: dict[str, Any], predictor: Any) -> None:
     from text4vis.data import VideoDecodeError
-    from text4vis.predict import find_videos
+    from text4vis.data.discovery import find_videos
 
     videos = find_videos([world["broken"]])
     results = predictor.predict_files(videos, top_k=2)
@@ -331,61 +333,6 @@ def test_new_labels_refused_for_a_model_without_a_text_classifier(tmp_path: Path
 # ----------------------------------------------------------------------------------------------
 # Labels and inputs
 # ----------------------------------------------------------------------------------------------
-
-
-def test_label_specs_and_files(tmp_path: Path) -> None:
-    from text4vis.predict import LabelError, check_labels, parse_labels, read_label_file
-
-    assert parse_labels(" dancing , cooking,surfing ") == ["dancing", "cooking", "surfing"]
-    csv_file = tmp_path / "labels.csv"
-    csv_file.write_text("id,name\n1,cooking\n0,dancing\n")
-    assert parse_labels(str(csv_file)) == ["dancing", "cooking"]  # id order
-    lines = tmp_path / "labels.txt"
-    lines.write_text("# my labels\ndancing\n\nplaying guitar\n")
-    assert read_label_file(lines) == ["dancing", "playing guitar"]
-
-    bad = {
-        "a,,b": "empty label",
-        "a,b,a": "appears twice",
-        "PlayingGuitar,playing guitar": "both read 'playing guitar'",
-    }
-    for spec, message in bad.items():
-        with pytest.raises(LabelError, match=message):
-            parse_labels(spec)
-    with pytest.raises(FileNotFoundError, match="no such label file"):
-        parse_labels(str(tmp_path / "missing.csv"))
-    wrong_header = tmp_path / "wrong.csv"
-    wrong_header.write_text("name,id\ndancing,0\n")
-    with pytest.raises(LabelError, match="'id,name' header"):
-        read_label_file(wrong_header)
-    empty = tmp_path / "empty.txt"
-    empty.write_text("\n# nothing\n")
-    with pytest.raises(LabelError, match="no labels"):
-        read_label_file(empty)
-    binary = tmp_path / "labels.bin"
-    binary.write_bytes(b"\xff\xfe\x00\x81")
-    with pytest.raises(LabelError, match="UTF-8"):
-        read_label_file(binary)
-    with pytest.raises(LabelError, match="list of label names"):
-        check_labels("dancing")  # a string is not a list of labels
-
-
-def test_find_videos(tmp_path: Path) -> None:
-    from text4vis.predict import PredictError, find_videos
-
-    (tmp_path / "b" / "clip_frames").mkdir(parents=True)
-    (tmp_path / "b" / "clip_frames" / "img_00001.jpg").write_bytes(b"x")
-    (tmp_path / "b" / "clip_frames" / "nested.mp4").write_bytes(b"x")  # inside a clip: not listed
-    (tmp_path / "a.MP4").write_bytes(b"x")
-    (tmp_path / "notes.txt").write_text("x")
-    (tmp_path / ".hidden.mp4").write_bytes(b"x")
-    (tmp_path / "b" / "z.webm").write_bytes(b"x")
-    found = find_videos([tmp_path, tmp_path / "a.MP4", "missing.avi"])
-    names = [str(Path(p).relative_to(tmp_path)) if p != "missing.avi" else p for p in found]
-    assert names == ["a.MP4", "b/clip_frames", "b/z.webm", "missing.avi"]
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(PredictError, match="no videos found"):
-        find_videos([tmp_path / "empty"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -464,3 +411,31 @@ def test_recorded_preprocessing_drives_the_predictor(world: dict[str, Any], tmp_
     assert predictor.data.resize_size == SIZE + 7
     assert predictor.data.input_size == SIZE
     assert predictor.data.num_segments == NUM_FRAMES
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor():  # type: ignore[no-untyped-def]
+    from text4vis.models.video import VideoRecognizer
+    from text4vis.predict import Predictor
+
+    cfg = ModelConfig(arch="tiny-vit", temporal="mean", logit_scale=100.0)
+    model = VideoRecognizer.from_config(
+        cfg, ["RedThing", "green_thing", "blue"], num_frames=2, image_size=32
+    )
+    return Predictor(model, device="cpu", progress=False)
+
+
+def test_predict_matches_own_classes_after_normalisation(tiny_predictor) -> None:  # type: ignore[no-untyped-def]
+    own = tiny_predictor.model.classifier_weight().detach().float()
+    # No CLIP weights are configured, so a text classifier for new labels would be an error:
+    # the normalised names must select the model's own rows.
+    names, weight = tiny_predictor.classifier_for(["green thing", "red thing"])
+    assert names == ["green thing", "red thing"]
+    torch.testing.assert_close(weight, own[[1, 0]])
+
+
+def test_predict_new_labels_without_text_weights_name_the_cli_fix(tiny_predictor) -> None:  # type: ignore[no-untyped-def]
+    from text4vis.predict import PredictError
+
+    with pytest.raises(PredictError, match="omit --labels"):
+        tiny_predictor.classifier_for(["purple"])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from text4vis import __version__
@@ -62,3 +63,20 @@ def test_config_command_prints_resolved_config_and_reports_errors(tmp_path):
     assert bad.returncode == 2
     assert "did you mean train.epochs?" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_failed_command_writes_its_error_into_the_run_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from text4vis.cli import main
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"run:\n  root: {tmp_path / 'runs'}\n  name: uat\n  device: cpu\n")
+    status = main(["eval", str(cfg), "--checkpoint", str(tmp_path / "missing")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "text4vis eval: error: checkpoint" in err and "Traceback" not in err
+    logs = list((tmp_path / "runs" / "uat").glob("*/log.txt"))
+    assert len(logs) == 1
+    assert "ERROR" in logs[0].read_text() and "missing does not exist" in logs[0].read_text()
+    assert err.count("missing does not exist") == 1  # printed once, not again by the logger

@@ -33,6 +33,8 @@ import yaml
 from text4vis.errors import Text4VisError, read_user_text
 
 __all__ = [
+    "AGGREGATIONS",
+    "PROTOCOLS",
     "Config",
     "ConfigError",
     "DataConfig",
@@ -145,6 +147,12 @@ class TrainConfig:
     eval_every: int = 1  # validate every this many epochs (0 = only at the end)
     seed: int = 0  # seed of model initialisation, sampling and augmentation
     init_from: str = ""  # fine-tune from this trained model (.pt or folder), classifier excepted
+
+
+# The values of eval.aggregate and eval.protocol (here, where the options are declared, so that
+# the command line can offer them without importing the engine).
+AGGREGATIONS = ("prob", "logit")  # views averaged as softmax probabilities or as raw logits
+PROTOCOLS = ("full", "half", "splits")  # zero-shot: all classes, half-class splits, subset files
 
 
 @dataclass

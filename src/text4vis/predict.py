@@ -4,7 +4,7 @@
 video files (or frame folders) and a list of label names, get back, per video, the labels ranked
 by score::
 
-    predictor = Predictor.from_pretrained("runs/k400/model")     # a trained model
+    predictor = Predictor.from_pretrained("runs/k400/model")     # a trained model (or a .pt)
     predictor = Predictor.from_backbone("ViT-B-16", "ViT-B-16.pt")  # zero-shot CLIP, mean pooling
     predictor.predict(["a.mp4", "b.mp4"], labels=["dancing", "cooking"], top_k=5)
     # -> [[{"label": "dancing", "score": 0.93}, {"label": "cooking", "score": 0.07}], [...]]
@@ -19,7 +19,8 @@ Where the rows of ``W`` come from:
 - labels that are all among the model's own class names: the matching rows of its own
   classifier (whatever initialiser trained it).
 - any other labels: a text classifier built from the labels with the model's text encoder and
-  prompt templates (zero-shot, the paper's section 3.5). It is built once per label set and
+  prompt templates (zero-shot, the paper's section 3.5; the prompt policy of
+  :mod:`text4vis.models.zero_shot`). It is built once per label set and
   cached under a content hash of (labels, templates, encoder), so repeated calls with the same
   labels never run the text encoder again.
 
@@ -34,8 +35,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,230 +50,16 @@ if TYPE_CHECKING:
     from text4vis.models.video import VideoRecognizer
 
 __all__ = [
-    "VIDEO_EXTENSIONS",
-    "LabelError",
     "PredictError",
     "Predictor",
     "VideoPrediction",
-    "check_labels",
-    "find_videos",
-    "parse_labels",
-    "read_label_file",
 ]
 
 logger = logging.getLogger("text4vis.predict")
 
-# File suffixes searched for inside folders (a file named explicitly is tried whatever its suffix).
-VIDEO_EXTENSIONS = (
-    ".mp4",
-    ".m4v",
-    ".mov",
-    ".avi",
-    ".mkv",
-    ".webm",
-    ".mpg",
-    ".mpeg",
-    ".flv",
-    ".wmv",
-    ".3gp",
-    ".ogv",
-    ".ts",
-)
-
-
-class LabelError(Text4VisError, ValueError):
-    """A label list or label file is unusable; the message says which label or line and why."""
-
 
 class PredictError(Text4VisError):
     """A prediction cannot run as asked (no model, no labels, a model that cannot take them)."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Labels
-# ----------------------------------------------------------------------------------------------
-
-
-def check_labels(labels: Sequence[str], source: str = "labels") -> list[str]:
-    """Validate a label list: non-empty, no empty names, no duplicates.
-
-    Two labels that become the same text after class-name normalisation (``PlayingGuitar`` and
-    ``playing guitar``) are duplicates too: they would get identical classifier rows and split
-    their score.
-
-    Args:
-        labels: label names.
-        source: where they came from, for messages (a file name or ``--labels``).
-
-    Returns:
-        The labels as a list of stripped strings.
-
-    Raises:
-        LabelError: an empty list, a string instead of a list, an empty name or a duplicate.
-    """
-    from text4vis.models.text import normalize_class_name
-
-    if isinstance(labels, (str, bytes)):
-        raise LabelError(
-            f"{source}: expected a list of label names, got the string {labels!r}; "
-            'pass e.g. ["dancing", "cooking"]'
-        )
-    names = [str(name).strip() for name in labels]
-    if not names:
-        raise LabelError(f"{source}: the label list is empty; give at least one label name")
-    seen: dict[str, int] = {}
-    for position, name in enumerate(names):
-        if not name:
-            raise LabelError(f"{source}: label {position + 1} is empty; remove it or name it")
-        key = normalize_class_name(name)
-        if key in seen:
-            first = names[seen[key]]
-            same = "twice" if first == name else f"as {first!r} and {name!r}"
-            raise LabelError(
-                f"{source}: label {name!r} appears {same} (labels {seen[key] + 1} and "
-                f"{position + 1}; both read {key!r}); each label must be given once"
-            )
-        seen[key] = position
-    return names
-
-
-def read_label_file(path: str | Path) -> list[str]:
-    """Label names from a file: a label CSV (header ``id,name``) or one label per line.
-
-    In a one-per-line file, blank lines and lines starting with ``#`` are skipped. A file whose
-    lines contain commas must be a label CSV with the ``id,name`` header (a comma-separated
-    file without it is rejected rather than guessed at).
-
-    Raises:
-        FileNotFoundError: no such file.
-        LabelError: not UTF-8 text, a CSV without the right header, or a bad label list.
-    """
-    from text4vis.data import read_labels
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise LabelError(
-            f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); give a label "
-            "CSV `id,name` or a text file with one label per line"
-        ) from None
-    lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1)]
-    lines = [(number, line) for number, line in lines if line and not line.startswith("#")]
-    if not lines:
-        raise LabelError(f"{path}: the label file has no labels")
-    first = [cell.strip().lower() for cell in lines[0][1].split(",")]
-    if first[:2] == ["id", "name"]:
-        return check_labels(read_labels(path), str(path))
-    with_comma = [(number, line) for number, line in lines if "," in line]
-    if with_comma:
-        number, line = with_comma[0]
-        raise LabelError(
-            f"{path}:{number}: {line!r} contains a comma, but the file has no 'id,name' header; "
-            "a label CSV starts with the header line 'id,name', a plain label list has one "
-            "label per line and no commas"
-        )
-    return check_labels([line for _, line in lines], str(path))
-
-
-def parse_labels(spec: str) -> list[str]:
-    """Labels from a command-line value: a label file, or names separated by commas.
-
-    A value naming an existing file is read with :func:`read_label_file`. A value that looks like
-    a file name (a path separator, or a ``.csv`` / ``.txt`` suffix) but does not exist is an error
-    rather than one label called ``labels.csv``.
-
-    Raises:
-        FileNotFoundError: a file name that does not exist.
-        LabelError: an empty name (``"a,,b"``), duplicates, or a bad label file.
-    """
-    if not spec.strip():
-        return check_labels([], "--labels")
-    if Path(spec).is_file():
-        return read_label_file(spec)
-    looks_like_file = os.sep in spec or "/" in spec or spec.lower().endswith((".csv", ".txt"))
-    if looks_like_file and "," not in spec:
-        raise FileNotFoundError(
-            f"--labels {spec}: no such label file; give an existing file (label CSV 'id,name' or "
-            "one label per line) or names separated by commas, e.g. --labels 'dancing,cooking'"
-        )
-    names = [part.strip() for part in spec.split(",")]
-    if any(not name for name in names):
-        raise LabelError(
-            f"--labels {spec!r}: an empty label between commas; write names separated by single "
-            "commas, e.g. 'dancing,cooking'"
-        )
-    return check_labels(names, "--labels")
-
-
-# ----------------------------------------------------------------------------------------------
-# Finding videos
-# ----------------------------------------------------------------------------------------------
-
-
-def _is_frame_folder(path: Path, frame_template: str, start_index: int) -> bool:
-    return (path / frame_template.format(start_index)).is_file()
-
-
-def find_videos(
-    inputs: Iterable[str | Path],
-    *,
-    frame_template: str = "img_{:05d}.jpg",
-    start_index: int = 1,
-    extensions: Sequence[str] = VIDEO_EXTENSIONS,
-) -> list[str]:
-    """Expand command-line inputs into the videos to label.
-
-    A file is taken as given (any suffix; a missing file stays in the list and gets an error
-    entry when predicted). A folder holding ``frame_template.format(start_index)`` is one frame
-    folder. Any other folder is searched recursively, in sorted order, for files with a video
-    suffix and for frame folders (hidden entries are skipped). Duplicates are dropped.
-
-    Raises:
-        PredictError: a folder in which nothing was found.
-    """
-    found: list[str] = []
-    suffixes = tuple(s.lower() for s in extensions)
-    for item in inputs:
-        path = Path(item)
-        if not path.is_dir():
-            found.append(str(item))
-            continue
-        if _is_frame_folder(path, frame_template, start_index):
-            found.append(str(item))
-            continue
-        before = len(found)
-        for folder, subfolders, files in os.walk(path):
-            subfolders.sort()
-            here = Path(folder)
-            frame_folders = [
-                name
-                for name in subfolders
-                if not name.startswith(".")
-                and _is_frame_folder(here / name, frame_template, start_index)
-            ]
-            # Frame folders are clips: list them, do not descend into them.
-            subfolders[:] = [
-                name
-                for name in subfolders
-                if not name.startswith(".") and name not in frame_folders
-            ]
-            entries = [
-                name
-                for name in files
-                if not name.startswith(".") and name.lower().endswith(suffixes)
-            ]
-            entries += frame_folders
-            found.extend(str(here / name) for name in sorted(entries))
-        if len(found) == before:
-            raise PredictError(
-                f"no videos found in folder {path}: looked for files ending in "
-                f"{', '.join(suffixes)} and for frame folders holding "
-                f"{frame_template.format(start_index)}"
-            )
-    return list(dict.fromkeys(found))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -355,62 +141,10 @@ def _image_size_of(model: VideoRecognizer) -> int:
     return int(size)
 
 
-def _resolve_templates(templates: str | Sequence[str] | None, model_cfg: Any) -> list[str]:
-    """Templates for a text classifier; None = the model's own prompt configuration."""
-    from text4vis.models.text import TEMPLATE_SETS, TextEncoderError, resolve_templates
-
-    if templates is None:
-        prompt = model_cfg.prompt
-        if prompt == "coop":
-            raise PredictError(
-                "this model learned CoOp prompt vectors for its own classes; it scores its own "
-                "class names (omit --labels / labels=None, or a subset of them), not new ones"
-            )
-        if prompt == "templates" and model_cfg.template_mode == "sample":
-            prompt = "template"  # evaluation of a sampled-template model uses the single one
-        return resolve_templates(prompt, model_cfg.template, model_cfg.template_set)
-    if isinstance(templates, str):
-        if templates == "classname":
-            return ["{}"]
-        if templates in TEMPLATE_SETS:
-            return list(TEMPLATE_SETS[templates])
-        if "{}" in templates:
-            return resolve_templates("template", templates)
-        raise TextEncoderError(
-            f"templates {templates!r}: give 'classname', a template set "
-            f"({', '.join(sorted(TEMPLATE_SETS))}) or one template with '{{}}' where the label "
-            "goes, e.g. 'a video of {}.'"
-        )
-    return resolve_templates("templates", templates=list(templates))
-
-
-def _own_rows(own: Sequence[str], names: Sequence[str]) -> list[int] | None:
-    """Rows of the model's own classes for ``names``, or None when a name is not among them.
-
-    Names match as written or after normalisation (``red thing`` is the class ``RedThing``), the
-    same identity under which :func:`check_labels` calls two labels duplicates.
-    """
-    from text4vis.models.text import normalize_class_name
-
-    if not own:
-        return None
-    exact = {name: i for i, name in enumerate(own)}
-    normalised: dict[str, int] = {}
-    for i, name in enumerate(own):
-        normalised.setdefault(normalize_class_name(name), i)
-    rows = []
-    for name in names:
-        row = exact.get(name, normalised.get(normalize_class_name(name)))
-        if row is None:
-            return None
-        rows.append(row)
-    return rows
-
-
 class Predictor:
     """Ranked labels for videos, with a trained model or a CLIP backbone.
 
-    Build it with :meth:`from_pretrained`, :meth:`from_checkpoint` or :meth:`from_backbone`
+    Build it with :meth:`from_pretrained` (any saved model) or :meth:`from_backbone`
     (or pass a model). Moves the model to ``device`` and puts it in evaluation mode.
 
     Args:
@@ -450,16 +184,14 @@ class Predictor:
         precision: str = "auto",
         progress: bool = False,
     ) -> None:
-        from text4vis.engine.distributed import select_device
-        from text4vis.engine.evaluate import parse_views
+        from text4vis.engine.loops import parse_views
+        from text4vis.runtime import check_precision, select_device
 
         self.device = select_device(device)
         self.model = model.to(self.device).eval()
         if precision == "auto":
             precision = "bf16" if self.device.type == "cuda" else "fp32"
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision {precision!r}: choose auto, fp32, bf16 or fp16")
-        self.precision = precision
+        self.precision = check_precision(precision, "precision (or auto)")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if num_workers < 0:
@@ -486,38 +218,36 @@ class Predictor:
     # ------------------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, **kwargs: Any) -> Predictor:
-        """A predictor for a model folder written by ``save_pretrained`` (e.g. a training run's
-        ``model/`` folder). Keyword arguments go to :class:`Predictor`.
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Predictor:
+        """A predictor for a saved model: a model folder (a training run's ``model/``, or
+        ``text4vis import-official --out DIR``), a training checkpoint
+        (``runs/.../checkpoints/last.pt``) or an official checkpoint, read by
+        :func:`text4vis.models.factory.load_saved_model`. Keyword arguments go to
+        :class:`Predictor`.
+
+        A checkpoint's data settings (frames, input size, resize, decoder) are its config's; a
+        folder's are the preprocessing it records (see :meth:`default_data_config`).
 
         Raises:
-            FileNotFoundError: the folder or its files are missing.
+            FileNotFoundError: nothing at ``path``, or a folder without its files.
+            CheckpointError: a file that is not a complete text4vis or official checkpoint.
+            PredictError: a checkpoint trained without the frozen classifier.
         """
-        from text4vis.models.video import VideoRecognizer
+        from text4vis.models.factory import load_saved_model
 
-        path = Path(directory)
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"model folder {path} does not exist; give a folder written by save_pretrained "
-                "(a training run's model/ folder, or `text4vis import-official --out DIR`)"
-            )
-        return cls(VideoRecognizer.from_pretrained(path), **kwargs)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Predictor:
-        """A predictor for a training checkpoint (``runs/.../checkpoints/last.pt`` or ``best.pt``).
-
-        The model is rebuilt from the checkpoint's config and weights (the pretrained backbone is
-        not loaded); the data settings (frames, input size, resize, decoder) are the config's.
-        Keyword arguments go to :class:`Predictor`.
-
-        Raises:
-            CheckpointError: not a complete text4vis checkpoint.
-            PredictError: the checkpoint cannot be turned into a model.
-        """
-        model, cfg = _model_from_checkpoint(path)
-        kwargs.setdefault("data", cfg.data)
-        return cls(model, **kwargs)
+        saved = load_saved_model(path)
+        if saved.kind == "checkpoint":
+            objective = saved.config.train.objective
+            if objective != "ce":
+                raise PredictError(
+                    f"{path}: trained with the {objective!r} objective; predict supports models "
+                    "trained with the frozen classifier (train.objective=ce)"
+                )
+            if saved.model.classifier is None:
+                raise PredictError(f"{path}: the checkpoint's model holds no classifier weights")
+            saved.model.classifier_metadata["checkpoint"] = str(path)
+            kwargs.setdefault("data", saved.config.data)
+        return cls(saved.model, **kwargs)
 
     @classmethod
     def from_backbone(
@@ -673,9 +403,11 @@ class Predictor:
                     "(labels=[...] / --labels)"
                 )
             return own, model.classifier_weight().detach().float().cpu()
+        from text4vis.data.labels import check_labels, match_class_names
+
         names = check_labels(labels)
-        own_rows = _own_rows(own, names)
-        if own_rows is not None:
+        own_rows = match_class_names(names, own)
+        if own and None not in own_rows:
             rows = torch.tensor(own_rows)
             weight = model.classifier_weight().detach().float().cpu()
             return names, weight.index_select(0, rows)  # [C, D] in the order asked
@@ -686,14 +418,12 @@ class Predictor:
                 "embeddings are not aligned with text and cannot score new labels; use labels "
                 f"among its own classes ({', '.join(own[:10])}{' ...' if len(own) > 10 else ''})"
             )
-        chosen = _resolve_templates(templates if templates is not None else self.templates, cfg)
+        from text4vis.models.zero_shot import build_zero_shot_classifier, zero_shot_templates
+
+        chosen = zero_shot_templates(cfg, templates if templates is not None else self.templates)
         key = self.classifier_key(names, chosen)
         if key not in self._classifiers:
-            from text4vis.models.text import build_text_classifier
-
-            encoder = self.text_encoder
-            with torch.no_grad():
-                built = build_text_classifier(encoder, names, prompt="templates", templates=chosen)
+            built = build_zero_shot_classifier(self.text_encoder, names, chosen)
             self._classifiers[key] = built.detach().float().cpu()
             logger.info(
                 "built a text classifier for %d labels x %d templates (%s)",
@@ -775,7 +505,7 @@ class Predictor:
         import torch
 
         from text4vis.data import build_loader
-        from text4vis.engine.evaluate import autocast_context
+        from text4vis.engine.loops import iterate_views
 
         paths = [str(v) for v in videos]
         embeddings: dict[int, torch.Tensor] = {}
@@ -792,25 +522,20 @@ class Predictor:
             rank=0,
             world_size=1,
         )
-        batches: Iterable[dict[str, Any]] = loader
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(loader, desc="predict", unit="batch", leave=False, dynamic_ncols=True)
         with torch.inference_mode():
-            for batch in batches:
-                for index, _path, reason in batch["skipped"]:
+            for batch in iterate_views(
+                self.model,
+                loader,
+                output="embeddings",
+                device=self.device,
+                precision=self.precision,
+                progress=self.progress,
+                desc="predict",
+            ):
+                for index, _path, reason in batch.skipped:
                     errors[int(index)] = reason
-                video = batch["video"]  # [B, V, T, 3, S, S]
-                if video.shape[0] == 0:
-                    continue
-                b, v = video.shape[:2]
-                video = video.to(self.device, non_blocking=True)
-                with autocast_context(self.device, self.precision):
-                    emb = self.model.encode_video(video.flatten(0, 1))  # [B*V, D]
-                emb = emb.float().reshape(b, v, -1).cpu()  # [B*V, D] -> [B, V, D]
-                for row, index in enumerate(batch["index"].tolist()):
-                    embeddings[int(index)] = emb[row]
+                for row, index in enumerate(batch.indices.tolist()):
+                    embeddings[int(index)] = batch.values[row]  # [V, D]
         # Copies made outside inference mode are ordinary tensors callers may modify in place.
         return {i: e.clone() for i, e in embeddings.items()}, errors
 
@@ -819,11 +544,14 @@ class Predictor:
         softmax of ``logit_scale * cos`` per view, averaged over the views."""
         import torch.nn.functional as F
 
+        from text4vis.engine.loops import aggregate_views
+        from text4vis.models.video import scaled_cosine_logits
+
         scale = float(self.model.logit_scale.detach().exp())
         n, v, d = embeddings.shape
-        flat = F.normalize(embeddings.reshape(n * v, d).float(), dim=-1)  # [N*V, D]
-        logits = scale * flat @ F.normalize(weight.float(), dim=-1).T  # [N*V, C]
-        return logits.reshape(n, v, -1).softmax(dim=-1).mean(dim=1)  # [N, V, C] -> [N, C]
+        unit = F.normalize(weight.float(), dim=-1)  # [C, D]
+        logits = scaled_cosine_logits(embeddings.reshape(n * v, d).float(), unit, scale)
+        return aggregate_views(logits.reshape(n, v, -1), "prob")  # [N, V, C] -> [N, C]
 
     def predict_files(
         self,
@@ -904,37 +632,5 @@ class Predictor:
         return [r.predictions or [] for r in results]
 
 
-# ----------------------------------------------------------------------------------------------
-# Checkpoints
-# ----------------------------------------------------------------------------------------------
-
-
 def _close(a: Sequence[float], b: Sequence[float], tol: float = 1e-6) -> bool:
     return len(a) == len(b) and all(abs(float(x) - float(y)) <= tol for x, y in zip(a, b))
-
-
-def _model_from_checkpoint(path: str | Path) -> tuple[VideoRecognizer, Config]:
-    """Rebuild the model of a training checkpoint, and the checkpoint's config.
-
-    The architecture the checkpoint records is built without pretrained weights and its own
-    tensors loaded (:func:`text4vis.engine.checkpoint.recognizer_from_checkpoint`)."""
-    from text4vis.config import config_from_dict
-    from text4vis.engine.checkpoint import load_checkpoint, recognizer_from_checkpoint
-
-    path = Path(path)
-    state = load_checkpoint(path)
-    if "config" not in state:
-        raise PredictError(
-            f"{path}: the checkpoint holds no config, so its model cannot be rebuilt"
-        )
-    cfg = config_from_dict(state["config"])
-    if cfg.train.objective != "ce":
-        raise PredictError(
-            f"{path}: trained with the {cfg.train.objective!r} objective; predict supports models "
-            "trained with the frozen classifier (train.objective=ce)"
-        )
-    model = recognizer_from_checkpoint(state, path)
-    if model.classifier is None:
-        raise PredictError(f"{path}: the checkpoint's model holds no classifier weights")
-    model.classifier_metadata["checkpoint"] = str(path)
-    return model, cfg

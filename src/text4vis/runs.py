@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from text4vis.config import Config, dump_config
-from text4vis.engine.distributed import broadcast_object, get_rank, get_world_size
+from text4vis.distributed import broadcast_object, get_rank, get_world_size
 
 __all__ = ["RunDir", "collect_meta", "create_run_dir", "git_info", "setup_logging"]
 

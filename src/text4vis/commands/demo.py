@@ -52,15 +52,15 @@ def run(args: argparse.Namespace) -> int:
     if args.contrastive:
         if args.seeds is not None:
             raise ValueError("--seeds applies to the main demo; use --seed with --contrastive")
-        from text4vis.demo_contrastive import run_contrastive_demo
+        from text4vis.demo import run_contrastive_demo
 
         result = run_contrastive_demo(
             args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress
         )
-        print(f"report: {result['out']}/contrastive_report.md")
+        print(f"report: {result.out}/contrastive_report.md")
         return 0
     from text4vis.demo import run_demo
 
     metrics = run_demo(args.out, quick=args.quick, seeds=args.seeds, progress=not args.no_progress)
-    print(f"report: {metrics['out']}/report.md")
+    print(f"report: {metrics.out}/report.md")
     return 0

@@ -5,29 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from text4vis.commands._common import add_config_arguments
+from text4vis.commands._common import add_model_arguments
+from text4vis.config import AGGREGATIONS
 
 COMMAND = "eval"
 HELP = "evaluate a trained model: top-1/top-5, mean class accuracy (mAP), multi-view"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="CKPT",
-        help="training checkpoint (.pt) or model folder written by save_pretrained",
-    )
-    parser.add_argument(
-        "--views",
-        default=None,
-        metavar="CLIPSxCROPS",
-        help="test views per video, e.g. 1x1 or 4x3 (default: eval.views)",
-    )
+    add_model_arguments(parser, views_help="test views per video")
     parser.add_argument(
         "--aggregate",
-        choices=["prob", "logit"],
+        choices=AGGREGATIONS,
         default=None,
         help="average views as softmax probabilities (default) or logits",
     )
@@ -37,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from text4vis.commands._common import config_from_args
-    from text4vis.engine.distributed import is_main_process, process_group
-    from text4vis.engine.inference import evaluate_checkpoint
+    from text4vis.distributed import is_main_process, process_group
+    from text4vis.engine.evaluate import evaluate_checkpoint
     from text4vis.engine.tracking import plot_confusion_matrix, write_per_class_csv
     from text4vis.runs import create_run_dir
 

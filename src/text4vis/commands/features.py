@@ -5,20 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 
-from text4vis.commands._common import add_config_arguments
+from text4vis.commands._common import add_model_arguments
 
 COMMAND = "features"
 HELP = "extract video embeddings of a list to safetensors (for zero-shot and LDA)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--checkpoint",
-        default=None,
-        metavar="CKPT",
-        help="training checkpoint or model folder; omit it to embed with the untrained model of "
-        "the config (model.pretrained CLIP weights), e.g. for the LDA classifier",
+    add_model_arguments(
+        parser,
+        checkpoint_required=False,
+        checkpoint_help="training checkpoint or model folder; omit it to embed with the untrained "
+        "model of the config (model.pretrained CLIP weights), e.g. for the LDA classifier",
+        views_help="views averaged per video",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="output .safetensors file")
     parser.add_argument(
@@ -26,9 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["train", "val", "test"],
         default="test",
         help="which list: data.train_list (for LDA), val_list or test_list (default)",
-    )
-    parser.add_argument(
-        "--views", default=None, metavar="CLIPSxCROPS", help="views averaged per video"
     )
     parser.add_argument(
         "--per-class",
@@ -42,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from text4vis.commands._common import config_from_args
-    from text4vis.engine.distributed import is_main_process
-    from text4vis.engine.inference import extract_checkpoint_features, save_features
+    from text4vis.distributed import is_main_process
+    from text4vis.engine.features import extract_checkpoint_features, save_features
 
     if args.per_class < 0:
         raise ValueError(f"--per-class must be >= 0, got {args.per_class}")

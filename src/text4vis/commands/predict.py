@@ -79,7 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from text4vis.predict import PredictError, Predictor, find_videos, parse_labels
+    from text4vis.data.discovery import find_videos
+    from text4vis.data.labels import parse_labels
+    from text4vis.predict import PredictError, Predictor
     from text4vis.runs import setup_logging
 
     setup_logging("INFO")
@@ -96,10 +98,8 @@ def run(args: argparse.Namespace) -> int:
         "device": args.device,
         "progress": not args.no_progress,
     }
-    if args.model:
-        predictor = Predictor.from_pretrained(args.model, **options)
-    elif args.checkpoint:
-        predictor = Predictor.from_checkpoint(args.checkpoint, **options)
+    if args.model or args.checkpoint:
+        predictor = Predictor.from_pretrained(args.model or args.checkpoint, **options)
     elif args.arch:
         predictor = Predictor.from_backbone(args.arch, args.weights, **options)
     else:

@@ -36,23 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from text4vis.commands._common import config_from_args
-    from text4vis.engine.distributed import is_main_process
+    from text4vis.distributed import is_main_process
     from text4vis.engine.preemption import PREEMPTED_EXIT_STATUS
     from text4vis.engine.train import fit
 
     cfg = config_from_args(args)
     summary = fit(cfg, resume=args.resume, run_dir=args.run_dir)
     if is_main_process():
-        final = summary.get("final", {})
         result = {
-            "run_dir": summary["run_dir"],
-            "model_dir": summary["model_dir"],
-            "stopped": summary["stopped"],
-            "preempted": summary["preempted"],
-            "epoch": summary["epoch"],
-            "step": summary["step"],
-            "best_top1": summary["best_top1"],
-            "final": {k: v for k, v in final.items() if isinstance(v, (int, float))},
+            "run_dir": summary.run_dir,
+            "model_dir": summary.model_dir,
+            "stopped": summary.stopped,
+            "preempted": summary.preempted,
+            "epoch": summary.epoch,
+            "step": summary.step,
+            "best_top1": summary.best_top1,
+            "final": {k: v for k, v in summary.final.items() if isinstance(v, (int, float))},
         }
         print(json.dumps(result, indent=2))
-    return PREEMPTED_EXIT_STATUS if summary["preempted"] else 0
+    return PREEMPTED_EXIT_STATUS if summary.preempted else 0

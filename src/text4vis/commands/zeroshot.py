@@ -5,20 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 
-from text4vis.commands._common import add_config_arguments
+from text4vis.commands._common import add_model_arguments
+from text4vis.config import PROTOCOLS
 
 COMMAND = "zeroshot"
 HELP = "zero-shot recognition of new classes: full, half-class x10 splits, or subset files"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
-    parser.add_argument(
-        "--checkpoint", required=True, metavar="CKPT", help="training checkpoint or model folder"
-    )
+    add_model_arguments(parser, views_help="test views when features are extracted here")
     parser.add_argument(
         "--protocol",
-        choices=["full", "half", "splits"],
+        choices=PROTOCOLS,
         default=None,
         help="full: all classes; half: eval.num_splits seeded half-class splits (mean +- std); "
         "splits: one subset per --split-file (default: eval.protocol)",
@@ -37,13 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LABELS",
         help="label CSV of one class subset (repeat; e.g. Kinetics-600's three splits)",
     )
-    parser.add_argument("--views", default=None, metavar="CLIPSxCROPS", help="test views")
 
 
 def run(args: argparse.Namespace) -> int:
     from text4vis.commands._common import config_from_args
-    from text4vis.engine.distributed import is_main_process, process_group
-    from text4vis.engine.inference import zero_shot
+    from text4vis.distributed import is_main_process, process_group
+    from text4vis.engine.zero_shot import zero_shot
     from text4vis.runs import create_run_dir
 
     cfg = config_from_args(args)
@@ -59,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if not is_main_process():
             return 0
-    report = {"checkpoint": args.checkpoint, **result, "run_dir": str(run_dir.path)}
+    report = {"checkpoint": args.checkpoint, **result.to_dict(), "run_dir": str(run_dir.path)}
     run_dir.file("zeroshot.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return 0

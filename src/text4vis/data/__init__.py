@@ -27,6 +27,18 @@ _EXPORTS = {
     "select_classes": "annotations",
     "write_annotations": "annotations",
     "write_labels": "annotations",
+    # class names
+    "LabelError": "labels",
+    "check_distinct_names": "labels",
+    "check_labels": "labels",
+    "match_class_names": "labels",
+    "normalize_class_name": "labels",
+    "parse_labels": "labels",
+    "read_label_file": "labels",
+    # finding videos
+    "VIDEO_EXTENSIONS": "discovery",
+    "NoVideosFoundError": "discovery",
+    "find_videos": "discovery",
     # decoders
     "FrameFolderReader": "decoders",
     "ImageReader": "decoders",

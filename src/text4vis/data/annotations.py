@@ -101,25 +101,10 @@ def read_labels(path: str | Path) -> list[str]:
             f"missing {missing}, out of range {extra}"
         )
     ordered = [names[i] for i in range(len(names))]
-    _check_distinct_names(path, ordered)
+    from text4vis.data.labels import check_distinct_names
+
+    check_distinct_names(ordered, str(path), AnnotationError)
     return ordered
-
-
-def _check_distinct_names(path: Path, names: Sequence[str]) -> None:
-    """Two classes whose names read the same would get identical text-classifier rows."""
-    from text4vis.models.text import normalize_class_name
-
-    seen: dict[str, int] = {}
-    for class_id, name in enumerate(names):
-        key = normalize_class_name(name)
-        if key in seen:
-            first = seen[key]
-            raise AnnotationError(
-                f"{path}: classes {first} ({names[first]!r}) and {class_id} ({name!r}) both read "
-                f"{key!r} as text, so their classifier rows would be identical; give every class "
-                "a distinct name"
-            )
-        seen[key] = class_id
 
 
 def write_labels(path: str | Path, class_names: Sequence[str]) -> Path:

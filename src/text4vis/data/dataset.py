@@ -46,7 +46,7 @@ from text4vis.data.annotations import (
     read_labels,
 )
 from text4vis.data.decoders import DECODERS, FrameFolderReader, VideoDecodeError, open_video
-from text4vis.data.few_shot import few_shot_indices, repeat_indices, write_few_shot_list
+from text4vis.data.few_shot import few_shot_indices, repeat_indices
 from text4vis.data.sampling import ClipSampler, build_sampler
 from text4vis.data.transforms import build_transform
 from text4vis.errors import Text4VisError
@@ -114,6 +114,9 @@ class VideoDataset(torch.utils.data.Dataset):
         if not records:
             raise ValueError("a dataset needs at least one record")
         self.records = list(records)
+        # (full training records, chosen indices) when build_dataset made a few-shot subset:
+        # the one selection of a run, written to its folder by the trainer.
+        self.few_shot: tuple[list[VideoRecord], list[int]] | None = None
         self.root = Path(root)
         self.sampler = sampler
         self.transform = transform
@@ -319,7 +322,7 @@ class FailureTracker:
 
     def synchronize(self) -> None:
         """Merge the failures of every rank (a collective: call it on all ranks)."""
-        from text4vis.engine.distributed import is_distributed
+        from text4vis.distributed import is_distributed
 
         if not is_distributed():
             return
@@ -336,7 +339,7 @@ class FailureTracker:
             self._write()
 
     def _write(self) -> None:
-        from text4vis.engine.distributed import is_main_process
+        from text4vis.distributed import is_main_process
 
         if self.path is None or not is_main_process():
             return
@@ -366,12 +369,11 @@ def build_dataset(
     *,
     records: Sequence[VideoRecord] | None = None,
     class_names: Sequence[str] | None = None,
-    run_dir: Any = None,
 ) -> VideoDataset:
     """The dataset of a split from a :class:`~text4vis.config.Config`.
 
     ``train`` samples TSN segments at random with the training augmentation (and the few-shot
-    subset when ``data.shot > 0``, written to ``run_dir``); ``val`` gives one centre clip and one
+    subset when ``data.shot > 0``, kept in the dataset's ``few_shot`` attribute); ``val`` gives one centre clip and one
     centre crop; ``test`` gives ``data.num_clips x data.num_crops`` views.
 
     Args:
@@ -381,7 +383,6 @@ def build_dataset(
             ``data.root``, or to the working directory when it is empty).
         class_names: class names (read from ``data.labels`` when None and the file is set);
             labels are checked against their number.
-        run_dir: run folder for the few-shot list (rank 0 writes it).
 
     Raises:
         ValueError: an unknown split, or no list file configured for the split.
@@ -424,12 +425,10 @@ def build_dataset(
         raise ValueError(f"unknown data.decoder {data.decoder!r}; choose one of {list(DECODERS)}")
 
     train = split == "train"
+    few_shot = None
     if train and data.shot > 0:
-        from text4vis.engine.distributed import is_main_process
-
         chosen = few_shot_indices([r.label for r in records], data.shot, data.shot_seed)
-        if run_dir is not None and is_main_process():
-            write_few_shot_list(run_dir, records, chosen)
+        few_shot = (list(records), chosen)
         full = len(records)
         records = [records[i] for i in repeat_indices(chosen, full)]
         logger.info(
@@ -442,7 +441,7 @@ def build_dataset(
     num_clips = 1 if split != "test" else data.num_clips
     crops = 1 if split != "test" else data.num_crops
     eval_data = data if split == "test" else _single_view(data)
-    return VideoDataset(
+    dataset = VideoDataset(
         records,
         root=root,
         sampler=build_sampler(
@@ -466,6 +465,8 @@ def build_dataset(
         num_segments=data.num_segments,
         input_size=data.input_size,
     )
+    dataset.few_shot = few_shot
+    return dataset
 
 
 def _single_view(data: Any) -> Any:

@@ -97,15 +97,17 @@ def class_subset_ids(subset_labels: str | Path, class_names: Sequence[str]) -> l
     Raises:
         AnnotationError: a name of the subset is not among ``class_names``.
     """
+    from text4vis.data.labels import match_class_names
+
     names = read_labels(subset_labels)
-    index = {name: i for i, name in enumerate(class_names)}
-    missing = [name for name in names if name not in index]
+    rows = match_class_names(names, class_names)
+    missing = [name for name, row in zip(names, rows) if row is None]
     if missing:
         raise AnnotationError(
             f"{subset_labels}: {len(missing)} class names are not in the dataset's label file, "
-            f"e.g. {missing[:3]}; names must match exactly"
+            f"e.g. {missing[:3]}; names must match as written or after normalisation"
         )
-    return [index[name] for name in names]
+    return [row for row in rows if row is not None]
 
 
 def write_few_shot_list(

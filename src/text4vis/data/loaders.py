@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from text4vis.data.dataset import collate_clips
-from text4vis.engine.distributed import get_rank, get_world_size
+from text4vis.distributed import get_rank, get_world_size
 from text4vis.errors import unwrap_worker_error
 
 __all__ = ["EvalSampler", "Loader", "TrainSampler", "build_loader", "seed_worker", "set_epoch"]

@@ -24,15 +24,15 @@ import numpy as np
 from text4vis.data.annotations import (
     AnnotationError,
     VideoRecord,
-    _check_distinct_names,
     read_annotations,
     write_annotations,
     write_labels,
 )
 from text4vis.data.decoders import FrameFolderReader, VideoDecodeError, open_video
+from text4vis.data.discovery import VIDEO_EXTENSIONS
+from text4vis.data.labels import check_distinct_names
 
 __all__ = [
-    "VIDEO_EXTENSIONS",
     "check_list",
     "extract_frames",
     "extract_video_frames",
@@ -41,13 +41,11 @@ __all__ = [
 
 logger = logging.getLogger("text4vis.data.prepare")
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
-
 
 def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
-    from text4vis.engine.distributed import is_main_process
+    from text4vis.distributed import is_main_process
 
     return tqdm(total=total, desc=desc, unit="video", disable=not (enabled and is_main_process()))
 
@@ -118,7 +116,7 @@ def make_lists(
         for i, record in enumerate(records):
             (val if i in chosen else train).append(record)
     # Check everything before writing anything: no half-written output folder.
-    _check_distinct_names(root, classes)
+    check_distinct_names(classes, str(root), AnnotationError)
     spaced = [r.path for r in train + val if any(ch.isspace() for ch in r.path)]
     if spaced:
         shown = ", ".join(repr(p) for p in spaced[:5]) + (" ..." if len(spaced) > 5 else "")

@@ -1,1 +1,1 @@
-"""Training and evaluation engine: distributed helpers, trainer, checkpoints, metrics."""
+"""Training and evaluation engine: trainer, checkpoints, evaluation loops, metrics."""

@@ -11,10 +11,12 @@ generators, these are saved so that any library drawing from the global ones res
 ``best`` (best validation top-1 so far), ``history`` (per-epoch metrics), ``config`` (the resolved
 config as nested dicts), ``architecture`` (what rebuilds the model without pretrained weights: the
 dict ``config.json`` of a saved model folder holds, see
-:meth:`~text4vis.models.video.VideoRecognizer.architecture`) and ``complete = True``.
+:meth:`~text4vis.models.video.VideoRecognizer.architecture`) and ``complete = True``;
+``format`` is :data:`text4vis.models.factory.CHECKPOINT_FORMAT_VERSION`.
 
-:func:`recognizer_from_checkpoint` rebuilds the model of a checkpoint from its own tensors; the
-CLIP weights named in ``model.pretrained`` are never loaded.
+Reading one (:func:`~text4vis.models.factory.load_checkpoint`) and rebuilding its model
+(:func:`~text4vis.models.factory.load_model`) live in :mod:`text4vis.models.factory`, beside the
+other saved-model formats; this module writes them and finds the one to resume.
 
 Writes go to a temporary file in the same folder, are flushed and ``fsync``-ed, then renamed over
 the target, so a process killed mid-write leaves the previous file untouched. With
@@ -33,39 +35,28 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from text4vis.errors import Text4VisError, load_failure_reason
-
-if TYPE_CHECKING:
-    from text4vis.models.video import VideoRecognizer
+from text4vis.models.factory import CheckpointError, load_checkpoint
 
 __all__ = [
     "CHECKPOINT_DIR",
     "PREVIOUS_NAME",
-    "CheckpointError",
     "atomic_torch_save",
     "capture_rng_state",
     "find_latest_checkpoint",
-    "load_checkpoint",
-    "recognizer_from_checkpoint",
     "restore_rng_state",
     "resolve_resume",
 ]
 
 logger = logging.getLogger("text4vis.engine.checkpoint")
 
-FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"  # sub-folder of a run folder holding last.pt / best.pt
 PREVIOUS_NAME = "previous.pt"  # the `last` checkpoint before the newest one (keep_previous)
 _OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT}
-
-
-class CheckpointError(Text4VisError):
-    """A checkpoint is missing, incomplete or not a text4vis training checkpoint."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -203,35 +194,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
             )
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a training checkpoint with ``weights_only=True`` and check it is complete.
-
-    Raises:
-        CheckpointError: the file is missing, unreadable or not a complete text4vis checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; give a file written by `train`")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: name it, keep the cause
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({load_failure_reason(exc)}); it may be "
-            "truncated or not a text4vis checkpoint"
-        ) from exc
-    if not isinstance(state, dict) or not state.get("complete") or "model" not in state:
-        raise CheckpointError(
-            f"checkpoint {path} is not a complete text4vis training checkpoint "
-            "(no 'complete' flag or no 'model' weights)"
-        )
-    if state.get("format") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {path} has format {state.get('format')!r}; this version reads "
-            f"{FORMAT_VERSION}"
-        )
-    return state
-
-
 def _newest_complete(candidates: list[Path], what: str) -> Path | None:
     """The first of ``candidates`` that loads; unreadable ones are named in a warning.
 
@@ -314,100 +276,3 @@ def resolve_resume(resume: str | None, root: str | Path, name: str) -> Path | No
             f"holding {CHECKPOINT_DIR}/last.pt"
         )
     return path
-
-
-def _legacy_quick_gelu(model_cfg: Any, path: Path) -> bool:
-    """Whether training built the backbone with QuickGELU, for checkpoints written before they
-    recorded their architecture: decided from ``model.pretrained`` as the backbone factory
-    decides it (an OpenAI-format file, or a tag whose open_clip metadata says so)."""
-    import open_clip
-
-    from text4vis.models.backbones import read_state_dict, register_model_configs
-
-    weights = model_cfg.pretrained
-    if not weights:
-        return False
-    if Path(weights).expanduser().is_file():
-        return read_state_dict(Path(weights).expanduser())[1].startswith("openai")
-    register_model_configs()
-    tag = open_clip.get_pretrained_cfg(model_cfg.arch.replace("/", "-"), weights)
-    if tag:
-        return bool(tag.get("quick_gelu", False))
-    raise CheckpointError(
-        f"{path} was written before checkpoints recorded their architecture, and its backbone "
-        f"weights model.pretrained={weights!r} are not on this machine, so it cannot tell "
-        "whether the backbone uses QuickGELU; put that file back, or use the model folder the "
-        "run exported (<run>/model)"
-    )
-
-
-def _legacy_architecture(state: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The architecture dict of a checkpoint that does not store one, from its config."""
-    import dataclasses
-
-    from text4vis.config import config_from_dict
-
-    if "config" not in state:
-        raise CheckpointError(
-            f"{path}: the checkpoint holds no config; its model cannot be rebuilt"
-        )
-    cfg = config_from_dict(state["config"])
-    if state.get("class_names") is not None:
-        class_names = list(state["class_names"])
-    else:
-        from text4vis.data.annotations import read_labels
-
-        class_names = read_labels(cfg.data.labels)
-    keys = set(state["model"])
-    if cfg.model.classifier == "learnable":
-        kind = "learnable"
-    elif cfg.model.classifier == "text" and cfg.model.prompt == "coop":
-        kind = "coop"
-    elif "classifier.bank" in keys:
-        kind = "templates"
-    elif "classifier.weight" in keys:
-        kind = "frozen"
-    else:
-        kind = "none"
-    # What build_model passed when the checkpoint was trained (max_frames: the default).
-    return {
-        "model": dataclasses.asdict(cfg.model),
-        "class_names": class_names,
-        "num_frames": cfg.data.num_segments,
-        "image_size": cfg.data.input_size,
-        "quick_gelu": _legacy_quick_gelu(cfg.model, path),
-        "classifier_kind": kind,
-    }
-
-
-def recognizer_from_checkpoint(state: dict[str, Any], path: str | Path) -> VideoRecognizer:
-    """Rebuild the model of a loaded training checkpoint from its own tensors.
-
-    The architecture stored in the checkpoint is built without pretrained weights (no file read,
-    no download) and the checkpoint's weights loaded. Checkpoints written before the
-    architecture was stored are rebuilt from their config; they need ``model.pretrained`` on this
-    machine only to tell whether the backbone uses QuickGELU (tags need no download).
-
-    Args:
-        state: what :func:`load_checkpoint` returned.
-        path: the checkpoint file (named in errors).
-
-    Raises:
-        CheckpointError: an older checkpoint whose backbone weights are unreachable.
-        Text4VisError: the weights do not fit the architecture.
-    """
-    from text4vis.models.video import VideoRecognizer
-
-    path = Path(path)
-    weights = {
-        (k[len("module.") :] if k.startswith("module.") else k): v
-        for k, v in state["model"].items()
-    }
-    architecture = state.get("architecture")
-    if architecture is None:
-        architecture = _legacy_architecture(state, path)
-    model = VideoRecognizer.from_architecture(architecture, weights, where=str(path))
-    model.classifier_metadata = dict(state.get("classifier_metadata") or {})
-    model.classifier_metadata.setdefault("initializer", architecture["model"].get("classifier"))
-    model.classifier_metadata["class_names"] = list(model.class_names)
-    return model

@@ -543,8 +543,9 @@ def build_online_text_tower(cfg: Config, class_names: list[str]) -> OnlineTextTo
     """
     import open_clip
 
+    from text4vis.data.labels import normalize_class_name
     from text4vis.models.backbones import create_clip, register_model_configs
-    from text4vis.models.text import normalize_class_name, resolve_templates
+    from text4vis.models.text import resolve_templates
 
     model_cfg = cfg.model
     register_model_configs()

@@ -21,7 +21,7 @@ import threading
 from types import FrameType, TracebackType
 from typing import Any
 
-from text4vis.engine import distributed as dist_utils
+from text4vis import distributed as dist_utils
 
 __all__ = ["PREEMPTED_EXIT_STATUS", "PREEMPTION_SIGNALS", "PreemptionHandler"]
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from text4vis.engine.distributed import is_main_process
+from text4vis.distributed import is_main_process
 
 __all__ = ["MetricsWriter", "plot_confusion_matrix", "plot_curves", "write_per_class_csv"]
 

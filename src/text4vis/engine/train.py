@@ -35,46 +35,48 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
+from text4vis import distributed as dist_utils
 from text4vis.config import Config, config_to_dict, dump_config
-from text4vis.engine import distributed as dist_utils
+from text4vis.data.loaders import set_epoch
 from text4vis.engine.checkpoint import (
     CHECKPOINT_DIR,
-    FORMAT_VERSION,
     atomic_torch_save,
     capture_rng_state,
-    load_checkpoint,
     resolve_resume,
     restore_rng_state,
 )
-from text4vis.engine.evaluate import autocast_context, evaluate_scores, predict_scores
+from text4vis.engine.loops import predict_scores
+from text4vis.engine.metrics import evaluate_scores
 from text4vis.engine.numerics import NonFiniteSteps, check_finite_weights, gradient_norm
 from text4vis.engine.objectives import TrainStep, build_objective
 from text4vis.engine.optim import LRSchedule, build_optimizer, set_lr
 from text4vis.engine.preemption import PreemptionHandler
 from text4vis.engine.tracking import MetricsWriter, plot_curves
-
-if TYPE_CHECKING:
-    from text4vis.models.video import VideoRecognizer
+from text4vis.models.factory import (
+    CHECKPOINT_FORMAT_VERSION,
+    TRAIN_CONFIG_NAME,
+    build_model,
+    load_checkpoint,
+    load_initial_weights,
+)
+from text4vis.runtime import autocast_context, check_precision
 
 __all__ = [
     "STOP_ENV",
-    "TRAIN_CONFIG_NAME",
     "TrainState",
-    "build_model",
+    "TrainSummary",
     "fit",
-    "load_initial_weights",
     "peak_memory_mb",
 ]
 
 logger = logging.getLogger("text4vis.engine.train")
 
 STOP_ENV = "TEXT4VIS_STOP_AFTER_STEPS"  # testing hook: stop (after a checkpoint) at this step
-TRAIN_CONFIG_NAME = "train_config.yaml"  # written into the exported model folder
 
 
 @dataclass
@@ -111,28 +113,52 @@ class TrainState:
                 setattr(self, key, value)
 
 
+@dataclass
+class TrainSummary:
+    """What :func:`fit` returns.
+
+    Attributes:
+        run_dir: the run folder.
+        stopped: True when stopped early (``stop_after_steps`` or preemption); no model was
+            exported then.
+        preempted: True when stopped by SIGTERM / SIGUSR1 (see
+            :mod:`text4vis.engine.preemption`); ``text4vis train`` then exits with status 75.
+        epoch: epochs completed.
+        step: optimizer steps taken.
+        best_top1: best validation top-1 (None without validation).
+        best_epoch: its epoch (1-based).
+        final: metrics of the last epoch.
+        history: one dict of metrics per epoch.
+        model_dir: the exported model folder (None when stopped).
+    """
+
+    run_dir: str
+    stopped: bool
+    preempted: bool
+    epoch: int
+    step: int
+    best_top1: float | None
+    best_epoch: int | None
+    final: dict[str, Any]
+    history: list[dict[str, Any]]
+    model_dir: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON values."""
+        return asdict(self)
+
+    def __getitem__(self, key: str) -> Any:
+        # Transitional: the demo still reads fit()'s result by key; it moves to attributes with
+        # the demo package, after which this goes.
+        return getattr(self, key)
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this process: CUDA allocator peak on GPU, peak resident set on the CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     # ru_maxrss is in KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def build_model(cfg: Config, class_names: list[str]) -> VideoRecognizer:
-    """The video recognizer of ``cfg.model`` for ``class_names`` (seeded initialisation).
-
-    New parameters (temporal head, random backbones) are initialised by torch's global generator,
-    which is seeded with ``train.seed`` here so that every rank and every run builds the same model.
-    ``model.grad_checkpointing`` is applied by the model's constructor.
-    """
-    from text4vis.models.video import VideoRecognizer
-
-    torch.manual_seed(cfg.train.seed)
-    model = VideoRecognizer.from_config(
-        cfg.model, class_names, num_frames=cfg.data.num_segments, image_size=cfg.data.input_size
-    )
-    return model
 
 
 class _SkipSampler(torch.utils.data.Sampler):
@@ -147,50 +173,6 @@ class _SkipSampler(torch.utils.data.Sampler):
 
     def __iter__(self) -> Iterator[Any]:
         return itertools.islice(iter(self.base), self.skip, None)
-
-
-def load_initial_weights(model: nn.Module, source: str | Path) -> None:
-    """Fine-tuning: copy a trained model's weights, except its classifier, into ``model``.
-
-    Args:
-        model: the freshly built model (its classifier is for the new classes).
-        source: a training checkpoint (``.pt``) or a ``save_pretrained`` folder.
-
-    Raises:
-        FileNotFoundError: nothing at ``source``.
-        ValueError: the weights do not fit the model (another architecture or temporal head).
-    """
-    path = Path(source)
-    if path.is_dir():
-        from safetensors.torch import load_file
-
-        weights_file = path / "model.safetensors"
-        if not weights_file.is_file():
-            raise FileNotFoundError(f"train.init_from={source}: no model.safetensors in it")
-        state = load_file(str(weights_file))
-    elif path.is_file():
-        state = load_checkpoint(path)["model"]
-    else:
-        raise FileNotFoundError(
-            f"train.init_from={source} does not exist; give a checkpoint .pt or a model folder"
-        )
-    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("classifier.")]
-    if missing or unexpected:
-        raise ValueError(
-            f"train.init_from={source}: its weights do not fit model.arch/temporal of this config "
-            f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
-        )
-    logger.info("initialised from %s (%d tensors; classifier kept)", source, len(state))
-
-
-def _set_epoch(loader: Any, epoch: int) -> None:
-    """Tell the loader's sampler (and dataset) which epoch is next: seeds depend on it."""
-    for owner in (getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
-        setter = getattr(owner, "set_epoch", None)
-        if callable(setter):
-            setter(epoch)
 
 
 def _skip_batches(loader: Any, skip: int) -> Iterator[Any]:
@@ -254,7 +236,6 @@ class _TrainData:
     class_names: list[str]
     train_set: Any
     val_set: Any | None
-    few_shot: tuple[list[Any], list[int]] | None  # full training records, chosen indices
 
 
 def _read_data(cfg: Config) -> _TrainData:
@@ -263,26 +244,20 @@ def _read_data(cfg: Config) -> _TrainData:
     Raises:
         ValueError / FileNotFoundError / AnnotationError: naming the key or file at fault.
     """
-    from text4vis.data.annotations import read_annotations, read_labels
+    from text4vis.data.annotations import read_labels
     from text4vis.data.dataset import build_dataset
-    from text4vis.data.few_shot import few_shot_indices
 
     if not cfg.data.labels:
         raise ValueError("data.labels is empty; set it to the label CSV (id,name)")
     if not cfg.data.train_list:
         raise ValueError("data.train_list is empty; set it to the training list file")
     class_names = read_labels(cfg.data.labels)
-    # run_dir=None: the few-shot list is written once the run folder exists (see fit).
+    # The few-shot choice is made once, by build_dataset; fit writes it into the run folder.
     train_set = build_dataset(cfg, "train", class_names=class_names)
-    few_shot = None
-    if cfg.data.shot > 0:
-        records = read_annotations(cfg.data.train_list, num_classes=len(class_names))
-        chosen = few_shot_indices([r.label for r in records], cfg.data.shot, cfg.data.shot_seed)
-        few_shot = (records, chosen)
     val_set = None
     if cfg.data.val_list:
         val_set = build_dataset(cfg, "val", class_names=class_names)
-    return _TrainData(class_names, train_set, val_set, few_shot)
+    return _TrainData(class_names, train_set, val_set)
 
 
 class _Trainer:
@@ -307,8 +282,7 @@ class _Trainer:
         tc = cfg.train
         if tc.grad_accum < 1:
             raise ValueError(f"train.grad_accum must be >= 1, got {tc.grad_accum}")
-        if tc.precision not in ("bf16", "fp16", "fp32"):
-            raise ValueError(f"train.precision {tc.precision!r}: choose bf16, fp16 or fp32")
+        check_precision(tc.precision)
 
         self.class_names = data.class_names
         self.model = build_model(cfg, self.class_names)
@@ -370,7 +344,7 @@ class _Trainer:
 
     def _checkpoint_state(self) -> dict[str, Any]:
         return {
-            "format": FORMAT_VERSION,
+            "format": CHECKPOINT_FORMAT_VERSION,
             "complete": True,
             "epoch": self.state.epoch,
             "step": self.state.step,
@@ -466,7 +440,7 @@ class _Trainer:
         accum = tc.grad_accum
         ddp: Any = self.step_module if dist_utils.is_distributed() else None
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        _set_epoch(self.train_loader, epoch)
+        set_epoch(self.train_loader, epoch)
         batches = _skip_batches(self.train_loader, self.state.epoch_step * accum)
         bar = self._progress(epoch)
         self.step_module.train()
@@ -493,13 +467,12 @@ class _Trainer:
                     self.failures.update(batch.get("failures", []), check=False)
                     video = batch["video"].to(self.device, non_blocking=True)
                     labels = torch.as_tensor(batch["label"]).to(self.device, non_blocking=True)
-                    if video.ndim == 6:
-                        if video.shape[1] != 1:
-                            raise ValueError(
-                                f"training batches must hold one view per clip, got "
-                                f"{video.shape[1]}; the training transform gives V=1"
-                            )
-                        video = video[:, 0]  # [B, 1, T, 3, H, W] -> [B, T, 3, H, W]
+                    if video.ndim != 6 or video.shape[1] != 1:
+                        raise ValueError(
+                            f"training batches must hold video [B, 1, T, 3, H, W] (one view per "
+                            f"clip, as the training transform gives), got {tuple(video.shape)}"
+                        )
+                    video = video[:, 0]  # [B, 1, T, 3, H, W] -> [B, T, 3, H, W]
                     last_micro = micro == accum - 1
                     sync = ddp.no_sync() if ddp is not None and not last_micro else nullcontext()
                     with sync:
@@ -611,7 +584,7 @@ class _Trainer:
         result = evaluate_scores(indices, scores, labels, multilabel=self.cfg.eval.multilabel)
         return result.metrics
 
-    def run(self, stop_at: int | None) -> dict[str, Any]:
+    def run(self, stop_at: int | None) -> TrainSummary:
         cfg = self.cfg
         logger.info(
             "training %d epochs x %d steps (%d clips per step on %d process(es)), lr %.2e",
@@ -696,7 +669,7 @@ class _Trainer:
             logger.info("exported the trained model to %s", self.run_path / "model")
         self.metrics.close()
 
-    def _stop(self) -> dict[str, Any]:
+    def _stop(self) -> TrainSummary:
         """Log where the run stopped (``last.pt`` is written) and return the summary."""
         preempted = self.preemption.should_stop()
         where = (
@@ -720,20 +693,19 @@ class _Trainer:
         self.metrics.close()
         return self._summary(stopped=True, preempted=preempted)
 
-    def _summary(self, *, stopped: bool, preempted: bool = False) -> dict[str, Any]:
-        last = self.state.history[-1] if self.state.history else {}
-        return {
-            "run_dir": str(self.run_path),
-            "stopped": stopped,
-            "preempted": preempted,
-            "epoch": self.state.epoch,
-            "step": self.state.step,
-            "best_top1": self.state.best_top1,
-            "best_epoch": self.state.best_epoch,
-            "final": last,
-            "history": list(self.state.history),
-            "model_dir": None if stopped else str(self.run_path / "model"),
-        }
+    def _summary(self, *, stopped: bool, preempted: bool = False) -> TrainSummary:
+        return TrainSummary(
+            run_dir=str(self.run_path),
+            stopped=stopped,
+            preempted=preempted,
+            epoch=self.state.epoch,
+            step=self.state.step,
+            best_top1=self.state.best_top1,
+            best_epoch=self.state.best_epoch,
+            final=self.state.history[-1] if self.state.history else {},
+            history=list(self.state.history),
+            model_dir=None if stopped else str(self.run_path / "model"),
+        )
 
 
 def fit(
@@ -742,7 +714,7 @@ def fit(
     resume: str | None = None,
     run_dir: str | Path | None = None,
     stop_after_steps: int | None = None,
-) -> dict[str, Any]:
+) -> TrainSummary:
     """Train a video recognizer as ``cfg`` says, in one process or under ``torchrun``.
 
     Args:
@@ -756,11 +728,9 @@ def fit(
             ``TEXT4VIS_STOP_AFTER_STEPS`` environment variable).
 
     Returns:
-        ``run_dir``, ``stopped``, ``preempted`` (stopped by SIGTERM / SIGUSR1, see
-        :mod:`text4vis.engine.preemption`), ``epoch``, ``step``, ``best_top1``, ``best_epoch``, ``final``
-        (metrics of the last epoch), ``history`` (one dict per epoch) and ``model_dir``.
+        The :class:`TrainSummary` of the run (``preempted`` when SIGTERM / SIGUSR1 stopped it).
     """
-    from text4vis.engine.validation import validate_config
+    from text4vis.engine.config_checks import validate_config
     from text4vis.runs import create_run_dir
 
     validate_config(cfg)
@@ -787,10 +757,10 @@ def fit(
         run = create_run_dir(
             cfg, path=run_dir, resumed_from=None if ckpt_path is None else str(ckpt_path)
         )
-        if data.few_shot is not None and dist_utils.is_main_process():
+        if data.train_set.few_shot is not None and dist_utils.is_main_process():
             from text4vis.data.few_shot import write_few_shot_list
 
-            write_few_shot_list(run.path, *data.few_shot)
+            write_few_shot_list(run.path, *data.train_set.few_shot)
         if checkpoint is not None:
             logger.info("resuming from %s", ckpt_path)
             diffs = [

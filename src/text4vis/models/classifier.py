@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,16 +37,27 @@ from torch import nn
 from text4vis.errors import Text4VisError
 
 if TYPE_CHECKING:
+    from text4vis.config import ModelConfig
     from text4vis.models.text import TextEncoder
 
 __all__ = [
+    "CLASSIFIERS",
+    "CONFIG_CLASSIFIERS",
     "INITIALIZERS",
+    "STORAGES",
     "ClassifierArtifact",
     "ClassifierError",
     "FrozenClassifier",
     "LearnableClassifier",
+    "ClassifierRequest",
+    "ClassifierSpec",
+    "Storage",
     "TemplateBankClassifier",
     "build_classifier",
+    "build_classifier_module",
+    "classifier_name",
+    "rebuild_classifier_module",
+    "storage_of",
     "lda_coefficients",
     "lda_fit",
     "load_classifier",
@@ -55,8 +66,6 @@ __all__ = [
     "save_classifier",
     "weight_hash",
 ]
-
-INITIALIZERS = ("text", "lda", "random", "orthogonal", "file")
 
 logger = logging.getLogger("text4vis.models.classifier")
 
@@ -115,17 +124,13 @@ class TemplateBankClassifier(nn.Module):
     The template of a training forward pass is a pure function of ``seed`` and the number of
     training forward passes so far. That count is module state: the persistent int64 buffer
     ``step`` (in ``state_dict``), so a checkpoint round trip continues the same template
-    sequence. State dicts written before the buffer existed load with the count left as it is
-    (0 for a new module), as those versions did on resume.
+    sequence.
 
     Args:
         bank: ``[K, C, D]`` one classifier per template (normalised here).
         eval_weight: ``[C, D]`` classifier used in evaluation mode.
         seed: seed of the generator that picks the template of each training step.
     """
-
-    # 2: the draw counter ``step`` is a buffer (version 1 kept it as a plain attribute).
-    _version = 2
 
     bank: torch.Tensor
     weight: torch.Tensor
@@ -154,33 +159,9 @@ class TemplateBankClassifier(nn.Module):
         k = int(torch.randint(self.bank.shape[0], (1,), generator=generator))
         return self.bank[k]
 
-    def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
-    ) -> None:
-        key = prefix + "step"
-        version = local_metadata.get("version")
-        if key not in state_dict and (version is None or version < 2):
-            # Written before the counter was saved (or filtered, e.g. train.init_from): keep the
-            # current count rather than failing a strict load.
-            if prefix + "bank" in state_dict:
-                logger.warning(
-                    "%sstep is not in the loaded state (saved by an older text4vis): template "
-                    "sampling continues from draw %d, not from where that run stopped",
-                    prefix,
-                    self._count,
-                )
-            state_dict[key] = self.step.detach().clone()
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
-        self._count = int(self.step)
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._count = int(self.step)  # the host copy follows the loaded counter
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,6 +356,340 @@ def load_classifier(path: str | Path) -> ClassifierArtifact:
     return ClassifierArtifact(weight=weight.float(), metadata=meta)
 
 
+# ----------------------------------------------------------------------------------------------
+# Fixed-matrix initialisers (each returns the unnormalised weight and its metadata)
+# ----------------------------------------------------------------------------------------------
+
+
+def _random_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
+    seed = inputs["seed"]
+    return ClassifierArtifact(random_weight(len(names), embed_dim, seed), {"extra": {"seed": seed}})
+
+
+def _orthogonal_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
+    seed = inputs["seed"]
+    weight = orthogonal_weight(len(names), embed_dim, seed)
+    return ClassifierArtifact(weight, {"extra": {"seed": seed}})
+
+
+def _lda_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
+    features, labels = inputs["features"], inputs["labels"]
+    if features is None or labels is None:
+        raise ClassifierError(
+            "the lda initialiser needs visual features and labels: extract them with "
+            "`text4vis features CONFIG --checkpoint CKPT --out feats.safetensors` and pass "
+            "`--features feats.safetensors`"
+        )
+    if features.shape[1] != embed_dim:
+        raise ClassifierError(
+            f"LDA features have width {features.shape[1]}, the model embeds to D={embed_dim}"
+        )
+    weight = lda_coefficients(features, labels, len(names))
+    return ClassifierArtifact(weight, {"extra": {"num_features": int(features.shape[0])}})
+
+
+def _text_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
+    encoder = inputs["text_encoder"]
+    if encoder is None:
+        raise ClassifierError("the text initialiser needs a text encoder")
+    from text4vis.models.text import build_text_classifier, resolve_templates
+
+    prompt, template, templates = inputs["prompt"], inputs["template"], inputs["templates"]
+    chosen = resolve_templates(prompt, template, templates)
+    weight = build_text_classifier(
+        encoder, names, prompt=prompt, template=template, templates=templates
+    )
+    return ClassifierArtifact(weight, {**encoder.describe(), "prompt": prompt, "templates": chosen})
+
+
+def _file_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
+    path = inputs["path"]
+    if not path:
+        raise ClassifierError(
+            "the file initialiser needs a classifier artifact: set model.classifier_file"
+        )
+    artifact = load_classifier(path)
+    artifact.check(names, embed_dim)
+    return artifact
+
+
+# ----------------------------------------------------------------------------------------------
+# Classifier modules of a model config
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClassifierRequest:
+    """What a model config's classifier is built from.
+
+    Attributes:
+        model_cfg: the ``model`` section of the config.
+        class_names: the C class names in label order.
+        clip: the open_clip model the backbone came from (its text tower is reused).
+        embed_dim: D, the video embedding width.
+    """
+
+    model_cfg: ModelConfig
+    class_names: list[str]
+    clip: nn.Module
+    embed_dim: int
+
+
+def _frozen_from_artifact(name: str) -> Callable[[ClassifierRequest], tuple[nn.Module, dict]]:
+    """The module builder of a fixed-matrix initialiser: its artifact, frozen."""
+
+    def build(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
+        mc = request.model_cfg
+        inputs: dict[str, Any] = {"seed": mc.classifier_seed, "path": mc.classifier_file}
+        if name == "text":
+            from text4vis.models.text import build_text_encoder
+
+            if mc.template_mode not in ("average", "sample"):
+                raise ClassifierError(
+                    f"model.template_mode={mc.template_mode!r}; choose 'average' or 'sample'"
+                )
+            inputs["text_encoder"] = build_text_encoder(
+                mc, clip_model=request.clip, embed_dim=request.embed_dim
+            )
+            inputs.update(prompt=mc.prompt, template=mc.template, templates=mc.template_set)
+        if name in ("lda", "file") and not mc.classifier_file:
+            hint = (
+                "build it with `text4vis classifier CONFIG --init lda --features FEATS --out FILE`"
+                if name == "lda"
+                else "build one with `text4vis classifier CONFIG --init ... --out FILE`"
+            )
+            raise ClassifierError(
+                f"model.classifier={name} needs model.classifier_file (a classifier artifact); "
+                f"{hint} and set model.classifier_file=FILE"
+            )
+        # A trained LDA classifier is stored as an artifact file: the model reads that file.
+        init = "file" if name == "lda" else name
+        artifact = build_classifier(
+            init, class_names=request.class_names, embed_dim=request.embed_dim, **inputs
+        )
+        return FrozenClassifier(artifact.weight), artifact.metadata
+
+    return build
+
+
+def _build_learnable(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
+    generator = torch.Generator().manual_seed(request.model_cfg.classifier_seed)
+    module = LearnableClassifier(len(request.class_names), request.embed_dim, generator)
+    return module, {"initializer": "learnable"}
+
+
+def _build_coop(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
+    import open_clip
+
+    from text4vis.models.text import CoOpClassifier
+
+    mc = request.model_cfg
+    if mc.text_encoder != "clip":
+        raise ClassifierError("prompt 'coop' runs the CLIP text tower; set model.text_encoder=clip")
+    weights = mc.text_pretrained or mc.pretrained
+    text_clip = request.clip if weights == mc.pretrained else None
+    if text_clip is None:
+        from text4vis.models.backbones import create_clip
+
+        text_clip = create_clip(mc.arch, weights)
+    tokenizer = open_clip.get_tokenizer(mc.arch.replace("/", "-"))
+    module = CoOpClassifier(
+        text_clip, tokenizer, request.class_names, mc.coop_context, mc.classifier_seed
+    )
+    return module, {"initializer": "text", "prompt": "coop"}
+
+
+def _build_template_bank(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
+    from text4vis.models.text import build_text_encoder, resolve_templates, template_embeddings
+
+    mc, names = request.model_cfg, request.class_names
+    encoder = build_text_encoder(mc, clip_model=request.clip, embed_dim=request.embed_dim)
+    bank = template_embeddings(encoder, names, "templates", templates=mc.template_set)
+    eval_weight = template_embeddings(encoder, names, "template", mc.template)[0]
+    meta = {
+        "initializer": "text",
+        "prompt": "templates-sample",
+        "templates": resolve_templates("templates", templates=mc.template_set),
+        **encoder.describe(),
+    }
+    return TemplateBankClassifier(bank, eval_weight, mc.classifier_seed), meta
+
+
+# ----------------------------------------------------------------------------------------------
+# How a model saves and rebuilds its classifier
+# ----------------------------------------------------------------------------------------------
+
+
+def _rebuild_frozen(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    if "weight" not in head:
+        raise Text4VisError(f"{where}: no classifier.weight tensor")
+    return FrozenClassifier(head["weight"])
+
+
+def _rebuild_templates(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    if not {"bank", "weight"} <= set(head):
+        raise Text4VisError(f"{where}: no classifier.bank / classifier.weight tensors")
+    return TemplateBankClassifier(head["bank"], head["weight"], model_cfg.classifier_seed)
+
+
+def _rebuild_learnable(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    return LearnableClassifier(len(class_names), embed_dim)  # weights loaded afterwards
+
+
+def _rebuild_coop(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    """A CoOp classifier with a randomly initialised text tower (weights loaded afterwards)."""
+    import open_clip
+
+    from text4vis.models.backbones import create_clip, weights_loaded_afterwards
+    from text4vis.models.text import CoOpClassifier
+
+    with weights_loaded_afterwards():  # its text tower is loaded from the saved state
+        clip = create_clip(model_cfg.arch, "")
+    tokenizer = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))
+    return CoOpClassifier(clip, tokenizer, class_names, model_cfg.coop_context)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How a model saves one form of classifier module and rebuilds it.
+
+    Attributes:
+        module_type: the module class.
+        separate_file: saved as a classifier artifact (``classifier.safetensors``) beside the
+            model's weights, since it is a fixed matrix; otherwise its tensors are model weights.
+        rebuild: ``(model_cfg, class_names, embed_dim, classifier tensors, where) -> module``,
+            from a checkpoint's ``classifier.*`` tensors (learnable and CoOp modules get their
+            weights from the model's state dict afterwards).
+    """
+
+    module_type: type[nn.Module] | None  # None: the CoOp module, which lives in models.text
+    separate_file: bool
+    rebuild: Callable[[ModelConfig, list[str], int, dict[str, torch.Tensor], str], nn.Module]
+
+
+# Keys are the ``classifier_kind`` of a saved model's config.json.
+STORAGES: dict[str, Storage] = {
+    "frozen": Storage(FrozenClassifier, True, _rebuild_frozen),
+    "templates": Storage(TemplateBankClassifier, True, _rebuild_templates),
+    "learnable": Storage(LearnableClassifier, False, _rebuild_learnable),
+    "coop": Storage(None, False, _rebuild_coop),
+}
+
+
+def storage_of(module: nn.Module | None) -> str:
+    """The storage kind of a classifier module (``none`` for no classifier)."""
+    from text4vis.models.text import CoOpClassifier
+
+    if module is None:
+        return "none"
+    for kind, storage in STORAGES.items():
+        if isinstance(module, storage.module_type or CoOpClassifier):
+            return kind
+    raise ClassifierError(
+        f"classifier module {type(module).__name__} is not one of the registry's "
+        f"{sorted(STORAGES)}; add it to text4vis.models.classifier.STORAGES"
+    )
+
+
+def rebuild_classifier_module(
+    kind: str,
+    model_cfg: ModelConfig,
+    class_names: list[str],
+    embed_dim: int,
+    head: dict[str, torch.Tensor],
+    where: str,
+) -> nn.Module:
+    """Rebuild a saved classifier of storage ``kind`` (see :data:`STORAGES`).
+
+    Raises:
+        ClassifierError: an unknown kind (the message lists the valid ones).
+    """
+    if kind not in STORAGES:
+        raise ClassifierError(
+            f"{where}: unknown classifier_kind {kind!r}; choose one of {sorted(STORAGES)} (or none)"
+        )
+    return STORAGES[kind].rebuild(model_cfg, class_names, embed_dim, head, where)
+
+
+# ----------------------------------------------------------------------------------------------
+# The registry
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """One classifier of the registry.
+
+    Attributes:
+        build: ``ClassifierRequest -> (module, metadata)``, the classifier of a model config.
+        storage: how a model saves and rebuilds it (a key of :data:`STORAGES`).
+        artifact: for fixed-matrix initialisers, ``(class_names, embed_dim, **inputs) ->
+            ClassifierArtifact`` (used by :func:`build_classifier` and ``text4vis classifier``).
+        selected_by: the config key that selects it (``model.classifier`` or ``model.prompt``).
+    """
+
+    build: Callable[[ClassifierRequest], tuple[nn.Module, dict[str, Any]]]
+    storage: str
+    artifact: Callable[..., ClassifierArtifact] | None = None
+    selected_by: str = "model.classifier"
+
+
+# The paper's classifiers (section 2.2, table 6). Adding one is one entry.
+CLASSIFIERS: dict[str, ClassifierSpec] = {
+    "text": ClassifierSpec(_frozen_from_artifact("text"), "frozen", _text_artifact),
+    "templates": ClassifierSpec(
+        _build_template_bank,
+        "templates",
+        selected_by="model.prompt=templates, template_mode=sample",
+    ),
+    "coop": ClassifierSpec(_build_coop, "coop", selected_by="model.prompt=coop"),
+    "lda": ClassifierSpec(_frozen_from_artifact("lda"), "frozen", _lda_artifact),
+    "random": ClassifierSpec(_frozen_from_artifact("random"), "frozen", _random_artifact),
+    "orthogonal": ClassifierSpec(
+        _frozen_from_artifact("orthogonal"), "frozen", _orthogonal_artifact
+    ),
+    "file": ClassifierSpec(_frozen_from_artifact("file"), "frozen", _file_artifact),
+    "learnable": ClassifierSpec(_build_learnable, "learnable"),
+}
+
+# The values ``model.classifier`` takes, and the initialisers of fixed classifier artifacts.
+CONFIG_CLASSIFIERS = tuple(n for n, s in CLASSIFIERS.items() if s.selected_by == "model.classifier")
+INITIALIZERS = tuple(n for n, s in CLASSIFIERS.items() if s.artifact is not None)
+
+
+def classifier_name(model_cfg: ModelConfig) -> str:
+    """The registry name a model config selects: ``model.classifier``, except that a text
+    classifier with CoOp prompts is ``coop`` and one with sampled templates is ``templates``.
+
+    Raises:
+        ClassifierError: an unknown ``model.classifier`` (the message lists the valid ones).
+    """
+    name = model_cfg.classifier
+    if name not in CONFIG_CLASSIFIERS:
+        raise ClassifierError(
+            f"unknown classifier {name!r} (model.classifier); choose one of "
+            f"{list(CONFIG_CLASSIFIERS)}"
+        )
+    if name == "text" and model_cfg.prompt == "coop":
+        return "coop"
+    if name == "text" and model_cfg.prompt == "templates" and model_cfg.template_mode == "sample":
+        return "templates"
+    return name
+
+
+def build_classifier_module(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
+    """The classifier module a model config asks for, and its metadata."""
+    return CLASSIFIERS[classifier_name(request.model_cfg)].build(request)
+
+
 def build_classifier(
     init: str,
     *,
@@ -389,10 +704,11 @@ def build_classifier(
     template: str = "a video of a person {}.",
     templates: Sequence[str] | None = None,
 ) -> ClassifierArtifact:
-    """Build a classifier artifact with one of the paper's initialisers.
+    """Build a classifier artifact with one of the paper's fixed-matrix initialisers.
 
     Args:
-        init: ``text`` | ``lda`` | ``random`` | ``orthogonal`` | ``file``.
+        init: one of :data:`INITIALIZERS` (``text`` | ``lda`` | ``random`` | ``orthogonal`` |
+            ``file``).
         class_names: the C class names, in label-id order.
         embed_dim: D, the video embedding width.
         text_encoder: needed by ``text``.
@@ -411,53 +727,32 @@ def build_classifier(
         ClassifierError: unknown initialiser (the message lists the valid ones), missing inputs,
             or C > D for ``orthogonal``.
     """
-    names = list(class_names)
-    c = len(names)
-    meta: dict[str, Any] = {"initializer": init, "class_names": names, "encoder": ""}
-    if init == "random":
-        weight = random_weight(c, embed_dim, seed)
-        meta["extra"] = {"seed": seed}
-    elif init == "orthogonal":
-        weight = orthogonal_weight(c, embed_dim, seed)
-        meta["extra"] = {"seed": seed}
-    elif init == "lda":
-        if features is None or labels is None:
-            raise ClassifierError(
-                "the lda initialiser needs visual features and labels: extract them with "
-                "`text4vis features CONFIG --checkpoint CKPT --out feats.safetensors` and pass "
-                "`--features feats.safetensors`"
-            )
-        if features.shape[1] != embed_dim:
-            raise ClassifierError(
-                f"LDA features have width {features.shape[1]}, the model embeds to D={embed_dim}"
-            )
-        weight = lda_coefficients(features, labels, c)
-        meta["extra"] = {"num_features": int(features.shape[0])}
-    elif init == "text":
-        if text_encoder is None:
-            raise ClassifierError("the text initialiser needs a text encoder")
-        from text4vis.models.text import build_text_classifier, resolve_templates
-
-        chosen = resolve_templates(prompt, template, templates)
-        weight = build_text_classifier(
-            text_encoder, names, prompt=prompt, template=template, templates=templates
-        )
-        meta.update(text_encoder.describe())
-        meta["prompt"], meta["templates"] = prompt, chosen
-    elif init == "file":
-        if not path:
-            raise ClassifierError(
-                "the file initialiser needs a classifier artifact: set model.classifier_file"
-            )
-        artifact = load_classifier(path)
-        artifact.check(names, embed_dim)
-        return artifact
-    else:
+    if init not in INITIALIZERS:
         raise ClassifierError(
             f"unknown classifier initialiser {init!r}; choose one of {list(INITIALIZERS)}"
         )
-    if weight.shape != (c, embed_dim):
+    names = list(class_names)
+    make = CLASSIFIERS[init].artifact
+    assert make is not None
+    made = make(
+        names,
+        embed_dim,
+        text_encoder=text_encoder,
+        features=features,
+        labels=labels,
+        seed=seed,
+        path=path,
+        prompt=prompt,
+        template=template,
+        templates=templates,
+    )
+    if init == "file":
+        return made  # a stored artifact, checked against the names and width
+    weight = made.weight
+    if weight.shape != (len(names), embed_dim):
         raise ClassifierError(
-            f"{init} classifier has shape {tuple(weight.shape)}, expected ({c}, {embed_dim})"
+            f"{init} classifier has shape {tuple(weight.shape)}, expected ({len(names)}, {embed_dim})"
         )
+    meta: dict[str, Any] = {"initializer": init, "class_names": names, "encoder": ""}
+    meta.update(made.metadata)
     return ClassifierArtifact(weight=F.normalize(weight.float(), dim=-1), metadata=meta)

@@ -30,7 +30,13 @@ import torch
 
 from text4vis.errors import Text4VisError, load_failure_reason
 
-__all__ = ["OfficialCheckpointError", "import_official", "infer_vision_config", "read_official"]
+__all__ = [
+    "OfficialCheckpointError",
+    "import_official",
+    "infer_vision_config",
+    "official_model",
+    "read_official",
+]
 
 log = logging.getLogger("text4vis.models.official")
 
@@ -141,28 +147,26 @@ def match_architecture(vision: dict[str, Any]) -> str:
     return sorted(matches)[0][2]
 
 
-def import_official(
+def official_model(
     checkpoint: str | Path,
-    out_dir: str | Path,
     *,
     class_names: Sequence[str] | None = None,
     text_weights: str | None = None,
     num_frames: int = 8,
     arch: str | None = None,
 ) -> Path:
-    """Convert an official checkpoint into a folder :meth:`VideoRecognizer.from_pretrained` reads.
+    """The video model of an official checkpoint (:func:`text4vis.models.factory.load_model`
+    calls it for such files).
 
     Args:
         checkpoint: the released ``.pt`` / ``.pth`` file.
-        out_dir: output folder.
         class_names: label names; with ``text_weights``, a CLIP text classifier is built.
         text_weights: CLIP weights (e.g. OpenAI's ``ViT-B-16.pt``) for the text tower.
         num_frames: T recorded as the model's default.
         arch: open_clip architecture name (default: inferred from tensor shapes).
 
     Returns:
-        The output folder. Without a classifier, ``forward`` raises a message saying how to
-        attach one.
+        The model. Without a classifier, ``forward`` raises a message saying how to attach one.
     """
     from text4vis.config import ModelConfig
     from text4vis.models.video import VideoRecognizer
@@ -236,4 +240,14 @@ def import_official(
     elif class_names is not None:
         model.class_names = list(class_names)
     model.model_cfg.text_pretrained = text_weights or ""
-    return model.save_pretrained(out_dir)
+    return model
+
+
+def import_official(checkpoint: str | Path, out_dir: str | Path, **options: Any) -> Path:
+    """Convert an official checkpoint into a model folder (``options`` as the keyword arguments
+    of :func:`official_model`: ``class_names``, ``text_weights``, ``num_frames``, ``arch``).
+
+    Returns:
+        The output folder, which :func:`text4vis.models.factory.load_model` reads.
+    """
+    return official_model(checkpoint, **options).save_pretrained(out_dir)

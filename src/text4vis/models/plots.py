@@ -30,17 +30,13 @@ def select_rows(
     if not classes:
         rows = list(range(min(max_classes, len(names))))
         return rows, [names[i] for i in rows]
-    from text4vis.models.text import normalize_class_name
+    from text4vis.data.labels import match_class_names
 
-    normalised: dict[str, int] = {}
-    for i, name in enumerate(names):
-        normalised.setdefault(normalize_class_name(name), i)
     rows = []
-    for item in classes:
-        if item in names:
-            rows.append(names.index(item))
-        elif normalize_class_name(item) in normalised:  # "playing guitar" = "playing_guitar"
-            rows.append(normalised[normalize_class_name(item)])
+    # A name as written or normalised ("playing guitar" = "playing_guitar"), else a row number.
+    for item, row in zip(classes, match_class_names(classes, names)):
+        if row is not None:
+            rows.append(row)
         elif item.isdigit() and int(item) < len(names):
             rows.append(int(item))
         else:

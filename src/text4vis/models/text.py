@@ -23,7 +23,6 @@ approximately preserves it). The classifier metadata records it.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from text4vis.data.labels import normalize_class_name
 from text4vis.errors import Text4VisError
 
 if TYPE_CHECKING:
@@ -47,7 +47,6 @@ __all__ = [
     "build_text_classifier",
     "build_text_encoder",
     "fixed_projection",
-    "normalize_class_name",
     "resolve_templates",
 ]
 
@@ -81,18 +80,6 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 
 class TextEncoderError(Text4VisError, ValueError):
     """A text encoder cannot be built or used; the message says what to install or set."""
-
-
-def normalize_class_name(name: str) -> str:
-    """Turn a dataset label into words: ``ApplyEyeMakeup`` -> ``apply eye makeup``.
-
-    Underscores and hyphens become spaces, camel case is split (``YoYo`` -> ``yo yo``,
-    ``HTMLParser`` -> ``html parser``), the result is lower case with single spaces.
-    """
-    text = re.sub(r"[_\-]+", " ", name.strip())
-    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text)
-    text = re.sub(r"(?<=[A-Z])(?=[A-Z][a-z])", " ", text)
-    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def resolve_templates(

@@ -26,14 +26,16 @@ from torch import nn
 from text4vis.config import ModelConfig
 from text4vis.errors import Text4VisError
 from text4vis.models.classifier import (
+    STORAGES,
     ClassifierArtifact,
     ClassifierError,
+    ClassifierRequest,
     FrozenClassifier,
-    LearnableClassifier,
-    TemplateBankClassifier,
-    build_classifier,
+    build_classifier_module,
     load_classifier,
+    rebuild_classifier_module,
     save_classifier,
+    storage_of,
 )
 from text4vis.models.integrity import check_files, record_files
 from text4vis.models.temporal import TemporalHead, build_temporal_head
@@ -41,20 +43,37 @@ from text4vis.models.temporal import TemporalHead, build_temporal_head
 if TYPE_CHECKING:
     from text4vis.config import DataConfig
 
-__all__ = ["VideoRecognizer", "preprocessing_from_data_config"]
+__all__ = ["VideoRecognizer", "preprocessing_from_data_config", "scaled_cosine_logits"]
 
 log = logging.getLogger("text4vis.models.video")
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CLASSIFIER_NAME = "classifier.safetensors"
-FORMAT_VERSION = 1
+MODEL_FOLDER_FORMAT_VERSION = 1  # format of the folders save_pretrained writes (config.json)
 # Keys of the optional "preprocessing" block of config.json (what defines the model's input).
 PREPROCESSING_KEYS = ("num_segments", "input_size", "resize_size", "mean", "std")
 
 
 class NoClassifierError(Text4VisError, RuntimeError):
     """The model has no classifier yet (e.g. an imported checkpoint without labels)."""
+
+
+def scaled_cosine_logits(
+    embeddings: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | float
+) -> torch.Tensor:
+    """``scale * cos(embeddings, W)``: ``[N, D] x [C, D] -> [N, C]``.
+
+    The one formula of the paper's logits, used by the model's forward pass, zero-shot scoring and
+    :class:`~text4vis.predict.Predictor`.
+
+    Args:
+        embeddings: ``[N, D]`` video embeddings (normalised here).
+        weight: ``[C, D]`` classifier with unit rows (normalise it first if it may not have).
+        scale: the logit scale (the multiplier, not its log).
+    """
+    v = F.normalize(embeddings, dim=-1)
+    return scale * v @ weight.to(v.dtype).T  # [N, D] @ [D, C]
 
 
 def _default_max_frames(num_frames: int) -> int:
@@ -252,7 +271,9 @@ class VideoRecognizer(nn.Module):
         elif not load_weights:
             classifier = None  # from_pretrained attaches the saved one
         else:
-            classifier, metadata = _build_classifier_module(model_cfg, class_names, clip, embed_dim)
+            classifier, metadata = build_classifier_module(
+                ClassifierRequest(model_cfg, list(class_names), clip, embed_dim)
+            )
         model = cls(
             visual,
             temporal,
@@ -304,9 +325,7 @@ class VideoRecognizer(nn.Module):
 
     def logits_from_embeddings(self, video: torch.Tensor) -> torch.Tensor:
         """``[B, D] -> [B, C]`` = scale * cos(video, W)."""
-        w = self.classifier_weight()
-        v = F.normalize(video, dim=-1)
-        return self.logit_scale.exp() * v @ w.to(v.dtype).T  # [B, D] @ [D, C]
+        return scaled_cosine_logits(video, self.classifier_weight(), self.logit_scale.exp())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, C]`` of videos ``[B, T, 3, H, W]``."""
@@ -371,13 +390,13 @@ class VideoRecognizer(nn.Module):
 
     def _config_dict(self) -> dict[str, Any]:
         config = {
-            "format_version": FORMAT_VERSION,
+            "format_version": MODEL_FOLDER_FORMAT_VERSION,
             "model": dataclasses.asdict(self.model_cfg),
             "class_names": self.class_names,
             "num_frames": self.num_frames,
             "image_size": self.image_size,
             "embed_dim": self.embed_dim,
-            "classifier_kind": _classifier_kind(self.classifier),
+            "classifier_kind": storage_of(self.classifier),
             **self.extra_config,
         }
         if self.preprocessing is not None:
@@ -431,14 +450,15 @@ class VideoRecognizer(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        kind = _classifier_kind(self.classifier)
+        kind = storage_of(self.classifier)
+        separate = kind in STORAGES and STORAGES[kind].separate_file
         state = {
             k: v.detach().cpu().contiguous()
             for k, v in self.state_dict().items()
-            if not (kind in ("frozen", "templates") and k.startswith("classifier."))
+            if not (separate and k.startswith("classifier."))
         }
         save_file(_unshare(state), str(directory / WEIGHTS_NAME), metadata={"format": "text4vis"})
-        if kind in ("frozen", "templates"):
+        if separate:
             meta = dict(self.classifier_metadata)
             meta["class_names"] = self.class_names
             artifact = ClassifierArtifact(
@@ -518,7 +538,6 @@ class VideoRecognizer(nn.Module):
             Text4VisError: the tensors do not fit the config.
         """
         from text4vis.config import config_from_dict
-        from text4vis.models.backbones import weights_loaded_afterwards
 
         config_where = config_where or where
         preprocessing = config.get("preprocessing")
@@ -540,22 +559,15 @@ class VideoRecognizer(nn.Module):
         model.model_cfg = model_cfg
         state = dict(weights)
         head = {k[len("classifier.") :]: v for k, v in state.items() if k.startswith("classifier.")}
-        from_file = classifier_file is not None and kind in ("frozen", "templates")
-        if kind == "learnable":
-            model.classifier = LearnableClassifier(len(class_names), model.embed_dim)
-        elif kind == "coop":
-            with weights_loaded_afterwards():  # its text tower is loaded from the state below
-                model.classifier = _coop_module(model_cfg, class_names, model.embed_dim)
-        elif kind == "templates" and not from_file:
-            if not {"bank", "weight"} <= set(head):
-                raise Text4VisError(f"{where}: no classifier.bank / classifier.weight tensors")
-            model.classifier = TemplateBankClassifier(
-                head["bank"], head["weight"], model_cfg.classifier_seed
+        # A folder keeps a fixed-matrix classifier in its own file; everything else (and every
+        # classifier of a training checkpoint) is rebuilt from the registry's storage.
+        from_file = (
+            classifier_file is not None and kind in STORAGES and STORAGES[kind].separate_file
+        )
+        if kind != "none" and not from_file:
+            model.classifier = rebuild_classifier_module(
+                kind, model_cfg, class_names, model.embed_dim, head, where
             )
-        elif kind == "frozen" and not from_file:
-            if "weight" not in head:
-                raise Text4VisError(f"{where}: no classifier.weight tensor")
-            model.classifier = FrozenClassifier(head["weight"])
         if from_file:
             state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
         try:
@@ -590,109 +602,3 @@ def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[k] = v.clone() if ptr in seen else v
         seen.add(ptr)
     return out
-
-
-def _classifier_kind(classifier: nn.Module | None) -> str:
-    if classifier is None:
-        return "none"
-    if isinstance(classifier, LearnableClassifier):
-        return "learnable"
-    if isinstance(classifier, TemplateBankClassifier):
-        return "templates"
-    if isinstance(classifier, FrozenClassifier):
-        return "frozen"
-    return "coop"
-
-
-def _coop_module(model_cfg: ModelConfig, class_names: Sequence[str], embed_dim: int) -> nn.Module:
-    """A CoOp classifier with a randomly initialised text tower (weights loaded afterwards)."""
-    import open_clip
-
-    from text4vis.models.backbones import create_clip
-    from text4vis.models.text import CoOpClassifier
-
-    clip = create_clip(model_cfg.arch, "")
-    tokenizer = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))
-    return CoOpClassifier(clip, tokenizer, class_names, model_cfg.coop_context)
-
-
-def _build_classifier_module(
-    model_cfg: ModelConfig, class_names: Sequence[str], clip: nn.Module, embed_dim: int
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The classifier module a config asks for, and its metadata."""
-    from text4vis.models.text import (
-        CoOpClassifier,
-        build_text_encoder,
-        resolve_templates,
-        template_embeddings,
-    )
-
-    init = model_cfg.classifier
-    names = list(class_names)
-    if init == "learnable":
-        generator = torch.Generator().manual_seed(model_cfg.classifier_seed)
-        return LearnableClassifier(len(names), embed_dim, generator), {"initializer": "learnable"}
-    if init == "text" and model_cfg.prompt == "coop":
-        import open_clip
-
-        if model_cfg.text_encoder != "clip":
-            raise ClassifierError(
-                "prompt 'coop' runs the CLIP text tower; set model.text_encoder=clip"
-            )
-        weights = model_cfg.text_pretrained or model_cfg.pretrained
-        text_clip = clip if weights == model_cfg.pretrained else None
-        if text_clip is None:
-            from text4vis.models.backbones import create_clip
-
-            text_clip = create_clip(model_cfg.arch, weights)
-        tokenizer = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))
-        module = CoOpClassifier(
-            text_clip, tokenizer, names, model_cfg.coop_context, model_cfg.classifier_seed
-        )
-        return module, {"initializer": "text", "prompt": "coop"}
-    if init == "text" and model_cfg.prompt == "templates" and model_cfg.template_mode == "sample":
-        encoder = build_text_encoder(model_cfg, clip_model=clip, embed_dim=embed_dim)
-        bank = template_embeddings(encoder, names, "templates", templates=model_cfg.template_set)
-        eval_weight = template_embeddings(encoder, names, "template", model_cfg.template)[0]
-        meta = {
-            "initializer": "text",
-            "prompt": "templates-sample",
-            "templates": resolve_templates("templates", templates=model_cfg.template_set),
-            **encoder.describe(),
-        }
-        return TemplateBankClassifier(bank, eval_weight, model_cfg.classifier_seed), meta
-    if init == "text":
-        if model_cfg.template_mode not in ("average", "sample"):
-            raise ClassifierError(
-                f"model.template_mode={model_cfg.template_mode!r}; choose 'average' or 'sample'"
-            )
-        encoder = build_text_encoder(model_cfg, clip_model=clip, embed_dim=embed_dim)
-        artifact = build_classifier(
-            "text",
-            class_names=names,
-            embed_dim=embed_dim,
-            text_encoder=encoder,
-            prompt=model_cfg.prompt,
-            template=model_cfg.template,
-            templates=model_cfg.template_set,
-        )
-        return FrozenClassifier(artifact.weight), artifact.metadata
-    if init in ("lda", "file"):
-        if not model_cfg.classifier_file:
-            hint = (
-                "build it with `text4vis classifier CONFIG --init lda --features FEATS --out FILE`"
-                if init == "lda"
-                else "build one with `text4vis classifier CONFIG --init ... --out FILE`"
-            )
-            raise ClassifierError(
-                f"model.classifier={init} needs model.classifier_file (a classifier artifact); "
-                f"{hint} and set model.classifier_file=FILE"
-            )
-        artifact = build_classifier(
-            "file", class_names=names, embed_dim=embed_dim, path=model_cfg.classifier_file
-        )
-        return FrozenClassifier(artifact.weight), artifact.metadata
-    artifact = build_classifier(
-        init, class_names=names, embed_dim=embed_dim, seed=model_cfg.classifier_seed
-    )
-    return FrozenClassifier(artifact.weight), artifact.metadata

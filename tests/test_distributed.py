@@ -7,10 +7,11 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from text4vis import distributed
 from text4vis.config import load_config
 from text4vis.data.loaders import build_loader
-from text4vis.engine import distributed
-from text4vis.engine.evaluate import evaluate_scores, extract_features, predict_scores
+from text4vis.engine.loops import extract_features, predict_scores
+from text4vis.engine.metrics import evaluate_scores
 
 NUM_VIDEOS = 7  # odd: the two ranks get 4 and 3 videos
 NUM_CLASSES = 5

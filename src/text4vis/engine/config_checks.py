@@ -1,4 +1,4 @@
-"""Semantic checks of a config before a long run starts.
+"""Config checks: semantic checks of a config before a long run starts.
 
 :mod:`text4vis.config` already rejects unknown keys and wrong types; this module checks that the
 values make sense together (a known architecture, head, classifier, objective, precision, views,
@@ -8,12 +8,10 @@ the first epoch. Every problem found is listed in one error.
 
 from __future__ import annotations
 
-from text4vis.config import Config, ConfigError
+from text4vis.config import AGGREGATIONS, PROTOCOLS, Config, ConfigError
 
 __all__ = ["config_problems", "validate_config"]
 
-PRECISIONS = ("bf16", "fp16", "fp32")
-CLASSIFIERS = ("text", "lda", "random", "orthogonal", "file", "learnable")
 PROMPTS = ("classname", "template", "templates", "coop")
 
 
@@ -24,9 +22,11 @@ def config_problems(cfg: Config, *, check_arch: bool = True) -> list[str]:
         cfg: the resolved config.
         check_arch: look ``model.arch`` up in open_clip's registry (imports open_clip).
     """
-    from text4vis.engine.evaluate import AGGREGATIONS, parse_views
+    from text4vis.engine.loops import parse_views
     from text4vis.engine.objectives import available_objectives
+    from text4vis.models.classifier import CONFIG_CLASSIFIERS
     from text4vis.models.temporal import HEADS
+    from text4vis.runtime import PRECISIONS
 
     problems: list[str] = []
     d, m, t, e = cfg.data, cfg.model, cfg.train, cfg.eval
@@ -43,7 +43,10 @@ def config_problems(cfg: Config, *, check_arch: bool = True) -> list[str]:
     need(d.sampling in ("segment", "dense"), f"data.sampling={d.sampling!r}: segment | dense")
     need(d.num_crops in (1, 3), f"data.num_crops={d.num_crops}: 1 or 3")
     need(m.temporal in HEADS, f"model.temporal={m.temporal!r}: choose one of {list(HEADS)}")
-    need(m.classifier in CLASSIFIERS, f"model.classifier={m.classifier!r}: one of {CLASSIFIERS}")
+    need(
+        m.classifier in CONFIG_CLASSIFIERS,
+        f"model.classifier={m.classifier!r}: one of {CONFIG_CLASSIFIERS}",
+    )
     need(m.prompt in PROMPTS, f"model.prompt={m.prompt!r}: choose one of {list(PROMPTS)}")
     need(m.logit_scale >= 0, f"model.logit_scale={m.logit_scale}: must be >= 0 (0 = CLIP's)")
     need(t.epochs >= 1, f"train.epochs={t.epochs}: must be >= 1")
@@ -80,8 +83,8 @@ def config_problems(cfg: Config, *, check_arch: bool = True) -> list[str]:
     need(e.aggregate in AGGREGATIONS, f"eval.aggregate={e.aggregate!r}: one of {AGGREGATIONS}")
     need(e.batch_size >= 1, f"eval.batch_size={e.batch_size}: must be >= 1")
     need(
-        e.protocol in ("full", "half", "splits"),
-        f"eval.protocol={e.protocol!r}: full | half | splits",
+        e.protocol in PROTOCOLS,
+        f"eval.protocol={e.protocol!r}: {' | '.join(PROTOCOLS)}",
     )
     need(e.num_splits >= 1, f"eval.num_splits={e.num_splits}: must be >= 1")
     need(

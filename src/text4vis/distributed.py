@@ -22,7 +22,6 @@ __all__ = [
     "is_distributed",
     "is_main_process",
     "process_group",
-    "select_device",
     "setup_distributed",
 ]
 
@@ -86,30 +85,6 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return holder[0]
 
 
-def select_device(name: str = "auto") -> Any:
-    """The torch device of this process.
-
-    ``"auto"`` is ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU; ``"cuda"`` means
-    ``cuda:LOCAL_RANK``; ``"cpu"`` and ``"cuda:N"`` are taken as given.
-
-    Raises:
-        ValueError: CUDA asked for but not available, or an unknown name.
-    """
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"run.device={name!r} but CUDA is not available; use run.device=cpu")
-        device = torch.device(f"cuda:{get_local_rank()}") if name == "cuda" else torch.device(name)
-        torch.cuda.set_device(device)
-        return device
-    raise ValueError(f"run.device {name!r}: choose auto, cpu, cuda or cuda:N")
-
-
 def setup_distributed(device: Any) -> bool:
     """Start the process group when launched by ``torchrun`` with more than one process.
 
@@ -165,6 +140,8 @@ def process_group(device_name: str = "auto") -> Iterator[Any]:
     body raises, it is destroyed without a barrier (other ranks may be gone). A group that was
     already running is left alone.
     """
+    from text4vis.runtime import select_device
+
     device = select_device(device_name)
     started = setup_distributed(device)
     ok = False

@@ -1,0 +1,65 @@
+"""The embedded default: the paper's ablations at toy scale on synthetic actions, on the CPU.
+
+:func:`run_demo` (``text4vis demo``) writes a synthetic-actions dataset
+(:mod:`text4vis.data.actions`: real mp4 files, list files, label CSVs), trains small video
+recognizers on it with the library's own trainer (:func:`text4vis.engine.train.fit`: real
+decoding, TSN sampling, augmentation, the real :class:`~text4vis.models.video.VideoRecognizer`
+and frozen classifiers) and writes a report folder:
+
+- ``report.md``: each table beside the paper's numbers, whether the orderings agree, seeds and
+  spread, the exported model and the ``text4vis predict`` command that uses it;
+- ``metrics.json``: every figure of the report (and the per-epoch histories);
+- ``curves_init.png`` (validation top-1 and training loss per epoch for each classifier
+  initialisation), ``correlation_maps.png`` (the paper's figure 1: inter-class cosine similarity
+  of the text classifier and of a learned vision-only classifier);
+- ``model/``: the main model (text classifier, temporal transformer), ``save_pretrained`` format;
+- ``data/``: the dataset; ``runs/``: one run folder per training run (config, log, metrics,
+  checkpoints, curves).
+
+The experiments (seeds ``0..seeds-1``; the dataset is the same for every seed):
+
+1. classifier initialisation (table 6): ``text`` (all-MiniLM-L6-v2, the paper's language-only
+   "DistilBERT" row), ``lda`` (Fisher LDA of the features of the initial visual encoder on the
+   training clips), ``random``, ``orthogonal`` and the ``learnable`` vision-only head;
+2. data regimes (table 7): zero-shot on the unseen classes, 2-shot and full training, for the text
+   classifier (vision-text) and the learnable head (vision-only);
+3. temporal modelling (table 8): mean pooling (TAP) vs the temporal transformer, overall and on the
+   direction-dependent classes (those whose time-reversed partner is also a class).
+
+:func:`run_contrastive_demo` (``text4vis demo --contrastive``) is table 9 on the same data:
+cross-entropy over the frozen text classifier vs four contrastive variants, each a torchrun job.
+
+The visual encoder is a small ViT trained from scratch: no pretrained visual weights are available
+offline. Every number in the report is measured in the run that writes it.
+
+Modules: :mod:`~text4vis.demo.settings` (sizes, shared config, the dataset),
+:mod:`~text4vis.demo.runs` (training runs and torchrun jobs), :mod:`~text4vis.demo.statistics`
+(accuracy summaries, standard errors, judging a claim), :mod:`~text4vis.demo.paper` (the paper's
+numbers and claims, as data), :mod:`~text4vis.demo.metrics` (typed results),
+:mod:`~text4vis.demo.plots`, :mod:`~text4vis.demo.report`, :mod:`~text4vis.demo.ablations`
+(tables 6-8), :mod:`~text4vis.demo.contrastive` (table 9), :mod:`~text4vis.demo.compare`
+(two ``metrics.json`` files number by number).
+"""
+
+from text4vis.demo.ablations import run_demo
+from text4vis.demo.contrastive import run_contrastive_demo
+from text4vis.demo.metrics import DemoMetrics
+from text4vis.demo.paper import PAPER, PAPER_TABLE9, TABLE9_CLAIMS, TABLE_CLAIMS
+from text4vis.demo.settings import DemoSettings, demo_settings, make_demo_dataset
+from text4vis.demo.statistics import Claim, Judgement, judge_claim
+
+__all__ = [
+    "PAPER",
+    "PAPER_TABLE9",
+    "TABLE9_CLAIMS",
+    "TABLE_CLAIMS",
+    "Claim",
+    "DemoMetrics",
+    "DemoSettings",
+    "Judgement",
+    "demo_settings",
+    "judge_claim",
+    "make_demo_dataset",
+    "run_contrastive_demo",
+    "run_demo",
+]

@@ -1,0 +1,420 @@
+"""The main demo: tables 6-8 of the paper at toy scale (:func:`run_demo`).
+
+It writes the synthetic-actions dataset, trains the runs of :func:`~text4vis.demo.runs.run_specs`
+with the library's trainer, adds the evaluations the tables need beyond validation top-1
+(zero-shot on the unseen classes, the direction-dependent classes), builds the tables, judges
+the paper's claims (:data:`~text4vis.demo.paper.TABLE_CLAIMS`), draws the figures, exports the
+main model and writes ``metrics.json`` and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from text4vis.demo.metrics import (
+    DatasetSummary,
+    DemoMetrics,
+    DemoTables,
+    Figure1,
+    Regimes,
+    Table6Row,
+    Table7,
+    Table8,
+    Table8Row,
+)
+from text4vis.demo.paper import PAPER, TABLE_CLAIMS
+from text4vis.demo.plots import (
+    offdiagonal_correlation,
+    partner_similarity,
+    plot_correlation_maps,
+    plot_init_curves,
+)
+from text4vis.demo.report import render_report
+from text4vis.demo.runs import (
+    RunResult,
+    RunSpec,
+    direction_metrics,
+    eta_seconds,
+    evaluate_list,
+    predict_example,
+    run_specs,
+    train_run,
+)
+from text4vis.demo.settings import (
+    INITS,
+    DemoSettings,
+    base_config_dict,
+    demo_settings,
+    make_demo_dataset,
+)
+from text4vis.demo.statistics import accuracy_stats, judge_claims
+
+__all__ = ["ExtraEvaluations", "build_tables", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_demo(
+    out: str | Path | None = None,
+    *,
+    quick: bool = False,
+    seeds: int | None = None,
+    settings: DemoSettings | None = None,
+    progress: bool = True,
+) -> DemoMetrics:
+    """Run the synthetic benchmark and write the report folder.
+
+    Args:
+        out: report folder (default ``runs/demo/<timestamp>``).
+        quick: the much smaller version (for tests).
+        seeds: number of training seeds (default 1).
+        settings: explicit settings (overrides ``quick`` and ``seeds``).
+        progress: progress bar while writing the dataset.
+
+    Returns:
+        The metrics (``to_dict()`` is what ``metrics.json`` holds), with ``out`` set to the
+        report folder.
+    """
+    import torch
+
+    settings = settings or demo_settings(quick, seeds)
+    previous_threads = torch.get_num_threads()
+    if settings.torch_threads > 0:
+        torch.set_num_threads(settings.torch_threads)
+    try:
+        return _run_demo(out, quick=quick, settings=settings, progress=progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_demo(
+    out: str | Path | None, *, quick: bool, settings: DemoSettings, progress: bool
+) -> DemoMetrics:
+    import torch
+
+    from text4vis.config import config_from_dict, dump_config
+    from text4vis.data import read_labels
+    from text4vis.runs import create_run_dir
+
+    start = time.perf_counter()
+    timing: dict[str, float] = {}
+
+    # The report folder is a run folder: config.yaml (the shared config), meta.json, log.txt.
+    placeholder = config_from_dict({"run": {"root": "runs", "name": "demo"}})
+    run = create_run_dir(placeholder, path=out)
+    out = run.path.resolve()  # relative report folders (the default) must still compare
+    logger.info("demo report folder: %s (%s)", out, "quick" if quick else "full")
+
+    # 1. The data.
+    t0 = time.perf_counter()
+    dataset = make_demo_dataset(out / "data", settings, progress=progress)
+    timing["dataset_s"] = time.perf_counter() - t0
+    seen_names = read_labels(dataset.labels_seen)
+    unseen_names = read_labels(dataset.labels_unseen)
+    base = base_config_dict(settings, dataset, out)
+    base_cfg = config_from_dict(base)
+    dump_config(base_cfg, out / "config.yaml")
+
+    # 2. The training runs.
+    t0 = time.perf_counter()
+    results = _train_runs(run_specs(settings), base, seen_names, out)
+    timing["training_s"] = time.perf_counter() - t0
+
+    # 3. Evaluations beyond validation top-1: zero-shot, direction-dependent classes.
+    t0 = time.perf_counter()
+    logger.info("zero-shot and per-class evaluations")
+    text_weight = _text_weight_builder(base_cfg)
+
+    def load(spec: RunSpec) -> Any:
+        from text4vis.models.video import VideoRecognizer
+
+        return VideoRecognizer.from_pretrained(out / results[spec.key].model_dir)
+
+    extra = _extra_evaluations(
+        settings, base_cfg, dataset, seen_names, unseen_names, load, text_weight
+    )
+    timing["evaluation_s"] = time.perf_counter() - t0
+
+    # 4. Tables and the paper's claims.
+    early_epoch = max(1, round(settings.epochs * settings.early_fraction))
+    tables = build_tables(settings, results, extra, early_epoch, len(seen_names), len(unseen_names))
+    claims = judge_claims(TABLE_CLAIMS, tables.quantities(), early_epoch=early_epoch)
+
+    # 5. Figures, exported model, predict example.
+    t0 = time.perf_counter()
+    figure1 = _figures(settings, results, dataset, seen_names, load, text_weight, out)
+    main_spec = RunSpec("text", "transformer", 0, 0)
+    prediction = _export_main_model(load(main_spec), dataset, unseen_names, out)
+    timing["figures_export_s"] = time.perf_counter() - t0
+    timing["total_s"] = time.perf_counter() - start
+
+    metrics = DemoMetrics(
+        mode="quick" if quick else "full",
+        settings=settings,
+        dataset=DatasetSummary(
+            root="data",
+            seen_classes=seen_names,
+            unseen_classes=unseen_names,
+            train_clips=settings.train_per_class * len(seen_names),
+            val_clips=settings.val_per_class * len(seen_names),
+            unseen_clips=settings.unseen_per_class * len(unseen_names),
+        ),
+        runs=results,
+        tables=tables,
+        figure1=figure1,
+        claims=claims,
+        early_epoch=early_epoch,
+        main_model_from_run=main_spec.key,
+        predict_example=prediction,
+        timing_s=timing,
+        peak_rss_mb=_peak_rss_mb(),
+        torch_threads=torch.get_num_threads(),
+    )
+    values = metrics.to_dict()
+    (out / "metrics.json").write_text(json.dumps(values, indent=2) + "\n")
+    (out / "report.md").write_text(render_report(values))
+    logger.info(
+        "demo finished in %.0fs: %s, %s", timing["total_s"], out / "report.md", out / "metrics.json"
+    )
+    metrics.out = out
+    return metrics
+
+
+def _train_runs(
+    specs: list[RunSpec], base: dict[str, Any], class_names: list[str], out: Path
+) -> dict[str, RunResult]:
+    """Train every run in order, logging progress and an ETA; results by run key."""
+    from text4vis.runs import setup_logging
+
+    log_file = out / "log.txt"
+    log_level = logging.getLevelName(logging.getLogger("text4vis").getEffectiveLevel())
+    results: dict[str, RunResult] = {}
+    t0 = time.perf_counter()
+    for number, spec in enumerate(specs, 1):
+        elapsed = time.perf_counter() - t0
+        eta = eta_seconds(elapsed, number, len(specs))
+        logger.info(
+            "[run %d/%d] %s (classifier %s, temporal %s, %s, seed %d); %.0fs so far, ETA %.0fs",
+            number,
+            len(specs),
+            spec.key,
+            spec.classifier,
+            spec.temporal,
+            f"{spec.shot}-shot" if spec.shot else "all clips",
+            spec.seed,
+            elapsed,
+            eta,
+        )
+        result = train_run(spec, base, class_names, out)
+        setup_logging(log_level, log_file)  # fit logged into its own run folder
+        results[spec.key] = result
+        logger.info(
+            "[run %d/%d] %s: val top-1 %.1f%% after %d epochs (%.0fs)",
+            number,
+            len(specs),
+            spec.key,
+            100 * result.val_top1,
+            len(result.history),
+            result.time_s,
+        )
+    return results
+
+
+def _text_weight_builder(base_cfg: Any) -> Callable[[list[str], int], Any]:
+    """A function names -> text classifier rows, with the demo's text encoder built once."""
+    import torch
+
+    from text4vis.models.classifier import build_classifier
+    from text4vis.models.text import build_text_encoder
+
+    text_encoder = build_text_encoder(base_cfg.model)
+
+    def text_weight(names: list[str], dim: int) -> Any:
+        with torch.no_grad():
+            return build_classifier(
+                "text",
+                class_names=names,
+                embed_dim=dim,
+                text_encoder=text_encoder,
+                prompt=base_cfg.model.prompt,
+                template=base_cfg.model.template,
+            ).weight
+
+    return text_weight
+
+
+@dataclass
+class ExtraEvaluations:
+    """Per seed: zero-shot top-1 on the unseen classes, and the direction metrics per head."""
+
+    zero_shot: dict[str, list[float]]  # "vision_text" / "vision_only" -> one top-1 per seed
+    direction: dict[str, list[dict[str, float]]]  # "mean" / "transformer" -> one row per seed
+
+
+def _extra_evaluations(
+    settings: DemoSettings,
+    base_cfg: Any,
+    dataset: Any,
+    seen_names: list[str],
+    unseen_names: list[str],
+    load: Callable[[RunSpec], Any],
+    text_weight: Callable[[list[str], int], Any],
+) -> ExtraEvaluations:
+    from text4vis.models.classifier import random_weight
+
+    zero_shot: dict[str, list[float]] = {"vision_text": [], "vision_only": []}
+    direction: dict[str, list[dict[str, float]]] = {"mean": [], "transformer": []}
+    for seed in range(settings.seeds):
+        text_model = load(RunSpec("text", "mean", 0, seed))
+        unseen_w = text_weight(unseen_names, text_model.embed_dim)
+        text_model.set_classifier(unseen_w, unseen_names, {"initializer": "text"})
+        result = evaluate_list(text_model, base_cfg, dataset.unseen_list, unseen_names)
+        zero_shot["vision_text"].append(float(result.metrics["top1"]))
+        # A learnable head has no rows for classes it never saw: the new rows are random.
+        vision_model = load(RunSpec("learnable", "mean", 0, seed))
+        generator_seed = 1000 + seed
+        vision_model.set_classifier(
+            random_weight(len(unseen_names), vision_model.embed_dim, generator_seed),
+            unseen_names,
+            {"initializer": "random", "seed": generator_seed},
+        )
+        result = evaluate_list(vision_model, base_cfg, dataset.unseen_list, unseen_names)
+        zero_shot["vision_only"].append(float(result.metrics["top1"]))
+        for temporal in ("mean", "transformer"):
+            model = load(RunSpec("text", temporal, 0, seed))
+            result = evaluate_list(model, base_cfg, dataset.val_list, seen_names)
+            direction[temporal].append(direction_metrics(result, dataset.seen))
+    return ExtraEvaluations(zero_shot, direction)
+
+
+def build_tables(
+    settings: DemoSettings,
+    results: dict[str, RunResult],
+    extra: ExtraEvaluations,
+    early_epoch: int,
+    num_seen: int,
+    num_unseen: int,
+) -> DemoTables:
+    """Tables 6-8 from the runs' results and the extra evaluations (no model is run).
+
+    Args:
+        settings: the demo's sizes (seeds, clips per class, shots).
+        results: every run of :func:`~text4vis.demo.runs.run_specs`, by key.
+        extra: zero-shot and direction metrics per seed.
+        early_epoch: the epoch (1-based) whose validation top-1 is table 6's "early" column.
+        num_seen: seen classes.
+        num_unseen: unseen classes.
+    """
+    seeds = range(settings.seeds)
+
+    def top1s(init: str, temporal: str = "mean", shot: int = 0) -> list[float]:
+        return [results[RunSpec(init, temporal, shot, s).key].val_top1 for s in seeds]
+
+    n_val = settings.val_per_class * num_seen
+    n_unseen = settings.unseen_per_class * num_unseen
+    n_dir = int(extra.direction["mean"][0]["num_direction_videos"])
+    n_other = int(extra.direction["mean"][0]["num_other_videos"])
+    table6 = {}
+    for init in INITS:
+        histories = [results[RunSpec(init, "mean", 0, s).key].history for s in seeds]
+        table6[init] = Table6Row(
+            top1=accuracy_stats(top1s(init), n_val),
+            early_top1=accuracy_stats([h[early_epoch - 1]["val_top1"] for h in histories], n_val),
+            mean_curve_top1=accuracy_stats(
+                [sum(r["val_top1"] for r in h) / len(h) for h in histories], n_val
+            ),
+            paper_top1=PAPER["table6"][init],
+        )
+    table7 = Table7(
+        vision_text=Regimes(
+            zero_shot=accuracy_stats(extra.zero_shot["vision_text"], n_unseen),
+            two_shot=accuracy_stats(top1s("text", shot=settings.shot), n_val),
+            full=accuracy_stats(top1s("text"), n_val),
+        ),
+        vision_only=Regimes(
+            zero_shot=accuracy_stats(extra.zero_shot["vision_only"], n_unseen),
+            two_shot=accuracy_stats(top1s("learnable", shot=settings.shot), n_val),
+            full=accuracy_stats(top1s("learnable"), n_val),
+        ),
+        chance_seen=100.0 / num_seen,
+        chance_unseen=100.0 / num_unseen,
+        paper=PAPER["table7"],
+    )
+
+    def table8_row(temporal: str) -> Table8Row:
+        rows = extra.direction[temporal]
+        return Table8Row(
+            top1=accuracy_stats([r["top1"] for r in rows], n_val),
+            direction_top1=accuracy_stats([r["direction_top1"] for r in rows], n_dir),
+            other_top1=accuracy_stats([r["other_top1"] for r in rows], n_other),
+            reversed_partner_rate=accuracy_stats([r["reversed_partner_rate"] for r in rows], n_dir),
+            paper_top1=PAPER["table8"][temporal],
+        )
+
+    table8 = Table8(table8_row("mean"), table8_row("transformer"), n_dir, n_other)
+    return DemoTables(table6, table7, table8)
+
+
+def _figures(
+    settings: DemoSettings,
+    results: dict[str, RunResult],
+    dataset: Any,
+    seen_names: list[str],
+    load: Callable[[RunSpec], Any],
+    text_weight: Callable[[list[str], int], Any],
+    out: Path,
+) -> Figure1:
+    """Draw ``curves_init.png`` and ``correlation_maps.png``; figure 1's numbers."""
+    import torch
+
+    from text4vis.models.classifier import random_weight
+
+    curves = {
+        init: [results[RunSpec(init, "mean", 0, s).key].history for s in range(settings.seeds)]
+        for init in INITS
+    }
+    plot_init_curves(curves, out / "curves_init.png")
+    learned_spec = RunSpec("learnable", "mean", 0, 0)
+    learned = load(learned_spec)
+    text_seen = text_weight(seen_names, learned.embed_dim)
+    with torch.no_grad():
+        learned_w = learned.classifier_weight().detach().cpu()
+    plot_correlation_maps(text_seen, learned_w, seen_names, out / "correlation_maps.png")
+    return Figure1(
+        offdiagonal_pearson_text_vs_learned=offdiagonal_correlation(text_seen, learned_w),
+        offdiagonal_pearson_text_vs_random=offdiagonal_correlation(
+            text_seen, random_weight(len(seen_names), learned.embed_dim, 0)
+        ),
+        learned_from_run=learned_spec.key,
+        **partner_similarity(text_seen, dataset.seen),
+    )
+
+
+def _export_main_model(
+    model: Any, dataset: Any, unseen_names: list[str], out: Path
+) -> dict[str, Any]:
+    """Save the main model to ``out/model``, check it loads, and label one unseen clip with it."""
+    from text4vis.models.video import VideoRecognizer
+
+    model_dir = out / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model.save_pretrained(model_dir)
+    VideoRecognizer.from_pretrained(model_dir)  # the export loads back
+    example_video = dataset.root / Path(dataset.unseen_list.read_text().split()[0])
+    return predict_example(model_dir, example_video, unseen_names)
+
+
+def _peak_rss_mb() -> dict[str, float]:
+    return {
+        "main_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "largest_child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }

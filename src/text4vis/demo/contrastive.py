@@ -1,0 +1,493 @@
+"""The paper's table 9 at toy scale: the frozen text classifier vs the contrastive paradigm.
+
+:func:`run_contrastive_demo` writes the synthetic-actions dataset of the demo
+(:func:`text4vis.demo.settings.make_demo_dataset`), then trains the demo's small model five
+times, each as a real DDP job of 2 gloo processes (1 torch thread each) launched the way a user
+launches one::
+
+    python -m torch.distributed.run --nproc_per_node 2 -m text4vis train CONFIG --set ...
+
+1. ``ce``: the paper's paradigm, cross-entropy over the frozen text classifier;
+2. ``gather_online`` / ``gather_offline`` / ``local_online`` / ``local_offline``: the
+   contrastive objective (:mod:`text4vis.engine.contrastive`), batch gather on or off, text
+   tower trained (online) or fixed (offline).
+
+All five runs share the data, the global batch (2 processes x ``batch_size / 2`` clips), the
+seed (so the same initial weights and data order), the schedule and the initial text tower. It
+writes into ``out_dir``:
+
+- ``contrastive_report.md``: the table beside the paper's table 9, and which orderings agree;
+- ``contrastive_metrics.json``: every number of the report, per run;
+- ``config.yaml`` (the shared config), ``log.txt``, ``text_tower_init.safetensors``, ``data/``
+  and ``runs/<row>/`` (each run's folder, with ``torchrun.log``: the job's console output).
+
+**Text tower.** ``train.text_online=true`` trains a CLIP text tower (see
+:func:`~text4vis.engine.contrastive.build_online_text_tower`), so every row uses the CLIP text
+tower of the demo's architecture (``demo-vit``: 1 layer, width 32) rather than the demo's
+all-MiniLM-L6-v2, which cannot be trained online. No pretrained CLIP weights exist offline: the
+tower is randomly initialised once from ``seed``, written to ``text_tower_init.safetensors`` and
+given to every run as ``model.text_pretrained``, so that the offline rows, the CE row and the
+starting point of the online rows use the same class embeddings. The paper's text encoder is
+pretrained; ours carries no language knowledge, which the report says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from text4vis.demo.paper import PAPER_TABLE9, TABLE9_CLAIMS
+from text4vis.demo.report import render_contrastive_report
+from text4vis.demo.runs import JobResult, eta_seconds, run_torchrun_job
+from text4vis.demo.settings import (
+    DEMO_ARCH,
+    DemoSettings,
+    base_config_dict,
+    demo_settings,
+    make_demo_dataset,
+)
+from text4vis.demo.statistics import Estimate, Judgement, binomial_se, judge_claims, ranking
+
+__all__ = [
+    "PAPER_TABLE9",
+    "ROWS",
+    "ContrastiveMetrics",
+    "Table9Result",
+    "TableRow",
+    "claim_to_dict",
+    "contrastive_demo_settings",
+    "judge_table9",
+    "run_contrastive_demo",
+    "table9_quantities",
+]
+
+logger = logging.getLogger(__name__)
+
+TOWER_FILE = "text_tower_init.safetensors"
+REPORT_FILE = "contrastive_report.md"
+METRICS_FILE = "contrastive_metrics.json"
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One row of table 9: a training objective and its switches."""
+
+    key: str  # name of the run folder and of the metrics entry
+    paradigm: str  # "contrastive" or "ours"
+    gather: bool  # batch gather across processes (contrastive only)
+    text_online: bool  # the text tower is trained (contrastive only)
+
+    @property
+    def overrides(self) -> list[str]:
+        """The ``--set`` values that select this row's objective."""
+        if self.paradigm == "ours":
+            return ["train.objective=ce"]
+        return [
+            "train.objective=contrastive",
+            f"train.gather={str(self.gather).lower()}",
+            f"train.text_online={str(self.text_online).lower()}",
+        ]
+
+    @property
+    def label(self) -> str:
+        if self.paradigm == "ours":
+            return "Ours (cross-entropy, frozen text classifier)"
+        return "Contrastive"
+
+
+ROWS: tuple[TableRow, ...] = (
+    TableRow("gather_online", "contrastive", True, True),
+    TableRow("gather_offline", "contrastive", True, False),
+    TableRow("local_online", "contrastive", False, True),
+    TableRow("local_offline", "contrastive", False, False),
+    TableRow("ce", "ours", False, False),
+)
+
+# CE runs first: the other rows' times are divided by its time.
+_RUN_ORDER = ("ce", "gather_online", "gather_offline", "local_online", "local_offline")
+
+
+def contrastive_demo_settings(quick: bool = False) -> DemoSettings:
+    """The demo's settings (:func:`text4vis.demo.settings.demo_settings`) resized for five DDP runs.
+
+    Model, frame size, frames, learning rates and the global batch are the demo's; the number
+    of clips and epochs are set here so that the five runs fit about 6 minutes on 2 cores
+    (``quick``: as little as gives every run a few optimizer steps).
+    """
+    settings = demo_settings(quick=quick)
+    if quick:
+        return dataclasses.replace(
+            settings,
+            train_per_class=2,
+            val_per_class=1,
+            unseen_per_class=1,
+            epochs=1,
+            num_workers=0,  # decode in the training processes: no worker start-up
+        )
+    return dataclasses.replace(
+        settings,
+        train_per_class=40,
+        val_per_class=5,
+        unseen_per_class=1,
+        epochs=5,
+        num_workers=1,  # per process: 2 training processes + 2 decoders on 2 cores
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Text tower and its class embeddings
+# ----------------------------------------------------------------------------------------------
+
+
+def _write_initial_tower(arch: str, seed: int, path: Path) -> Path:
+    """A randomly initialised open_clip ``arch`` (seeded), saved as a weight file."""
+    import torch
+    from safetensors.torch import save_file
+
+    from text4vis.models.backbones import create_clip
+
+    with torch.random.fork_rng():  # open_clip draws from the global generator; leave it as it was
+        torch.manual_seed(seed)
+        model = create_clip(arch)
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def _similarity_stats(weight: Any) -> dict[str, float]:
+    """Mean and max cosine between different class rows of a ``[C, D]`` classifier."""
+    import torch
+    from torch.nn import functional as F
+
+    w = F.normalize(weight.float(), dim=-1)
+    sim = w @ w.t()  # [C, C]
+    off = sim[~torch.eye(sim.shape[0], dtype=torch.bool)]
+    return {"offdiag_cos_mean": float(off.mean()), "offdiag_cos_max": float(off.max())}
+
+
+def _initial_class_embeddings(cfg: Any, class_names: list[str], embed_dim: int) -> Any:
+    from text4vis.models.text import build_text_classifier, build_text_encoder
+
+    encoder = build_text_encoder(cfg.model, embed_dim=embed_dim)
+    return build_text_classifier(encoder, class_names, cfg.model.prompt, cfg.model.template)
+
+
+def _trained_class_embeddings(run_dir: Path) -> Any:
+    from text4vis.models.classifier import load_classifier
+
+    return load_classifier(run_dir / "model" / "classifier.safetensors").weight
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper's orderings
+# ----------------------------------------------------------------------------------------------
+
+
+def table9_quantities(rows: dict[str, Any]) -> dict[str, Estimate]:
+    """What :data:`~text4vis.demo.paper.TABLE9_CLAIMS` compare, per row: ``top1.<row>`` (in %,
+    with its binomial standard error) and ``epoch_time.<row>`` (the steady time per epoch, with
+    the standard error of its mean over the epochs; unknown for a single epoch)."""
+    found: dict[str, Estimate] = {}
+    for key, r in rows.items():
+        found[f"top1.{key}"] = Estimate(
+            100.0 * r["top1"], se=100.0 * binomial_se(r["top1"], r["num_val_videos"])
+        )
+        std = r["steady_epoch_time_std_s"]
+        found[f"epoch_time.{key}"] = Estimate(
+            r["steady_epoch_time_mean_s"],
+            se=None if std is None else math.sqrt(std**2 / r["steady_epochs"]),
+        )
+    return found
+
+
+def claim_to_dict(judged: Judgement) -> dict[str, Any]:
+    """The layout of a claim in ``contrastive_metrics.json``, with the paper's two numbers."""
+    claim = judged.claim
+    measure = "top1" if claim.measure == "top-1" else "v100_days"
+    return {
+        "kind": claim.measure,
+        "claim": judged.text,
+        "a": claim.a_label,
+        "b": claim.b_label,
+        "demo_a": judged.value_a,
+        "demo_b": judged.value_b,
+        "paper_a": PAPER_TABLE9[claim.a_label][measure],
+        "paper_b": PAPER_TABLE9[claim.b_label][measure],
+        "difference": judged.difference,
+        "noise_2se": judged.noise_2se,
+        "verdict": judged.verdict,
+        "conclusive": judged.conclusive,
+    }
+
+
+def judge_table9(rows: dict[str, Any]) -> list[dict[str, Any]]:
+    """Judge every claim of table 9 on the rows' results (the ``claims`` of the metrics)."""
+    return [claim_to_dict(j) for j in judge_claims(TABLE9_CLAIMS, table9_quantities(rows))]
+
+
+@dataclass
+class Table9Result:
+    """One row of table 9 as measured: an entry of ``contrastive_metrics.json["rows"]``."""
+
+    row: TableRow
+    job: JobResult  # run_dir and log relative to the report folder
+    train_time_ratio_vs_ce: float
+    wall_ratio_vs_ce: float
+    trained_text_classifier: dict[str, float] | None = None  # online rows: after training
+
+    def to_dict(self) -> dict[str, Any]:
+        paper = PAPER_TABLE9[self.row.key]
+        values = {
+            "paradigm": self.row.paradigm,
+            "gather": self.row.gather,
+            "text_online": self.row.text_online,
+            **self.job.to_dict(),
+            "paper_top1": paper["top1"],
+            "paper_v100_days": paper["v100_days"],
+            "paper_cost_ratio_vs_ce": paper["v100_days"] / PAPER_TABLE9["ce"]["v100_days"],
+            "train_time_ratio_vs_ce": self.train_time_ratio_vs_ce,
+            "wall_ratio_vs_ce": self.wall_ratio_vs_ce,
+        }
+        if self.trained_text_classifier is not None:
+            values["trained_text_classifier"] = self.trained_text_classifier
+        return values
+
+
+@dataclass
+class ContrastiveMetrics:
+    """Everything the table-9 comparison measured: :meth:`to_dict` is written as
+    ``contrastive_metrics.json`` and rendered as ``contrastive_report.md``."""
+
+    mode: str  # "quick" or "full"
+    seed: int
+    settings: DemoSettings
+    processes: int  # per run
+    cpu_count: int | None  # of the machine (the load shares its cores)
+    num_classes: int
+    initial_text_classifier: dict[str, float]  # class-row similarity of the initial tower
+    rows: dict[str, Table9Result]  # in the order of ROWS
+    claims: list[Judgement]
+    timing_s: dict[str, float]
+    out: Path | None = None  # the report folder (not written into the JSON)
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.settings
+        rows = {key: result.to_dict() for key, result in self.rows.items()}
+        return {
+            "mode": self.mode,
+            "seed": self.seed,
+            "data_seed": s.data_seed,
+            "settings": dataclasses.asdict(s),
+            "processes": self.processes,
+            "torch_threads_per_process": 1,
+            "cpu_count": self.cpu_count,
+            "global_batch": s.batch_size,
+            "per_process_batch": s.batch_size // self.processes,
+            "dataset": {
+                "root": "data",
+                "seen_classes": self.num_classes,
+                "train_clips": s.train_per_class * self.num_classes,
+                "val_clips": s.val_per_class * self.num_classes,
+            },
+            "text_tower": {
+                "arch": DEMO_ARCH,
+                "weights": f"random initialisation (seed {self.seed}), {TOWER_FILE}",
+                "initial_text_classifier": self.initial_text_classifier,
+            },
+            "rows": rows,
+            "paper_ranking_top1": ranking({k: v["top1"] for k, v in PAPER_TABLE9.items()}),
+            "demo_ranking_top1": ranking({k: r["top1"] for k, r in rows.items()}),
+            "claims": [claim_to_dict(j) for j in self.claims],
+            "timing_s": dict(self.timing_s),
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# The comparison
+# ----------------------------------------------------------------------------------------------
+
+
+def run_contrastive_demo(
+    out_dir: str | Path | None = None,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    settings: DemoSettings | None = None,
+    nproc: int = 2,
+    progress: bool = True,
+    run_timeout_s: float = 900.0,
+) -> ContrastiveMetrics:
+    """Train the five rows of table 9 on synthetic actions and write the report.
+
+    Args:
+        out_dir: report folder (created; default ``runs/demo_contrastive/<timestamp>``).
+        quick: the much smaller version (for tests, about a minute and a half).
+        seed: training seed of every run (initial weights, data order, augmentation) and of the
+            initial text tower; the dataset is the demo's (``settings.data_seed``).
+        settings: a :class:`text4vis.demo.DemoSettings` (default:
+            :func:`contrastive_demo_settings`); ``batch_size`` is the global batch.
+        nproc: gloo processes per run (``batch_size`` must be a multiple of it).
+        progress: progress bar while writing the dataset.
+        run_timeout_s: a run still going after this long is stopped (an error).
+
+    Returns:
+        The metrics (``to_dict()`` is what ``contrastive_metrics.json`` holds), with ``out`` set
+        to the report folder.
+
+    Raises:
+        ValueError: ``batch_size`` not a multiple of ``nproc``, or ``nproc < 2`` (the gather
+            only differs from local training with several processes).
+        RuntimeError: a run failed (the message names its log file).
+    """
+    from text4vis.config import config_from_dict, dump_config
+    from text4vis.data import read_labels
+    from text4vis.runs import create_run_dir
+
+    settings = settings or contrastive_demo_settings(quick)
+    if nproc < 2:
+        raise ValueError(f"nproc must be at least 2 (batch gather needs processes), got {nproc}")
+    if settings.batch_size % nproc:
+        raise ValueError(
+            f"batch_size {settings.batch_size} (global) must be a multiple of nproc={nproc}"
+        )
+    start = time.perf_counter()
+    placeholder = config_from_dict({"run": {"root": "runs", "name": "demo_contrastive"}})
+    run = create_run_dir(placeholder, path=out_dir)
+    out = run.path.resolve()
+    logger.info("contrastive demo (table 9) in %s (%s)", out, "quick" if quick else "full")
+
+    t0 = time.perf_counter()
+    dataset = make_demo_dataset(out / "data", settings, progress=progress)
+    dataset_s = time.perf_counter() - t0
+    class_names = read_labels(dataset.labels_seen)
+
+    tower = _write_initial_tower(DEMO_ARCH, seed, out / TOWER_FILE)
+    values = base_config_dict(settings, dataset, out)
+    values["data"]["batch_size"] = settings.batch_size // nproc  # per process
+    values["data"]["num_workers"] = settings.num_workers  # per process
+    values["model"].update(
+        {
+            "temporal": "transformer",  # T-Trans, as in the paper's table 9
+            "classifier": "text",
+            "text_encoder": "clip",  # the only text side train.text_online can train
+            "text_pretrained": str(tower),  # the same initial tower for every row
+        }
+    )
+    values["train"].update(
+        {
+            "seed": seed,
+            "eval_every": 0,  # validate once, at the end
+            "text_lr_ratio": 1.0,  # a random tower: nothing pretrained to protect (as visual)
+            "same_class_positive": True,
+        }
+    )
+    values["run"].update({"device": "cpu", "name": "demo_contrastive"})
+    cfg = config_from_dict(values)
+    config_path = out / "config.yaml"
+    dump_config(cfg, config_path)
+    initial = _initial_class_embeddings(cfg, class_names, embed_dim=_embed_dim(DEMO_ARCH))
+
+    jobs: dict[str, JobResult] = {}
+    by_key = {row.key: row for row in ROWS}
+    t0 = time.perf_counter()
+    for number, key in enumerate(_RUN_ORDER, 1):
+        row = by_key[key]
+        elapsed = time.perf_counter() - t0
+        eta = eta_seconds(elapsed, number, len(ROWS))
+        logger.info(
+            "[run %d/%d] %s: %s on %d gloo processes; %.0fs so far, ETA %.0fs",
+            number,
+            len(ROWS),
+            key,
+            " ".join(row.overrides),
+            nproc,
+            elapsed,
+            eta,
+        )
+        job = run_torchrun_job(
+            key,
+            config_path,
+            out / "runs" / key,
+            row.overrides,
+            nproc=nproc,
+            epochs=settings.epochs,
+            timeout_s=run_timeout_s,
+        )
+        jobs[key] = job
+        logger.info(
+            "[run %d/%d] %s: top-1 %.1f%%, training %.1fs, wall %.1fs",
+            number,
+            len(ROWS),
+            key,
+            100 * job.top1,
+            job.train_time_s,
+            job.wall_s,
+        )
+    training_s = time.perf_counter() - t0
+    ce = jobs["ce"]
+    results: dict[str, Table9Result] = {}
+    for row in ROWS:
+        job = jobs[row.key]
+        trained = None
+        if row.text_online:
+            trained = _similarity_stats(_trained_class_embeddings(Path(job.run_dir)))
+        results[row.key] = Table9Result(
+            row=row,
+            job=dataclasses.replace(
+                job,
+                run_dir=str(Path(job.run_dir).relative_to(out)),
+                log=str(Path(job.log).relative_to(out)),
+            ),
+            train_time_ratio_vs_ce=job.train_time_s / ce.train_time_s,
+            wall_ratio_vs_ce=job.wall_s / ce.wall_s,
+            trained_text_classifier=trained,
+        )
+    rows = {key: result.to_dict() for key, result in results.items()}
+    metrics = ContrastiveMetrics(
+        mode="quick" if quick else "full",
+        seed=seed,
+        settings=settings,
+        processes=nproc,
+        cpu_count=os.cpu_count(),
+        num_classes=len(class_names),
+        initial_text_classifier=_similarity_stats(initial),
+        rows=results,
+        claims=judge_claims(TABLE9_CLAIMS, table9_quantities(rows)),
+        timing_s={
+            "dataset_s": dataset_s,
+            "training_s": training_s,
+            "total_s": time.perf_counter() - start,
+        },
+    )
+    values = metrics.to_dict()
+    (out / METRICS_FILE).write_text(json.dumps(values, indent=2) + "\n")
+    (out / REPORT_FILE).write_text(render_contrastive_report(values))
+    logger.info(
+        "contrastive demo finished in %.0fs: %s", metrics.timing_s["total_s"], out / REPORT_FILE
+    )
+    metrics.out = out
+    return metrics
+
+
+def _embed_dim(arch: str) -> int:
+    import open_clip
+
+    from text4vis.models.backbones import register_model_configs
+
+    register_model_configs()
+    return int(open_clip.get_model_config(arch)["embed_dim"])
+
+
+def _embed_dim(arch: str) -> int:
+    import open_clip
+
+    from text4vis.models.backbones import register_model_configs
+
+    register_model_configs()
+    return int(open_clip.get_model_config(arch)["embed_dim"])
