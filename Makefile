@@ -8,13 +8,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow test-faults lint format bench clean help
+.PHONY: install demo test test-slow test-faults test-browser lint format bench clean help
 
 help:
 	@echo "make demo       set up and run the embedded synthetic benchmark (CPU, minutes)"
 	@echo "make test       set up and run the test suite (slow tests excluded)"
 	@echo "make test-slow  run only the tests marked slow"
 	@echo "make test-faults  the slow fault tests (signals to training processes, torchrun)"
+	@echo "make test-browser  the app page in headless chromium (apt-get installs it as root)"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run the benchmarks in benchmarks/"
 
@@ -39,10 +40,23 @@ test-slow: $(STAMP)
 test-faults: $(STAMP)
 	$(PY) -m pytest -m slow tests/test_faults_preemption.py $(PYTEST_ARGS)
 
+# The page of `text4vis app` in a real browser: Debian's chromium driven by Playwright (which never
+# downloads a browser of its own). Installs chromium with apt-get when it is missing (needs root,
+# as in CI); the test fails instead of skipping here. Screenshots: build/screenshots/.
+test-browser: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "chromium is missing: sudo apt-get install -y chromium (or run as root)"; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	mkdir -p build/screenshots
+	TEXT4VIS_REQUIRE_BROWSER=1 TEXT4VIS_SCREENSHOT_DIR=build/screenshots \
+	  $(PY) -m pytest -m browser tests/test_app_browser.py $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(PY) benchmarks/data.py
 	$(PY) benchmarks/contrastive_step.py
 	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/search.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

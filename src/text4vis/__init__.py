@@ -19,6 +19,7 @@ _LAZY = {
     "load_config": "text4vis.config",
     "VideoRecognizer": "text4vis.models.video",
     "Predictor": "text4vis.predict",
+    "VideoIndex": "text4vis.search",
 }
 
 

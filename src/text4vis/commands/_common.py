@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from text4vis.config import Config, load_config
 
-__all__ = ["add_config_arguments", "add_model_arguments", "config_from_args"]
+__all__ = [
+    "SAVED_MODEL_HELP",
+    "add_config_arguments",
+    "add_model_arguments",
+    "add_saved_model_argument",
+    "config_from_args",
+    "write_csv",
+]
+
+# What Predictor.from_pretrained (models.factory.load_saved_model) opens.
+SAVED_MODEL_HELP = (
+    "model folder written by save_pretrained, a training checkpoint (.pt) or an official checkpoint"
+)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -55,6 +69,33 @@ def add_model_arguments(
     )
 
 
+def add_saved_model_argument(
+    parser: argparse.ArgumentParser, *, required: bool = True, help_text: str = SAVED_MODEL_HELP
+) -> None:
+    """Add ``--model MODEL``: a saved model for :meth:`text4vis.predict.Predictor.from_pretrained`
+    (the commands that embed videos without a config: ``index``, ``search``, ``app``)."""
+    parser.add_argument("--model", required=required, default=None, metavar="MODEL", help=help_text)
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Resolve defaults <- CONFIG <- --set into a validated config."""
     return load_config(getattr(args, "config", None), args.overrides)
+
+
+def write_csv(target: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV file (``-`` = standard output), creating the file's folder."""
+    import csv
+    import sys
+    from pathlib import Path
+
+    if target == "-":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(header)
+        writer.writerows(rows)
+        return
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)

@@ -167,28 +167,20 @@ def format_table(results: list[Any]) -> str:
 def _write_csv(results: list[Any], target: str) -> None:
     """One row per (video, rank): ``video,rank,label,score,error``; a failed video has one row
     with only ``video`` and ``error``."""
-    import csv
     import logging
-    import sys
-    from pathlib import Path
 
-    def write(handle: Any) -> None:
-        writer = csv.writer(handle)
-        writer.writerow(["video", "rank", "label", "score", "error"])
+    from text4vis.commands._common import write_csv
+
+    def rows() -> Any:
         for result in results:
             if result.error is not None:
-                writer.writerow([result.video, "", "", "", result.error])
+                yield [result.video, "", "", "", result.error]
                 continue
             for rank, entry in enumerate(result.predictions, start=1):
-                writer.writerow([result.video, rank, entry["label"], f"{entry['score']:.6f}", ""])
+                yield [result.video, rank, entry["label"], f"{entry['score']:.6f}", ""]
 
-    if target == "-":
-        write(sys.stdout)
-        return
-    path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        write(handle)
-    logging.getLogger("text4vis.commands.predict").info(
-        "wrote %d videos' predictions to %s", len(results), path
-    )
+    write_csv(target, ["video", "rank", "label", "score", "error"], rows())
+    if target != "-":
+        logging.getLogger("text4vis.commands.predict").info(
+            "wrote %d videos' predictions to %s", len(results), target
+        )

@@ -1,0 +1,108 @@
+"""`text4vis index VIDEOS... --model MODEL --out INDEX`: embed a collection of videos for search."""
+
+from __future__ import annotations
+
+import argparse
+
+COMMAND = "index"
+HELP = "embed a folder of videos into an index that `text4vis search` ranks by a sentence"
+DESCRIPTION = """Embed every video into a search index (normalised embeddings + file list).
+
+Inputs are taken as `predict` takes them: video files, frame folders, or folders searched
+recursively for both. Running it again on the same --out brings the index in step with the files:
+new and changed videos (size or modification time) are embedded, removed ones dropped, unchanged
+ones kept without running the model. Without VIDEOS, the inputs of the last run are scanned
+again. An unreadable video is listed (stderr and index.json) while the others complete; the exit
+status is then 1.
+
+examples:
+  text4vis index clips/ --model runs/k400/model --out clips.index
+  text4vis index --model runs/k400/model --out clips.index          (update after changes)
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from text4vis.commands._common import add_saved_model_argument
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument(
+        "videos",
+        nargs="*",
+        metavar="VIDEO_OR_DIR",
+        help="video files, frame folders or folders (default: the inputs the index was built from)",
+    )
+    add_saved_model_argument(parser)
+    parser.add_argument("--out", required=True, metavar="INDEX", help="index folder")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="start a new index even if --out holds one"
+    )
+    parser.add_argument(
+        "--views",
+        default=None,
+        help="CLIPSxCROPS views per video, e.g. 1x1 or 4x3 (default: the index's, else 1x1)",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="videos per forward pass (8)")
+    parser.add_argument("--workers", type=int, default=2, help="video decoding processes (2)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto)")
+    parser.add_argument("--json", action="store_true", help="print what was done as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from text4vis.predict import Predictor
+    from text4vis.runs import setup_logging
+    from text4vis.search import META_NAME, VideoIndex, VideoIndexError
+
+    setup_logging("INFO")
+    out = Path(args.out)
+    existing = None
+    if not args.rebuild and (out / META_NAME).is_file():
+        existing = VideoIndex.load(out)
+    elif out.exists() and not (out / META_NAME).is_file() and any(out.iterdir()):
+        raise VideoIndexError(
+            f"--out {out} exists and is not a video index; give a new or empty folder"
+        )
+    views = args.views or (existing.meta["data"]["views"] if existing is not None else "1x1")
+    predictor = Predictor.from_pretrained(
+        args.model,
+        views=views,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+    )
+    progress = not args.no_progress
+    source = str(Path(args.model).resolve())
+    if existing is None:
+        if not args.videos:
+            raise ValueError("give the videos to index (files, frame folders or folders)")
+        index = VideoIndex.build(
+            args.videos, predictor, out, progress=progress, model_source=source
+        )
+    else:
+        existing.predictor = predictor  # checks the model and the data settings
+        existing.meta["model"]["source"] = source
+        existing.update(args.videos or None, progress=progress)
+        index = existing
+    report = index.last_update
+    assert report is not None
+    if args.json:
+        print(json.dumps({"index": str(out), "videos": len(index)} | report.to_dict(), indent=2))
+    else:
+        print(
+            f"{out}: {len(index)} videos indexed ({len(report.added)} new, "
+            f"{len(report.changed)} changed, {len(report.removed)} removed, "
+            f"{report.unchanged} unchanged; {report.embedded} embedded)"
+        )
+    for failure in report.failed:
+        print(f"text4vis index: cannot read {failure.path}: {failure.reason}", file=sys.stderr)
+    if report.failed:
+        print(
+            f"text4vis index: {len(report.failed)} videos could not be read (listed in "
+            f"{out / META_NAME}; tried again at the next update)",
+            file=sys.stderr,
+        )
+    return 1 if report.failed else 0

@@ -1,0 +1,97 @@
+"""`text4vis search INDEX "a sentence"`: rank the videos of an index by a sentence or a video."""
+
+from __future__ import annotations
+
+import argparse
+
+COMMAND = "search"
+HELP = "find the videos of an index that best match a sentence (or look like a video)"
+DESCRIPTION = """Rank the videos of an index (made by `text4vis index`) by cosine similarity with
+the text embedding of a sentence, made with the model's own text encoder and prompt, or with the
+embedding of a video (--like).
+
+The model is the one the index was built with (recorded in the index); --model points to it when
+it has moved. --backend faiss-ivf / faiss-hnsw searches approximately (pip install
+'text4vis[search]'); exact search is the default and the right choice below about 10^5 videos.
+
+examples:
+  text4vis search clips.index "a person surfing" --top-k 10
+  text4vis search clips.index --like clips/a.mp4 --json
+  text4vis search clips.index "a red circle moving left" --csv hits.csv
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from text4vis.commands._common import add_saved_model_argument
+    from text4vis.search import BACKENDS
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("index", metavar="INDEX", help="index folder written by `text4vis index`")
+    parser.add_argument("query", nargs="?", default=None, metavar="TEXT", help="a sentence")
+    parser.add_argument("--like", metavar="VIDEO", help="rank by similarity to this video instead")
+    add_saved_model_argument(
+        parser,
+        required=False,
+        help_text="the index's model (default: where the index says it was)",
+    )
+    parser.add_argument("--top-k", type=int, default=10, help="videos shown (10)")
+    parser.add_argument(
+        "--backend",
+        choices=sorted(BACKENDS),
+        default="exact",
+        help="exact (default) or an approximate FAISS index",
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    output.add_argument("--csv", metavar="FILE", help="write a CSV file ('-' = standard output)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from text4vis.predict import Predictor
+    from text4vis.runs import setup_logging
+    from text4vis.search import VideoIndex, VideoIndexError
+
+    setup_logging("WARNING")
+    if (args.query is None) == (args.like is None):
+        raise VideoIndexError(
+            'give a sentence or --like VIDEO (one of them), e.g. "a person surfing"'
+        )
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    index = VideoIndex.load(args.index, backend=args.backend)
+    model = args.model or index.meta["model"].get("source")
+    needs_model = args.query is not None or args.like not in index
+    if needs_model:
+        if not model:
+            raise VideoIndexError(f"{args.index} does not record its model; give --model MODEL")
+        if args.model is None and not Path(model).exists():
+            raise FileNotFoundError(
+                f"the index's model {model} is no longer there; give --model MODEL"
+            )
+        data_views = index.meta["data"]["views"]
+        index.predictor = Predictor.from_pretrained(
+            model, views=data_views, num_workers=0, device=args.device
+        )
+    hits = index.search(text=args.query, like=args.like, top_k=args.top_k)
+    if args.json:
+        query = {"text": args.query} if args.query is not None else {"like": args.like}
+        print(json.dumps(query | {"hits": [h.to_dict() for h in hits]}, indent=2))
+    elif args.csv:
+        _write_csv(hits, args.csv)
+    else:
+        for hit in hits:
+            print(f"{hit.rank:>3}  {hit.score:.4f}  {hit.video}")
+    return 0
+
+
+def _write_csv(hits: list, target: str) -> None:
+    """One row per hit: ``rank,video,score``."""
+    from text4vis.commands._common import write_csv
+
+    write_csv(
+        target, ["rank", "video", "score"], ([h.rank, h.video, f"{h.score:.6f}"] for h in hits)
+    )

@@ -1,0 +1,773 @@
+"""Find videos by text: an index of video embeddings, searched by a sentence or by another video.
+
+A model trained with a frozen text classifier embeds videos in its text encoder's space, so a
+sentence nobody trained it on can be matched against a whole folder of clips::
+
+    predictor = Predictor.from_pretrained("runs/k400/model")
+    index = VideoIndex.build(["clips/"], predictor, "clips.index")   # embeds every video
+    index.update(["clips/"])            # later: embeds only new or changed videos
+    index.search(text="a person surfing", top_k=10)   # -> [SearchHit(video, score, rank), ...]
+    index.search(like="clips/a.mp4", top_k=10)
+
+An index is a folder:
+
+- ``embeddings.safetensors``: float32 ``[N, D]``, one L2-normalised embedding per video (with
+  several views per video, the mean of the normalised view embeddings, normalised again);
+- ``index.json``: format version, the model's identity (a hash of its weights and config, so that
+  an index is never searched with text embeddings of another model), the data settings and views
+  the embeddings were made with, the inputs that were scanned, per video its absolute path, size
+  and modification time (the row of its embedding), and the videos that could not be read, with
+  the reason.
+
+Videos are found with :func:`text4vis.data.discovery.find_videos` (as ``predict`` takes them) and
+embedded by :meth:`text4vis.predict.Predictor.embed_videos` (which runs
+:func:`text4vis.engine.loops.iterate_views`, the one loop over views); text queries go
+through :meth:`~text4vis.predict.Predictor.classifier_for`, as new label names do: the one
+zero-shot builder (:func:`text4vis.models.zero_shot.build_zero_shot_classifier`) with the model's
+own text encoder and prompt templates.
+
+Search is exact by default: one matrix product ``E @ q`` and a top-k. For large collections an
+approximate backend (FAISS, the ``search`` extra) sits behind the same interface; see
+:data:`BACKENDS` and ``benchmarks/search.py`` for when it pays off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from text4vis.errors import Text4VisError
+
+if TYPE_CHECKING:
+    from text4vis.predict import Predictor
+
+__all__ = [
+    "BACKENDS",
+    "EMBEDDINGS_NAME",
+    "INDEX_FORMAT",
+    "META_NAME",
+    "ExactBackend",
+    "FaissIVFBackend",
+    "FaissHNSWBackend",
+    "IndexFailure",
+    "IndexUpdate",
+    "IndexedVideo",
+    "SearchHit",
+    "VideoIndex",
+    "VideoIndexError",
+    "build_backend",
+    "file_signature",
+    "model_identity",
+]
+
+logger = logging.getLogger("text4vis.search")
+
+INDEX_FORMAT = 1
+EMBEDDINGS_NAME = "embeddings.safetensors"
+META_NAME = "index.json"
+
+
+class VideoIndexError(Text4VisError, ValueError):
+    """An index cannot be read, updated or searched as asked; the message says why and the fix."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Records
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexedVideo:
+    """One indexed video: where it is and the file state its embedding was computed from."""
+
+    path: str  # absolute path
+    size: int  # bytes (a frame folder: the sum over its files)
+    mtime_ns: int  # modification time (a frame folder: the newest of its files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class IndexFailure:
+    """A video that could not be embedded (retried at the next update)."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class IndexUpdate:
+    """What a build or an update did."""
+
+    added: list[str] = field(default_factory=list)  # new videos, embedded
+    changed: list[str] = field(default_factory=list)  # size or mtime changed, embedded again
+    removed: list[str] = field(default_factory=list)  # no longer found, dropped
+    unchanged: int = 0  # kept without embedding again
+    embedded: int = 0  # videos sent through the model (added + changed + failed attempts)
+    failed: list[IndexFailure] = field(default_factory=list)  # unreadable, not in the index
+
+    @property
+    def ok(self) -> bool:
+        """Whether every video found was indexed."""
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["failed"] = [f.to_dict() for f in self.failed]
+        return values
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result."""
+
+    rank: int  # 1 = best
+    video: str  # absolute path
+    score: float  # cosine similarity with the query
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------
+# Backends: exact (default) and approximate, one interface
+# ----------------------------------------------------------------------------------------------
+
+
+class ExactBackend:
+    """Exact cosine search: one matrix product of the queries with every embedding, then top-k."""
+
+    name = "exact"
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        import torch
+
+        # float32 [N, D], rows normalised; torch's matmul uses every core and is exact.
+        self._vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return int(self._vectors.shape[0])
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and row ids ``[Q, k']`` (k' = min(k, N)), best first."""
+        import torch
+
+        k = min(k, len(self))
+        q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))  # [Q, D]
+        if k == 0:
+            empty = np.zeros((q.shape[0], 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
+        scores = q @ self._vectors.T  # [Q, N]
+        values, ids = scores.topk(k, dim=1)  # sorted, best first
+        return values.numpy(), ids.numpy()
+
+
+def _faiss() -> Any:
+    try:
+        import faiss
+    except ImportError:
+        raise VideoIndexError(
+            "the approximate search backends need FAISS: pip install 'text4vis[search]' "
+            "(faiss-cpu), or use the exact backend (the default)"
+        ) from None
+    return faiss
+
+
+class _FaissBackend:
+    """What the FAISS backends share: a built ``self._index`` answers inner-product queries."""
+
+    _index: Any
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and row ids ``[Q, k']`` (k' = min(k, N)), best first (-1 where none)."""
+        k = min(k, len(self))
+        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, ids.astype(np.int64)
+
+
+class FaissIVFBackend(_FaissBackend):
+    """Approximate search with FAISS's inverted-file index (``IndexIVFFlat``, inner product).
+
+    The vectors are clustered into ``nlist`` k-means cells (default ``sqrt(N)``), trained on at
+    most ``64 * nlist`` of them (a seeded sample: enough for the centroids, and k-means time
+    stays seconds at 10^6); a query scans the ``nprobe`` nearest cells only, so recall grows with
+    ``nprobe`` and so does latency.
+    """
+
+    name = "faiss-ivf"
+
+    def __init__(
+        self, vectors: np.ndarray, *, nlist: int | None = None, nprobe: int = 32, seed: int = 0
+    ) -> None:
+        faiss = _faiss()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, d = vectors.shape
+        self.nlist = int(nlist or max(1, min(n // 39, round(math.sqrt(n)))))
+        quantizer = faiss.IndexFlatIP(d)
+        self._index = faiss.IndexIVFFlat(quantizer, d, self.nlist, faiss.METRIC_INNER_PRODUCT)
+        self._index.cp.seed = seed
+        sample = vectors
+        if n > 64 * self.nlist:
+            rows = np.random.default_rng(seed).choice(n, 64 * self.nlist, replace=False)
+            sample = vectors[np.sort(rows)]
+        self._index.train(sample)
+        self._index.add(vectors)
+        self._index.nprobe = min(nprobe, self.nlist)
+        self._quantizer = quantizer  # the index holds a pointer to it: keep it alive
+
+
+class FaissHNSWBackend(_FaissBackend):
+    """Approximate search with FAISS's HNSW graph (``IndexHNSWFlat``, inner product).
+
+    No training; build time is the graph construction (slower than IVF), queries are fast and
+    recall is set by ``ef_search``.
+    """
+
+    name = "faiss-hnsw"
+
+    def __init__(
+        self, vectors: np.ndarray, *, m: int = 32, ef_construction: int = 80, ef_search: int = 64
+    ) -> None:
+        faiss = _faiss()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._index = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+        self._index.hnsw.efConstruction = ef_construction
+        self._index.add(vectors)
+        self._index.hnsw.efSearch = ef_search
+
+
+BACKENDS: dict[str, Callable[..., Any]] = {
+    "exact": ExactBackend,
+    "faiss-ivf": FaissIVFBackend,
+    "faiss-hnsw": FaissHNSWBackend,
+}
+
+
+def build_backend(name: str, vectors: np.ndarray, **options: Any) -> Any:
+    """A search backend by name over normalised vectors ``[N, D]``.
+
+    Raises:
+        VideoIndexError: an unknown name, or FAISS missing for an approximate backend.
+    """
+    if name not in BACKENDS:
+        raise VideoIndexError(f"unknown search backend {name!r}; choose one of {sorted(BACKENDS)}")
+    return BACKENDS[name](vectors, **options)
+
+
+# ----------------------------------------------------------------------------------------------
+# Identity of files and models
+# ----------------------------------------------------------------------------------------------
+
+
+def file_signature(path: str | Path) -> tuple[int, int]:
+    """``(size, mtime_ns)`` of a video file, or of a frame folder (sum of sizes, newest mtime).
+
+    Raises:
+        OSError: the path cannot be read.
+    """
+    path = Path(path)
+    if path.is_dir():
+        size, newest = 0, path.stat().st_mtime_ns
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    stat = entry.stat()
+                    size += stat.st_size
+                    newest = max(newest, stat.st_mtime_ns)
+        return size, newest
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def model_identity(model: Any) -> str:
+    """A content hash of a video model: its architecture config, class names and every tensor.
+
+    Two models with the same hash embed videos and text identically, so an index built with one
+    can be searched with the other.
+    """
+    import torch
+
+    digest = hashlib.sha256()
+    cfg = getattr(model, "model_cfg", None)
+    config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}
+    # A weight file's location says nothing about its content (which the tensors below hash).
+    for key in ("pretrained", "text_pretrained", "classifier_file"):
+        config.pop(key, None)
+    header = {"config": config, "classes": list(getattr(model, "class_names", []) or [])}
+    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _data_settings(predictor: Predictor) -> dict[str, Any]:
+    """What, beside the model, decides a video's embedding: how it is read, sampled and cut."""
+    data = predictor.data
+    keys = ("num_segments", "input_size", "resize_size", "sampling", "dense_stride", "decoder")
+    keys += ("frame_template", "frame_start_index")
+    values = {key: getattr(data, key) for key in keys}
+    values["views"] = f"{predictor.num_clips}x{predictor.num_crops}"
+    return values
+
+
+def _normalise(rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+    return rows / np.maximum(norms, 1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# The index
+# ----------------------------------------------------------------------------------------------
+
+
+class VideoIndex:
+    """Normalised video embeddings of a collection, kept in step with the files, searchable by
+    text or by example.
+
+    Build one with :meth:`build`, open a saved one with :meth:`load`. A predictor (the model) is
+    needed to embed videos and text; searching by a video already in the index needs none.
+
+    Args:
+        path: the index folder.
+        meta: the contents of ``index.json``.
+        embeddings: float32 ``[N, D]``, row ``i`` for ``meta["videos"][i]``.
+        predictor: the model (checked against the index's model identity).
+        backend: search backend name (:data:`BACKENDS`), ``"exact"`` by default.
+        backend_options: keyword arguments of the backend (``nprobe``, ``ef_search`` ...).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        meta: dict[str, Any],
+        embeddings: np.ndarray,
+        *,
+        predictor: Predictor | None = None,
+        backend: str = "exact",
+        backend_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.meta = meta
+        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.videos = [IndexedVideo(**v) for v in meta["videos"]]
+        self.failures = [IndexFailure(**f) for f in meta.get("failures", [])]
+        if len(self.videos) != self.embeddings.shape[0]:
+            raise VideoIndexError(
+                f"{self.path}: {META_NAME} lists {len(self.videos)} videos but "
+                f"{EMBEDDINGS_NAME} holds {self.embeddings.shape[0]} embeddings; the index is "
+                "damaged, build it again (text4vis index ... --rebuild)"
+            )
+        if backend not in BACKENDS:
+            raise VideoIndexError(
+                f"unknown search backend {backend!r}; choose one of {sorted(BACKENDS)}"
+            )
+        self.backend_name = backend
+        self.backend_options = dict(backend_options or {})
+        self._backend: Any = None
+        self._rows = {v.path: i for i, v in enumerate(self.videos)}
+        self._predictor: Predictor | None = None
+        self.last_update: IndexUpdate | None = None  # what the last build or update did
+        if predictor is not None:
+            self.predictor = predictor
+
+    # ------------------------------------------------------------------------------------------
+    # Construction and files
+    # ------------------------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        videos: Sequence[str | Path],
+        predictor: Predictor,
+        path: str | Path,
+        *,
+        progress: bool = False,
+        model_source: str = "",
+        **kwargs: Any,
+    ) -> VideoIndex:
+        """Embed every video found in ``videos`` and write a new index to ``path``.
+
+        Args:
+            videos: video files, frame folders or folders (searched recursively).
+            predictor: the model; its data settings and views are recorded.
+            path: the index folder (created; an index already there is replaced).
+            progress: show a progress bar over videos.
+            model_source: where the model came from (a folder or checkpoint), recorded for people.
+            **kwargs: ``backend`` / ``backend_options`` for searching.
+
+        Returns:
+            The index; :attr:`last_update` says what was embedded and what failed.
+        """
+        meta = cls._new_meta(predictor, model_source)
+        index = cls(path, meta, np.zeros((0, 0), np.float32), predictor=predictor, **kwargs)
+        index.update(videos, progress=progress)
+        return index
+
+    @staticmethod
+    def _new_meta(predictor: Predictor, model_source: str = "") -> dict[str, Any]:
+        model = predictor.model
+        return {
+            "format": INDEX_FORMAT,
+            "model": {
+                "identity": model_identity(model),
+                "embed_dim": int(model.embed_dim),
+                "arch": getattr(model.model_cfg, "arch", ""),
+                "source": model_source,
+            },
+            "data": _data_settings(predictor),
+            "inputs": [],
+            "videos": [],
+            "failures": [],
+        }
+
+    @classmethod
+    def load(
+        cls, path: str | Path, predictor: Predictor | None = None, **kwargs: Any
+    ) -> VideoIndex:
+        """Open a saved index.
+
+        Args:
+            path: the index folder.
+            predictor: the model, for text queries, queries by a video outside the index and
+                updates (must be the model the index was built with).
+            **kwargs: ``backend`` / ``backend_options``.
+
+        Raises:
+            FileNotFoundError: no index there.
+            VideoIndexError: an unreadable or damaged index, or another model.
+        """
+        from safetensors.numpy import load_file
+
+        path = Path(path)
+        meta_path = path / META_NAME
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"{path} is not a video index (no {META_NAME}); build one with "
+                f"`text4vis index VIDEOS... --model MODEL --out {path}`"
+            )
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise VideoIndexError(f"{meta_path}: not a readable index file ({exc})") from None
+        if meta.get("format") != INDEX_FORMAT:
+            raise VideoIndexError(
+                f"{meta_path}: index format {meta.get('format')!r}, this text4vis reads format "
+                f"{INDEX_FORMAT}; build the index again with --rebuild"
+            )
+        embeddings_path = path / EMBEDDINGS_NAME
+        if not embeddings_path.is_file():
+            raise VideoIndexError(
+                f"{path}: {EMBEDDINGS_NAME} is missing; build again with --rebuild"
+            )
+        embeddings = load_file(str(embeddings_path))["embeddings"]
+        return cls(path, meta, embeddings, predictor=predictor, **kwargs)
+
+    def save(self) -> None:
+        """Write ``embeddings.safetensors`` and ``index.json`` (each atomically, embeddings first)."""
+        from safetensors.numpy import save_file
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.meta["videos"] = [v.to_dict() for v in self.videos]
+        self.meta["failures"] = [f.to_dict() for f in self.failures]
+        target = self.path / EMBEDDINGS_NAME
+        partial = target.with_name(target.name + ".partial")
+        save_file(
+            {"embeddings": self.embeddings},
+            str(partial),
+            metadata={"format": "text4vis-index", "model": self.meta["model"]["identity"]},
+        )
+        os.replace(partial, target)
+        meta_target = self.path / META_NAME
+        partial = meta_target.with_name(meta_target.name + ".partial")
+        partial.write_text(json.dumps(self.meta, indent=1) + "\n", encoding="utf-8")
+        os.replace(partial, meta_target)
+
+    # ------------------------------------------------------------------------------------------
+    # The model
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def predictor(self) -> Predictor | None:
+        """The model used for queries and updates (None until given)."""
+        return self._predictor
+
+    @predictor.setter
+    def predictor(self, predictor: Predictor) -> None:
+        identity = model_identity(predictor.model)
+        if identity != self.meta["model"]["identity"]:
+            raise VideoIndexError(
+                f"{self.path}: the index was built with another model (identity "
+                f"{self.meta['model']['identity'][:12]}, this model's is {identity[:12]}); its "
+                "embeddings cannot be compared with this model's: use the model it was built "
+                "with, or rebuild the index (text4vis index ... --rebuild)"
+            )
+        settings = _data_settings(predictor)
+        if self.videos and settings != self.meta["data"]:
+            differ = sorted(k for k in settings if settings[k] != self.meta["data"].get(k))
+            raise VideoIndexError(
+                f"{self.path}: the index was embedded with other data settings ("
+                + ", ".join(f"{k}: {self.meta['data'].get(k)!r} vs {settings[k]!r}" for k in differ)
+                + "); use the same settings or rebuild the index (--rebuild)"
+            )
+        self.meta["data"] = settings
+        self._predictor = predictor
+
+    def _require_predictor(self, what: str) -> Predictor:
+        if self._predictor is None:
+            raise VideoIndexError(
+                f"{what} needs the model the index was built with; pass predictor= "
+                "(VideoIndex.load(path, predictor)) or --model"
+            )
+        return self._predictor
+
+    # ------------------------------------------------------------------------------------------
+    # Updating
+    # ------------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __contains__(self, video: object) -> bool:
+        """Whether a video path (as given or absolute) is in the index."""
+        return isinstance(video, (str, Path)) and str(Path(video).resolve()) in self._rows
+
+    def row_of(self, video: str | Path) -> int | None:
+        """The row of a video's embedding, or None when it is not indexed."""
+        return self._rows.get(str(Path(video).resolve()))
+
+    def update(
+        self,
+        videos: Sequence[str | Path] | None = None,
+        *,
+        progress: bool = False,
+        chunk_size: int | None = None,
+    ) -> IndexUpdate:
+        """Bring the index in step with the videos found in ``videos`` and save it.
+
+        New videos and videos whose size or modification time changed are embedded; videos no
+        longer found are dropped; the others keep their embeddings without running the model.
+        Videos that could not be read before are tried again.
+
+        Args:
+            videos: video files, frame folders or folders; None = the inputs of the last run.
+            progress: show a progress bar over the videos to embed.
+            chunk_size: videos per call of the embedding loop (default ``64 * batch_size``); the
+                index is saved after each chunk, so an interrupted update keeps what it did.
+
+        Returns:
+            What was added, changed, removed, kept and what failed (also :attr:`last_update`).
+        """
+        from text4vis.data.discovery import find_videos
+
+        predictor = self._require_predictor("updating an index")
+        inputs = [str(v) for v in videos] if videos is not None else list(self.meta["inputs"])
+        if not inputs:
+            raise VideoIndexError("no videos to index: give video files, frame folders or folders")
+        data = predictor.data
+        found = find_videos(
+            inputs, frame_template=data.frame_template, start_index=data.frame_start_index
+        )
+        report = IndexUpdate()
+        signatures: dict[str, tuple[int, int]] = {}
+        failures: list[IndexFailure] = []
+        for item in found:
+            path = str(Path(item).resolve())
+            try:
+                signatures[path] = file_signature(path)
+            except OSError as exc:
+                failures.append(IndexFailure(path, f"cannot read: {exc.strerror or exc}"))
+        signatures = dict(sorted(signatures.items()))
+        keep = [
+            i for i, v in enumerate(self.videos) if signatures.get(v.path) == (v.size, v.mtime_ns)
+        ]
+        kept_paths = {self.videos[i].path for i in keep}
+        report.removed = sorted(v.path for v in self.videos if v.path not in signatures)
+        to_embed = [p for p in signatures if p not in kept_paths]
+        report.changed = [p for p in to_embed if p in self._rows]
+        report.added = [p for p in to_embed if p not in self._rows]
+        report.unchanged = len(keep)
+        self.videos = [self.videos[i] for i in keep]
+        self.embeddings = (
+            self.embeddings[keep]
+            if self.embeddings.size
+            else np.zeros((0, int(self.meta["model"]["embed_dim"])), np.float32)
+        )
+        self.meta["inputs"] = inputs
+        self.failures = failures
+        self._rows = {v.path: i for i, v in enumerate(self.videos)}
+        self._backend = None
+        logger.info(
+            "index %s: %d new, %d changed, %d removed, %d unchanged",
+            self.path,
+            len(report.added),
+            len(report.changed),
+            len(report.removed),
+            report.unchanged,
+        )
+        chunk = chunk_size or 64 * predictor.batch_size
+        bar = None
+        if progress and to_embed:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(to_embed), desc="index", unit="video", dynamic_ncols=True)
+        try:
+            for start in range(0, len(to_embed), chunk):
+                part = to_embed[start : start + chunk]
+                rows, errors = self._embed(part)
+                report.embedded += len(part)
+                done = [i for i in range(len(part)) if i in rows]
+                if done:
+                    self.embeddings = np.concatenate(
+                        [self.embeddings, np.stack([rows[i] for i in done])]
+                    )
+                    self.videos += [IndexedVideo(part[i], *signatures[part[i]]) for i in done]
+                self.failures += [IndexFailure(part[i], errors[i]) for i in sorted(errors)]
+                self._rows = {v.path: i for i, v in enumerate(self.videos)}
+                self.save()
+                if bar is not None:
+                    bar.update(len(part))
+        finally:
+            if bar is not None:
+                bar.close()
+        self.save()
+        report.failed = list(self.failures)
+        unreadable = {f.path for f in report.failed}
+        report.added = [p for p in report.added if p not in unreadable]
+        report.changed = [p for p in report.changed if p not in unreadable]
+        for failure in report.failed:
+            logger.warning("cannot index %s: %s", failure.path, failure.reason)
+        self.last_update = report
+        return report
+
+    def _embed(self, paths: Sequence[str]) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+        """Normalised embeddings ``[D]`` by position in ``paths``, and reasons for failures.
+
+        The views of a video are normalised, averaged and normalised again: the video's
+        direction in the joint space, whatever the number of views.
+        """
+        import torch.nn.functional as F
+
+        predictor = self._require_predictor("embedding videos")
+        # The index shows its own progress over videos; the predictor's bar is per chunk.
+        shown, predictor.progress = predictor.progress, False
+        try:
+            views, errors = predictor.embed_videos(paths)  # position -> [V, D]
+        finally:
+            predictor.progress = shown
+        rows = {
+            i: F.normalize(F.normalize(v.float(), dim=-1).mean(0), dim=-1).numpy()
+            for i, v in views.items()
+        }
+        return rows, errors
+
+    # ------------------------------------------------------------------------------------------
+    # Searching
+    # ------------------------------------------------------------------------------------------
+
+    def text_embedding(self, text: str) -> np.ndarray:
+        """The normalised embedding ``[D]`` of a sentence through the model's text encoder and
+        prompt templates (the same builder as zero-shot label names)."""
+        predictor = self._require_predictor("a text query")
+        if not text or not text.strip():
+            raise VideoIndexError("the text query is empty; type what the videos should show")
+        _, weight = predictor.classifier_for([text.strip()])  # [1, D], normalised
+        return _normalise(weight[0].numpy().astype(np.float32))
+
+    def video_embedding(self, video: str | Path) -> np.ndarray:
+        """The normalised embedding ``[D]`` of a video: the stored one when the index holds the
+        same file unchanged, else computed with the model.
+
+        Raises:
+            VideoDecodeError: the video cannot be read.
+        """
+        from text4vis.data import VideoDecodeError
+
+        path = Path(video)
+        resolved = str(path.resolve())
+        row = self._rows.get(resolved)
+        if row is not None:
+            entry = self.videos[row]
+            try:
+                if file_signature(resolved) == (entry.size, entry.mtime_ns):
+                    return self.embeddings[row]
+            except OSError:
+                pass
+        rows, errors = self._embed([str(path)])
+        if 0 in errors:
+            raise VideoDecodeError(path, errors[0])
+        return rows[0]
+
+    def backend(self) -> Any:
+        """The search backend over the current embeddings (built on first use)."""
+        if self._backend is None:
+            self._backend = build_backend(
+                self.backend_name, self.embeddings, **self.backend_options
+            )
+        return self._backend
+
+    def search_vectors(self, queries: np.ndarray, top_k: int = 10) -> list[list[SearchHit]]:
+        """Hits for query embeddings ``[Q, D]`` (normalised here), best first."""
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        queries = _normalise(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
+        if len(self.videos) == 0:
+            return [[] for _ in range(queries.shape[0])]
+        dim = self.embeddings.shape[1]
+        if queries.shape[1] != dim:
+            raise VideoIndexError(
+                f"query width {queries.shape[1]} does not match the index's {dim}"
+            )
+        scores, ids = self.backend().search(queries, top_k)
+        results = []
+        for row_scores, row_ids in zip(scores, ids):
+            hits = [
+                SearchHit(rank, self.videos[int(i)].path, float(s))
+                for rank, (s, i) in enumerate(
+                    ((s, i) for s, i in zip(row_scores, row_ids) if i >= 0), start=1
+                )
+            ]
+            results.append(hits)
+        return results
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        like: str | Path | None = None,
+        top_k: int = 10,
+    ) -> list[SearchHit]:
+        """The indexed videos closest to a sentence or to a video, best first.
+
+        Args:
+            text: a sentence, embedded with the model's text encoder and prompt.
+            like: a video (in the index or not) to find similar videos to; the video itself,
+                when indexed, ranks first with score 1.
+            top_k: how many hits.
+
+        Raises:
+            VideoIndexError: neither or both of text and like, or no model for the query.
+            VideoDecodeError: ``like`` cannot be read.
+        """
+        if (text is None) == (like is None):
+            raise VideoIndexError("give exactly one query: text='a sentence' or like='a video'")
+        query = self.text_embedding(text) if text is not None else self.video_embedding(like)
+        return self.search_vectors(query[None], top_k)[0]
