@@ -29,7 +29,7 @@ def test_comments_and_blank_lines_are_skipped(tmp_path):
         ("a.mp4 0\nb 1 2 3\n", r"train.txt:2: expected 2 or 3 fields .* got 4"),
         ("a.mp4 zero\n", r"train.txt:1: label 'zero' is not an integer"),
         ("dir x 1\n", r"train.txt:1: frame count 'x' is not an integer"),
-        ("dir 0 1\n", r"train.txt:1: frame count must be at least 1"),
+        ("dir -1 1\n", r"train.txt:1: frame count must be 0 or more"),
         ("a.mp4 0\nb.mp4 412\n", r"train.txt:2: label 412 out of range for 400 classes"),
         ("a.mp4 -1\n", r"train.txt:1: label -1 out of range"),
         ("\n# nothing\n", r"no entries"),

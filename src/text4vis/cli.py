@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from text4vis import __version__
-from text4vis.errors import Text4VisError
+from text4vis.errors import Text4VisError, unwrap_worker_error
 
-__all__ = ["build_parser", "discover_commands", "main"]
+__all__ = ["build_parser", "discover_commands", "main", "user_error_message"]
 
 
 def discover_commands() -> dict[str, ModuleType]:
@@ -87,18 +87,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("TEXT4VIS_DEBUG") == "1"
     try:
         return int(args._run(args) or 0)
-    except (Text4VisError, ValueError, FileNotFoundError) as exc:
-        if debug:
-            raise
-        logging.getLogger("text4vis").debug("error", exc_info=True)
-        message = f"text4vis {args.command}: error: {exc}"
-        _log_to_files(message)
-        print(message, file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"text4vis {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = user_error_message(exc)
+        if message is None or debug:
+            raise
+        logging.getLogger("text4vis").debug("error", exc_info=True)
+        message = f"text4vis {args.command}: error: {message}"
+        _log_to_files(message)
+        print(message, file=sys.stderr)
+        return 2
 
+
+def user_error_message(exc: BaseException) -> str | None:
+    """The one-line message of an error caused by input, or None for any other exception (a bug).
+
+    Input errors are :class:`~text4vis.errors.Text4VisError`, ``ValueError`` and
+    ``FileNotFoundError``, raised here or in a DataLoader worker: torch re-raises a worker's
+    exception with the worker's traceback as its message, so the worker's own message is
+    recovered from it and the result is the same as with ``data.num_workers=0``.
+    """
+    worker = unwrap_worker_error(exc)
+    if worker is not None:
+        builtin_input = worker.type_name in ("ValueError", "FileNotFoundError")
+        if worker.from_package or builtin_input or isinstance(exc, _INPUT_ERRORS):
+            return worker.message
+        return None
+    if isinstance(exc, _INPUT_ERRORS):
+        return str(exc)
+    return None
+
+
+_INPUT_ERRORS = (Text4VisError, ValueError, FileNotFoundError)
 
 if __name__ == "__main__":
     raise SystemExit(main())

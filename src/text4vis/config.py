@@ -30,7 +30,7 @@ from typing import Any, Union
 
 import yaml
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import Text4VisError, read_user_text
 
 __all__ = [
     "AGGREGATIONS",
@@ -142,6 +142,8 @@ class TrainConfig:
     text_lr_ratio: float = 0.1  # contrastive: learning-rate ratio of an online text tower
     same_class_positive: bool = True  # contrastive: same-class pairs in a batch are positives
     checkpoint_minutes: float = 30.0  # also save `last` every N minutes (0 = per epoch only)
+    keep_previous: bool = True  # keep the replaced `last` as previous.pt (resume's fallback)
+    max_nonfinite_steps: int = 10  # stop after this many consecutive non-finite losses (skipped)
     eval_every: int = 1  # validate every this many epochs (0 = only at the end)
     seed: int = 0  # seed of model initialisation, sampling and augmentation
     init_from: str = ""  # fine-tune from this trained model (.pt or folder), classifier excepted
@@ -351,7 +353,12 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
         for part in reversed(path[:-1]):
             update = {part: update}
         # Validate the path now so the error names the override, not a merged dict.
-        _check_path(path, text)
+        try:
+            _check_path(path, text)
+        except ConfigError as exc:
+            if str(exc).startswith("override"):
+                raise
+            raise ConfigError(f"override {text!r}: {exc}") from None
         result = _merge(result, update)
     return result
 
@@ -379,8 +386,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist (looked in {path.resolve().parent})")
     try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        values = yaml.safe_load(read_user_text(path, ConfigError))
+    except (yaml.YAMLError, RecursionError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if values is None:
         return {}

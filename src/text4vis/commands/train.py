@@ -1,6 +1,9 @@
 """`text4vis train CONFIG [--set k=v] [--resume auto|PATH]`: train a video recognizer.
 
 Runs in one process, or under ``torchrun --nproc_per_node N -m text4vis train ...`` as DDP.
+
+Exit status: 0 trained (model exported), 2 an input error (one line naming the file or key),
+75 preempted by SIGTERM / SIGUSR1 (``last.pt`` written; continue with ``--resume auto``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from text4vis.commands._common import config_from_args
     from text4vis.distributed import is_main_process
+    from text4vis.engine.preemption import PREEMPTED_EXIT_STATUS
     from text4vis.engine.train import fit
 
     cfg = config_from_args(args)
@@ -43,10 +47,11 @@ def run(args: argparse.Namespace) -> int:
             "run_dir": summary.run_dir,
             "model_dir": summary.model_dir,
             "stopped": summary.stopped,
+            "preempted": summary.preempted,
             "epoch": summary.epoch,
             "step": summary.step,
             "best_top1": summary.best_top1,
             "final": {k: v for k, v in summary.final.items() if isinstance(v, (int, float))},
         }
         print(json.dumps(result, indent=2))
-    return 0
+    return PREEMPTED_EXIT_STATUS if summary.preempted else 0

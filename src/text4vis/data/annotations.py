@@ -11,11 +11,13 @@ Every error names the file and line, says what was expected and how to fix it.
 from __future__ import annotations
 
 import csv
+import io
+import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import Text4VisError, read_user_text
 
 __all__ = [
     "AnnotationError",
@@ -25,7 +27,11 @@ __all__ = [
     "select_classes",
     "write_annotations",
     "write_labels",
+    "describe_entries",
+    "empty_entries",
 ]
+
+logger = logging.getLogger("text4vis.data.annotations")
 
 
 class AnnotationError(Text4VisError, ValueError):
@@ -37,8 +43,10 @@ class VideoRecord:
     """One line of a list file."""
 
     path: str  # video file or frame folder, as written in the list (relative to the data root)
-    num_frames: int | None  # frames in the folder (frame lists); None for video files
+    num_frames: int | None  # frames in the folder (frame lists); None for video files; 0: dead
     label: int  # class id
+    # where the record was read ("list.txt:12"), for messages; not part of its identity
+    source: str | None = field(default=None, compare=False)
 
 
 def read_labels(path: str | Path) -> list[str]:
@@ -52,8 +60,11 @@ def read_labels(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label file {path} does not exist")
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+    text = read_user_text(path, AnnotationError)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:  # e.g. a NUL byte
+        raise AnnotationError(f"{path}: not a CSV file ({exc})") from None
     if not rows or [c.strip().lower() for c in rows[0][:2]] != ["id", "name"]:
         got = ",".join(rows[0]) if rows else "an empty file"
         raise AnnotationError(f"{path}:1: expected the header 'id,name', got {got!r}")
@@ -127,39 +138,59 @@ def read_annotations(path: str | Path, num_classes: int | None = None) -> list[V
     if not path.is_file():
         raise FileNotFoundError(f"list file {path} does not exist")
     records: list[VideoRecord] = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields or fields[0].startswith("#"):
-                continue
-            if len(fields) not in (2, 3):
+    text = read_user_text(path, AnnotationError)
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) not in (2, 3):
+            raise AnnotationError(
+                f"{path.name}:{line_no}: expected 2 or 3 fields ('path label' or "
+                f"'dir num_frames label'), got {len(fields)}: {line.strip()!r} ({path})"
+            )
+        num_frames = None
+        if len(fields) == 3:
+            num_frames = _parse_int(fields[1], "frame count", path, line_no)
+            if num_frames < 0:
                 raise AnnotationError(
-                    f"{path.name}:{line_no}: expected 2 or 3 fields ('path label' or "
-                    f"'dir num_frames label'), got {len(fields)}: {line.strip()!r} ({path})"
+                    f"{path.name}:{line_no}: frame count must be 0 or more, got {num_frames}"
+                    f" ({path})"
                 )
-            num_frames = None
-            if len(fields) == 3:
-                num_frames = _parse_int(fields[1], "frame count", path, line_no)
-                if num_frames < 1:
-                    raise AnnotationError(
-                        f"{path.name}:{line_no}: frame count must be at least 1, got {num_frames}"
-                        f" ({path})"
-                    )
-            label = _parse_int(fields[-1], "label", path, line_no)
-            if label < 0:
-                raise AnnotationError(
-                    f"{path.name}:{line_no}: label {label} out of range: class ids start at 0 "
-                    f"({path})"
-                )
-            if num_classes is not None and label >= num_classes:
-                raise AnnotationError(
-                    f"{path.name}:{line_no}: label {label} out of range for {num_classes} classes "
-                    f"(ids 0..{num_classes - 1}); check the label file matches this list ({path})"
-                )
-            records.append(VideoRecord(fields[0], num_frames, label))
+        label = _parse_int(fields[-1], "label", path, line_no)
+        if label < 0:
+            raise AnnotationError(
+                f"{path.name}:{line_no}: label {label} out of range: class ids start at 0 ({path})"
+            )
+        if num_classes is not None and label >= num_classes:
+            raise AnnotationError(
+                f"{path.name}:{line_no}: label {label} out of range for {num_classes} classes "
+                f"(ids 0..{num_classes - 1}); check the label file matches this list ({path})"
+            )
+        records.append(VideoRecord(fields[0], num_frames, label, f"{path}:{line_no}"))
     if not records:
         raise AnnotationError(f"{path}: the list file has no entries")
+    dead = empty_entries(records)
+    if dead:
+        # Frame extraction that failed leaves such lines (a widely used HMDB-51 list has 16).
+        logger.warning(
+            "%s: %d entries have 0 frames and are read as unreadable videos: %s",
+            path,
+            len(dead),
+            describe_entries(dead),
+        )
     return records
+
+
+def empty_entries(records: Sequence[VideoRecord]) -> list[VideoRecord]:
+    """The frame-list records whose frame count is 0 (dead entries of an extraction run)."""
+    return [r for r in records if r.num_frames == 0]
+
+
+def describe_entries(records: Sequence[VideoRecord], limit: int = 20) -> str:
+    """``"list.txt:12 (dir/a), ..."`` for messages (at most ``limit`` named, the rest counted)."""
+    named = [f"{r.source or '?'} ({r.path})" for r in records[:limit]]
+    more = len(records) - limit
+    return ", ".join(named) + (f" and {more} more" if more > 0 else "")
 
 
 def _parse_int(text: str, what: str, path: Path, line_no: int) -> int:

@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from text4vis.data.annotations import AnnotationError, VideoRecord, read_annotations, read_labels
+from text4vis.data.annotations import (
+    AnnotationError,
+    VideoRecord,
+    describe_entries,
+    empty_entries,
+    read_annotations,
+    read_labels,
+)
 from text4vis.data.decoders import DECODERS, FrameFolderReader, VideoDecodeError, open_video
 from text4vis.data.few_shot import few_shot_indices, repeat_indices
 from text4vis.data.sampling import ClipSampler, build_sampler
@@ -144,6 +151,9 @@ class VideoDataset(torch.utils.data.Dataset):
         """
         record = self.records[index]
         reader: Any
+        if record.num_frames == 0:  # a dead line of a frame list (see read_annotations)
+            where = f" ({record.source})" if record.source else ""
+            raise VideoDecodeError(self.path_of(index), f"the list gives it 0 frames{where}")
         if record.num_frames is not None:  # a frame-folder line: never try it as a video file
             reader = FrameFolderReader(
                 self.path_of(index),
@@ -403,6 +413,14 @@ def build_dataset(
                     f"label {bad[0].label} of {bad[0].path} out of range for {num_classes} classes"
                 )
     _check_format(records, data.format, source)
+    dead = empty_entries(records)
+    if dead and split != "train" and not data.skip_unreadable:
+        # Evaluation never substitutes: say every dead line at once, before decoding anything.
+        raise AnnotationError(
+            f"{source}: {len(dead)} entries have 0 frames and cannot be evaluated: "
+            f"{describe_entries(dead)}; remove them (or re-extract their frames), or set "
+            "data.skip_unreadable=true to skip and report them"
+        )
     if data.decoder not in DECODERS:
         raise ValueError(f"unknown data.decoder {data.decoder!r}; choose one of {list(DECODERS)}")
 

@@ -305,6 +305,19 @@ class FrameFolderReader:
         count = 0
         while self.frame_template.format(self.start_index + count) in names:
             count += 1
+        # Frames after a gap: the folder is damaged; reading only those before it would pass a
+        # shortened video off as the whole one.
+        after = [
+            k
+            for k in range(count + 1, count + 1 + len(names))
+            if self.frame_template.format(self.start_index + k) in names
+        ]
+        if after:
+            missing = self.frame_template.format(self.start_index + count)
+            last = self.frame_template.format(self.start_index + after[-1])
+            raise VideoDecodeError(
+                self.path, f"frame file {missing} is missing (the folder has frames up to {last})"
+            )
         return count
 
     def frame_path(self, index: int) -> str:

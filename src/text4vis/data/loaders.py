@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader, Sampler
 
 from text4vis.data.dataset import collate_clips
 from text4vis.distributed import get_rank, get_world_size
+from text4vis.errors import unwrap_worker_error
 
-__all__ = ["EvalSampler", "TrainSampler", "build_loader", "seed_worker", "set_epoch"]
+__all__ = ["EvalSampler", "Loader", "TrainSampler", "build_loader", "seed_worker", "set_epoch"]
 
 logger = logging.getLogger("text4vis.data.loaders")
 
@@ -123,6 +124,44 @@ def set_epoch(loader: DataLoader, epoch: int) -> None:
             owner.set_epoch(epoch)
 
 
+class Loader(DataLoader):
+    """A ``DataLoader`` whose worker errors read as they would with ``num_workers=0``.
+
+    torch re-raises an exception of a worker process as a new exception of the same type whose
+    message is "Caught X in DataLoader worker process N." followed by the worker's traceback.
+    Iterating this loader raises instead the same type with the worker's own message (the
+    worker's traceback kept as a note, shown with the traceback only).
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        iterator = super().__iter__()
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            except Exception as exc:
+                clean = _unwrapped(exc)
+                if clean is exc:
+                    raise
+                raise clean from None
+            yield batch
+
+
+def _unwrapped(exc: Exception) -> Exception:
+    """``exc`` with the message the worker gave it, when it is torch's re-raise of a worker's."""
+    worker = unwrap_worker_error(exc)
+    if worker is None:
+        return exc
+    try:
+        clean = type(exc)(worker.message)
+    except Exception:  # a type that takes other arguments: keep torch's own exception
+        return exc
+    if hasattr(clean, "add_note"):  # Python >= 3.11
+        clean.add_note(f"in DataLoader worker process {worker.worker}: {worker.traceback}")
+    return clean
+
+
 def build_loader(
     dataset: Any,
     cfg: Any,
@@ -172,7 +211,7 @@ def build_loader(
         drop_last = False
     workers = int(cfg.data.num_workers)
     video_shape = getattr(dataset, "video_shape", None)
-    return DataLoader(
+    return Loader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,

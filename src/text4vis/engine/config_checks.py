@@ -74,6 +74,10 @@ def config_problems(cfg: Config, *, check_arch: bool = True) -> list[str]:
         f"train.objective={t.objective!r}: choose one of {available_objectives()}",
     )
     need(t.checkpoint_minutes >= 0, f"train.checkpoint_minutes={t.checkpoint_minutes}: >= 0")
+    need(
+        t.max_nonfinite_steps >= 1,
+        f"train.max_nonfinite_steps={t.max_nonfinite_steps}: >= 1 (consecutive skipped steps)",
+    )
     need(t.eval_every >= 0, f"train.eval_every={t.eval_every}: must be >= 0")
     try:
         parse_views(e.views)

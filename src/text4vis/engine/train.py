@@ -53,8 +53,10 @@ from text4vis.engine.checkpoint import (
 )
 from text4vis.engine.loops import predict_scores
 from text4vis.engine.metrics import evaluate_scores
+from text4vis.engine.numerics import NonFiniteSteps, check_finite_weights, gradient_norm
 from text4vis.engine.objectives import TrainStep, build_objective
 from text4vis.engine.optim import LRSchedule, build_optimizer, set_lr
+from text4vis.engine.preemption import PreemptionHandler
 from text4vis.engine.tracking import MetricsWriter, plot_curves
 from text4vis.models.factory import (
     CHECKPOINT_FORMAT_VERSION,
@@ -118,7 +120,10 @@ class TrainSummary:
 
     Attributes:
         run_dir: the run folder.
-        stopped: True when stopped early (``stop_after_steps``); no model was exported then.
+        stopped: True when stopped early (``stop_after_steps`` or preemption); no model was
+            exported then.
+        preempted: True when stopped by SIGTERM / SIGUSR1 (see
+            :mod:`text4vis.engine.preemption`); ``text4vis train`` then exits with status 75.
         epoch: epochs completed.
         step: optimizer steps taken.
         best_top1: best validation top-1 (None without validation).
@@ -130,6 +135,7 @@ class TrainSummary:
 
     run_dir: str
     stopped: bool
+    preempted: bool
     epoch: int
     step: int
     best_top1: float | None
@@ -329,6 +335,7 @@ class _Trainer:
             steps_per_epoch=self.steps_per_epoch,
         )
         self.state = TrainState()
+        self.nonfinite = NonFiniteSteps(tc.max_nonfinite_steps)  # skipped steps
         if checkpoint is not None:
             self._restore(checkpoint)
         self.metrics = MetricsWriter(
@@ -336,6 +343,8 @@ class _Trainer:
         )
         self.last_checkpoint_time = time.monotonic()
         self.logits_in_training = True  # False once the objective returns no logits
+        # Installed by fit(); polled after every optimizer step (all ranks agree).
+        self.preemption = PreemptionHandler()
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -363,15 +372,22 @@ class _Trainer:
                 json.dumps(self.model.classifier_metadata, default=str)
             ),
             "world_size": self.world_size,
+            "nonfinite": self.nonfinite.state_dict(),
         }
 
     def save(self, *names: str) -> None:
         """Write the checkpoint as ``checkpoints/<name>.pt`` for each name (rank 0 only)."""
         self.objective.export_classifier(self.model)  # every rank: keep replicas identical
+        # Every rank checks (replicas are identical), so all stop together on bad weights.
+        check_finite_weights(self.model.state_dict(), f"checkpoint {', '.join(names)}")
         if self.rank == 0:
             state = self._checkpoint_state()
             for name in names:
-                path = atomic_torch_save(state, self.run_path / CHECKPOINT_DIR / f"{name}.pt")
+                path = atomic_torch_save(
+                    state,
+                    self.run_path / CHECKPOINT_DIR / f"{name}.pt",
+                    keep_previous=name == "last" and self.cfg.train.keep_previous,
+                )
                 logger.info("saved %s (epoch %d, step %d)", path, self.state.epoch, self.state.step)
         self.last_checkpoint_time = time.monotonic()
 
@@ -401,6 +417,7 @@ class _Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
         restore_rng_state(ckpt["rng"])
         self.failures.failed = dict(ckpt.get("failed_videos", {}))
+        self.nonfinite.load_state_dict(ckpt.get("nonfinite", {}))
         self.state.load_state_dict(ckpt["train_state"])
         logger.info(
             "resumed at epoch %d, step %d (%d steps into the epoch)",
@@ -446,6 +463,8 @@ class _Trainer:
         stopped = False
         try:
             while self.state.epoch_step < self.steps_per_epoch:
+                step_finite = True
+                step_indices: list[int] = []  # this rank's videos of the step, for messages
                 for micro in range(accum):
                     t0 = time.perf_counter()
                     batch = next(batches)
@@ -467,11 +486,10 @@ class _Trainer:
                             loss, logits = self.step_module(video, labels)
                         self.scaler.scale(loss / accum).backward()
                     loss_value = float(loss.detach())
-                    if not math.isfinite(loss_value):
-                        raise FloatingPointError(
-                            f"loss is {loss_value} at step {self.state.step}; lower train.lr or "
-                            "use train.precision=fp32/bf16"
-                        )
+                    step_indices += [int(i) for i in batch["index"]]
+                    if not math.isfinite(loss_value):  # the step is skipped (see numerics)
+                        step_finite = False
+                        continue
                     n = labels.shape[0]
                     loss_sum += loss_value * n
                     window_loss += loss_value * n
@@ -484,12 +502,28 @@ class _Trainer:
                         self.logits_in_training = False
                 lr = self.schedule(self.state.step)
                 set_lr(self.optimizer, lr)
+                grad_norm = 0.0
                 if tc.clip_grad > 0:
                     self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, tc.clip_grad)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tc.clip_grad))
+                elif not self.scaler.is_enabled():
+                    grad_norm = gradient_norm(params)
+                # fp16: infinite gradients are the scaler's to handle (it skips the step).
+                local_ok = step_finite and (self.scaler.is_enabled() or math.isfinite(grad_norm))
+                finite = local_ok
+                if dist_utils.is_distributed():  # every rank skips the same steps
+                    finite = dist_utils.all_reduce_sum([float(not local_ok)])[0] == 0
+                if finite or self.scaler.is_enabled():
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
+                self.nonfinite.record(
+                    finite=finite,
+                    step=self.state.step + 1,
+                    loss=loss_value,
+                    grad_norm=grad_norm,
+                    videos=[self.train_set.path_of(i) for i in step_indices] if not finite else [],
+                )
                 self.state.step += 1
                 self.state.epoch_step += 1
 
@@ -517,7 +551,8 @@ class _Trainer:
                         },
                     )
                     window_loss = window_count = 0.0
-                stopped = stop_at is not None and self.state.step >= stop_at
+                preempted = self.preemption.should_stop()
+                stopped = preempted or (stop_at is not None and self.state.step >= stop_at)
                 mid_epoch = self.state.epoch_step < self.steps_per_epoch  # else saved after it
                 if (stopped or self._checkpoint_due()) and mid_epoch:
                     sums = dist_utils.all_reduce_sum([loss_sum, correct, seen])
@@ -573,8 +608,7 @@ class _Trainer:
             epoch = self.state.epoch
             stopped = self.train_epoch(epoch, stop_at)
             if stopped and self.state.epoch_step < self.steps_per_epoch:
-                logger.info("stopped after step %d as asked", self.state.step)
-                return self._summary(stopped=True)
+                return self._stop()
             self.state.epoch += 1
             self.state.epoch_step = 0
             row: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.step}
@@ -583,6 +617,7 @@ class _Trainer:
             row["peak_mem_mb"] = peak_memory_mb(self.device)
             self.failures.synchronize()
             row["decode_failures"] = len(self.failures.failed)
+            row["skipped_steps"] = self.nonfinite.total  # non-finite loss or gradient, all epochs
             self.state.decode_failures = len(self.failures.failed)
             self.failures.check()
             is_last = self.state.epoch == cfg.train.epochs
@@ -612,14 +647,16 @@ class _Trainer:
                 self.state.best_epoch = self.state.epoch
                 names.append("best")
             self.save(*names)
+            if self.state.epoch < cfg.train.epochs and self.preemption.should_stop():
+                stopped = True  # a signal during validation or the save: stop at the epoch's end
             if stopped:
-                logger.info("stopped after step %d as asked", self.state.step)
-                return self._summary(stopped=True)
+                return self._stop()
         self._finish()
         return self._summary(stopped=False)
 
     def _finish(self) -> None:
         self.objective.export_classifier(self.model)
+        check_finite_weights(self.model.state_dict(), f"the model folder {self.run_path / 'model'}")
         if self.rank == 0:
             self.model.save_pretrained(self.run_path / "model", data_config=self.cfg.data)
             self.objective.save_artifacts(self.run_path / "model", self.model, self.cfg)
@@ -638,10 +675,35 @@ class _Trainer:
             logger.info("exported the trained model to %s", self.run_path / "model")
         self.metrics.close()
 
-    def _summary(self, *, stopped: bool) -> TrainSummary:
+    def _stop(self) -> TrainSummary:
+        """Log where the run stopped (``last.pt`` is written) and return the summary."""
+        preempted = self.preemption.should_stop()
+        where = (
+            f"after step {self.state.step} (epoch {self.state.epoch + 1}, "
+            f"{self.state.epoch_step} of {self.steps_per_epoch} steps into it)"
+            if self.state.epoch_step
+            else f"after step {self.state.step} (end of epoch {self.state.epoch})"
+        )
+        last = self.run_path / CHECKPOINT_DIR / "last.pt"
+        if preempted:
+            logger.warning(
+                "preempted by %s: stopped %s; checkpoint %s; continue with --resume auto (or "
+                "--resume %s)",
+                self.preemption.reason,
+                where,
+                last,
+                self.run_path,
+            )
+        else:
+            logger.info("stopped %s as asked; checkpoint %s", where, last)
+        self.metrics.close()
+        return self._summary(stopped=True, preempted=preempted)
+
+    def _summary(self, *, stopped: bool, preempted: bool = False) -> TrainSummary:
         return TrainSummary(
             run_dir=str(self.run_path),
             stopped=stopped,
+            preempted=preempted,
             epoch=self.state.epoch,
             step=self.state.step,
             best_top1=self.state.best_top1,
@@ -672,7 +734,7 @@ def fit(
             ``TEXT4VIS_STOP_AFTER_STEPS`` environment variable).
 
     Returns:
-        The :class:`TrainSummary` of the run.
+        The :class:`TrainSummary` of the run (``preempted`` when SIGTERM / SIGUSR1 stopped it).
     """
     from text4vis.engine.config_checks import validate_config
     from text4vis.runs import create_run_dir
@@ -715,4 +777,5 @@ def fit(
             for diff in diffs:
                 logger.warning("config differs from the checkpoint's: %s", diff)
         trainer = _Trainer(cfg, device, run.path, checkpoint, data)
-        return trainer.run(_stop_after_steps(stop_after_steps))
+        with trainer.preemption:  # SIGTERM / SIGUSR1: finish the step, save, stop
+            return trainer.run(_stop_after_steps(stop_after_steps))

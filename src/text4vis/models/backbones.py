@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import Text4VisError, load_failure_reason
 
 __all__ = [
     "BackboneError",
@@ -198,7 +198,8 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise BackboneError(
-                f"{path}: cannot read weights with torch.load(weights_only=True) ({exc}); "
+                f"{path}: cannot read weights with torch.load(weights_only=True) "
+                f"({load_failure_reason(exc)}); "
                 "expected a state dict, an open_clip checkpoint, an OpenAI .pt or a "
                 ".safetensors file"
             ) from exc

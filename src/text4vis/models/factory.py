@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from text4vis.config import Config, config_from_dict, load_config
-from text4vis.errors import Text4VisError
+from text4vis.errors import Text4VisError, load_failure_reason
 
 if TYPE_CHECKING:
     from torch import nn
@@ -115,7 +115,7 @@ def _torch_load(path: Path, map_location: str | torch.device = "cpu") -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # a truncated or foreign file: name it, keep the cause
         raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}); it may be "
+            f"checkpoint {path} cannot be read ({load_failure_reason(exc)}); it may be "
             "truncated or not a text4vis checkpoint"
         ) from exc
 

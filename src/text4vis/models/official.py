@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import Text4VisError, load_failure_reason
 from text4vis.models.video import MODEL_CONFIGS_DIR, VideoRecognizer
 
 __all__ = [
@@ -63,7 +63,8 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise OfficialCheckpointError(
-            f"{path}: cannot be read with torch.load(weights_only=True) ({exc}); if it holds "
+            f"{path}: cannot be read with torch.load(weights_only=True) ({load_failure_reason(exc)}); "
+            "if it holds "
             "Python objects besides tensors, re-save only its model_state_dict"
         ) from exc
     if not isinstance(checkpoint, dict):

@@ -37,6 +37,7 @@ from text4vis.models.classifier import (
     save_classifier,
     storage_of,
 )
+from text4vis.models.integrity import check_files, record_files
 from text4vis.models.temporal import TemporalHead, build_temporal_head
 
 if TYPE_CHECKING:
@@ -466,7 +467,10 @@ class VideoRecognizer(nn.Module):
                 weight=self.classifier.weight.detach().cpu(), metadata=meta
             )
             save_classifier(artifact, directory / CLASSIFIER_NAME)
-        (directory / CONFIG_NAME).write_text(json.dumps(self._config_dict(), indent=2) + "\n")
+        config = self._config_dict()
+        # Checksums of the tensor files: from_pretrained names a file edited after saving.
+        config["files"] = record_files(directory, (WEIGHTS_NAME, CLASSIFIER_NAME))
+        (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         return directory
 
     @classmethod
@@ -498,9 +502,16 @@ class VideoRecognizer(nn.Module):
             from text4vis.models.backbones import register_model_configs
 
             register_model_configs(directory / MODEL_CONFIGS_DIR)
+        check_files(directory, config.get("files"))
+        try:
+            weights = load_file(str(directory / WEIGHTS_NAME))
+        except Exception as exc:  # not a safetensors file, or cut short
+            raise Text4VisError(
+                f"{directory / WEIGHTS_NAME} cannot be read ({type(exc).__name__}: {exc})"
+            ) from exc
         return cls.from_architecture(
             config,
-            load_file(str(directory / WEIGHTS_NAME)),
+            weights,
             where=str(directory / WEIGHTS_NAME),
             config_where=str(config_path),
             classifier_file=directory / CLASSIFIER_NAME,
@@ -569,7 +580,11 @@ class VideoRecognizer(nn.Module):
             )
         if from_file:
             state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # tensors of other shapes than the config builds
+            first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), "")
+            raise Text4VisError(f"{where}: tensors do not fit the saved config ({first})") from exc
         if classifier_file is not None or kind == "none":  # a folder keeps its classifier apart
             missing = [k for k in missing if not k.startswith("classifier.")]
         if missing or unexpected:
