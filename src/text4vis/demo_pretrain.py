@@ -52,9 +52,9 @@ ATTRIBUTES = ("colour", "shape", "size", "position", "background")
 class PretrainSettings:
     """Sizes of stage 0 (chosen for the demo's time budget on a 2-core CPU)."""
 
-    num_train: int = 6000  # captioned training stills
+    num_train: int = 10000  # captioned training stills
     num_heldout: int = 480  # held-out stills (only held-out combinations)
-    epochs: int = 6
+    epochs: int = 12
     batch_size: int = 128  # images per step: the InfoNCE negatives
     lr: float = 2e-3
     min_lr: float = 1e-5
