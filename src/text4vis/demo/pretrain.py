@@ -41,7 +41,7 @@ __all__ = [
     "zero_shot_attributes",
 ]
 
-logger = logging.getLogger("text4vis.demo_pretrain")
+logger = logging.getLogger(__name__)
 
 #: name of the stage-0 weight file inside the stage-0 folder
 PRETRAINED_FILE = "demo_vit_pretrained.safetensors"
