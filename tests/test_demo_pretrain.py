@@ -113,7 +113,6 @@ def test_the_stage0_weight_file_loads_with_model_pretrained(tmp_path: Path):
         arch="demo-vit",
         temporal="mean",
         classifier="random",
-        text_encoder="sentence-transformers:all-MiniLM-L6-v2",
         logit_scale=100.0,
     )
     torch.manual_seed(0)
