@@ -91,6 +91,10 @@ def test_quick_demo_writes_a_well_formed_report(quick_demo: Path):
     for row in stage0["zero_shot"].values():
         assert 0 <= row["top1"] <= 100 and row["chance"] == pytest.approx(100 / row["candidates"])
     assert metrics["scratch"]["zero_shot"]["mean"] >= 0
+    first = stage0["first_epoch_top1"]
+    assert set(first) == {"text", "lda", "random", "orthogonal", "learnable", "scratch"}
+    text_first = metrics["runs"][RunSpec("text", "mean", 0, 0).key]["history"][0]["val_top1"]
+    assert first["text"]["mean"] == pytest.approx(100 * text_first)
     assert 0 <= metrics["main_model"]["zero_shot"]["top1"] <= 100
 
     report = (quick_demo / "report.md").read_text()

@@ -170,6 +170,18 @@ def _run_demo(
         stage0["zero_shot_unseen_video"] = accuracy_stats(
             extra.zero_shot["stage0"], n_unseen
         ).to_dict()
+        # Where the head start of pretraining shows: validation top-1 after the first epoch.
+        n_val = settings.val_per_class * len(seen_names)
+        seeds = range(settings.seeds)
+        first_specs = {init: [RunSpec(init, "mean", 0, s) for s in seeds] for init in INITS}
+        first_specs["scratch"] = [RunSpec("text", "mean", 0, s, "scratch") for s in seeds]
+        first = {
+            key: [results[spec.key].history[0]["val_top1"] for spec in specs]
+            for key, specs in first_specs.items()
+        }
+        stage0["first_epoch_top1"] = {
+            key: accuracy_stats(values, n_val).to_dict() for key, values in first.items()
+        }
 
     # 5. Figures, exported model, predict example.
     t0 = time.perf_counter()

@@ -290,6 +290,15 @@ def _render_stage0(stage0: dict[str, Any], chance_unseen: float) -> list[str]:
             f"on the unseen video classes: {format_stats(video)} top-1 (chance "
             f"{chance_unseen:.1f}%); it has never seen a motion word or a moving object.",
         ]
+    first = stage0.get("first_epoch_top1")
+    if first:
+        cells = ", ".join(f"{name} {format_stats(stats)}" for name, stats in first.items())
+        lines += [
+            "",
+            "Validation top-1 after the *first* epoch (mean pooling; `scratch` is the text row "
+            f"without stage 0): {cells}. Table 6 compares the classifiers later (its early "
+            "column) and at the end.",
+        ]
     lines.append("")
     return lines
 
