@@ -42,7 +42,7 @@ def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = report.parent
     assert out.resolve().parent == (base / "runs" / "demo").resolve()
     # Progress is shown throughout: one line per training run and per epoch.
-    assert "[run 8/8]" in result.stderr and "epoch 4:" in result.stderr
+    assert "[run 9/9]" in result.stderr and "epoch 4:" in result.stderr
     return out
 
 
@@ -78,9 +78,34 @@ def test_quick_demo_writes_a_well_formed_report(quick_demo: Path):
     # The text encoder puts the names of time-reversed partners closer than other class pairs.
     figure1 = metrics["figure1"]
     assert figure1["text_cosine_reversed_partners"] > figure1["text_cosine_other_pairs"]
+    by_group = figure1["text_cosine_reversed_partners_by_group"]
+    assert set(by_group) == set(metrics["table8"]["groups"]["mean"]) and len(by_group) == 4
+
+    # Stage 0 ran, wrote a weight file every pretrained run loaded, and measured its zero-shot.
+    stage0 = metrics["stage0"]
+    assert (quick_demo / stage0["weights"]).is_file()
+    for spec in specs:
+        config = (quick_demo / metrics["runs"][spec.key]["run_dir"] / "config.yaml").read_text()
+        assert (stage0["weights"] in config) == (spec.visual != "scratch"), spec.key
+    assert set(stage0["zero_shot"]) == {"colour", "shape", "size", "position", "background"}
+    for row in stage0["zero_shot"].values():
+        assert 0 <= row["top1"] <= 100 and row["chance"] == pytest.approx(100 / row["candidates"])
+    assert metrics["scratch"]["zero_shot"]["mean"] >= 0
+    first = stage0["first_epoch_top1"]
+    assert set(first) == {"text", "lda", "random", "orthogonal", "learnable", "scratch"}
+    text_first = metrics["runs"][RunSpec("text", "mean", 0, 0).key]["history"][0]["val_top1"]
+    assert first["text"]["mean"] == pytest.approx(100 * text_first)
+    assert 0 <= metrics["main_model"]["zero_shot"]["top1"] <= 100
 
     report = (quick_demo / "report.md").read_text()
-    for heading in ("## Table 6", "## Table 7", "## Table 8", "## Figure 1", "orderings agree"):
+    for heading in (
+        "## Stage 0",
+        "## Table 6",
+        "## Table 7",
+        "## Table 8",
+        "## Figure 1",
+        "orderings agree",
+    ):
         assert heading in report
     # The report prints the measured numbers of metrics.json, next to the paper's.
     text6 = metrics["table6"]["text"]
@@ -131,7 +156,13 @@ def test_settings_and_run_plan():
     with pytest.raises(ValueError, match="seeds"):
         demo_settings(seeds=0)
     specs = run_specs(DemoSettings(seeds=2))
-    assert len(specs) == len({s.key for s in specs}) == 16
+    assert len(specs) == len({s.key for s in specs}) == 18
+    assert len(run_specs(DemoSettings(seeds=2, pretrain=False))) == 16
+    # Every seed keeps one text run from a random encoder: what stage 0 changes.
+    assert [(s.classifier, s.seed) for s in specs if s.visual == "scratch"] == [
+        ("text", 0),
+        ("text", 1),
+    ]
     # Every table's runs are planned: five initialisers, two few-shot runs, one transformer.
     seed0 = [s for s in specs if s.seed == 0]
     assert {s.classifier for s in seed0 if s.shot == 0 and s.temporal == "mean"} == {

@@ -38,7 +38,7 @@ def broken(tmp_path_factory) -> dict[str, Path]:
     summary = fit(cfg)
     config_path = root / "config.yaml"
     dump_config(cfg, config_path)
-    run = Path(summary["run_dir"])
+    run = Path(summary.run_dir)
     return {
         "root": root,
         "config": config_path,

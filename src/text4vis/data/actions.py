@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "BACKGROUNDS",
     "COLOURS",
     "MOTIONS",
     "REVERSED_MOTION",
@@ -161,13 +162,21 @@ def direction_dependent(classes: list[ActionClass]) -> list[int]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A textured, low-saturation background, float [H,W,3] in 0..255."""
+# Background textures in the order of _background's ``kind`` (the stills' captions name them).
+BACKGROUNDS = ("mottled", "striped", "checkered")
+
+
+def _background(rng: np.random.Generator, size: int, kind: int | None = None) -> np.ndarray:
+    """A textured, low-saturation background, float [H,W,3] in 0..255.
+
+    ``kind`` picks the texture (an index into :data:`BACKGROUNDS`); None draws it from ``rng``.
+    """
     base = rng.uniform(70, 170)
     tint = rng.uniform(-12, 12, size=3)
     amplitude = rng.uniform(12, 35)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    kind = rng.integers(3)
+    if kind is None:
+        kind = int(rng.integers(3))
     if kind == 0:  # smooth noise: a coarse random grid upsampled bilinearly
         cells = int(rng.integers(3, 7))
         coarse = rng.uniform(-1, 1, size=(cells + 1, cells + 1))

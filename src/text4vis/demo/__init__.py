@@ -19,7 +19,7 @@ and frozen classifiers) and writes a report folder:
 The experiments (seeds ``0..seeds-1``; the dataset is the same for every seed):
 
 1. classifier initialisation (table 6): ``text`` (all-MiniLM-L6-v2, the paper's language-only
-   "DistilBERT" row), ``lda`` (Fisher LDA of the features of the initial visual encoder on the
+   "DistilBERT" row), ``lda`` (Fisher LDA of the features of the pretrained visual encoder on the
    training clips), ``random``, ``orthogonal`` and the ``learnable`` vision-only head;
 2. data regimes (table 7): zero-shot on the unseen classes, 2-shot and full training, for the text
    classifier (vision-text) and the learnable head (vision-only);
@@ -29,10 +29,16 @@ The experiments (seeds ``0..seeds-1``; the dataset is the same for every seed):
 :func:`run_contrastive_demo` (``text4vis demo --contrastive``) is table 9 on the same data:
 cross-entropy over the frozen text classifier vs four contrastive variants, each a torchrun job.
 
-The visual encoder is a small ViT trained from scratch: no pretrained visual weights are available
-offline. Every number in the report is measured in the run that writes it.
+The visual encoder is a small ViT (``demo-vit``). No pretrained CLIP weights are available
+offline, so the main demo first makes its own vision-language model (stage 0,
+:mod:`~text4vis.demo.pretrain`: image-text pretraining on captioned stills of the same world
+against the frozen all-MiniLM-L6-v2 caption embeddings); every run of tables 6-8 loads that weight
+file with ``model.pretrained`` and fine-tunes it at ``lr * visual_lr_ratio`` (0.1), as the paper
+fine-tunes CLIP, and one text run per seed starts from a random encoder instead, to show what
+pretraining changes. Every number in the report is measured in the run that writes it.
 
-Modules: :mod:`~text4vis.demo.settings` (sizes, shared config, the dataset),
+Modules: :mod:`~text4vis.demo.pretrain` (stage 0), :mod:`~text4vis.demo.settings` (sizes,
+shared config, the dataset),
 :mod:`~text4vis.demo.runs` (training runs and torchrun jobs), :mod:`~text4vis.demo.statistics`
 (accuracy summaries, standard errors, judging a claim), :mod:`~text4vis.demo.paper` (the paper's
 numbers and claims, as data), :mod:`~text4vis.demo.metrics` (typed results),

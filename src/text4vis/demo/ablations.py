@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import shutil
 import time
@@ -25,6 +26,7 @@ from text4vis.demo.metrics import (
     DemoTables,
     Figure1,
     Regimes,
+    ScratchRow,
     Table6Row,
     Table7,
     Table8,
@@ -33,6 +35,7 @@ from text4vis.demo.metrics import (
 from text4vis.demo.paper import PAPER, TABLE_CLAIMS
 from text4vis.demo.plots import (
     offdiagonal_correlation,
+    partner_cosine_by_group,
     partner_similarity,
     plot_correlation_maps,
     plot_init_curves,
@@ -41,6 +44,7 @@ from text4vis.demo.report import render_report
 from text4vis.demo.runs import (
     RunResult,
     RunSpec,
+    direction_groups,
     direction_metrics,
     eta_seconds,
     evaluate_list,
@@ -49,7 +53,9 @@ from text4vis.demo.runs import (
     train_run,
 )
 from text4vis.demo.settings import (
+    DEMO_ARCH,
     INITS,
+    TEXT_ENCODER,
     DemoSettings,
     base_config_dict,
     demo_settings,
@@ -106,6 +112,7 @@ def _run_demo(
 
     start = time.perf_counter()
     timing: dict[str, float] = {}
+    load_at_start = _load_average()
 
     # The report folder is a run folder: config.yaml (the shared config), meta.json, log.txt.
     placeholder = config_from_dict({"run": {"root": "runs", "name": "demo"}})
@@ -119,7 +126,15 @@ def _run_demo(
     timing["dataset_s"] = time.perf_counter() - t0
     seen_names = read_labels(dataset.labels_seen)
     unseen_names = read_labels(dataset.labels_unseen)
-    base = base_config_dict(settings, dataset, out)
+
+    # 1b. Stage 0: the demo's own vision-language model (image-text pretraining on stills).
+    stage0: dict[str, Any] | None = None
+    pretrained: Path | str = ""
+    if settings.pretrain:
+        t0 = time.perf_counter()
+        stage0, pretrained = _stage0(settings, quick, out, progress)
+        timing["pretrain_s"] = time.perf_counter() - t0
+    base = base_config_dict(settings, dataset, out, pretrained)
     base_cfg = config_from_dict(base)
     dump_config(base_cfg, out / "config.yaml")
 
@@ -141,18 +156,40 @@ def _run_demo(
     extra = _extra_evaluations(
         settings, base_cfg, dataset, seen_names, unseen_names, load, text_weight
     )
+    if settings.pretrain:
+        extra.zero_shot["stage0"] = [_stage0_video_zero_shot(base, base_cfg, dataset, unseen_names)]
     timing["evaluation_s"] = time.perf_counter() - t0
 
     # 4. Tables and the paper's claims.
     early_epoch = max(1, round(settings.epochs * settings.early_fraction))
     tables = build_tables(settings, results, extra, early_epoch, len(seen_names), len(unseen_names))
     claims = judge_claims(TABLE_CLAIMS, tables.quantities(), early_epoch=early_epoch)
+    n_unseen = settings.unseen_per_class * len(unseen_names)
+    scratch = _scratch_row(settings, results, extra, early_epoch, len(seen_names), n_unseen)
+    if stage0 is not None:
+        stage0["zero_shot_unseen_video"] = accuracy_stats(
+            extra.zero_shot["stage0"], n_unseen
+        ).to_dict()
+        # Where the head start of pretraining shows: validation top-1 after the first epoch.
+        n_val = settings.val_per_class * len(seen_names)
+        seeds = range(settings.seeds)
+        first_specs = {init: [RunSpec(init, "mean", 0, s) for s in seeds] for init in INITS}
+        first_specs["scratch"] = [RunSpec("text", "mean", 0, s, "scratch") for s in seeds]
+        first = {
+            key: [results[spec.key].history[0]["val_top1"] for spec in specs]
+            for key, specs in first_specs.items()
+        }
+        stage0["first_epoch_top1"] = {
+            key: accuracy_stats(values, n_val).to_dict() for key, values in first.items()
+        }
 
     # 5. Figures, exported model, predict example.
     t0 = time.perf_counter()
     figure1 = _figures(settings, results, dataset, seen_names, load, text_weight, out)
     main_spec = RunSpec("text", "transformer", 0, 0)
-    prediction = _export_main_model(load(main_spec), dataset, unseen_names, out)
+    prediction, main_zero_shot = _export_main_model(
+        load(main_spec), dataset, unseen_names, out, base_cfg, text_weight
+    )
     timing["figures_export_s"] = time.perf_counter() - t0
     timing["total_s"] = time.perf_counter() - start
 
@@ -177,6 +214,11 @@ def _run_demo(
         timing_s=timing,
         peak_rss_mb=_peak_rss_mb(),
         torch_threads=torch.get_num_threads(),
+        stage0=stage0,
+        scratch=scratch,
+        main_model_zero_shot=main_zero_shot,
+        cpu_s=_cpu_seconds(),
+        load_average_1min={"start": load_at_start, "end": _load_average()},
     )
     values = metrics.to_dict()
     (out / "metrics.json").write_text(json.dumps(values, indent=2) + "\n")
@@ -186,6 +228,71 @@ def _run_demo(
     )
     metrics.out = out
     return metrics
+
+
+def _stage0(
+    settings: DemoSettings, quick: bool, out: Path, progress: bool
+) -> tuple[dict[str, Any], Path]:
+    """Run stage 0 into ``out/pretrain``: its results (paths relative to ``out``) and the
+    weight file the video runs load."""
+    from text4vis.demo.pretrain import pretrain_settings, run_pretraining
+    from text4vis.runs import setup_logging
+
+    log_level = logging.getLevelName(logging.getLogger("text4vis").getEffectiveLevel())
+    logger.info("stage 0: image-text pretraining on captioned stills")
+    result = run_pretraining(
+        out / "pretrain",
+        pretrain_settings(quick),
+        arch=DEMO_ARCH,
+        text_encoder=TEXT_ENCODER,
+        image_size=settings.size,
+        num_workers=settings.num_workers,
+        device=settings.device,
+        progress=progress,
+    )
+    setup_logging(log_level, out / "log.txt")  # fit logged into its own run folder
+    values = result.to_dict()
+    values["weights"] = str(result.weights.relative_to(out))
+    values["run_dir"] = str(result.run_dir.relative_to(out))
+    return values, result.weights
+
+
+def _stage0_video_zero_shot(
+    base: dict[str, Any], base_cfg: Any, dataset: Any, unseen_names: list[str]
+) -> float:
+    """Stage 0's model itself, before any video training (mean pooling of its frame embeddings),
+    against the unseen names: how much of the zero-shot comes from stage 0 alone."""
+    from text4vis.demo.runs import spec_config
+    from text4vis.models.factory import build_model
+
+    cfg = spec_config(base, RunSpec("text", "mean", 0, 0))
+    model = build_model(cfg, unseen_names)
+    return float(evaluate_list(model, base_cfg, dataset.unseen_list, unseen_names).metrics["top1"])
+
+
+def _scratch_row(
+    settings: DemoSettings,
+    results: dict[str, RunResult],
+    extra: ExtraEvaluations,
+    early_epoch: int,
+    num_seen: int,
+    n_unseen: int,
+) -> ScratchRow | None:
+    """The from-scratch text row (None without stage 0)."""
+    if not settings.pretrain:
+        return None
+    n_val = settings.val_per_class * num_seen
+    histories = [
+        results[RunSpec("text", "mean", 0, s, "scratch").key].history for s in range(settings.seeds)
+    ]
+    return ScratchRow(
+        top1=accuracy_stats([h[-1]["val_top1"] for h in histories], n_val),
+        early_top1=accuracy_stats([h[early_epoch - 1]["val_top1"] for h in histories], n_val),
+        mean_curve_top1=accuracy_stats(
+            [sum(r["val_top1"] for r in h) / len(h) for h in histories], n_val
+        ),
+        zero_shot=accuracy_stats(extra.zero_shot["scratch"], n_unseen),
+    )
 
 
 def _train_runs(
@@ -255,8 +362,9 @@ def _text_weight_builder(base_cfg: Any) -> Callable[[list[str], int], Any]:
 class ExtraEvaluations:
     """Per seed: zero-shot top-1 on the unseen classes, and the direction metrics per head."""
 
-    zero_shot: dict[str, list[float]]  # "vision_text" / "vision_only" -> one top-1 per seed
-    direction: dict[str, list[dict[str, float]]]  # "mean" / "transformer" -> one row per seed
+    # "vision_text" / "vision_only" / "scratch" -> one top-1 per seed; "stage0" -> one value
+    zero_shot: dict[str, list[float]]
+    direction: dict[str, list[dict[str, Any]]]  # "mean" / "transformer" -> one row per seed
 
 
 def _extra_evaluations(
@@ -270,9 +378,18 @@ def _extra_evaluations(
 ) -> ExtraEvaluations:
     from text4vis.models.classifier import random_weight
 
-    zero_shot: dict[str, list[float]] = {"vision_text": [], "vision_only": []}
-    direction: dict[str, list[dict[str, float]]] = {"mean": [], "transformer": []}
+    zero_shot: dict[str, list[float]] = {"vision_text": [], "vision_only": [], "scratch": []}
+    direction: dict[str, list[dict[str, Any]]] = {"mean": [], "transformer": []}
     for seed in range(settings.seeds):
+        if settings.pretrain:
+            scratch_model = load(RunSpec("text", "mean", 0, seed, "scratch"))
+            scratch_model.set_classifier(
+                text_weight(unseen_names, scratch_model.embed_dim),
+                unseen_names,
+                {"initializer": "text"},
+            )
+            result = evaluate_list(scratch_model, base_cfg, dataset.unseen_list, unseen_names)
+            zero_shot["scratch"].append(float(result.metrics["top1"]))
         text_model = load(RunSpec("text", "mean", 0, seed))
         unseen_w = text_weight(unseen_names, text_model.embed_dim)
         text_model.set_classifier(unseen_w, unseen_names, {"initializer": "text"})
@@ -291,7 +408,12 @@ def _extra_evaluations(
         for temporal in ("mean", "transformer"):
             model = load(RunSpec("text", temporal, 0, seed))
             result = evaluate_list(model, base_cfg, dataset.val_list, seen_names)
-            direction[temporal].append(direction_metrics(result, dataset.seen))
+            direction[temporal].append(
+                {
+                    **direction_metrics(result, dataset.seen),
+                    "groups": direction_groups(result, dataset.seen),
+                }
+            )
     return ExtraEvaluations(zero_shot, direction)
 
 
@@ -359,7 +481,20 @@ def build_tables(
             paper_top1=PAPER["table8"][temporal],
         )
 
-    table8 = Table8(table8_row("mean"), table8_row("transformer"), n_dir, n_other)
+    groups = {
+        temporal: {
+            group: {
+                measure: accuracy_stats(
+                    [r["groups"][group][measure] for r in rows], int(counts["num_videos"])
+                )
+                for measure in ("top1", "reversed_partner_rate")
+            }
+            for group, counts in rows[0]["groups"].items()
+        }
+        for temporal, rows in extra.direction.items()
+        if rows and "groups" in rows[0]
+    }
+    table8 = Table8(table8_row("mean"), table8_row("transformer"), n_dir, n_other, groups)
     return DemoTables(table6, table7, table8)
 
 
@@ -395,22 +530,63 @@ def _figures(
         ),
         learned_from_run=learned_spec.key,
         **partner_similarity(text_seen, dataset.seen),
+        text_cosine_reversed_partners_by_group=partner_cosine_by_group(text_seen, dataset.seen),
     )
 
 
 def _export_main_model(
-    model: Any, dataset: Any, unseen_names: list[str], out: Path
-) -> dict[str, Any]:
-    """Save the main model to ``out/model``, check it loads, and label one unseen clip with it."""
+    model: Any,
+    dataset: Any,
+    unseen_names: list[str],
+    out: Path,
+    base_cfg: Any,
+    text_weight: Callable[[list[str], int], Any],
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Save the main model to ``out/model``, check it loads, measure its zero-shot top-1 on the
+    unseen classes, and label one unseen clip with it.
+
+    Returns:
+        The predict example (with the clip's true class) and the zero-shot top-1 with chance.
+    """
     from text4vis.models.video import VideoRecognizer
 
     model_dir = out / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)
     model.save_pretrained(model_dir)
-    VideoRecognizer.from_pretrained(model_dir)  # the export loads back
-    example_video = dataset.root / Path(dataset.unseen_list.read_text().split()[0])
-    return predict_example(model_dir, example_video, unseen_names)
+    exported = VideoRecognizer.from_pretrained(model_dir)  # the export loads back
+    # Its classifier swapped for the unseen names' text embeddings, as `predict --labels` does.
+    exported.set_classifier(
+        text_weight(unseen_names, exported.embed_dim), unseen_names, {"initializer": "text"}
+    )
+    result = evaluate_list(exported, base_cfg, dataset.unseen_list, unseen_names)
+    zero_shot = {
+        "top1": 100.0 * float(result.metrics["top1"]),
+        "chance": 100.0 / len(unseen_names),
+        "num_videos": int(result.labels.numel()),
+    }
+    path, label = dataset.unseen_list.read_text().split()[:2]
+    example = predict_example(model_dir, dataset.root / Path(path), unseen_names)
+    example["true_label"] = unseen_names[int(label)]
+    return example, zero_shot
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """User + system CPU time of this process and of its finished children (decoding workers):
+    on a shared machine, wall time depends on the load and CPU time much less."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "main_process": own.ru_utime + own.ru_stime,
+        "children": children.ru_utime + children.ru_stime,
+    }
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not available on every platform
+        return None
 
 
 def _peak_rss_mb() -> dict[str, float]:

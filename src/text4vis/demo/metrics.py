@@ -18,6 +18,7 @@ __all__ = [
     "DemoTables",
     "Figure1",
     "Regimes",
+    "ScratchRow",
     "Table6Row",
     "Table7",
     "Table8",
@@ -74,6 +75,18 @@ class Table8(Record):
     transformer: Table8Row
     num_direction_videos: int
     num_other_videos: int
+    # head ("mean"/"transformer") -> direction pair -> {"top1", "reversed_partner_rate"} stats
+    groups: dict[str, dict[str, dict[str, Stats]]] = field(default_factory=dict)
+
+
+@dataclass
+class ScratchRow(Record):
+    """The text run with a randomly initialised encoder (no stage 0): what pretraining changes."""
+
+    top1: Stats  # final validation top-1 (seen classes)
+    early_top1: Stats
+    mean_curve_top1: Stats
+    zero_shot: Stats  # on the unseen classes, with their names as the classifier
 
 
 @dataclass
@@ -115,6 +128,7 @@ class Figure1(Record):
     learned_from_run: str
     text_cosine_reversed_partners: float
     text_cosine_other_pairs: float
+    text_cosine_reversed_partners_by_group: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -147,6 +161,11 @@ class DemoMetrics:
     timing_s: dict[str, float]
     peak_rss_mb: dict[str, float]
     torch_threads: int
+    stage0: dict[str, Any] | None = None  # PretrainResult.to_dict() (paths relative), or None
+    scratch: ScratchRow | None = None  # None without stage 0
+    main_model_zero_shot: dict[str, float] | None = None  # top1 %, chance %, num_videos
+    cpu_s: dict[str, float] = field(default_factory=dict)  # main process, finished children
+    load_average_1min: dict[str, float | None] = field(default_factory=dict)  # start, end
     out: Path | None = None  # the report folder (not written into metrics.json)
 
     @property
@@ -163,13 +182,21 @@ class DemoMetrics:
             "table6": {init: row.to_dict() for init, row in self.tables.table6.items()},
             "table7": self.tables.table7.to_dict(),
             "table8": self.tables.table8.to_dict(),
+            "stage0": self.stage0,
+            "scratch": None if self.scratch is None else self.scratch.to_dict(),
             "figure1": self.figure1.to_dict(),
             "claims": [c.to_dict() for c in self.claims],
             "early_epoch": self.early_epoch,
-            "main_model": {"dir": "model", "from_run": self.main_model_from_run},
+            "main_model": {
+                "dir": "model",
+                "from_run": self.main_model_from_run,
+                "zero_shot": self.main_model_zero_shot,
+            },
             "predict_example": self.predict_example,
             "timing_s": dict(self.timing_s),
             "peak_rss_mb": dict(self.peak_rss_mb),
+            "cpu_s": dict(self.cpu_s),
+            "load_average_1min": dict(self.load_average_1min),
             "device": str(self.settings.device),
             "torch_threads": self.torch_threads,
         }

@@ -7,6 +7,7 @@ from typing import Any
 
 __all__ = [
     "offdiagonal_correlation",
+    "partner_cosine_by_group",
     "partner_similarity",
     "plot_correlation_maps",
     "plot_init_curves",
@@ -104,6 +105,21 @@ def partner_similarity(weight: Any, classes: list[Any]) -> dict[str, float]:
         "text_cosine_reversed_partners": sum(partner) / max(len(partner), 1),
         "text_cosine_other_pairs": sum(others) / max(len(others), 1),
     }
+
+
+def partner_cosine_by_group(weight: Any, classes: list[Any]) -> dict[str, float]:
+    """Mean cosine between the rows of time-reversed partners, per direction pair
+    (:func:`~text4vis.demo.runs.motion_group`)."""
+    from text4vis.data.actions import direction_dependent
+    from text4vis.demo.runs import motion_group
+    from text4vis.models.plots import class_similarity
+
+    sim = class_similarity(weight)
+    values: dict[str, list[float]] = {}
+    for i in direction_dependent(classes):
+        j = classes.index(classes[i].reversed)
+        values.setdefault(motion_group(classes[i]), []).append(float(sim[i, j]))
+    return {name: sum(v) / len(v) for name, v in sorted(values.items())}
 
 
 def offdiagonal_correlation(a: Any, b: Any) -> float:

@@ -26,10 +26,12 @@ __all__ = [
     "JobResult",
     "RunResult",
     "RunSpec",
+    "direction_groups",
     "direction_metrics",
     "eta_seconds",
     "evaluate_list",
     "lda_classifier",
+    "motion_group",
     "predict_example",
     "read_epochs",
     "run_specs",
@@ -65,12 +67,14 @@ class RunSpec:
     temporal: str  # model.temporal
     shot: int  # data.shot (0 = all clips)
     seed: int  # train.seed, model.classifier_seed, data.shot_seed
+    visual: str = "pretrained"  # "pretrained" (stage 0's weights) or "scratch" (random init)
 
     @property
     def key(self) -> str:
         """The run's name: its folder under ``runs/`` and its entry in ``metrics.json``."""
         data = f"{self.shot}shot" if self.shot else "full"
-        return f"{self.classifier}-{self.temporal}-{data}-s{self.seed}"
+        suffix = "-scratch" if self.visual == "scratch" else ""
+        return f"{self.classifier}-{self.temporal}-{data}-s{self.seed}{suffix}"
 
 
 def run_specs(settings: DemoSettings) -> list[RunSpec]:
@@ -80,6 +84,8 @@ def run_specs(settings: DemoSettings) -> list[RunSpec]:
         specs += [RunSpec(init, "mean", 0, seed) for init in INITS]
         specs += [RunSpec(init, "mean", settings.shot, seed) for init in ("text", "learnable")]
         specs.append(RunSpec("text", "transformer", 0, seed))
+        if settings.pretrain:  # what pretraining changes: the text row from a random encoder
+            specs.append(RunSpec("text", "mean", 0, seed, "scratch"))
     return specs
 
 
@@ -98,6 +104,9 @@ def spec_config(base: dict[str, Any], spec: RunSpec, classifier_file: str = "") 
     )
     values["data"].update({"shot": spec.shot, "shot_seed": spec.seed})
     values["train"]["seed"] = spec.seed
+    if spec.visual == "scratch":  # the same run without stage 0: random encoder, one lr
+        values["model"]["pretrained"] = ""
+        values["train"]["visual_lr_ratio"] = 1.0
     values["run"]["name"] = spec.key
     return config_from_dict(values)
 
@@ -139,18 +148,18 @@ def train_run(spec: RunSpec, base: dict[str, Any], class_names: list[str], out: 
     cfg = spec_config(base, spec, classifier_file)
     run_start = time.perf_counter()
     summary = fit(cfg, run_dir=run_dir)
-    final = summary["final"]
+    final = summary.final
     return RunResult(
         spec=spec,
-        run_dir=str(Path(summary["run_dir"]).relative_to(out)),
-        model_dir=str(Path(summary["model_dir"]).relative_to(out)),
+        run_dir=str(Path(summary.run_dir).relative_to(out)),
+        model_dir=str(Path(summary.model_dir).relative_to(out)),
         val_top1=final["val_top1"],
         val_top5=final.get("val_top5"),
         val_mean_class_acc=final.get("val_mean_class_acc"),
         time_s=time.perf_counter() - run_start,
         history=[
             {k: row.get(k) for k in ("epoch", "train_loss", "train_top1", "val_top1")}
-            for row in summary["history"]
+            for row in summary.history
         ],
     )
 
@@ -160,7 +169,8 @@ def lda_classifier(cfg: Any, class_names: list[str], path: Path) -> Path:
 
     ``fit`` seeds torch with ``train.seed`` before building the model and the visual encoder is
     built before the classifier, so the features come from exactly the encoder the LDA run starts
-    from (the paper uses its pretrained encoder; ours is trained from scratch).
+    from: stage 0's pretrained encoder (as the paper fits LDA on CLIP's features), or a random
+    one when the demo runs without stage 0.
     """
     import torch
 
@@ -189,7 +199,7 @@ def lda_classifier(cfg: Any, class_names: list[str], path: Path) -> Path:
     )
     artifact.metadata["extra"] = {
         "num_features": int(features.shape[0]),
-        "encoder": "initial (untrained) visual encoder of the run",
+        "encoder": f"initial visual encoder of the run ({cfg.model.pretrained or 'random'})",
     }
     save_classifier(artifact, path)
     return path
@@ -238,6 +248,44 @@ def direction_metrics(result: Any, classes: list[Any]) -> dict[str, float]:
         "other_top1": sum(p == y for p, y in others) / max(len(others), 1),
         "num_direction_videos": len(chosen),
         "num_other_videos": len(others),
+    }
+
+
+def motion_group(action: Any) -> str:
+    """The direction pair a class belongs to, e.g. ``"moving left / moving right"``."""
+    return " / ".join(sorted((action.motion, action.reversed.motion)))
+
+
+def direction_groups(result: Any, classes: list[Any]) -> dict[str, dict[str, float]]:
+    """Per direction pair (left/right, up/down, rotations, growing/shrinking): top-1, how often
+    the time-reversed partner is chosen, and the clips measured.
+
+    Args:
+        result: an EvalResult over the seen classes (``scores`` and ``labels``).
+        classes: the seen :class:`~text4vis.data.actions.ActionClass` list, in label order.
+    """
+    from text4vis.data.actions import direction_dependent
+
+    predictions = result.scores.argmax(dim=1).tolist()
+    labels = result.labels.tolist()
+    groups: dict[str, dict[str, int]] = {}
+    for i in direction_dependent(classes):
+        partner = classes.index(classes[i].reversed)
+        row = groups.setdefault(
+            motion_group(classes[i]), {"correct": 0, "partner": 0, "num_videos": 0}
+        )
+        for p, y in zip(predictions, labels):
+            if y == i:
+                row["num_videos"] += 1
+                row["correct"] += p == y
+                row["partner"] += p == partner
+    return {
+        name: {
+            "top1": row["correct"] / max(row["num_videos"], 1),
+            "reversed_partner_rate": row["partner"] / max(row["num_videos"], 1),
+            "num_videos": row["num_videos"],
+        }
+        for name, row in sorted(groups.items())
     }
 
 

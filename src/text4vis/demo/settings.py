@@ -48,6 +48,8 @@ class DemoSettings:
     # cores, more threads beside the decoding workers oversubscribe the CPU and run slower)
     device: str = "auto"  # auto | cpu | cuda
     early_fraction: float = 1 / 3  # "early" accuracy is read after this share of the epochs
+    pretrain: bool = True  # stage 0: image-text pretraining; False trains every run from scratch
+    visual_lr_ratio: float = 0.1  # the pretrained image encoder learns at lr x 0.1 (the paper's)
 
 
 def demo_settings(quick: bool = False, seeds: int | None = None) -> DemoSettings:
@@ -78,8 +80,14 @@ def demo_settings(quick: bool = False, seeds: int | None = None) -> DemoSettings
     return settings
 
 
-def base_config_dict(settings: DemoSettings, dataset: Any, out: Path) -> dict[str, Any]:
+def base_config_dict(
+    settings: DemoSettings, dataset: Any, out: Path, pretrained: str | Path = ""
+) -> dict[str, Any]:
     """The config shared by every run (as a dict for :func:`~text4vis.config.config_from_dict`).
+
+    With ``pretrained`` (stage 0's weight file, :mod:`text4vis.demo.pretrain`) the visual
+    encoder starts from it and learns at ``lr * settings.visual_lr_ratio``, as the paper
+    fine-tunes CLIP; without, it starts random and learns at ``lr``.
 
     Augmentations that would change the label are off: a horizontal flip turns "moving left" into
     "moving right" and clockwise into counter-clockwise; grayscale removes the colour that names
@@ -90,6 +98,7 @@ def base_config_dict(settings: DemoSettings, dataset: Any, out: Path) -> dict[st
         settings: the demo's sizes.
         dataset: the :class:`~text4vis.data.actions.ActionsDataset` written for the demo.
         out: the report folder (runs go to ``out/runs``).
+        pretrained: the visual encoder's weight file (``model.pretrained``); "" = random.
     """
     return {
         "data": {
@@ -113,7 +122,7 @@ def base_config_dict(settings: DemoSettings, dataset: Any, out: Path) -> dict[st
         },
         "model": {
             "arch": DEMO_ARCH,
-            "pretrained": "",
+            "pretrained": str(pretrained),
             "temporal_layers": settings.temporal_layers,
             "text_encoder": TEXT_ENCODER,
             "prompt": "template",
@@ -124,7 +133,7 @@ def base_config_dict(settings: DemoSettings, dataset: Any, out: Path) -> dict[st
             "warmup_epochs": settings.warmup_epochs,
             "lr": settings.lr,
             "min_lr": settings.min_lr,
-            "visual_lr_ratio": 1.0,  # nothing pretrained to protect: one learning rate
+            "visual_lr_ratio": settings.visual_lr_ratio if pretrained else 1.0,
             "precision": "fp32",
             "checkpoint_minutes": 0.0,
             "eval_every": 1,

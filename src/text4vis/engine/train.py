@@ -148,11 +148,6 @@ class TrainSummary:
         """The summary as JSON values."""
         return asdict(self)
 
-    def __getitem__(self, key: str) -> Any:
-        # Transitional: the demo still reads fit()'s result by key; it moves to attributes with
-        # the demo package, after which this goes.
-        return getattr(self, key)
-
 
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this process: CUDA allocator peak on GPU, peak resident set on the CPU."""
