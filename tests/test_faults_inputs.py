@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -232,3 +234,84 @@ def test_odd_videos_in_predict_are_listed_by_name(odd_videos, tmp_path, capsys):
     for name in unreadable + folders:
         assert name in captured.err or name in captured.out, name
     assert f"{len(unreadable + folders)} of {len(paths)} videos could not be read" in captured.err
+
+
+# A subprocess opens one video, reads frames 0 and n-1 and prints its peak resident memory before
+# opening the video and after reading. Not ru_maxrss: Linux carries the parent's peak into a forked
+# child's ru_maxrss through exec (the pytest process held the video's frames a moment before), so
+# it would report the parent's figure. VmHWM belongs to the new process image alone.
+_PEAK_MEMORY_PROBE = """
+import json, sys
+from text4vis.data import open_video
+import av, numpy  # imported before the first figure: the baseline holds the libraries
+
+def peak_kib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+before = peak_kib()
+reader = open_video(sys.argv[1], threads=1)
+clip = reader.frames([0, reader.num_frames - 1])
+after = peak_kib()
+print(json.dumps({"frames": reader.num_frames, "shape": list(clip.shape), "before_kib": before,
+                  "after_kib": after}))
+"""
+
+
+def _peak_memory_of_reading(path) -> dict:
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    src = str(Path(__file__).parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_MEMORY_PROBE, str(path)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads the peak memory from /proc/self/status"
+)
+def test_uhd_video_memory_is_bounded_by_the_sampled_frames(tmp_path):
+    """Reading 2 frames of a 3840x2160 video needs memory for those 2 frames, not for the video.
+
+    Two videos of the same frames, 12 and 48 long, each one keyframe followed by P-frames only
+    (no B-frames, which the reader may skip undecoded): reading the first and the last frame makes
+    the reader decode every frame of the file. A fresh process per video keeps its peak resident
+    memory (``VmHWM``; not ``ru_maxrss``, which Linux carries over from the parent) its own. One
+    decoder thread (what DataLoader workers use) keeps the decoder's working set independent of
+    the machine's cores: with frame threading each thread holds about one more picture in flight.
+
+    - Long minus short: a reader that kept every decoded frame as RGB would need 36 more frames x
+      3840 x 2160 x 3 B = 36 x 24.9 MB = 896 MB (as YUV 4:2:0 pictures, half that); one that keeps
+      only the sampled frames needs the same in both. The test allows 250 MB (noise from the
+      allocator is a few MB).
+    - Growth over the process's peak before opening the file: the 2 sampled RGB frames twice (the
+      decoded ones and the stacked result), plus 4 RGB frames' worth for the decoder (the current
+      and reference pictures in YUV 4:2:0, half an RGB frame each, and the RGB conversion's
+      buffers): 8 x 24.9 = 199 MB. Keeping the 12 frames of the short video alone would exceed it.
+    """
+    from text4vis.data.synthetic import write_mp4
+
+    height, width, rgb_frame = 2160, 3840, 2160 * 3840 * 3
+    # 2 distinct frames of 16x16 blocks alternate: cheap to encode with x264's fastest preset
+    blocks = np.random.default_rng(0).integers(0, 255, (2, height // 16, width // 16, 3), np.uint8)
+    distinct = blocks.repeat(16, axis=1).repeat(16, axis=2)
+    peaks = {}
+    for length in (12, 48):
+        path = tmp_path / f"uhd_{length}.mp4"
+        frames = distinct[np.arange(length) % 2]  # a copy: length x 24.9 MB, freed right after
+        write_mp4(path, frames, preset="ultrafast", bframes=0, gop=length)
+        del frames
+        peaks[length] = _peak_memory_of_reading(path)
+        assert peaks[length]["frames"] == length
+        assert peaks[length]["shape"] == [2, height, width, 3]
+    growth = {n: (p["after_kib"] - p["before_kib"]) * 1024 for n, p in peaks.items()}
+    extra_frames = 48 - 12
+    assert growth[48] - growth[12] < 250e6 < extra_frames * rgb_frame, growth
+    assert growth[12] < (2 * 2 + 4) * rgb_frame and growth[48] < (2 * 2 + 4) * rgb_frame, growth
