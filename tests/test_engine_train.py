@@ -94,25 +94,25 @@ def test_stop_and_resume_is_bit_identical(colour_data, tmp_path, variant):
     # state a resume must restore is exercised. 24 clips / (batch 4 x accum 2) = 3 steps/epoch.
     extra = ("train.epochs=2", "train.grad_accum=2", "train.clip_grad=1.0", *variant)
     reference = fit(load_config(None, overrides(colour_data, tmp_path / "a", *extra)))
-    assert reference["step"] == 6
+    assert reference.step == 6
 
     cfg = load_config(None, overrides(colour_data, tmp_path / "b", *extra))
     stopped = fit(cfg, stop_after_steps=4)  # in the middle of epoch 2
-    assert stopped["stopped"] and stopped["step"] == 4 and stopped["model_dir"] is None
-    ckpt = load_checkpoint(Path(stopped["run_dir"]) / "checkpoints" / "last.pt")
+    assert stopped.stopped and stopped.step == 4 and stopped.model_dir is None
+    ckpt = load_checkpoint(Path(stopped.run_dir) / "checkpoints" / "last.pt")
     assert (ckpt["epoch"], ckpt["step"], ckpt["epoch_step"]) == (1, 4, 1)
     resumed = fit(cfg, resume="auto")
-    assert resumed["run_dir"] == stopped["run_dir"] and resumed["step"] == 6
+    assert resumed.run_dir == stopped.run_dir and resumed.step == 6
 
-    expected, got = weights(reference["run_dir"]), weights(resumed["run_dir"])
+    expected, got = weights(reference.run_dir), weights(resumed.run_dir)
     assert expected.keys() == got.keys()
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
     # the resumed run's epoch table matches the uninterrupted one
-    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx(
-        [h["train_loss"] for h in reference["history"]], abs=0, rel=0
+    assert [h["train_loss"] for h in resumed.history] == pytest.approx(
+        [h["train_loss"] for h in reference.history], abs=0, rel=0
     )
-    lines = (Path(resumed["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    lines = (Path(resumed.run_dir) / "metrics.jsonl").read_text().splitlines()
     steps = [json.loads(line)["step"] for line in lines if '"train"' in line]
     assert steps == list(range(1, 7))  # no step logged twice
 

@@ -44,9 +44,9 @@ def test_a_corrupt_video_skips_its_step_and_the_run_finishes(colour_data, tmp_pa
     cfg = load_config(None, overrides(colour_data, tmp_path, "train.epochs=1", "data.val_list="))
     summary = fit(cfg)
     # 24 clips, batch 4: 6 steps; the poisoned video is in one of them
-    assert summary["step"] == 6 and not summary["stopped"]
-    assert [h["skipped_steps"] for h in summary["history"]] == [1]
-    run = Path(summary["run_dir"])
+    assert summary.step == 6 and not summary.stopped
+    assert [h["skipped_steps"] for h in summary.history] == [1]
+    run = Path(summary.run_dir)
     log = (run / "log.txt").read_text()
     assert "skipped: loss nan" in log and "s0_1_2.mp4" in log
     assert _all_finite(load_checkpoint(run / "checkpoints" / "last.pt")["model"])

@@ -47,7 +47,7 @@ def _assert_same_weights(expected_run: str, got_run: str) -> None:
 @pytest.mark.slow  # three trainings, one in a subprocess: run by `make test-faults`
 def test_sigterm_stops_after_the_step_and_resumes_bit_identically(colour_data, tmp_path):  # noqa: F811
     reference = fit(load_config(None, overrides(colour_data, tmp_path / "a", *EXTRA)))
-    assert reference["step"] == 6
+    assert reference.step == 6
 
     cfg = load_config(None, overrides(colour_data, tmp_path / "b", *EXTRA))
     config_path = tmp_path / "b.yaml"
@@ -73,8 +73,8 @@ def test_sigterm_stops_after_the_step_and_resumes_bit_identically(colour_data, t
     assert "preempted by SIGTERM" in log and "--resume auto" in log
 
     resumed = fit(cfg, resume="auto")
-    assert resumed["run_dir"] == str(run) and resumed["step"] == 6 and not resumed["preempted"]
-    _assert_same_weights(reference["run_dir"], resumed["run_dir"])
+    assert resumed.run_dir == str(run) and resumed.step == 6 and not resumed.preempted
+    _assert_same_weights(reference.run_dir, resumed.run_dir)
 
 
 @pytest.mark.slow
@@ -107,8 +107,8 @@ def test_sigusr1_on_one_torchrun_rank_stops_every_rank_after_the_same_step(colou
     )
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     summary = json.loads(resumed.stdout[resumed.stdout.index("{") :])
-    assert summary["run_dir"] == str(run) and summary["step"] == reference["step"]
+    assert summary["run_dir"] == str(run) and summary["step"] == reference.step
     # gloo sums gradients in another order than one process's batch mean: close, not identical
-    expected, got = weights(reference["run_dir"]), weights(str(run))
+    expected, got = weights(reference.run_dir), weights(str(run))
     for key in expected:
         assert (expected[key] - got[key]).abs().max().item() <= 1e-5, key
