@@ -15,14 +15,18 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from text4vis.config import TrainConfig
+
 __all__ = [
     "LRSchedule",
     "build_optimizer",
+    "build_train_optimizer",
     "lr_at_step",
     "model_param_groups",
     "set_lr",
@@ -218,4 +222,24 @@ def build_optimizer(
     # fused=None (not False) keeps torch's default choice (foreach) when not fused.
     return torch.optim.AdamW(
         groups, lr=lr, betas=(betas[0], betas[1]), eps=eps, fused=True if fused else None
+    )
+
+
+def build_train_optimizer(
+    model: nn.Module, objective: Any, train: TrainConfig, device: torch.device
+) -> torch.optim.AdamW:
+    """The trainer's AdamW: :func:`build_optimizer` with the settings of the ``train`` config
+    section (``lr``, ``weight_decay``, ``visual_lr_ratio``, ``betas``, ``eps``, and
+    ``fused_adamw`` resolved for ``device``)."""
+    from text4vis.engine.acceleration import use_fused_adamw
+
+    return build_optimizer(
+        model,
+        objective,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        visual_lr_ratio=train.visual_lr_ratio,
+        betas=train.betas,
+        eps=train.eps,
+        fused=use_fused_adamw(train.fused_adamw, device),
     )
