@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -97,22 +97,12 @@ class LRSchedule:
         return cls(base_lr=base_lr, min_lr=min_lr, warmup_steps=warmup, total_steps=total)
 
     def __call__(self, step: int) -> float:
-        return lr_at_step(
-            step,
-            base_lr=self.base_lr,
-            min_lr=self.min_lr,
-            warmup_steps=self.warmup_steps,
-            total_steps=self.total_steps,
-        )
+        return lr_at_step(step, **self.state_dict())
 
     def state_dict(self) -> dict[str, Any]:
-        """The schedule's arguments (checked on resume)."""
-        return {
-            "base_lr": self.base_lr,
-            "min_lr": self.min_lr,
-            "warmup_steps": self.warmup_steps,
-            "total_steps": self.total_steps,
-        }
+        """The schedule's arguments, which are its fields and :func:`lr_at_step`'s keywords
+        (checked on resume)."""
+        return asdict(self)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
