@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from text4vis.config import load_config
 from text4vis.engine.objectives import TrainStep, build_objective
-from text4vis.engine.optim import LRSchedule, build_optimizer, set_lr
+from text4vis.engine.optim import LRSchedule, build_train_optimizer, set_lr
 from text4vis.runtime import autocast_context
 
 NUM_CLASSES = 16
@@ -74,14 +74,7 @@ def build(setting: Setting, precision: str):
     objective = build_objective(cfg, engine_model, class_names)
     step = TrainStep(engine_model, objective)
     tc = cfg.train
-    engine_opt = build_optimizer(
-        engine_model,
-        objective,
-        lr=tc.lr,
-        weight_decay=tc.weight_decay,
-        visual_lr_ratio=tc.visual_lr_ratio,
-        betas=tc.betas,
-    )
+    engine_opt = build_train_optimizer(engine_model, objective, tc, torch.device("cpu"))
     schedule = LRSchedule(base_lr=tc.lr, min_lr=tc.min_lr, warmup_steps=5, total_steps=1000)
     trainable = [p for p in plain_model.parameters() if p.requires_grad]
     plain_opt = torch.optim.AdamW(trainable, lr=tc.lr, betas=(0.9, 0.98), weight_decay=0.2)

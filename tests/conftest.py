@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from text4vis.config import Config
     from text4vis.data.annotations import VideoRecord
 
 # Tests never touch a model hub; everything they need is made on the fly or ships in a package.
@@ -83,6 +84,55 @@ def overrides(data: Path, run_root: Path, *extra: str) -> list[str]:
         "run.log_every=1",
         *extra,
     ]
+
+
+def small_data_config(
+    root: Path,
+    labels: Path,
+    video_list: Path,
+    *,
+    num_segments: int,
+    input_size: int,
+    batch_size: int,
+    eval_batch_size: int,
+    **data: object,
+) -> Config:
+    """A default config reading ``video_list`` (as both train and val list) in this process:
+    small clips (resized to 36 px), no loader workers; ``data`` sets further ``data.*`` keys."""
+    from text4vis.config import Config
+
+    cfg = Config()
+    cfg.data.root = str(root)
+    cfg.data.labels = str(labels)
+    cfg.data.train_list = cfg.data.val_list = str(video_list)
+    cfg.data.num_segments = num_segments
+    cfg.data.input_size = input_size
+    cfg.data.resize_size = 36
+    cfg.data.num_workers = 0
+    cfg.data.batch_size = batch_size
+    cfg.eval.batch_size = eval_batch_size
+    for key, value in data.items():
+        setattr(cfg.data, key, value)
+    return cfg
+
+
+def train_tiny_model(root: Path, config_name: str, *extra: str) -> dict[str, Path]:
+    """Train a tiny-vit run on the colour clips in ``root`` (``overrides`` plus ``extra``) and
+    write its config to ``root / config_name``: ``{"root", "config", "ckpt", "model"}``."""
+    from text4vis.config import dump_config, load_config
+    from text4vis.engine.train import fit
+
+    cfg = load_config(None, overrides(root, root / "runs", *extra))
+    summary = fit(cfg)
+    config_path = root / config_name
+    dump_config(cfg, config_path)
+    run = Path(summary.run_dir)
+    return {
+        "root": root,
+        "config": config_path,
+        "ckpt": run / "checkpoints" / "last.pt",
+        "model": run / "model",
+    }
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from text4vis.engine.contrastive import (
     contrastive_targets,
     gather_with_grad,
 )
+from tiny_towers import TinyTextModel
 
 DIM = 8
 NUM_CLASSES = 4
@@ -40,16 +41,6 @@ class TinyVideoModel(nn.Module):
         self, weight: torch.Tensor, class_names: list[str], metadata: object = None
     ) -> None:
         self.classifier_weight, self.classifier_names = weight.clone(), list(class_names)
-
-
-class TinyTextModel(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.token_embedding = nn.Embedding(20, DIM)
-        self.proj = nn.Linear(DIM, DIM)
-
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.token_embedding(tokens).mean(dim=1))  # [n, D]
 
 
 def features(n: int, seed: int) -> torch.Tensor:
@@ -135,7 +126,7 @@ def make_objective(online: bool, **kwargs: object) -> ContrastiveObjective:
         tokens = torch.randint(
             0, 20, (NUM_CLASSES, 2, 3), generator=torch.Generator().manual_seed(1)
         )
-        text: nn.Module = OnlineTextTower(TinyTextModel(), tokens)
+        text: nn.Module = OnlineTextTower(TinyTextModel(DIM), tokens)
     else:
         text = OfflineTextEmbeddings(features(NUM_CLASSES, 5))
     names = [f"class {i}" for i in range(NUM_CLASSES)]

@@ -20,6 +20,7 @@ from text4vis.engine.contrastive import (
     OnlineTextTower,
 )
 from text4vis.engine.objectives import TrainStep
+from tiny_towers import TinyTextModel
 
 WORLD = 2
 LOCAL = 4  # N clips per rank
@@ -50,16 +51,6 @@ class TinyVideoModel(nn.Module):
         return self.temporal(torch.tanh(frames).mean(dim=1))  # [B, D]
 
 
-class TinyTextModel(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.token_embedding = nn.Embedding(20, DIM)
-        self.proj = nn.Linear(DIM, DIM)
-
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.proj(torch.tanh(self.token_embedding(tokens).mean(dim=1)))  # [n, D]
-
-
 def make_step(gather: bool, online: bool, same_class_positive: bool) -> TrainStep:
     torch.manual_seed(0)  # identical weights in every process (test-only global seeding)
     model = TinyVideoModel()
@@ -67,7 +58,7 @@ def make_step(gather: bool, online: bool, same_class_positive: bool) -> TrainSte
         tokens = torch.randint(
             0, 20, (NUM_CLASSES, 2, 3), generator=torch.Generator().manual_seed(1)
         )
-        text: nn.Module = OnlineTextTower(TinyTextModel(), tokens)
+        text: nn.Module = OnlineTextTower(TinyTextModel(DIM, tanh=True), tokens)
     else:
         weight = torch.randn(NUM_CLASSES, DIM, generator=torch.Generator().manual_seed(2))
         text = OfflineTextEmbeddings(weight)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import small_data_config
 from text4vis.config import Config, DataConfig
 from text4vis.data import (
     AnnotationError,
@@ -42,20 +43,16 @@ def synthetic(tmp_path_factory):
 
 
 def _cfg(synthetic, **data) -> Config:
-    cfg = Config()
-    cfg.data.root = str(synthetic.root)
-    cfg.data.labels = str(synthetic.labels)
-    cfg.data.train_list = str(synthetic.video_list)
-    cfg.data.val_list = str(synthetic.video_list)
-    cfg.data.num_segments = T
-    cfg.data.input_size = SIZE
-    cfg.data.resize_size = 36
-    cfg.data.num_workers = 0
-    cfg.data.batch_size = 3
-    cfg.eval.batch_size = 4
-    for key, value in data.items():
-        setattr(cfg.data, key, value)
-    return cfg
+    return small_data_config(
+        synthetic.root,
+        synthetic.labels,
+        synthetic.video_list,
+        num_segments=T,
+        input_size=SIZE,
+        batch_size=3,
+        eval_batch_size=4,
+        **data,
+    )
 
 
 def _with_bad_files(synthetic, folder: Path) -> tuple[list[VideoRecord], set[str]]:

@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import COLOURS, overrides, write_colour_clips
+from conftest import COLOURS, train_tiny_model, write_colour_clips
 from text4vis.cli import main
-from text4vis.config import dump_config, load_config
+from text4vis.config import load_config
 from text4vis.data.annotations import write_annotations, write_labels
 from text4vis.data.few_shot import half_class_splits
 from text4vis.engine.features import load_features
-from text4vis.engine.train import fit
 from text4vis.engine.zero_shot import zero_shot
 from text4vis.models.factory import load_model
 
@@ -37,17 +36,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
         "model.classifier=text",  # the random tiny CLIP text tower: checks zero-shot rebuilds it
         "train.seed=5",
     )
-    cfg = load_config(None, overrides(root, root / "runs", *extra))
-    summary = fit(cfg)
-    config_path = root / "eval.yaml"
-    dump_config(cfg, config_path)
-    run = Path(summary.run_dir)
-    return {
-        "root": root,
-        "config": config_path,
-        "ckpt": run / "checkpoints" / "last.pt",
-        "model": run / "model",
-    }
+    return train_tiny_model(root, "eval.yaml", *extra)
 
 
 def _run_folder_of(capsys) -> tuple[dict, Path]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import small_data_config
 from text4vis.config import Config
 from text4vis.data import build_dataset, build_loader
 from text4vis.data.annotations import AnnotationError, read_annotations
@@ -35,20 +36,17 @@ def frame_list(tmp_path):
 
 
 def _cfg(root, **data) -> Config:
-    cfg = Config()
-    cfg.data.root = str(root)
-    cfg.data.labels = str(root / "labels.csv")
-    cfg.data.train_list = cfg.data.val_list = str(root / "list.txt")
-    cfg.data.format = "frames"
-    cfg.data.num_segments = T
-    cfg.data.input_size = SIZE
-    cfg.data.resize_size = 36
-    cfg.data.num_workers = 0
-    cfg.data.batch_size = 2
-    cfg.eval.batch_size = 3
-    for key, value in data.items():
-        setattr(cfg.data, key, value)
-    return cfg
+    data = {"format": "frames", **data}
+    return small_data_config(
+        root,
+        root / "labels.csv",
+        root / "list.txt",
+        num_segments=T,
+        input_size=SIZE,
+        batch_size=2,
+        eval_batch_size=3,
+        **data,
+    )
 
 
 def test_zero_frame_entries_load_and_are_reported_by_line(frame_list, caplog):

@@ -36,8 +36,9 @@ def _value(path: Path) -> float:
     return float(load_checkpoint(path)["model"]["w"][0])
 
 
-class _DyingWriter(FileWrapper):
-    """A file that SIGKILLs its own process once ``limit`` bytes have been written."""
+class _LimitedWriter(FileWrapper):
+    """A file that calls :meth:`at_limit` before the write that would take it past ``limit``
+    bytes."""
 
     def __init__(self, handle, limit: int) -> None:
         super().__init__(handle)
@@ -45,10 +46,20 @@ class _DyingWriter(FileWrapper):
 
     def before_write(self, data) -> None:
         if self.written + len(data) > self.limit:
-            # the bytes up to the limit reach the file, then the process dies mid-write
-            self.handle.write(bytes(memoryview(data)[: self.limit - self.written]))
-            self.handle.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+            self.at_limit(data)
+
+    def at_limit(self, data) -> None:
+        raise NotImplementedError
+
+
+class _DyingWriter(_LimitedWriter):
+    """A file that SIGKILLs its own process once ``limit`` bytes have been written."""
+
+    def at_limit(self, data) -> None:
+        # the bytes up to the limit reach the file, then the process dies mid-write
+        self.handle.write(bytes(memoryview(data)[: self.limit - self.written]))
+        self.handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _write_in_child(state: dict, target: Path, kill_at: tuple[str, int]) -> int:
@@ -149,16 +160,11 @@ def test_unreadable_last_without_previous_is_an_error_not_a_fresh_start(tmp_path
         fit(cfg, resume="auto")
 
 
-class _FullDisk(FileWrapper):
-    """A file whose writes fail with ENOSPC once ``room`` bytes are written."""
+class _FullDisk(_LimitedWriter):
+    """A file whose writes fail with ENOSPC once ``limit`` bytes are written."""
 
-    def __init__(self, handle, room: int) -> None:
-        super().__init__(handle)
-        self.room = room
-
-    def before_write(self, data) -> None:
-        if self.written + len(data) > self.room:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def at_limit(self, data) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 @pytest.mark.parametrize("where", ["write-start", "write-middle", "fsync"])

@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import COLOURS, overrides, write_colour_clips
+from conftest import COLOURS, train_tiny_model, write_colour_clips
 from text4vis.cli import main, user_error_message
-from text4vis.config import dump_config, load_config
+from text4vis.config import load_config
 from text4vis.data.annotations import VideoRecord, write_annotations, write_labels
 from text4vis.data.decoders import VideoDecodeError
 from text4vis.data.loaders import build_loader
-from text4vis.engine.train import fit
 from text4vis.errors import unwrap_worker_error
 
 
@@ -34,18 +33,7 @@ def broken(tmp_path_factory) -> dict[str, Path]:
     bad = [clips[0], VideoRecord("clips/gone_missing.mp4", None, 1), clips[2]]
     write_annotations(root / "bad.txt", bad)
     extra = ("train.epochs=1", "run.name=workers", "data.val_list=", "model.classifier=text")
-    cfg = load_config(None, overrides(root, root / "runs", *extra))
-    summary = fit(cfg)
-    config_path = root / "config.yaml"
-    dump_config(cfg, config_path)
-    run = Path(summary.run_dir)
-    return {
-        "root": root,
-        "config": config_path,
-        "bad": root / "bad.txt",
-        "ckpt": run / "checkpoints" / "last.pt",
-        "model": run / "model",
-    }
+    return {**train_tiny_model(root, "config.yaml", *extra), "bad": root / "bad.txt"}
 
 
 def _one_line_error(capsys, argv: list[str]) -> str:

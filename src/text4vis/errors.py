@@ -8,7 +8,7 @@ the worker's whole traceback); this gives back the worker's own one-line message
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 __all__ = [
@@ -59,12 +59,7 @@ class WorkerError:
         return self.type_name.startswith("text4vis.")
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "type_name": self.type_name,
-            "message": self.message,
-            "worker": self.worker,
-            "traceback": self.traceback,
-        }
+        return asdict(self)
 
 
 def unwrap_worker_error(exc: BaseException) -> WorkerError | None:

@@ -92,6 +92,18 @@ def _check_indices(path: str, indices: Sequence[int], num_frames: int) -> np.nda
     return array
 
 
+def _existing_file(path: str | Path, kind: str = "video") -> str:
+    """``path`` as a string, checked to name a file (the first check of every file reader).
+
+    Raises:
+        VideoDecodeError: there is no such file.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise VideoDecodeError(path, "no such file", kind=kind)
+    return path
+
+
 # ----------------------------------------------------------------------------------------------
 # PyAV
 # ----------------------------------------------------------------------------------------------
@@ -109,9 +121,7 @@ class PyAVReader:
     def __init__(self, path: str | Path, *, threads: int = 0, thread_type: str = "AUTO") -> None:
         import av
 
-        self.path = str(path)
-        if not os.path.isfile(self.path):
-            raise VideoDecodeError(self.path, "no such file")
+        self.path = _existing_file(path)
         if os.path.getsize(self.path) == 0:
             raise VideoDecodeError(self.path, "the file is empty (0 bytes)")
         try:
@@ -383,9 +393,7 @@ class ImageReader:
     num_frames = 1
 
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        if not os.path.isfile(self.path):
-            raise VideoDecodeError(self.path, "no such file", kind="image")
+        self.path = _existing_file(path, kind="image")
 
     def frames(self, indices: Sequence[int]) -> np.ndarray:
         """uint8 [T, H, W, 3] RGB: the image, once per index (every index must be 0)."""
@@ -460,9 +468,7 @@ class TorchCodecReader:
     def __init__(self, path: str | Path) -> None:
         from torchcodec.decoders import VideoDecoder  # type: ignore[import-not-found]
 
-        self.path = str(path)
-        if not os.path.isfile(self.path):
-            raise VideoDecodeError(self.path, "no such file")
+        self.path = _existing_file(path)
         try:
             self._decoder = VideoDecoder(self.path, dimension_order="NHWC")
             self.num_frames = len(self._decoder)
@@ -484,9 +490,7 @@ class DecordReader:
     def __init__(self, path: str | Path) -> None:
         import decord  # type: ignore[import-not-found]
 
-        self.path = str(path)
-        if not os.path.isfile(self.path):
-            raise VideoDecodeError(self.path, "no such file")
+        self.path = _existing_file(path)
         try:
             self._reader = decord.VideoReader(self.path, num_threads=1)
             self.num_frames = len(self._reader)

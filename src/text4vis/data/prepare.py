@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -48,6 +50,34 @@ def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-
     from text4vis.distributed import is_main_process
 
     return tqdm(total=total, desc=desc, unit="video", disable=not (enabled and is_main_process()))
+
+
+_Job = TypeVar("_Job")
+_Result = TypeVar("_Result")
+
+
+def _run_jobs(
+    work: Callable[[_Job], _Result],
+    jobs: Sequence[_Job],
+    *,
+    workers: int,
+    desc: str,
+    progress: bool,
+    chunksize: int,
+) -> list[_Result]:
+    """Run ``work`` on every job, in order, in ``workers`` processes (1 = in this process)."""
+    results: list[_Result] = []
+    with _progress(len(jobs), desc, progress) as bar:
+        if workers > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for result in pool.map(work, jobs, chunksize=chunksize):
+                    results.append(result)
+                    bar.update(1)
+        else:
+            for job in jobs:
+                results.append(work(job))
+                bar.update(1)
+    return results
 
 
 def make_lists(
@@ -259,17 +289,14 @@ def extract_frames(
                 quality,
             )
         )
-    results: list[tuple[int | None, str]] = []
-    with _progress(len(jobs), "extracting frames", progress) as bar:
-        if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for result in pool.map(_extract_one, jobs, chunksize=1):
-                    results.append(result)
-                    bar.update(1)
-        else:
-            for job in jobs:
-                results.append(_extract_one(job))
-                bar.update(1)
+    results = _run_jobs(
+        _extract_one,
+        jobs,
+        workers=workers,
+        desc="extracting frames",
+        progress=progress,
+        chunksize=1,
+    )
     frame_records = []
     failures = []
     for record, rel, job, (count, reason) in zip(records, folders, jobs, results):
@@ -335,17 +362,9 @@ def check_list(
     jobs = [
         (str(base / r.path), r.num_frames, decoder, frame_template, start_index) for r in records
     ]
-    reasons: list[str] = []
-    with _progress(len(jobs), "checking", progress) as bar:
-        if workers > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for reason in pool.map(_check_one, jobs, chunksize=4):
-                    reasons.append(reason)
-                    bar.update(1)
-        else:
-            for job in jobs:
-                reasons.append(_check_one(job))
-                bar.update(1)
+    reasons = _run_jobs(
+        _check_one, jobs, workers=workers, desc="checking", progress=progress, chunksize=4
+    )
     bad = [(job[0], reason) for job, reason in zip(jobs, reasons) if reason]
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

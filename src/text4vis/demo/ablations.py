@@ -46,8 +46,8 @@ from text4vis.demo.runs import (
     RunSpec,
     direction_groups,
     direction_metrics,
-    eta_seconds,
     evaluate_list,
+    log_run_start,
     predict_example,
     run_specs,
     train_run,
@@ -306,19 +306,13 @@ def _train_runs(
     results: dict[str, RunResult] = {}
     t0 = time.perf_counter()
     for number, spec in enumerate(specs, 1):
-        elapsed = time.perf_counter() - t0
-        eta = eta_seconds(elapsed, number, len(specs))
-        logger.info(
-            "[run %d/%d] %s (classifier %s, temporal %s, %s, seed %d); %.0fs so far, ETA %.0fs",
+        clips = f"{spec.shot}-shot" if spec.shot else "all clips"
+        log_run_start(
             number,
             len(specs),
-            spec.key,
-            spec.classifier,
-            spec.temporal,
-            f"{spec.shot}-shot" if spec.shot else "all clips",
-            spec.seed,
-            elapsed,
-            eta,
+            t0,
+            f"{spec.key} (classifier {spec.classifier}, temporal {spec.temporal}, {clips}, "
+            f"seed {spec.seed})",
         )
         result = train_run(spec, base, class_names, out)
         setup_logging(log_level, log_file)  # fit logged into its own run folder

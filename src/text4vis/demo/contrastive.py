@@ -45,7 +45,7 @@ from typing import Any
 
 from text4vis.demo.paper import PAPER_TABLE9, TABLE9_CLAIMS
 from text4vis.demo.report import render_contrastive_report
-from text4vis.demo.runs import JobResult, eta_seconds, run_torchrun_job
+from text4vis.demo.runs import JobResult, log_run_start, run_torchrun_job
 from text4vis.demo.settings import (
     DEMO_ARCH,
     DemoSettings,
@@ -398,18 +398,8 @@ def run_contrastive_demo(
     t0 = time.perf_counter()
     for number, key in enumerate(_RUN_ORDER, 1):
         row = by_key[key]
-        elapsed = time.perf_counter() - t0
-        eta = eta_seconds(elapsed, number, len(ROWS))
-        logger.info(
-            "[run %d/%d] %s: %s on %d gloo processes; %.0fs so far, ETA %.0fs",
-            number,
-            len(ROWS),
-            key,
-            " ".join(row.overrides),
-            nproc,
-            elapsed,
-            eta,
-        )
+        overrides = " ".join(row.overrides)
+        log_run_start(number, len(ROWS), t0, f"{key}: {overrides} on {nproc} gloo processes")
         job = run_torchrun_job(
             key,
             config_path,

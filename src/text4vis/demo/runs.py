@@ -31,6 +31,7 @@ __all__ = [
     "eta_seconds",
     "evaluate_list",
     "lda_classifier",
+    "log_run_start",
     "motion_group",
     "predict_example",
     "read_epochs",
@@ -52,6 +53,20 @@ def eta_seconds(elapsed: float, number: int, total: int) -> float:
     if number <= 1:
         return float("nan")
     return elapsed / (number - 1) * (total - number + 1)
+
+
+def log_run_start(number: int, total: int, started: float, what: str) -> None:
+    """Log ``[run number/total] what; <s> so far, ETA <s>`` before run ``number`` (1-based) of
+    ``total``; ``started`` is the ``time.perf_counter()`` taken before the first run."""
+    elapsed = time.perf_counter() - started
+    logger.info(
+        "[run %d/%d] %s; %.0fs so far, ETA %.0fs",
+        number,
+        total,
+        what,
+        elapsed,
+        eta_seconds(elapsed, number, total),
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from text4vis.config import TrainConfig
+
 __all__ = [
     "LRSchedule",
     "build_optimizer",
+    "build_train_optimizer",
     "lr_at_step",
     "model_param_groups",
     "set_lr",
@@ -93,22 +97,12 @@ class LRSchedule:
         return cls(base_lr=base_lr, min_lr=min_lr, warmup_steps=warmup, total_steps=total)
 
     def __call__(self, step: int) -> float:
-        return lr_at_step(
-            step,
-            base_lr=self.base_lr,
-            min_lr=self.min_lr,
-            warmup_steps=self.warmup_steps,
-            total_steps=self.total_steps,
-        )
+        return lr_at_step(step, **self.state_dict())
 
     def state_dict(self) -> dict[str, Any]:
-        """The schedule's arguments (checked on resume)."""
-        return {
-            "base_lr": self.base_lr,
-            "min_lr": self.min_lr,
-            "warmup_steps": self.warmup_steps,
-            "total_steps": self.total_steps,
-        }
+        """The schedule's arguments, which are its fields and :func:`lr_at_step`'s keywords
+        (checked on resume)."""
+        return asdict(self)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -218,4 +212,24 @@ def build_optimizer(
     # fused=None (not False) keeps torch's default choice (foreach) when not fused.
     return torch.optim.AdamW(
         groups, lr=lr, betas=(betas[0], betas[1]), eps=eps, fused=True if fused else None
+    )
+
+
+def build_train_optimizer(
+    model: nn.Module, objective: Any, train: TrainConfig, device: torch.device
+) -> torch.optim.AdamW:
+    """The trainer's AdamW: :func:`build_optimizer` with the settings of the ``train`` config
+    section (``lr``, ``weight_decay``, ``visual_lr_ratio``, ``betas``, ``eps``, and
+    ``fused_adamw`` resolved for ``device``)."""
+    from text4vis.engine.acceleration import use_fused_adamw
+
+    return build_optimizer(
+        model,
+        objective,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        visual_lr_ratio=train.visual_lr_ratio,
+        betas=train.betas,
+        eps=train.eps,
+        fused=use_fused_adamw(train.fused_adamw, device),
     )

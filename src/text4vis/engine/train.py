@@ -43,7 +43,7 @@ from torch import nn
 from text4vis import distributed as dist_utils
 from text4vis.config import Config, config_to_dict, dump_config
 from text4vis.data.loaders import set_epoch
-from text4vis.engine.acceleration import apply_channels_last, compile_model, use_fused_adamw
+from text4vis.engine.acceleration import apply_channels_last, compile_model
 from text4vis.engine.checkpoint import (
     CHECKPOINT_DIR,
     atomic_torch_save,
@@ -55,7 +55,7 @@ from text4vis.engine.loops import predict_scores
 from text4vis.engine.metrics import evaluate_scores
 from text4vis.engine.numerics import NonFiniteSteps, check_finite_weights, gradient_norm
 from text4vis.engine.objectives import TrainStep, build_objective
-from text4vis.engine.optim import LRSchedule, build_optimizer, set_lr
+from text4vis.engine.optim import LRSchedule, build_train_optimizer, set_lr
 from text4vis.engine.preemption import PreemptionHandler
 from text4vis.engine.tracking import MetricsWriter, plot_curves
 from text4vis.models.factory import (
@@ -295,16 +295,7 @@ class _Trainer:
             self.step_module = nn.parallel.DistributedDataParallel(
                 self.step_module, device_ids=[device] if device.type == "cuda" else None
             )
-        self.optimizer = build_optimizer(
-            self.model,
-            self.objective,
-            lr=tc.lr,
-            weight_decay=tc.weight_decay,
-            visual_lr_ratio=tc.visual_lr_ratio,
-            betas=tc.betas,
-            eps=tc.eps,
-            fused=use_fused_adamw(tc.fused_adamw, device),
-        )
+        self.optimizer = build_train_optimizer(self.model, self.objective, tc, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
 
         self.train_set = data.train_set
