@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/contrastive_step.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/search.py
+	$(PY) benchmarks/cpu_inference.py
 
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/gpu.py
