@@ -131,12 +131,21 @@ def measure_speed(args: argparse.Namespace) -> list[str]:
 
 
 def measure_agreement(args: argparse.Namespace) -> list[str]:
-    """Train the demo's main model briefly, then compare precisions on its validation clips."""
+    """Compare precisions on the demo's validation clips: with the exported model of a finished
+    demo (``--demo-report``), or with the demo's main model trained briefly here."""
     from text4vis.data.annotations import read_annotations
+
+    if args.demo_report:
+        report = Path(args.demo_report)
+        records = read_annotations(report / "data" / "val.txt")
+        videos = [str(report / "data" / r.path) for r in records]
+        labels = torch.tensor([r.label for r in records])
+        title = f"exported model of the demo report {report}"
+        return _agreement_rows(report / "model", videos, labels, title)
+
     from text4vis.demo.runs import RunSpec, spec_config
     from text4vis.demo.settings import DemoSettings, base_config_dict, make_demo_dataset
     from text4vis.engine.train import fit
-    from text4vis.predict import Predictor
 
     settings = DemoSettings(
         epochs=args.demo_epochs, val_per_class=args.val_per_class, num_workers=0
@@ -147,28 +156,41 @@ def measure_agreement(args: argparse.Namespace) -> list[str]:
         base = base_config_dict(settings, dataset, out)
         cfg = spec_config(base, RunSpec("text", "transformer", 0, 0))
         summary = fit(cfg, run_dir=out / "run")
-        val_top1 = summary.final["val_top1"]
-        videos = [str(dataset.root / r.path) for r in read_annotations(dataset.val_list)]
-        results = {}
-        for precision in CPU_PRECISIONS:
-            predictor = Predictor.from_pretrained(
-                summary.model_dir, device="cpu", precision=precision, num_workers=0
-            )
-            embeddings, errors = predictor.embed_videos(videos)
-            if errors:
-                raise RuntimeError(f"unreadable validation clips: {errors}")
-            emb = torch.stack([embeddings[i] for i in range(len(videos))])[:, 0]  # [N, D]
-            _, weight = predictor.classifier_for(None)
-            scores = predictor.scores(emb[:, None], weight)  # [N, C]
-            results[precision] = (emb, scores.argmax(dim=-1))
-            if precision == "fp32":
-                best_two = scores.topk(2, dim=-1).values  # [N, 2]
-                margin = best_two[:, 0] - best_two[:, 1]  # fp32's lead of top-1 over top-2
+        records = read_annotations(dataset.val_list)
+        videos = [str(dataset.root / r.path) for r in records]
+        labels = torch.tensor([r.label for r in records])
+        title = (
+            "demo main model (demo-vit, text classifier, temporal transformer) trained "
+            f"{args.demo_epochs} epochs"
+        )
+        return _agreement_rows(Path(summary.model_dir), videos, labels, title)
+
+
+def _agreement_rows(
+    model_dir: Path, videos: list[str], labels: torch.Tensor, title: str
+) -> list[str]:
+    """The agreement table of every CPU precision against fp32 on ``videos``."""
+    from text4vis.predict import Predictor
+
+    results = {}
+    for precision in CPU_PRECISIONS:
+        predictor = Predictor.from_pretrained(
+            model_dir, device="cpu", precision=precision, num_workers=0
+        )
+        embeddings, errors = predictor.embed_videos(videos)
+        if errors:
+            raise RuntimeError(f"unreadable validation clips: {errors}")
+        emb = torch.stack([embeddings[i] for i in range(len(videos))])[:, 0]  # [N, D]
+        _, weight = predictor.classifier_for(None)
+        scores = predictor.scores(emb[:, None], weight)  # [N, C]
+        results[precision] = (emb, scores.argmax(dim=-1))
+        if precision == "fp32":
+            best_two = scores.topk(2, dim=-1).values  # [N, 2]
+            margin = best_two[:, 0] - best_two[:, 1]  # fp32's lead of top-1 over top-2
     reference_emb, reference_top1 = results["fp32"]
+    val_top1 = (reference_top1 == labels).float().mean().item()
     rows = [
-        f"demo main model (demo-vit, text classifier, temporal transformer) trained "
-        f"{args.demo_epochs} epochs: fp32 validation top-1 {100 * val_top1:.1f}%, "
-        f"{len(videos)} validation clips",
+        f"{title}: fp32 validation top-1 {100 * val_top1:.1f}%, {len(videos)} validation clips",
         "",
         "| precision | same top-1 as fp32 | min cosine to fp32 | mean cosine to fp32 "
         "| fp32 probability lead (top-1 minus top-2) of the clips that differ |",
@@ -197,6 +219,12 @@ def main() -> None:
     parser.add_argument("--demo-epochs", type=int, default=6, help="training epochs (6)")
     parser.add_argument("--val-per-class", type=int, default=10, help="validation clips (10)")
     parser.add_argument("--skip-agreement", action="store_true", help="speed table only")
+    parser.add_argument(
+        "--demo-report",
+        default="",
+        help="agreement on the exported model of a finished `text4vis demo` report folder "
+        "(its model/ and data/val.txt) instead of a model trained briefly here",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", message="No pretrained weights")
