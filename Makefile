@@ -8,11 +8,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow test-faults test-browser test-gpu lint format bench bench-gpu clean help
+.PHONY: install demo test test-quick test-slow test-faults test-browser test-gpu lint format bench bench-gpu clean help
 
 help:
 	@echo "make demo       set up and run the embedded synthetic benchmark (CPU, minutes)"
 	@echo "make test       set up and run the test suite (slow tests excluded)"
+	@echo "make test-quick the inner loop: no slow tests, no tests that start processes"
 	@echo "make test-slow  run only the tests marked slow"
 	@echo "make test-faults  the slow fault tests (signals to training processes, torchrun)"
 	@echo "make test-browser  the app page in headless chromium (apt-get installs it as root)"
@@ -33,6 +34,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quick: $(STAMP)
+	$(PY) -m pytest -m "not slow and not process" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

@@ -22,6 +22,9 @@ from text4vis.engine.contrastive import (
 from text4vis.engine.objectives import TrainStep
 from tiny_towers import TinyTextModel
 
+# Every test here reads the results of 2 gloo processes started by the module's fixture.
+pytestmark = pytest.mark.process
+
 WORLD = 2
 LOCAL = 4  # N clips per rank
 NUM_CLASSES = 5

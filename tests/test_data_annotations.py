@@ -78,6 +78,7 @@ def test_select_classes_relabels_in_subset_order():
     ]
 
 
+@pytest.mark.process
 def test_importing_the_data_package_is_light():
     import subprocess
     import sys

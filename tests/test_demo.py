@@ -58,6 +58,7 @@ def finite_numbers(value: object) -> list[float]:
     raise AssertionError(f"unexpected value {value!r} in metrics.json")
 
 
+@pytest.mark.process
 def test_quick_demo_writes_a_well_formed_report(quick_demo: Path):
     metrics = json.loads((quick_demo / "metrics.json").read_text())
     assert all(math.isfinite(x) for x in finite_numbers(metrics))
@@ -120,6 +121,7 @@ def test_quick_demo_writes_a_well_formed_report(quick_demo: Path):
             assert image.format == "PNG" and min(image.size) >= 300
 
 
+@pytest.mark.process
 def test_quick_demo_exports_a_model_that_loads_and_beats_chance(quick_demo: Path):
     import torch
 

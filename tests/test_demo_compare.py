@@ -84,6 +84,7 @@ def test_load_metrics_names_the_bad_file(tmp_path: Path):
         load_metrics(bad)
 
 
+@pytest.mark.process
 def test_script_prints_differences_and_exits_1_when_they_differ(tmp_path: Path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(A))

@@ -146,6 +146,7 @@ def test_contrastive_flag_rejects_seeds(capsys) -> None:
     assert "use --seed with --contrastive" in capsys.readouterr().err
 
 
+@pytest.mark.process
 def test_quick_demo_end_to_end(tmp_path: Path, capsys) -> None:
     from text4vis.cli import main
 

@@ -86,6 +86,7 @@ def _worker(rank: int, store: str, result_path: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.process
 def test_two_process_evaluation_equals_one_process(tmp_path):
     single = _evaluate(rank=0, world_size=1)
     assert not distributed.is_distributed()

@@ -32,6 +32,7 @@ def _state(value: float) -> dict:
     }
 
 
+@pytest.mark.process
 def test_checkpoint_killed_mid_write_leaves_previous_loadable(tmp_path):
     target = tmp_path / "exp" / "20240101-000000" / "checkpoints" / "last.pt"
     marker = tmp_path / "writing"

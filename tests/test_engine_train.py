@@ -117,6 +117,7 @@ def test_stop_and_resume_is_bit_identical(colour_data, tmp_path, variant):
     assert steps == list(range(1, 7))  # no step logged twice
 
 
+@pytest.mark.process
 def test_ddp_two_processes_match_one_process(colour_data, tmp_path):
     """2 gloo processes x batch 1 x 2 accumulated micro-batches == 1 process x batch 4.
 

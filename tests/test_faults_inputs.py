@@ -275,6 +275,7 @@ def _peak_memory_of_reading(path) -> dict:
 @pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads the peak memory from /proc/self/status"
 )
+@pytest.mark.process
 def test_uhd_video_memory_is_bounded_by_the_sampled_frames(tmp_path):
     """Reading 2 frames of a 3840x2160 video needs memory for those 2 frames, not for the video.
 

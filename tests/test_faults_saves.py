@@ -95,6 +95,7 @@ def _write_in_child(state: dict, target: Path, kill_at: tuple[str, int]) -> int:
     return pid
 
 
+@pytest.mark.process
 def test_kills_at_random_points_of_writes_never_lose_a_checkpoint(tmp_path):
     """29 real processes killed while writing: at 24 random offsets of the file's bytes, and
     before each fsync, the hard link and each rename. Every time the checkpoint on disk is

@@ -43,6 +43,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.process
 def test_console_script_help_and_version():
     result = run_cli("--help")
     assert result.returncode == 0, result.stderr
@@ -52,6 +53,7 @@ def test_console_script_help_and_version():
     assert version.stdout.strip() == f"text4vis {__version__}"
 
 
+@pytest.mark.process
 def test_config_command_prints_resolved_config_and_reports_errors(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  epochs: 4\n")
