@@ -102,10 +102,20 @@ class PreemptionHandler:
         """
         if self._stopping:
             return True
-        local = 1.0 if self.received is not None else 0.0
-        if dist_utils.is_distributed():
-            local = dist_utils.all_reduce_sum([local])[0]
-        self._stopping = local > 0
+        local = self.local_request()
+        return self.agree(
+            dist_utils.all_reduce_sum([local])[0] if dist_utils.is_distributed() else local
+        )
+
+    def local_request(self) -> float:
+        """1.0 when this process has been asked to stop, else 0.0: the number to sum over ranks
+        (a caller that already all-reduces other flags each step sums it with them)."""
+        return 1.0 if self.received is not None else 0.0
+
+    def agree(self, requests: float) -> bool:
+        """Record the sum of :meth:`local_request` over every rank; True (and from then on) when
+        any rank asked to stop."""
+        self._stopping = self._stopping or requests > 0
         return self._stopping
 
     @property

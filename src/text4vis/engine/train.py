@@ -496,9 +496,13 @@ class _Trainer:
                     grad_norm = gradient_norm(params)
                 # fp16: infinite gradients are the scaler's to handle (it skips the step).
                 local_ok = step_finite and (self.scaler.is_enabled() or math.isfinite(grad_norm))
-                finite = local_ok
-                if dist_utils.is_distributed():  # every rank skips the same steps
-                    finite = dist_utils.all_reduce_sum([float(not local_ok)])[0] == 0
+                # One collective per step: every rank skips the same steps and stops after the
+                # same step (a stop asked for during the rest of this step is seen at the next).
+                flags = [float(not local_ok), self.preemption.local_request()]
+                if dist_utils.is_distributed():
+                    flags = dist_utils.all_reduce_sum(flags)
+                finite = flags[0] == 0
+                preempted = self.preemption.agree(flags[1])
                 if finite or self.scaler.is_enabled():
                     self.scaler.step(self.optimizer)
                     self.scaler.update()
@@ -537,7 +541,6 @@ class _Trainer:
                         },
                     )
                     window_loss = window_count = 0.0
-                preempted = self.preemption.should_stop()
                 stopped = preempted or (stop_at is not None and self.state.step >= stop_at)
                 mid_epoch = self.state.epoch_step < self.steps_per_epoch  # else saved after it
                 if (stopped or self._checkpoint_due()) and mid_epoch:
