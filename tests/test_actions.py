@@ -200,5 +200,7 @@ def test_dataset_is_reproducible(tmp_path):
     a = make_actions_dataset(tmp_path / "a", seed=1, progress=False, **kwargs)
     b = make_actions_dataset(tmp_path / "b", seed=1, progress=False, **kwargs)
     assert a.train_list.read_text() == b.train_list.read_text()
-    first = a.train_list.read_text().split()[0]
-    assert (a.root / first).read_bytes() == (b.root / first).read_bytes()
+    files = sorted(path.relative_to(a.root) for path in a.root.rglob("*.mp4"))
+    assert files and files == sorted(path.relative_to(b.root) for path in b.root.rglob("*.mp4"))
+    differing = [str(f) for f in files if (a.root / f).read_bytes() != (b.root / f).read_bytes()]
+    assert differing == []
