@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -204,3 +207,27 @@ def test_dataset_is_reproducible(tmp_path):
     assert files and files == sorted(path.relative_to(b.root) for path in b.root.rglob("*.mp4"))
     differing = [str(f) for f in files if (a.root / f).read_bytes() != (b.root / f).read_bytes()]
     assert differing == []
+
+
+@pytest.mark.process
+def test_dataset_bytes_are_the_same_in_another_process(tmp_path):
+    # Another process (torch imported first, as in training) writes the same bytes: the demo's
+    # data, and so its numbers, do not depend on the process that wrote it.
+    kwargs = {"train_per_class": 1, "val_per_class": 1, "unseen_per_class": 1, "num_frames": 4}
+
+    def digests(root):
+        return {
+            str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*.mp4"))
+        }
+
+    here = make_actions_dataset(tmp_path / "here", seed=1, progress=False, **kwargs)
+    code = (
+        "import sys, torch\n"
+        "from text4vis.data.actions import make_actions_dataset\n"
+        f"make_actions_dataset(sys.argv[1], seed=1, progress=False, **{kwargs!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "there")], check=True, timeout=300)
+    mine, theirs = digests(here.root), digests(tmp_path / "there")
+    assert mine and sorted(mine) == sorted(theirs)
+    assert [name for name in mine if mine[name] != theirs[name]] == []

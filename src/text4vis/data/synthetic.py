@@ -154,14 +154,20 @@ def write_mp4(
     rate = Fraction(fps).limit_denominator(1001)
     options: dict[str, str] = {}
     if codec == "libx264":
-        # One encoder thread: with x264's automatic threads the bytes of a file varied between
-        # runs on a loaded machine (6 of 50 demo clips under 3 busy processes, pixels equal);
-        # with one thread 0 of 50 varied, and the demo set was written faster (5.7 s vs 7.6 s).
+        # Deterministic bytes: x264's macroblock-tree rate control (mbtree) made the B-frames of
+        # these tiny clips differ between runs once torch was imported in the process (3-5 of 50
+        # demo clips per run; the pixels given were equal, so likely a read of uninitialised
+        # memory in x264's lookahead); with mbtree=0, 8 of 8 runs of the reproducibility test
+        # and 5 of 5 fresh processes gave equal bytes. One encoder thread keeps the output
+        # independent of the machine's core count too, and wrote the demo set faster here
+        # (5.7 s vs 7.6 s).
         options = {"bf": str(bframes), "g": str(gop), "keyint_min": str(gop), "threads": "1"}
+        params = ["mbtree=0"]
         if bframes:
             # Force B-frames: x264 otherwise decides adaptively and drops them for lossless
             # or static input, and tests need them to check presentation order.
-            options["x264-params"] = "b-adapt=0"
+            params.append("b-adapt=0")
+        options["x264-params"] = ":".join(params)
         options.update({"qp": "0"} if lossless else {"crf": str(crf)})
         if preset is not None:
             options["preset"] = preset
