@@ -173,10 +173,32 @@ def _process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _workers_cpu_seconds(iterator) -> float:
-    """CPU seconds used so far by the DataLoader worker processes of ``iterator`` (0 without)."""
-    workers = getattr(iterator, "_workers", [])  # private, but the only handle on the pids
-    return sum(_process_cpu_seconds(worker.pid) for worker in workers)
+def _child_pids(pid: int) -> list[int]:
+    """Every live descendant process of ``pid`` (Linux ``/proc``: each thread's children)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        for child in map(int, children):
+            found += [child, *_child_pids(child)]
+    return found
+
+
+def _children_cpu_seconds() -> dict[int, float]:
+    """CPU seconds so far of each live child process of this one (the DataLoader workers).
+
+    Read from ``/proc`` for every descendant rather than from a loader's private worker list,
+    which a wrapping loader (text4vis's) does not expose. Keyed by pid, so that a measurement
+    counts only the CPU each process spent between its two readings."""
+    seconds: dict[int, float] = {}
+    for child in _child_pids(os.getpid()):
+        try:
+            seconds[child] = _process_cpu_seconds(child)
+        except OSError:  # exited between listing and reading
+            continue
+    return seconds
 
 
 def measure(loader, batches: int) -> tuple[float, float]:
@@ -191,13 +213,19 @@ def measure(loader, batches: int) -> tuple[float, float]:
     """
     iterator = iter(loader)
     next(iterator)
-    start, cpu_start = time.perf_counter(), time.process_time() + _workers_cpu_seconds(iterator)
+    start, own_start, children_start = (
+        time.perf_counter(),
+        time.process_time(),
+        _children_cpu_seconds(),
+    )
     clips = 0
     for _ in range(batches):
         batch = next(iterator)
         clips += batch["video"].shape[0]
     wall = time.perf_counter() - start
-    cpu = time.process_time() + _workers_cpu_seconds(iterator) - cpu_start
+    children = _children_cpu_seconds()
+    cpu = time.process_time() - own_start
+    cpu += sum(seconds - children_start.get(pid, 0.0) for pid, seconds in children.items())
     del iterator
     return clips / wall, cpu / clips
 

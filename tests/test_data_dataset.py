@@ -75,7 +75,7 @@ def test_train_item_shape_and_determinism(synthetic):
     before = torch.get_rng_state()
     item = dataset[(2, 0)]
     assert torch.equal(torch.get_rng_state(), before)  # the process RNG is left alone
-    assert item["video"].shape == (1, T, 3, SIZE, SIZE) and item["video"].dtype == torch.float32
+    assert item["video"].shape == (1, T, 3, SIZE, SIZE) and item["video"].dtype == torch.uint8
     assert item["label"] == synthetic.labels_of[2] and item["index"] == 2 and item["failures"] == []
     assert torch.equal(dataset[(2, 0)]["video"], item["video"])  # a pure function of the key
     assert not torch.equal(dataset[(2, 1)]["video"], item["video"])  # new epoch, new clip

@@ -179,3 +179,23 @@ def test_pyav_skips_unwanted_b_frames_and_keeps_every_frame_exact(tmp_path, fram
     # Frames up to the last wanted one were reached, but unwanted B-frames were dropped.
     assert len(decoded) < 34 - 5, decoded
     assert {reader._pts[k] for k in wanted} <= set(decoded)
+
+
+def test_shared_rgb_conversion_equals_per_frame_conversion(tmp_path, frames):
+    # The reader converts with one reused swscale context per thread; every frame must equal
+    # PyAV's own per-frame conversion, also when the next video has another size.
+    from text4vis.data.decoders import _to_rgb
+
+    small = write_mp4(tmp_path / "small.mp4", frames, crf=23, gop=5)
+    rng = np.random.default_rng(1)
+    large = rng.integers(0, 256, size=(4, 48, 80, 3), dtype=np.uint8)
+    write_mp4(tmp_path / "large.mp4", large, crf=23, gop=5)
+    compared = 0
+    for path in (small, tmp_path / "large.mp4", small):
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                expected = frame.to_ndarray(format="rgb24")
+                got = _to_rgb(frame)
+                assert got.shape == expected.shape and np.array_equal(got, expected)
+                compared += 1
+    assert compared == 2 * len(frames) + len(large)

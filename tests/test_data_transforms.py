@@ -30,7 +30,7 @@ def test_same_parameters_for_every_frame_new_ones_per_clip():
     for seed in range(6):
         torch.manual_seed(seed)
         out = transform(clip)
-        assert out.shape == (1, 6, 3, 32, 32) and out.dtype == torch.float32
+        assert out.shape == (1, 6, 3, 32, 32) and out.dtype == torch.uint8
         # Identical frames stay identical: crop, flip, grayscale, RandAugment drawn once.
         assert torch.equal(out[0, 0], out[0, 5]) and torch.equal(out[0, 2], out[0, 3])
         outputs.append(out)
@@ -47,10 +47,10 @@ def test_flip_alone_flips_all_frames_together():
     for seed in range(8):
         torch.manual_seed(seed)
         out = transform(clip)[0]
-        plain = normalize_video(torch.from_numpy(clip).permute(0, 3, 1, 2))
+        plain = torch.from_numpy(clip).permute(0, 3, 1, 2)
         mirrored = plain.flip(-1)
-        both_plain = torch.allclose(out, plain)
-        both_flipped = torch.allclose(out, mirrored)
+        both_plain = torch.equal(out, plain)
+        both_flipped = torch.equal(out, mirrored)
         assert both_plain or both_flipped  # never one frame flipped and the other not
         flipped_any |= both_flipped
     assert flipped_any
@@ -64,6 +64,35 @@ def test_normalize_matches_formula():
     assert torch.allclose(normalize_video(x), expected, atol=1e-5)
 
 
+def test_model_normalises_uint8_frames_like_the_formula():
+    # The loaders give uint8 clips; the model normalises them on its device, and a float clip
+    # already normalised gives the same embedding.
+    from text4vis.models.backbones import create_clip, embed_dim_of
+    from text4vis.models.temporal import build_temporal_head
+    from text4vis.models.video import VideoRecognizer
+
+    torch.manual_seed(0)
+    clip = create_clip("tiny-vit", None, image_size=32)
+    dim = embed_dim_of(clip)
+    model = VideoRecognizer(
+        clip.visual,
+        build_temporal_head("mean", embed_dim=dim, visual=clip.visual),
+        None,
+        [],
+        embed_dim=dim,
+        logit_scale=100.0,
+    ).eval()
+    pixels = torch.randint(0, 256, (2, 3, 3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        from_uint8 = model.encode_video(pixels)
+        from_float = model.encode_video(normalize_video(pixels))
+        from_raw = model.encode_video(pixels.float())  # unnormalised floats: a different input
+    assert torch.equal(from_uint8, from_float)
+    assert not torch.allclose(from_uint8, from_raw, atol=1e-3)
+    with pytest.raises(TypeError, match="uint8"):
+        model.encode_video(pixels.to(torch.int32))
+
+
 def test_eval_center_and_three_crops():
     # A landscape frame whose red channel is the column index: crops are identified by it.
     height, width = 64, 128
@@ -74,8 +103,9 @@ def test_eval_center_and_three_crops():
     assert single.shape == (1, 3, 3, 32, 32)
     three = EvalTransform(32, resize_size=64, num_crops=3)(clip)
     assert three.shape == (3, 3, 3, 32, 32)
-    red = three[:, 0, 0] * CLIP_STD[0] + CLIP_MEAN[0]  # back to [0, 1]
-    left, centre, right = (float(red[v, 16, 0] * 255) for v in range(3))
+    assert three.dtype == torch.uint8  # normalised in the model, not here
+    red = three[:, 0, 0].float()
+    left, centre, right = (float(red[v, 16, 0]) for v in range(3))
     assert left == pytest.approx(0, abs=1) and right == pytest.approx(96, abs=1)
     assert centre == pytest.approx(48, abs=1)
     assert torch.allclose(three[1], single[0])  # the middle crop is the centre crop
@@ -113,3 +143,16 @@ def test_config_switches_build_the_right_steps():
     assert isinstance(evaluation, EvalTransform) and evaluation.num_crops == 3
     with pytest.raises(ValueError, match="num_crops"):
         build_transform(DataConfig(num_crops=2), train=False)
+
+
+def test_planar_copy_keeps_values_and_makes_rows_contiguous():
+    from text4vis.data.transforms import _planar_copy
+
+    pixels = torch.randint(0, 256, (2, 5, 7, 9, 3), dtype=torch.uint8)  # [..., H, W, 3] storage
+    channels_last = pixels.permute(0, 1, 4, 2, 3)  # [..., 3, H, W] view, as the crop gives
+    out = _planar_copy(channels_last)
+    assert out.is_contiguous() and torch.equal(out, channels_last)
+    cropped = channels_last[..., 1:6, 2:8]  # a view that is not a whole channels-last tensor
+    assert torch.equal(_planar_copy(cropped), cropped) and _planar_copy(cropped).is_contiguous()
+    plain = torch.randint(0, 256, (4, 3, 6, 6), dtype=torch.uint8)
+    assert _planar_copy(plain) is plain  # already contiguous: no copy

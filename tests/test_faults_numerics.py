@@ -13,6 +13,7 @@ from conftest import overrides
 from test_engine_train import colour_data  # noqa: F401 (fixture)
 from text4vis.config import load_config
 from text4vis.data.dataset import VideoDataset
+from text4vis.data.transforms import normalize_video
 from text4vis.engine.numerics import (
     NonFiniteLossError,
     NonFiniteWeightsError,
@@ -23,11 +24,14 @@ from text4vis.models.factory import load_checkpoint
 
 
 def _poison(monkeypatch, names: set[str] | None) -> None:
-    """Videos whose decoded clips are NaN (a corrupt input); None: every video."""
+    """Videos whose clips are NaN (a corrupt input); None: every video.
+
+    The loaders give uint8 clips, which cannot hold NaN; here every clip becomes the normalised
+    float clip the model also accepts, and the poisoned ones NaN."""
     real_load = VideoDataset.load
 
     def load(self, index, rng):
-        clip = real_load(self, index, rng)
+        clip = normalize_video(real_load(self, index, rng))
         if names is None or Path(self.path_of(index)).name in names:
             return torch.full_like(clip, math.nan)
         return clip

@@ -11,6 +11,7 @@ from text4vis.cli import main
 from text4vis.config import dump_config, load_config
 from text4vis.data.annotations import write_annotations, write_labels
 from text4vis.data.dataset import build_dataset
+from text4vis.data.transforms import normalize_video
 from text4vis.models.backbones import create_clip
 
 
@@ -42,6 +43,6 @@ def test_features_without_checkpoint_use_the_pretrained_encoder(tmp_path, capsys
     assert len(dataset_train) == len(COLOURS)
     with torch.no_grad():
         for i in range(len(dataset_train)):
-            video = dataset_train[i]["video"][0]  # [T, 3, S, S]
+            video = normalize_video(dataset_train[i]["video"][0])  # [T, 3, S, S] uint8 -> float
             expected = F.normalize(clip.encode_image(video).mean(0), dim=-1)
             torch.testing.assert_close(features[i], expected, atol=1e-5, rtol=1e-4)

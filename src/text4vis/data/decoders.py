@@ -25,6 +25,7 @@ import bisect
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -107,6 +108,28 @@ def _existing_file(path: str | Path, kind: str = "video") -> str:
 # ----------------------------------------------------------------------------------------------
 # PyAV
 # ----------------------------------------------------------------------------------------------
+
+
+_reformatters = threading.local()
+
+
+def _to_rgb(frame: Any) -> np.ndarray:
+    """uint8 [H, W, 3] RGB of a decoded frame through one swscale context per thread.
+
+    ``frame.to_ndarray(format="rgb24")`` builds a new conversion context for every frame; a
+    reused :class:`av.video.reformatter.VideoReformatter` keeps it while the size and pixel
+    format stay the same, with the same bytes (tested): 0.19 instead of 0.42 ms per 428x320
+    frame here, about 2 ms of an 8-frame clip. ``threads=1``: swscale's default (0, automatic)
+    starts a thread pool per context, which costs CPU on busy workers, and a context inherited
+    by a forked DataLoader worker would wait forever for threads that do not exist there (seen:
+    the first worker after a decode in the main process hung).
+    """
+    reformatter = getattr(_reformatters, "value", None)
+    if reformatter is None:
+        from av.video.reformatter import VideoReformatter
+
+        reformatter = _reformatters.value = VideoReformatter()
+    return reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
 
 class PyAVReader:
@@ -262,7 +285,7 @@ class PyAVReader:
             if position > first and first not in got:
                 return False  # overshot: the seek landed after the first needed frame
             if position in need and position not in got:
-                got[position] = frame.to_ndarray(format="rgb24")
+                got[position] = _to_rgb(frame)
                 remaining = [k for k in pending if k not in got]
                 if not remaining:
                     return True

@@ -300,14 +300,28 @@ class VideoRecognizer(nn.Module):
         """Embed frames: ``[B*T, 3, H, W] -> [B*T, D]``.
 
         Args:
-            x: frames of whole videos, video-major.
+            x: frames of whole videos, video-major: uint8 pixels as the text4vis transforms give
+                them (normalised here, on the model's device, with CLIP's mean and std), or float
+                pixels already normalised.
             num_frames: T, needed by in-backbone temporal heads (default: the model's T).
         """
         self.temporal.set_num_frames(num_frames or self.num_frames)
+        if x.dtype == torch.uint8:
+            # The data loaders hand over uint8 clips: a quarter of the bytes to collate, pin
+            # and copy, and the float conversion runs here, on the accelerator when there is one.
+            from text4vis.data.transforms import normalize_video
+
+            x = normalize_video(x)
+        elif not x.is_floating_point():
+            raise TypeError(
+                f"frames must be uint8 pixels or normalised floats, got {x.dtype}; "
+                "the text4vis transforms give uint8"
+            )
         return self.visual(x)
 
     def encode_video(self, x: torch.Tensor) -> torch.Tensor:
-        """Embed videos: ``[B, T, 3, H, W] -> [B, D]`` (before L2 normalisation)."""
+        """Embed videos: ``[B, T, 3, H, W] -> [B, D]`` (before L2 normalisation); uint8 or
+        normalised float pixels, as :meth:`encode_frames` takes them."""
         if x.ndim != 5:
             raise ValueError(f"encode_video expects [B, T, 3, H, W], got {tuple(x.shape)}")
         b, t = x.shape[:2]
