@@ -42,7 +42,7 @@ def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = report.parent
     assert out.resolve().parent == (base / "runs" / "demo").resolve()
     # Progress is shown throughout: one line per training run and per epoch.
-    assert "[run 9/9]" in result.stderr and "epoch 4:" in result.stderr
+    assert "[run 10/10]" in result.stderr and "epoch 4:" in result.stderr
     return out
 
 
@@ -92,9 +92,16 @@ def test_quick_demo_writes_a_well_formed_report(quick_demo: Path):
     for row in stage0["zero_shot"].values():
         assert 0 <= row["top1"] <= 100 and row["chance"] == pytest.approx(100 / row["candidates"])
     assert metrics["scratch"]["zero_shot"]["mean"] >= 0
+    # Stage 0 on the seen clips: a right class has the right colour, shape and motion.
+    seen = stage0["seen_video_attributes"]
+    assert set(seen) == {"class", "colour", "shape", "motion"}
+    assert all(seen["class"]["top1"] <= seen[a]["top1"] <= 100 for a in ("colour", "shape"))
+    assert seen["class"]["top1"] <= seen["motion"]["top1"]
+    assert seen["class"]["chance"] == pytest.approx(5.0)  # 20 seen classes
+    assert seen["colour"]["chance"] == pytest.approx(25.0)  # 5 of the 20 share each colour
     first = stage0["first_epoch_top1"]
     assert set(first) == {"text", "lda", "random", "orthogonal", "learnable", "scratch"}
-    text_first = metrics["runs"][RunSpec("text", "mean", 0, 0).key]["history"][0]["val_top1"]
+    text_first = metrics["runs"][RunSpec("text", "transformer", 0, 0).key]["history"][0]["val_top1"]
     assert first["text"]["mean"] == pytest.approx(100 * text_first)
     assert 0 <= metrics["main_model"]["zero_shot"]["top1"] <= 100
 
@@ -158,24 +165,31 @@ def test_settings_and_run_plan():
     with pytest.raises(ValueError, match="seeds"):
         demo_settings(seeds=0)
     specs = run_specs(DemoSettings(seeds=2))
-    assert len(specs) == len({s.key for s in specs}) == 18
-    assert len(run_specs(DemoSettings(seeds=2, pretrain=False))) == 16
+    assert len(specs) == len({s.key for s in specs}) == 20
+    assert len(run_specs(DemoSettings(seeds=2, pretrain=False))) == 18
     # Every seed keeps one text run from a random encoder: what stage 0 changes.
     assert [(s.classifier, s.seed) for s in specs if s.visual == "scratch"] == [
         ("text", 0),
         ("text", 1),
     ]
-    # Every table's runs are planned: five initialisers, two few-shot runs, one transformer.
-    seed0 = [s for s in specs if s.seed == 0]
-    assert {s.classifier for s in seed0 if s.shot == 0 and s.temporal == "mean"} == {
+    # Every table's runs are planned: table 6's five initialisers with the temporal transformer
+    # (the paper's ablation default), tables 7-8's mean-pooling runs (full and 2-shot).
+    seed0 = [s for s in specs if s.seed == 0 and s.visual != "scratch"]
+    assert {s.classifier for s in seed0 if s.temporal == "transformer"} == {
         "text",
         "lda",
         "random",
         "orthogonal",
         "learnable",
     }
-    assert {(s.classifier, s.shot) for s in seed0 if s.shot} == {("text", 2), ("learnable", 2)}
-    assert [s.classifier for s in seed0 if s.temporal == "transformer"] == ["text"]
+    assert all(s.shot == 0 for s in seed0 if s.temporal == "transformer")
+    assert {(s.classifier, s.shot) for s in seed0 if s.temporal == "mean"} == {
+        ("text", 0),
+        ("learnable", 0),
+        ("text", 2),
+        ("learnable", 2),
+    }
+    assert [s.temporal for s in specs if s.visual == "scratch"] == ["transformer"] * 2
 
 
 def test_report_prints_only_given_numbers():

@@ -18,11 +18,13 @@ and frozen classifiers) and writes a report folder:
 
 The experiments (seeds ``0..seeds-1``; the dataset is the same for every seed):
 
-1. classifier initialisation (table 6): ``text`` (all-MiniLM-L6-v2, the paper's language-only
+1. classifier initialisation (table 6, with the temporal transformer, the paper's ablation
+   default): ``text`` (all-MiniLM-L6-v2, the paper's language-only
    "DistilBERT" row), ``lda`` (Fisher LDA of the features of the pretrained visual encoder on the
    training clips), ``random``, ``orthogonal`` and the ``learnable`` vision-only head;
-2. data regimes (table 7): zero-shot on the unseen classes, 2-shot and full training, for the text
-   classifier (vision-text) and the learnable head (vision-only);
+2. data regimes (table 7, with mean pooling as in the paper): zero-shot on the unseen classes,
+   2-shot and full training, for the text classifier (vision-text) and the learnable head
+   (vision-only);
 3. temporal modelling (table 8): mean pooling (TAP) vs the temporal transformer, overall and on the
    direction-dependent classes (those whose time-reversed partner is also a class).
 

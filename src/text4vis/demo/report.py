@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from text4vis.demo.settings import TABLE6_TEMPORAL
+
 __all__ = ["format_stats", "render_contrastive_report", "render_report"]
+
+_TABLE6_HEAD = {"mean": "mean pooling", "transformer": "temporal transformer"}[TABLE6_TEMPORAL]
 
 
 def format_stats(stats: dict[str, Any] | None) -> str:
@@ -68,7 +72,7 @@ def render_report(m: dict[str, Any]) -> str:
     add("")
     if m.get("stage0"):
         lines.extend(_render_stage0(m["stage0"], t7["chance_unseen"]))
-    add("## Table 6: classifier initialisation (temporal head: mean pooling)")
+    add(f"## Table 6: classifier initialisation (temporal head: {_TABLE6_HEAD})")
     add("")
     early = m["early_epoch"]
     add(
@@ -132,8 +136,8 @@ def render_report(m: dict[str, Any]) -> str:
         "(a learned head has no rows for classes it never saw). 2-shot and full are validation "
         f"top-1 on the seen classes (chance {t7['chance_seen']:.1f}%)."
         + (
-            " The text model trained from a random encoder (no stage 0) scores "
-            f"{format_stats(scratch['zero_shot'])} zero-shot."
+            " Table 6's text model trained from a random encoder (no stage 0; temporal "
+            f"transformer) scores {format_stats(scratch['zero_shot'])} zero-shot."
             if scratch
             else ""
         )
@@ -290,12 +294,25 @@ def _render_stage0(stage0: dict[str, Any], chance_unseen: float) -> list[str]:
             f"on the unseen video classes: {format_stats(video)} top-1 (chance "
             f"{chance_unseen:.1f}%); it has never seen a motion word or a moving object.",
         ]
+    seen = stage0.get("seen_video_attributes")
+    if seen:
+        cells = ", ".join(
+            f"{name} {row['top1']:.1f} (chance {row['chance']:.1f})" for name, row in seen.items()
+        )
+        lines += [
+            "",
+            "The same stage-0 model on the *seen* validation clips, with the text classifier of "
+            f"the seen names: how often its prediction has the right {cells}. This is all the "
+            "head start the text classifier can carry into table 6; the rest must be learnt "
+            "from the videos.",
+        ]
     first = stage0.get("first_epoch_top1")
     if first:
         cells = ", ".join(f"{name} {format_stats(stats)}" for name, stats in first.items())
         lines += [
             "",
-            "Validation top-1 after the *first* epoch (mean pooling; `scratch` is the text row "
+            f"Validation top-1 after the *first* epoch (table 6's runs, {_TABLE6_HEAD}; "
+            "`scratch` is the text row "
             f"without stage 0): {cells}. Table 6 compares the classifiers later (its early "
             "column) and at the end.",
         ]
