@@ -241,6 +241,11 @@ def main() -> None:
     parser.add_argument(
         "--sources", nargs="+", choices=("mp4", "frames"), default=["mp4", "frames"]
     )
+    parser.add_argument(
+        "--no-randaugment",
+        action="store_true",
+        help="text4vis without RandAugment (the augmentation the paper's code applies)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # like a DataLoader worker; the machine's cores go to workers
     repeat = max(1, -(-(args.batches + 1) * args.rounds * args.batch_size // args.videos))
@@ -261,6 +266,7 @@ def main() -> None:
                 cfg.data.num_segments = T
                 cfg.data.num_workers = workers
                 cfg.data.batch_size = args.batch_size
+                cfg.data.randaugment = not args.no_randaugment
                 records = read_annotations(list_file) * repeat
                 ours = build_dataset(cfg, "train", records=records)
                 reference = ReferenceDataset(root, list_file, repeat)
@@ -320,7 +326,8 @@ def main() -> None:
     )
     print(
         f"{args.videos} videos x {args.frames} frames at 428x320, batch {args.batch_size}, "
-        f"{args.rounds} rounds of {args.batches} timed batches (median pair shown)"
+        f"{args.rounds} rounds of {args.batches} timed batches (median pair shown); "
+        f"text4vis {'without' if args.no_randaugment else 'with'} RandAugment"
     )
     print()
     print(

@@ -22,9 +22,17 @@ from text4vis.demo.statistics import Record
 
 __all__ = ["TIMING_KEYS", "Comparison", "Difference", "compare_metrics", "load_metrics"]
 
-# Paths of the numbers that measure the machine rather than the model: wall times and memory
-# peaks differ between any two runs. ``--ignore-timing`` leaves them out of the verdict.
-TIMING_KEYS: tuple[str, ...] = ("timing_s.*", "runs.*.time_s", "peak_rss_mb.*")
+# Paths of the numbers that measure the machine rather than the model: wall and CPU times,
+# memory peaks and the load average differ between any two runs. ``--ignore-timing`` leaves
+# them out of the verdict.
+TIMING_KEYS: tuple[str, ...] = (
+    "timing_s.*",
+    "runs.*.time_s",
+    "stage0.time_s.*",
+    "peak_rss_mb.*",
+    "cpu_s.*",
+    "load_average_1min.*",
+)
 
 
 @dataclass(frozen=True)
