@@ -177,6 +177,13 @@ def build_model(setting: Setting, device: torch.device) -> torch.nn.Module:
     return factory.build_model(cfg, names).to(device)
 
 
+def _clips(batch: int, setting: Setting, device: torch.device) -> torch.Tensor:
+    """Random uint8 clips [B, T, 3, S, S], what the data loaders give: the model converts and
+    normalises them on the device, so that cost is in every measured step."""
+    shape = (batch, setting.frames, 3, setting.size, setting.size)
+    return torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
+
+
 def count_flops(model: torch.nn.Module, setting: Setting, device: torch.device) -> tuple[int, int]:
     """FLOPs of one clip: (forward, forward + backward), in fp32 with math attention."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -246,7 +253,7 @@ def measure_inference(
     rows = []
     for batch in setting.batches:
         _reset_memory(device)
-        video = torch.randn(batch, setting.frames, 3, setting.size, setting.size, device=device)
+        video = _clips(batch, setting, device)
 
         def forward(video: torch.Tensor = video) -> None:
             with torch.inference_mode(), _autocast(device, setting.precision):
@@ -288,7 +295,7 @@ def measure_training(
         fused=use_fused_adamw("auto", device),
     )  # fmt: skip
     batch = setting.train_batch
-    video = torch.randn(batch, setting.frames, 3, setting.size, setting.size, device=device)
+    video = _clips(batch, setting, device)
     labels = torch.randint(0, setting.classes, (batch,), device=device)
     scaler = torch.amp.GradScaler(device.type, enabled=setting.precision == "fp16")
 
