@@ -39,6 +39,7 @@ __all__ = [
     "EvalTransform",
     "TrainTransform",
     "build_transform",
+    "normalization_affine",
     "normalize_video",
     "three_crops",
 ]
@@ -76,17 +77,24 @@ def _planar_copy(video: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(hwc.numpy().transpose(order)))
 
 
+def normalization_affine(
+    mean: tuple[float, ...] = CLIP_MEAN, std: tuple[float, ...] = CLIP_STD
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)`` [3, 1, 1] with ``(x / 255 - mean) / std == x * scale - shift``."""
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std]).view(3, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(mean, std)]).view(3, 1, 1)
+    return scale, shift
+
+
 def normalize_video(
     video: torch.Tensor,
     mean: tuple[float, ...] = CLIP_MEAN,
     std: tuple[float, ...] = CLIP_STD,
 ) -> torch.Tensor:
-    """uint8 [..., 3, H, W] -> float32 ``(x / 255 - mean) / std`` as one multiply-add, on the
-    tensor's device (the model calls it on each batch: :meth:`VideoRecognizer.encode_frames`)."""
-    device = video.device
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(3, 1, 1)
-    shift = torch.tensor([m / s for m, s in zip(mean, std)], device=device).view(3, 1, 1)
-    return video.to(torch.float32).mul_(scale).sub_(shift)
+    """uint8 [..., 3, H, W] -> float32 ``(x / 255 - mean) / std`` as one multiply-add (the model
+    does the same on its device with its own copy of :func:`normalization_affine`)."""
+    scale, shift = normalization_affine(mean, std)
+    return video.to(torch.float32).mul_(scale.to(video.device)).sub_(shift.to(video.device))
 
 
 class TrainTransform:

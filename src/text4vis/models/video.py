@@ -192,6 +192,13 @@ class VideoRecognizer(nn.Module):
         )
         self.classifier_metadata: dict[str, Any] = {}
         self.preprocessing: dict[str, Any] | None = None
+        # CLIP's pixel normalisation for uint8 input, as buffers that move with the model, so
+        # no step copies constants to the device; not saved (they are not learnt).
+        from text4vis.data.transforms import normalization_affine
+
+        scale, shift = normalization_affine()
+        self.register_buffer("pixel_scale", scale, persistent=False)
+        self.register_buffer("pixel_shift", shift, persistent=False)
 
     # ------------------------------------------------------------------------------------------
     # Construction
@@ -309,9 +316,7 @@ class VideoRecognizer(nn.Module):
         if x.dtype == torch.uint8:
             # The data loaders hand over uint8 clips: a quarter of the bytes to collate, pin
             # and copy, and the float conversion runs here, on the accelerator when there is one.
-            from text4vis.data.transforms import normalize_video
-
-            x = normalize_video(x)
+            x = x.to(torch.float32).mul_(self.pixel_scale).sub_(self.pixel_shift)
         elif not x.is_floating_point():
             raise TypeError(
                 f"frames must be uint8 pixels or normalised floats, got {x.dtype}; "
