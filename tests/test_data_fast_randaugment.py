@@ -24,7 +24,7 @@ def _clip(seed: int = 0, frames: int = 3, height: int = 40, width: int = 52) -> 
     return clip
 
 
-OPS = ["Brightness", "Contrast", "Sharpness", "Solarize", "AutoContrast", "Equalize"]
+OPS = ["Brightness", "Color", "Contrast", "Sharpness", "Solarize", "AutoContrast", "Equalize"]
 OPS += ["TranslateX", "TranslateY", "ShearX", "ShearY", "Rotate"]
 
 
@@ -49,6 +49,27 @@ def test_fast_kernels_match_v2(op, sign):
             op,
             magnitude,
         )
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_fast_kernels_match_v2_at_training_size(op):
+    # 224 x 224 (and an odd size): torch's vector loops and their scalar tails both run, so a
+    # kernel whose arithmetic differed from v2's in either would show here.
+    fast = _rand_augment_class()(num_ops=2, magnitude=9)
+    reference = v2.RandAugment(num_ops=2, magnitude=9)
+    for seed, (height, width) in enumerate([(224, 224), (61, 37)]):
+        clip = tv_tensors.Video(_clip(seed=seed, frames=4, height=height, width=width))
+        magnitudes_fn, signed = reference._AUGMENTATION_SPACE[op]
+        magnitudes = magnitudes_fn(31, height, width)
+        for magnitude_bin in (3, 17, 29):
+            magnitude = float(magnitudes[magnitude_bin]) if magnitudes is not None else 0.0
+            for sign in (1.0, -1.0) if signed else (1.0,):
+                args = (op, sign * magnitude, v2.InterpolationMode.NEAREST, {})
+                expected = reference._apply_image_or_video_transform(clip, *args)
+                got = fast._apply_image_or_video_transform(clip, *args)
+                assert torch.equal(
+                    got.as_subclass(torch.Tensor), expected.as_subclass(torch.Tensor)
+                ), (op, sign * magnitude, height, width)
 
 
 def test_fast_kernels_on_channels_last_and_4d_views():

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
 from text4vis.data.annotations import (
     AnnotationError,
@@ -262,7 +263,10 @@ def collate_clips(
     skipped = [(int(i["index"]), i["path"], i["reason"]) for i in batch if i["video"] is None]
     failures = [failure for item in batch for failure in item.get("failures", [])]
     if kept:
-        video = torch.stack([item["video"] for item in kept])  # [B,V,T,3,S,S]
+        # default_collate stacks straight into shared memory inside a DataLoader worker, so the
+        # batch crosses to the main process without a second copy (torch.stack would allocate
+        # ordinary memory that pickling then copies into a new shared segment).
+        video = default_collate([item["video"] for item in kept])  # [B,V,T,3,S,S]
     else:
         video = torch.empty((0, *(video_shape or (0,))), dtype=torch.float32)
     return {

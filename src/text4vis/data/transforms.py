@@ -247,92 +247,108 @@ def _as_planes(video: torch.Tensor) -> torch.Tensor:
 
 
 def _apply_luts(video: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
-    """Map every value of uint8 [..., 3, H, W] through uint8 lookup tables.
-
-    ``luts`` is [256] (one table) or [N, 3, 256] (one per frame and channel); numpy's ``take``
-    on uint8 indices costs a fraction of a float conversion pass.
-    """
+    """Map every value of uint8 [..., 3, H, W] through uint8 lookup tables [N, 3, 256] (one per
+    frame and channel), with numpy's ``take``."""
     planes = _as_planes(video)
     source = planes.numpy()
     out = np.empty_like(source)
     tables = luts.numpy()
-    if tables.ndim == 1:
-        np.take(tables, source, out=out)
-    else:
-        for n in range(source.shape[0]):
-            for c in range(source.shape[1]):
-                np.take(tables[n, c], source[n, c], out=out[n, c])
+    for n in range(source.shape[0]):
+        for c in range(source.shape[1]):
+            np.take(tables[n, c], source[n, c], out=out[n, c])
     return torch.from_numpy(out).view(video.shape)
+
+
+# The colour kernels below repeat v2's float32 operations, in v2's order and with v2's in-place
+# ``add_(other, alpha=...)`` (one fused multiply-add in torch's vector code, so it is not
+# rewritten in numpy), and so give v2's bytes. What they save is conversion cost: torch turns
+# uint8 into float32 fastest with ``.to(torch.float32)`` before any arithmetic, float32 into
+# uint8 fastest through int16, and numpy's vector loops do integer and comparison work on uint8
+# and int16 several times faster than torch's on this CPU (measured in the benchmarks README).
 
 
 def _float_to_uint8(values: torch.Tensor) -> torch.Tensor:
     """Float already clamped to [0, 255] -> uint8 by truncation (as ``.to(torch.uint8)``, via
-    int16, which is about twice as fast on this CPU)."""
+    int16, which is about five times as fast on this CPU)."""
     return values.to(torch.int16).to(torch.uint8)
 
 
+def _finish(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """v2's last step for uint8: clamp to [0, 255] and truncate; shaped like ``like``."""
+    return _float_to_uint8(values.clamp_(0, 255)).view(like.shape)
+
+
+def _floored_gray(floats: torch.Tensor) -> torch.Tensor:
+    """v2's float grayscale of float [N, 3, H, W] holding uint8 values, floored: [N, 1, H, W]."""
+    red, green, blue = floats.unbind(dim=-3)
+    gray = red.mul(0.2989).add_(green, alpha=0.587).add_(blue, alpha=0.114)
+    return gray.floor_().unsqueeze(-3)
+
+
 def _brightness(video: torch.Tensor, factor: float) -> torch.Tensor:
-    # v2: trunc(clamp(x * factor)) in float32; the same arithmetic on the 256 values.
-    lut = torch.arange(256, dtype=torch.float32).mul_(factor).clamp_(0, 255)
-    return _apply_luts(video, lut.to(torch.uint8))
+    # v2: trunc(clamp(x * factor)) in float32.
+    return _finish(video.to(torch.float32).mul_(factor), video)
+
+
+def _color(video: torch.Tensor, factor: float) -> torch.Tensor:
+    # v2 (adjust_saturation): blend with the floored float grayscale of each pixel.
+    floats = _as_planes(video).to(torch.float32)
+    gray = _floored_gray(floats)
+    return _finish(floats.mul_(factor).add_(gray, alpha=1.0 - factor), video)
 
 
 def _contrast(video: torch.Tensor, factor: float) -> torch.Tensor:
-    # v2: blend with the mean of the floored grayscale of each frame, trunc(clamp(...)). The
-    # public uint8 grayscale is that float grayscale truncated, i.e. floored (non-negative).
-    from torchvision.transforms.v2.functional import rgb_to_grayscale
-
-    planes = _as_planes(video)
-    gray = rgb_to_grayscale(planes).to(torch.float32)  # [N, 1, H, W]
-    mean = gray.mean(dim=(-3, -2, -1))  # [N]
-    values = torch.arange(256, dtype=torch.float32)
-    lut = values.mul(factor)[None].add(mean[:, None], alpha=1.0 - factor).clamp_(0, 255)  # [N,256]
-    return _apply_luts(planes, lut.to(torch.uint8)[:, None].expand(-1, 3, -1)).view(video.shape)
+    # v2: blend with the mean of the floored grayscale of each frame.
+    floats = _as_planes(video).to(torch.float32)
+    mean = torch.mean(_floored_gray(floats), dim=(-3, -2, -1), keepdim=True)  # [N,1,1,1]
+    return _finish(floats.mul_(factor).add_(mean, alpha=1.0 - factor), video)
 
 
 def _sharpness(video: torch.Tensor, factor: float) -> torch.Tensor:
-    # v2: blend with a 3x3 blur (1s around a 5, /13, rounded) on the interior, borders kept.
-    # The blur's sum is taken with int16 box sums (exact), so the float blend below performs
-    # the same operations on the same values as v2's and gives the same bytes.
+    # v2: blend with a 3x3 blur (1s around a 5, /13, rounded) on the interior, borders kept. v2
+    # convolves in float32 with weights 1/13 and 5/13; the rounded result equals round(sum / 13)
+    # of the exact integer sum, because sum / 13 is never within 1/26 of a half. The sum is
+    # taken in int16 with numpy, the blend is v2's in-place float arithmetic.
     planes = _as_planes(video)
     if planes.shape[-1] <= 2 or planes.shape[-2] <= 2:
         return video.clone()
-    wide = planes.to(torch.int16)
-    rows = wide[..., :, :-2] + wide[..., :, 1:-1] + wide[..., :, 2:]  # [N,3,H,W-2]
-    box = rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]  # [N,3,H-2,W-2]
-    centre = wide[..., 1:-1, 1:-1]
-    blurred = box.add_(centre, alpha=4).to(torch.float32).div_(13.0).round_()
-    interior = centre.to(torch.float32)
-    interior.add_(blurred.sub_(interior), alpha=1.0 - factor).clamp_(0, 255)
-    out = planes.clone()
-    out[..., 1:-1, 1:-1] = _float_to_uint8(interior)
-    return out.view(video.shape)
+    wide = planes.numpy().astype(np.int16)
+    rows = wide[..., :, :-2] + wide[..., :, 1:-1]
+    rows += wide[..., :, 2:]  # [N,3,H,W-2]
+    box = rows[..., :-2, :] + rows[..., 1:-1, :]
+    box += rows[..., 2:, :]  # [N,3,H-2,W-2]
+    box += wide[..., 1:-1, 1:-1] * np.int16(4)  # centre weight 5
+    blurred = torch.from_numpy(box.astype(np.float32)).div_(13.0).round_()
+    floats = planes.to(torch.float32)
+    interior = floats[..., 1:-1, 1:-1]
+    interior.add_(blurred.sub_(interior), alpha=1.0 - factor)
+    return _finish(floats, video)
 
 
 def _solarize(video: torch.Tensor, threshold: float) -> torch.Tensor:
-    # v2: invert where x >= threshold; for integer x that is x >= ceil(threshold).
+    # v2: invert where x >= threshold; for integer x that is x >= ceil(threshold), and
+    # 255 - x == x ^ 255 for uint8.
     bound = math.ceil(threshold)
     if bound > 255:
         return video.clone()
-    if bound <= 0:
-        return 255 - video
-    flip = (video >= bound).to(torch.uint8).mul_(255)
-    return video.bitwise_xor(flip)  # 255 - x == x ^ 255 for uint8
+    values = _as_planes(video).numpy()
+    flip = (values >= bound).view(np.uint8)
+    flip *= 255
+    np.bitwise_xor(flip, values, out=flip)
+    return torch.from_numpy(flip).view(video.shape)
 
 
 def _autocontrast(video: torch.Tensor) -> torch.Tensor:
     # v2: per frame and channel, (x - min) / ((max - min) / 255), clamped and truncated; a plane
     # with max == min is left as it is.
     planes = _as_planes(video)
-    low = planes.amin(dim=(-2, -1)).to(torch.float32)[..., None]  # [N,3,1]
-    high = planes.amax(dim=(-2, -1)).to(torch.float32)[..., None]
+    low = planes.amin(dim=(-2, -1), keepdim=True).to(torch.float32)  # [N,3,1,1]
+    high = planes.amax(dim=(-2, -1), keepdim=True).to(torch.float32)
     flat = high == low
-    inv_scale = (high - low).mul_(1.0 / 255)
+    inv_scale = high.sub_(low).mul_(1.0 / 255)
     low[flat] = 0.0
     inv_scale[flat] = 1.0
-    values = torch.arange(256, dtype=torch.float32)
-    lut = (values - low).div_(inv_scale).clamp_(0, 255)  # [N,3,256]
-    return _apply_luts(planes, lut.to(torch.uint8)).view(video.shape)
+    return _finish(planes.to(torch.float32).sub_(low).div_(inv_scale), video)
 
 
 def _equalize(video: torch.Tensor) -> torch.Tensor:
@@ -379,6 +395,7 @@ def _remap(video: torch.Tensor, source: np.ndarray) -> torch.Tensor:
 
 _FAST_OPS = {
     "Brightness": lambda video, m: _brightness(video, 1.0 + m),
+    "Color": lambda video, m: _color(video, 1.0 + m),
     "Contrast": lambda video, m: _contrast(video, 1.0 + m),
     "Sharpness": lambda video, m: _sharpness(video, 1.0 + m),
     "Solarize": lambda video, m: _solarize(video, 255.0 * m),
