@@ -42,7 +42,7 @@ def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = report.parent
     assert out.resolve().parent == (base / "runs" / "demo").resolve()
     # Progress is shown throughout: one line per training run and per epoch.
-    assert "[run 10/10]" in result.stderr and "epoch 4:" in result.stderr
+    assert "[run 12/12]" in result.stderr and "epoch 4:" in result.stderr
     return out
 
 
@@ -120,6 +120,20 @@ def test_quick_demo_writes_a_well_formed_report(quick_demo: Path):
     assert f"| {text6['paper_top1']:.1f} | {_fmt(text6['top1'])} |" in report
     assert f"{text6['top1']['mean']:.1f} (SE " in report  # one seed: value and standard error
     assert "text4vis predict" in report and "--model model" in report
+    # Table 6 per class group and with 2 shots: every initialiser's final model split into the
+    # direction-dependent and the other classes; text, random, orthogonal and learnable 2-shot.
+    for init, row in metrics["table6"].items():
+        assert 0 <= row["direction_top1"]["mean"] <= 100 and 0 <= row["other_top1"]["mean"] <= 100
+        assert (row["two_shot_top1"] is None) == (init == "lda")
+    assert (
+        metrics["table6"]["text"]["direction_top1"]
+        == metrics["table8"]["transformer"]["direction_top1"]
+    )  # the same run (table 6's text row is table 8's transformer row)
+    two_shot = metrics["runs"][RunSpec("random", "mean", 2, 0).key]["val_top1"]
+    assert metrics["table6"]["random"]["two_shot_top1"]["mean"] == pytest.approx(100 * two_shot)
+    assert "| direction-dependent classes | other classes |" in report
+    claims = {c["claim"] for c in metrics["claims"]}
+    assert "text classifier beats random with 2 shots" in claims and len(claims) == 14
 
     for name in ("curves_init.png", "correlation_maps.png"):
         with Image.open(quick_demo / name) as image:
@@ -165,15 +179,16 @@ def test_settings_and_run_plan():
     with pytest.raises(ValueError, match="seeds"):
         demo_settings(seeds=0)
     specs = run_specs(DemoSettings(seeds=2))
-    assert len(specs) == len({s.key for s in specs}) == 20
-    assert len(run_specs(DemoSettings(seeds=2, pretrain=False))) == 18
+    assert len(specs) == len({s.key for s in specs}) == 24
+    assert len(run_specs(DemoSettings(seeds=2, pretrain=False))) == 22
     # Every seed keeps one text run from a random encoder: what stage 0 changes.
     assert [(s.classifier, s.seed) for s in specs if s.visual == "scratch"] == [
         ("text", 0),
         ("text", 1),
     ]
     # Every table's runs are planned: table 6's five initialisers with the temporal transformer
-    # (the paper's ablation default), tables 7-8's mean-pooling runs (full and 2-shot).
+    # (the paper's ablation default), tables 7-8's mean-pooling runs (full and 2-shot), and
+    # table 6's random and orthogonal rows in the same 2-shot regime.
     seed0 = [s for s in specs if s.seed == 0 and s.visual != "scratch"]
     assert {s.classifier for s in seed0 if s.temporal == "transformer"} == {
         "text",
@@ -188,6 +203,8 @@ def test_settings_and_run_plan():
         ("learnable", 0),
         ("text", 2),
         ("learnable", 2),
+        ("random", 2),
+        ("orthogonal", 2),
     }
     assert [s.temporal for s in specs if s.visual == "scratch"] == ["transformer"] * 2
 

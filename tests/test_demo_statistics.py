@@ -114,7 +114,16 @@ def _tables(top1: dict[str, float]) -> DemoTables:
     def s(key: str) -> object:
         return accuracy_stats([top1[key]], 100)
 
-    table6 = {init: Table6Row(s(init), s(init), s(init), PAPER["table6"][init]) for init in INITS}
+    table6 = {
+        init: Table6Row(
+            s(init),
+            s(init),
+            s(init),
+            PAPER["table6"][init],
+            two_shot_top1=s(init + "_2") if init + "_2" in top1 else None,
+        )
+        for init in INITS
+    }
     table7 = Table7(
         Regimes(s("vt0"), s("vt2"), s("vtf")),
         Regimes(s("vo0"), s("vo2"), s("vof")),
@@ -135,6 +144,9 @@ def test_every_declared_claim_of_tables_6_to_8_is_measured_and_follows_the_numbe
         "random": 0.3,
         "orthogonal": 0.3,
         "learnable": 0.5,
+        "text_2": 0.7,
+        "random_2": 0.2,
+        "orthogonal_2": 0.25,
         "vt0": 0.6,
         "vt2": 0.7,
         "vtf": 0.9,
@@ -147,8 +159,13 @@ def test_every_declared_claim_of_tables_6_to_8_is_measured_and_follows_the_numbe
         "transformer_dir": 0.9,
     }
     judged = judge_claims(TABLE_CLAIMS, _tables(paper_like).quantities(), early_epoch=2)
-    assert len(judged) == 12 and all(j.verdict == "agrees" for j in judged), judged
+    assert len(judged) == 14 and all(j.verdict == "agrees" for j in judged), judged
     assert "at epoch 2" in judged[2].text
+    # The 2-shot claims read table 6's 2-shot rows (50 and 45 points apart here).
+    two_shot = [j for j in judged if j.claim.a == "table6.text.two_shot_top1"]
+    assert [round(j.value_a - j.value_b) for j in two_shot] == [50, 45]
+    # An initialiser without 2-shot runs (LDA) has no such quantity to name.
+    assert "table6.lda.two_shot_top1" not in _tables(paper_like).quantities()
     # The few-shot gain claim compares differences of means (40 vs 10 points here).
     (gain,) = [j for j in judged if j.claim.a == "table7.gain.two_shot"]
     assert gain.value_a == pytest.approx(40.0) and gain.value_b == pytest.approx(10.0)

@@ -16,7 +16,7 @@ import resource
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -401,6 +401,8 @@ class ExtraEvaluations:
     # "vision_text" / "vision_only" / "scratch" -> one top-1 per seed; "stage0" -> one value
     zero_shot: dict[str, list[float]]
     direction: dict[str, list[dict[str, Any]]]  # "mean" / "transformer" -> one row per seed
+    # table 6's initialisers -> direction metrics of their final models, one row per seed
+    table6_direction: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _extra_evaluations(
@@ -416,6 +418,7 @@ def _extra_evaluations(
 
     zero_shot: dict[str, list[float]] = {"vision_text": [], "vision_only": [], "scratch": []}
     direction: dict[str, list[dict[str, Any]]] = {"mean": [], "transformer": []}
+    table6_direction: dict[str, list[dict[str, Any]]] = {}
     for seed in range(settings.seeds):
         if settings.pretrain:
             scratch_model = load(RunSpec("text", TABLE6_TEMPORAL, 0, seed, "scratch"))
@@ -450,7 +453,16 @@ def _extra_evaluations(
                     "groups": direction_groups(result, dataset.seen),
                 }
             )
-    return ExtraEvaluations(zero_shot, direction)
+        for init in INITS:
+            if init == "text" and TABLE6_TEMPORAL in direction:
+                row = direction[TABLE6_TEMPORAL][-1]  # the same run, evaluated just above
+            else:
+                model = load(RunSpec(init, TABLE6_TEMPORAL, 0, seed))
+                row = direction_metrics(
+                    evaluate_list(model, base_cfg, dataset.val_list, seen_names), dataset.seen
+                )
+            table6_direction.setdefault(init, []).append(row)
+    return ExtraEvaluations(zero_shot, direction, table6_direction)
 
 
 def build_tables(
@@ -483,6 +495,7 @@ def build_tables(
     table6 = {}
     for init in INITS:
         histories = [results[RunSpec(init, TABLE6_TEMPORAL, 0, s).key].history for s in seeds]
+        groups = extra.table6_direction.get(init)
         table6[init] = Table6Row(
             top1=accuracy_stats(top1s(init, TABLE6_TEMPORAL), n_val),
             early_top1=accuracy_stats([h[early_epoch - 1]["val_top1"] for h in histories], n_val),
@@ -490,6 +503,20 @@ def build_tables(
                 [sum(r["val_top1"] for r in h) / len(h) for h in histories], n_val
             ),
             paper_top1=PAPER["table6"][init],
+            direction_top1=accuracy_stats([g["direction_top1"] for g in groups], n_dir)
+            if groups
+            else None,
+            other_top1=accuracy_stats([g["other_top1"] for g in groups], n_other)
+            if groups
+            else None,
+            reversed_partner_rate=accuracy_stats(
+                [g["reversed_partner_rate"] for g in groups], n_dir
+            )
+            if groups
+            else None,
+            two_shot_top1=accuracy_stats(top1s(init, shot=settings.shot), n_val)
+            if all(RunSpec(init, "mean", settings.shot, s).key in results for s in seeds)
+            else None,
         )
     table7 = Table7(
         vision_text=Regimes(

@@ -34,6 +34,14 @@ class Table6Row(Record):
     early_top1: Stats  # validation top-1 after ``early_epoch`` epochs
     mean_curve_top1: Stats  # validation top-1 averaged over the epochs
     paper_top1: float | None
+    # The final model per class group (as table 8 splits them): the classes whose time-reversed
+    # partner is also a class, the other classes, and how often the partner is predicted.
+    direction_top1: Stats | None = None
+    other_top1: Stats | None = None
+    reversed_partner_rate: Stats | None = None
+    # The same classifier trained on ``shot`` clips per class with mean pooling (table 7's
+    # 2-shot regime); None for initialisers without such runs (LDA).
+    two_shot_top1: Stats | None = None
 
 
 @dataclass
@@ -98,7 +106,8 @@ class DemoTables:
     table8: Table8
 
     def quantities(self) -> dict[str, Estimate]:
-        """Every quantity a claim may name: ``table6.<init>.<top1|early_top1|mean_curve_top1>``,
+        """Every quantity a claim may name: ``table6.<init>.<top1|early_top1|mean_curve_top1>``
+        (and ``table6.<init>.two_shot_top1`` where measured),
         ``table7.<vision_text|vision_only>.<regime>``, ``table7.gain.<regime>`` (vision-text
         minus vision-only, a difference of means without a standard error) and
         ``table8.<mean|transformer>.<measure>``."""
@@ -106,6 +115,8 @@ class DemoTables:
         for init, row in self.table6.items():
             for name in ("top1", "early_top1", "mean_curve_top1"):
                 found[f"table6.{init}.{name}"] = getattr(row, name).estimate
+            if row.two_shot_top1 is not None:
+                found[f"table6.{init}.two_shot_top1"] = row.two_shot_top1.estimate
         for regime in ("zero_shot", "two_shot", "full"):
             text = getattr(self.table7.vision_text, regime)
             vision = getattr(self.table7.vision_only, regime)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from text4vis.demo.settings import INITS, TABLE6_TEMPORAL, DemoSettings
+from text4vis.demo.settings import INITS, TABLE6_TEMPORAL, TWO_SHOT_INITS, DemoSettings
 from text4vis.demo.statistics import Record, mean_and_std
 
 __all__ = [
@@ -101,6 +101,9 @@ def run_specs(settings: DemoSettings) -> list[RunSpec]:
         # Tables 7 and 8 with mean pooling (TAP), full data and 2 shots.
         specs += [RunSpec(init, "mean", 0, seed) for init in ("text", "learnable")]
         specs += [RunSpec(init, "mean", settings.shot, seed) for init in ("text", "learnable")]
+        # Table 6's frozen classifiers in the same 2-shot regime: where a prior in the rows
+        # matters most (the text run above is their text row).
+        specs += [RunSpec(init, "mean", settings.shot, seed) for init in TWO_SHOT_INITS]
         if settings.pretrain:  # what pretraining changes: table 6's text row from a random encoder
             specs.append(RunSpec("text", TABLE6_TEMPORAL, 0, seed, "scratch"))
     return specs
