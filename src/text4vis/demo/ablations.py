@@ -62,7 +62,7 @@ from text4vis.demo.settings import (
     demo_settings,
     make_demo_dataset,
 )
-from text4vis.demo.statistics import accuracy_stats, judge_claims
+from text4vis.demo.statistics import Stats, accuracy_stats, judge_claims
 
 __all__ = ["ExtraEvaluations", "build_tables", "run_demo", "stage0_seen_attributes"]
 
@@ -465,6 +465,12 @@ def _extra_evaluations(
     return ExtraEvaluations(zero_shot, direction, table6_direction)
 
 
+def _group_stats(groups: list[dict[str, Any]] | None, key: str, num_videos: int) -> Stats | None:
+    """One direction metric over the seeds (``groups``: one row of direction metrics per seed;
+    None when the runs were not evaluated per group)."""
+    return accuracy_stats([g[key] for g in groups], num_videos) if groups else None
+
+
 def build_tables(
     settings: DemoSettings,
     results: dict[str, RunResult],
@@ -503,17 +509,9 @@ def build_tables(
                 [sum(r["val_top1"] for r in h) / len(h) for h in histories], n_val
             ),
             paper_top1=PAPER["table6"][init],
-            direction_top1=accuracy_stats([g["direction_top1"] for g in groups], n_dir)
-            if groups
-            else None,
-            other_top1=accuracy_stats([g["other_top1"] for g in groups], n_other)
-            if groups
-            else None,
-            reversed_partner_rate=accuracy_stats(
-                [g["reversed_partner_rate"] for g in groups], n_dir
-            )
-            if groups
-            else None,
+            direction_top1=_group_stats(groups, "direction_top1", n_dir),
+            other_top1=_group_stats(groups, "other_top1", n_other),
+            reversed_partner_rate=_group_stats(groups, "reversed_partner_rate", n_dir),
             two_shot_top1=accuracy_stats(top1s(init, shot=settings.shot), n_val)
             if all(RunSpec(init, "mean", settings.shot, s).key in results for s in seeds)
             else None,

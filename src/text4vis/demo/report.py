@@ -13,6 +13,14 @@ from text4vis.demo.settings import TABLE6_TEMPORAL
 __all__ = ["format_stats", "render_contrastive_report", "render_report"]
 
 _TABLE6_HEAD = {"mean": "mean pooling", "transformer": "temporal transformer"}[TABLE6_TEMPORAL]
+# Table 6's rows, by initialiser.
+_INIT_LABELS = {
+    "text": "text (MiniLM; paper: DistilBERT)",
+    "lda": "LDA",
+    "random": "random normal",
+    "orthogonal": "random orthogonal",
+    "learnable": "learnable (vision-only)",
+}
 
 
 def format_stats(stats: dict[str, Any] | None) -> str:
@@ -34,13 +42,6 @@ def _render_table6_groups(
     rows = {init: row for init, row in t6.items() if row.get("direction_top1")}
     if not rows:
         return []
-    labels = {
-        "text": "text",
-        "lda": "LDA",
-        "random": "random normal",
-        "orthogonal": "random orthogonal",
-        "learnable": "learnable (vision-only)",
-    }
     out = [
         "Table 6's final models per class group (as table 8 splits them: "
         f"{t8['num_direction_videos']} validation clips of classes whose time-reversed partner "
@@ -52,7 +53,7 @@ def _render_table6_groups(
     ]
     for init, row in rows.items():
         out.append(
-            f"| {labels.get(init, init)} | {format_stats(row['direction_top1'])} | "
+            f"| {_INIT_LABELS.get(init, init)} | {format_stats(row['direction_top1'])} | "
             f"{format_stats(row['other_top1'])} | {format_stats(row['reversed_partner_rate'])} |"
         )
     out.append("")
@@ -139,16 +140,9 @@ def render_report(m: dict[str, Any]) -> str:
         "demo mean over epochs | demo 2-shot (mean pooling) |"
     )
     add("|---|---|---|---|---|---|")
-    labels6 = {
-        "text": "text (MiniLM; paper: DistilBERT)",
-        "lda": "LDA",
-        "random": "random normal",
-        "orthogonal": "random orthogonal",
-        "learnable": "learnable (vision-only)",
-    }
     for init, row in t6.items():
         add(
-            f"| {labels6[init]} | {_paper(row['paper_top1'])} | {format_stats(row['top1'])} | "
+            f"| {_INIT_LABELS[init]} | {_paper(row['paper_top1'])} | {format_stats(row['top1'])} | "
             f"{format_stats(row['early_top1'])} | {format_stats(row['mean_curve_top1'])} | "
             f"{_two_shot(row)} |"
         )
