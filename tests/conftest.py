@@ -140,7 +140,7 @@ def demo_search_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny model trained the demo's way on the demo's synthetic actions, for the search and
     app tests: ``{"root", "dataset", "model_dir"}``.
 
-    Demo settings (demo-vit from scratch, MiniLM text classifier, mean pooling) with 6 training
+    Demo settings (demo-rn from scratch, MiniLM text classifier, mean pooling) with 6 training
     clips per class and 6 epochs: about 20 s on 2 cores. At this budget the model has learnt the
     objects' colours reliably, their shapes only partly, and their direction not at all (mean
     pooling cannot), which is what the search tests rely on.

@@ -84,7 +84,7 @@ def fake_metrics(rows: dict[str, Any]) -> dict[str, Any]:
         "per_process_batch": 8,
         "dataset": {"seen_classes": 20, "train_clips": 40, "val_clips": 100},
         "text_tower": {
-            "arch": "demo-vit",
+            "arch": "demo-rn",
             "weights": "random",
             "initial_text_classifier": {"offdiag_cos_mean": 0.7, "offdiag_cos_max": 0.99},
         },

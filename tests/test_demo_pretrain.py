@@ -105,12 +105,13 @@ def test_zero_shot_attributes_scores_each_attribute_separately():
     assert result["position"]["chance"] == pytest.approx(100 / 9)
 
 
-def test_the_stage0_weight_file_loads_with_model_pretrained(tmp_path: Path):
+@pytest.mark.parametrize("arch", ["demo-rn", "demo-vit"])
+def test_the_stage0_weight_file_loads_with_model_pretrained(tmp_path: Path, arch: str):
     from text4vis.config import ModelConfig
     from text4vis.models.video import VideoRecognizer
 
     cfg = ModelConfig(
-        arch="demo-vit",
+        arch=arch,
         temporal="mean",
         classifier="random",
         logit_scale=100.0,
@@ -120,8 +121,11 @@ def test_the_stage0_weight_file_loads_with_model_pretrained(tmp_path: Path):
     with torch.no_grad():
         for p in trained.visual.parameters():
             p.add_(0.01 * torch.randn_like(p))
+        for b in trained.visual.buffers():  # the ResNet's batch-norm statistics travel too
+            if b.is_floating_point():
+                b.add_(0.01 * torch.rand_like(b))
         trained.logit_scale.fill_(float(np.log(42.0)))
-    path = export_open_clip_weights(trained, "demo-vit", tmp_path / "w.safetensors")
+    path = export_open_clip_weights(trained, arch, tmp_path / "w.safetensors")
 
     torch.manual_seed(1)  # another random init: every visual tensor must come from the file
     loaded = VideoRecognizer.from_config(
@@ -136,4 +140,4 @@ def test_the_stage0_weight_file_loads_with_model_pretrained(tmp_path: Path):
     assert float(loaded.logit_scale.exp()) == pytest.approx(42.0, rel=1e-5)
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.visual(x), trained.visual(x))
+        torch.testing.assert_close(loaded.visual.eval()(x), trained.visual.eval()(x))

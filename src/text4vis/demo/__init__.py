@@ -31,7 +31,7 @@ The experiments (seeds ``0..seeds-1``; the dataset is the same for every seed):
 :func:`run_contrastive_demo` (``text4vis demo --contrastive``) is table 9 on the same data:
 cross-entropy over the frozen text classifier vs four contrastive variants, each a torchrun job.
 
-The visual encoder is a small ViT (``demo-vit``). No pretrained CLIP weights are available
+The visual encoder is a small CLIP ResNet (``demo-rn``). No pretrained CLIP weights are available
 offline, so the main demo first makes its own vision-language model (stage 0,
 :mod:`~text4vis.demo.pretrain`: image-text pretraining on captioned stills of the same world
 against the frozen all-MiniLM-L6-v2 caption embeddings); every run of tables 6-8 loads that weight

@@ -23,7 +23,7 @@ writes into ``out_dir``:
 
 **Text tower.** ``train.text_online=true`` trains a CLIP text tower (see
 :func:`~text4vis.engine.contrastive.build_online_text_tower`), so every row uses the CLIP text
-tower of the demo's architecture (``demo-vit``: 1 layer, width 32) rather than the demo's
+tower of the demo's architecture (``demo-rn``'s: 1 layer, width 32) rather than the demo's
 all-MiniLM-L6-v2, which cannot be trained online. No pretrained CLIP weights exist offline: the
 tower is randomly initialised once from ``seed``, written to ``text_tower_init.safetensors`` and
 given to every run as ``model.text_pretrained``, so that the offline rows, the CE row and the

@@ -6,12 +6,12 @@ its text encoder. No such weights exist offline for the demo's toy world, so the
 1. captioned still images of the action clips' world (:mod:`text4vis.data.captions`: colour,
    shape, size, position and background, no motion; some colour-shape-position combinations held
    out);
-2. the demo's small ViT trained so that its image embeddings align with the *frozen*
+2. the demo's small image encoder (a CLIP ResNet) trained so that its image embeddings align with the *frozen*
    all-MiniLM-L6-v2 embeddings of the captions, with CLIP's symmetric image-text InfoNCE: the
    library's own trainer (:func:`text4vis.engine.train.fit`) with ``train.objective=contrastive``
    and a fixed text side (``train.text_online=false``), each image read as a one-frame video
    (``data.num_segments=1``) and each distinct caption a "class" of the image list;
-3. the trained image tower written as an ordinary open_clip weight file of the ``demo-vit``
+3. the trained image tower written as an ordinary open_clip weight file of the ``demo-rn``
    architecture, which the video stage loads with ``model.pretrained=<file>`` like any CLIP
    weights (:func:`text4vis.models.backbones.create_clip`);
 4. the pretrained model's zero-shot accuracy on the held-out images, per attribute: for each
@@ -44,7 +44,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: name of the stage-0 weight file inside the stage-0 folder
-PRETRAINED_FILE = "demo_vit_pretrained.safetensors"
+PRETRAINED_FILE = "demo_pretrained.safetensors"
 ATTRIBUTES = ("colour", "shape", "size", "position", "background")
 
 
@@ -54,7 +54,7 @@ class PretrainSettings:
 
     num_train: int = 10000  # captioned training stills
     num_heldout: int = 480  # held-out stills (only held-out combinations)
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 128  # images per step: the InfoNCE negatives
     lr: float = 2e-3
     min_lr: float = 1e-5
@@ -247,7 +247,7 @@ def run_pretraining(
     Args:
         out: the stage-0 folder (``data/``, ``runs/``, the weight file).
         settings: sizes and schedule.
-        arch: the open_clip architecture of the demo (``demo-vit``).
+        arch: the open_clip architecture of the demo (``demo-rn``).
         text_encoder: the frozen text side (``model.text_encoder`` of the video stage).
         image_size: the frames' size (the stills are drawn at it).
         num_workers: DataLoader processes.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from text4vis.demo.settings import TABLE6_TEMPORAL
+from text4vis.demo.settings import DEMO_ARCH_TEXT, TABLE6_TEMPORAL
 
 __all__ = ["format_stats", "render_contrastive_report", "render_report"]
 
@@ -116,7 +116,7 @@ def render_report(m: dict[str, Any]) -> str:
         f"{s['size']}x{s['size']} px, {s['clip_frames']} frames per mp4 clip, "
         f"{s['num_segments']} sampled per clip. Classes are named from attributes, e.g. "
         f'"{ds["seen_classes"][0]}"; most come in direction pairs that only temporal order '
-        "tells apart. **Model**: a small ViT (`demo-vit`), "
+        f"tells apart. **Model**: {DEMO_ARCH_TEXT}, "
         + (
             "pretrained by the demo itself in stage 0 (below) and loaded with "
             f"`model.pretrained`, learning at lr x {s['visual_lr_ratio']:g} as the paper "
@@ -541,8 +541,9 @@ def render_contrastive_report(m: dict[str, Any]) -> str:
     )
     add("")
     add(
-        "What differs from the paper: a small ViT trained from scratch on synthetic clips instead "
-        "of a CLIP-pretrained ViT-B/16 on Kinetics-400, a random text tower instead of CLIP's, a "
+        f"What differs from the paper: {DEMO_ARCH_TEXT} trained from scratch on synthetic clips "
+        "instead of a CLIP-pretrained ViT-B/16 on Kinetics-400, a random text tower instead of "
+        "CLIP's, a "
         f"global batch of {m['global_batch']} instead of 256, and gloo on CPU cores where the "
         "gather is cheap next to the model. Compare orderings, not values."
     )
