@@ -67,7 +67,7 @@ class PretrainSettings:
 def pretrain_settings(quick: bool = False) -> PretrainSettings:
     """The full stage-0 settings, or the tiny ``--quick`` ones (same pipeline)."""
     if quick:
-        return PretrainSettings(num_train=384, num_heldout=96, epochs=2)
+        return PretrainSettings(num_train=1024, num_heldout=96, epochs=4)
     return PretrainSettings()
 
 
