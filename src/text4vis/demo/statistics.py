@@ -31,6 +31,7 @@ __all__ = [
     "judge_claims",
     "mean_and_std",
     "ranking",
+    "TIE_TOLERANCE",
 ]
 
 Direction = Literal["higher", "same"]
@@ -185,13 +186,20 @@ class Judgement:
         }
 
 
+#: Gaps smaller than this (in the quantities' units: percentage points for accuracies) are ties.
+#: The accuracies arrive as float32 fractions (55% is 55.000001...), so two means of the same
+#: clip counts can differ by about 1e-6 points; one clip of a million is 1e-4 points.
+TIE_TOLERANCE = 1e-5
+
+
 def judge_claim(claim: Claim, a: Estimate, b: Estimate, **fields: Any) -> Judgement:
     """Judge one claim: does the demo order ``a`` and ``b`` as the paper does, beyond the noise?
 
     The gap is conclusive when it exceeds both the seed spread (the sum of the two standard
     deviations, when there are several seeds) and two standard errors of the difference
     (``2 * sqrt(se_a**2 + se_b**2)``; unknown when either standard error is). Where the paper
-    reports a strict ordering, the verdict follows the sign of the gap (``tie`` for no gap);
+    reports a strict ordering, the verdict follows the sign of the gap (``tie`` for no gap, or one
+    below :data:`TIE_TOLERANCE`);
     where it reports no difference, a conclusive gap disagrees and any other agrees.
 
     Args:
@@ -201,6 +209,8 @@ def judge_claim(claim: Claim, a: Estimate, b: Estimate, **fields: Any) -> Judgem
         **fields: values for the ``{name}`` fields of ``claim.text``.
     """
     diff = a.value - b.value
+    if abs(diff) < TIE_TOLERANCE:  # float32 rounding of equal accuracies, not a gap
+        diff = 0.0
     spread = a.std + b.std if a.std is not None and b.std is not None else None
     noise = 2.0 * math.sqrt(a.se**2 + b.se**2) if a.se is not None and b.se is not None else None
     conclusive = noise is not None and abs(diff) > noise and (spread is None or abs(diff) > spread)
