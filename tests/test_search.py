@@ -222,6 +222,58 @@ def test_another_model_or_other_settings_are_refused(
         VideoIndex.load(tmp_path)
 
 
+def test_an_int8_index_is_searched_and_updated_at_another_precision(
+    demo_search_model: dict[str, Any], predictor: Any, tmp_path: Path
+):
+    from text4vis.predict import Predictor
+
+    clips = _clips(demo_search_model)
+    int8 = Predictor.from_pretrained(
+        demo_search_model["model_dir"], device="cpu", num_workers=0, precision="int8"
+    )
+    # int8 rewrites the linear layers (packed parameters, which the content hash cannot even
+    # read); the index knows the model by the weights as loaded.
+    assert set(int8.model.state_dict()) != set(predictor.model.state_dict())
+    assert int8.model_identity() == predictor.model_identity() == model_identity(predictor.model)
+    index = VideoIndex.build(clips[:3], int8, tmp_path / "int8")
+    assert json.loads((tmp_path / "int8" / META_NAME).read_text())["model"]["precisions"] == [
+        "int8"
+    ]
+    exact = VideoIndex.build(clips[:3], predictor, tmp_path / "fp32")
+    cosine = (index.embeddings * exact.embeddings).sum(axis=1)
+    assert cosine.min() > 0.99, cosine  # the same videos, the same directions
+    # The fp32 model opens the int8 index and adds to it; the record says both precisions.
+    reopened = VideoIndex.load(tmp_path / "int8", predictor)
+    report = reopened.update(clips[:4])
+    assert report.embedded == 1 and reopened.meta["model"]["precisions"] == ["int8", "fp32"]
+    assert reopened.search(text="a red circle moving left", top_k=4)[0].rank == 1
+
+
+def test_cli_precision_of_index_and_search(
+    demo_search_model: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    clips = _clips(demo_search_model)[:4]
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for clip in clips:
+        shutil.copy(clip, folder / clip.name)
+    model, index = str(demo_search_model["model_dir"]), str(tmp_path / "index")
+    common = ["--model", model, "--out", index, "--workers", "0", "--no-progress"]
+    assert main(["index", str(folder), *common, "--device", "cpu", "--precision", "int8"]) == 0
+    capsys.readouterr()
+    meta = json.loads((tmp_path / "index" / META_NAME).read_text())
+    assert meta["model"]["precisions"] == ["int8"]
+    like = str(tmp_path / "outside.mp4")  # not in the index: embedded by search's own model
+    shutil.copy(_clips(demo_search_model)[5], like)
+    for precision in ("fp32", "int8"):
+        argv = ["search", index, "--like", like, "--json", "--device", "cpu"]
+        assert main([*argv, "--precision", precision]) == 0
+        hits = json.loads(capsys.readouterr().out)["hits"]
+        assert len(hits) == 4
+    assert main(["index", str(folder), *common, "--precision", "fp16", "--device", "cpu"]) == 2
+    assert "fp16" in capsys.readouterr().err
+
+
 def test_cli_index_and_search(
     demo_search_model: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):

@@ -192,6 +192,14 @@ class Predictor:
         self.device = select_device(device)
         # int8 rebuilds the model's linear layers in place (CPU only); the others autocast.
         self.precision = inference_precision(precision, self.device, source="precision")
+        # A video index records the identity of the weights it was embedded with; int8 rewrites
+        # them, so their identity is taken first (benchmarks/cpu_inference.py measures the int8
+        # embeddings at cosine >= 0.99 to fp32's: comparable in one index).
+        self._loaded_identity: str | None = None
+        if self.precision == "int8":
+            from text4vis.search import model_identity
+
+            self._loaded_identity = model_identity(model)
         self.model, self._autocast = prepare_inference(
             model.to(self.device).eval(), self.precision, self.device
         )
@@ -311,6 +319,16 @@ class Predictor:
         predictor = cls(model, text_encoder=encoder, **kwargs)
         clip.to(predictor.device)
         return predictor
+
+    def model_identity(self) -> str:
+        """The content hash of the model as it was given (:func:`text4vis.search.model_identity`),
+        before any int8 rewrite: what a video index checks, so that an index embedded at one
+        precision is searched and updated at another."""
+        if self._loaded_identity is not None:
+            return self._loaded_identity
+        from text4vis.search import model_identity
+
+        return model_identity(self.model)
 
     @staticmethod
     def default_data_config(model: VideoRecognizer) -> DataConfig:

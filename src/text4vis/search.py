@@ -428,10 +428,11 @@ class VideoIndex:
         return {
             "format": INDEX_FORMAT,
             "model": {
-                "identity": model_identity(model),
+                "identity": predictor.model_identity(),
                 "embed_dim": int(model.embed_dim),
                 "arch": getattr(model.model_cfg, "arch", ""),
                 "source": model_source,
+                "precisions": [],
             },
             "data": _data_settings(predictor),
             "inputs": [],
@@ -512,7 +513,7 @@ class VideoIndex:
 
     @predictor.setter
     def predictor(self, predictor: Predictor) -> None:
-        identity = model_identity(predictor.model)
+        identity = predictor.model_identity()
         if identity != self.meta["model"]["identity"]:
             raise VideoIndexError(
                 f"{self.path}: the index was built with another model (identity "
@@ -640,6 +641,7 @@ class VideoIndex:
                         [self.embeddings, np.stack([rows[i] for i in done])]
                     )
                     self.videos += [IndexedVideo(part[i], *signatures[part[i]]) for i in done]
+                    self._record_precision(predictor.precision)
                 self.failures += [IndexFailure(part[i], errors[i]) for i in sorted(errors)]
                 self._rows = {v.path: i for i, v in enumerate(self.videos)}
                 self.save()
@@ -657,6 +659,15 @@ class VideoIndex:
             logger.warning("cannot index %s: %s", failure.path, failure.reason)
         self.last_update = report
         return report
+
+    def _record_precision(self, precision: str) -> None:
+        # Which inference precisions the stored embeddings were made at (index.json's
+        # model.precisions; absent in indexes from before it was recorded). They may be mixed:
+        # benchmarks/cpu_inference.py measures bf16 and int8 embeddings at cosine >= 0.99 to
+        # fp32's, so this is a record for people, not a check.
+        precisions = self.meta["model"].setdefault("precisions", [])
+        if precision not in precisions:
+            precisions.append(precision)
 
     def _embed(self, paths: Sequence[str]) -> tuple[dict[int, np.ndarray], dict[int, str]]:
         """Normalised embeddings ``[D]`` by position in ``paths``, and reasons for failures.

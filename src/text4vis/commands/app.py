@@ -18,7 +18,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from text4vis.commands._common import add_saved_model_argument
+    from text4vis.commands._common import add_precision_argument, add_saved_model_argument
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     add_saved_model_argument(parser)
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address to listen on (127.0.0.1: this machine only)"
     )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto)")
+    add_precision_argument(parser, default="auto")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     index = VideoIndex.load(args.index) if args.index else None
     views = index.meta["data"]["views"] if index is not None else "1x1"
     predictor = Predictor.from_pretrained(
-        args.model, views=views, num_workers=0, device=args.device
+        args.model, views=views, num_workers=0, device=args.device, precision=args.precision
     )
     app = VideoApp(predictor, index)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl+C does, cleaning up

@@ -18,11 +18,12 @@ status is then 1.
 examples:
   text4vis index clips/ --model runs/k400/model --out clips.index
   text4vis index --model runs/k400/model --out clips.index          (update after changes)
+  text4vis index clips/ --model runs/k400/model --out clips.index --precision int8   (CPU)
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from text4vis.commands._common import add_saved_model_argument
+    from text4vis.commands._common import add_precision_argument, add_saved_model_argument
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="videos per forward pass (8)")
     parser.add_argument("--workers", type=int, default=2, help="video decoding processes (2)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto)")
+    add_precision_argument(parser, default="auto")
     parser.add_argument("--json", action="store_true", help="print what was done as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         num_workers=args.workers,
         device=args.device,
+        precision=args.precision,
     )
     progress = not args.no_progress
     source = str(Path(args.model).resolve())

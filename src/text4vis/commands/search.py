@@ -22,7 +22,7 @@ examples:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from text4vis.commands._common import add_saved_model_argument
+    from text4vis.commands._common import add_precision_argument, add_saved_model_argument
     from text4vis.search import BACKENDS
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
     output.add_argument("--csv", metavar="FILE", help="write a CSV file ('-' = standard output)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto)")
+    add_precision_argument(parser, default="auto")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             )
         data_views = index.meta["data"]["views"]
         index.predictor = Predictor.from_pretrained(
-            model, views=data_views, num_workers=0, device=args.device
+            model, views=data_views, num_workers=0, device=args.device, precision=args.precision
         )
     hits = index.search(text=args.query, like=args.like, top_k=args.top_k)
     if args.json:
