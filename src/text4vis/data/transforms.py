@@ -9,14 +9,15 @@ quarter of the bytes and the CPU never writes float clips.
 
 Training (the paper's table A.3, each step switchable through :class:`~text4vis.config.DataConfig`):
 RandomResizedCrop(``input_size``) -> horizontal flip 0.5 -> RandomGrayscale(0.2) -> RandAugment(2, 9)
-(float and normalise in the model). RandAugment is :func:`_rand_augment_class`'s subclass of v2's: the same
-operations and draws, with kernels that give v2's bytes at a third to a half of the cost (v2's
-float arithmetic with cheaper conversions, numpy for integer work, per-plane lookup tables for
-Equalize, cached nearest-neighbour maps for the warps). The paper resizes the short side to 256 before RandomResizedCrop; because
-RandomResizedCrop draws its crop as a fraction of the image area with an absolute aspect ratio,
-cropping the original frame gives the same distribution of crops, so the extra resize pass is
-skipped (one interpolation instead of two, which is also slightly sharper). With
-``random_resized_crop=False`` training uses resize(``resize_size``) + RandomCrop(``input_size``).
+(float and normalise in the model). RandAugment is :func:`_rand_augment_class`'s subclass of v2's:
+the same operations and draws, with kernels that give v2's bytes at a third to a half of the cost
+(v2's float arithmetic with cheaper conversions, numpy for integer work, per-plane lookup tables
+for Equalize, cached nearest-neighbour maps for the warps). The paper resizes the short side to 256
+before RandomResizedCrop; because RandomResizedCrop draws its crop as a fraction of the image area
+with an absolute aspect ratio, cropping the original frame gives the same distribution of crops, so
+the extra resize pass is skipped (one interpolation instead of two, which is also slightly
+sharper). With ``random_resized_crop=False`` training uses resize(``resize_size``) +
+RandomCrop(``input_size``).
 
 Evaluation: resize the short side to ``resize_size``, then a centre crop of ``input_size`` or, with
 3 crops, left/centre/right (top/centre/bottom for portrait video) squares along the long side.
@@ -415,8 +416,8 @@ def _rand_augment_class() -> type:
     class RandAugment(v2.RandAugment):
         """``v2.RandAugment`` (same operations, magnitudes and random draws) whose colour,
         sharpness, solarize, equalize and geometric operations on uint8 video tensors run
-        faster kernels of this module; they give the same bytes as v2's kernels (tested). Anything else (other dtypes, 1 channel, PIL, the remaining
-        operations) goes to v2.
+        faster kernels of this module; they give the same bytes as v2's kernels (tested).
+        Anything else (other dtypes, 1 channel, PIL, the remaining operations) goes to v2.
 
         What it needs of torchvision beyond the public API (tests/test_torchvision_private_api.py
         fails, naming the change, if any of it moves): the per-operation hook

@@ -6,11 +6,12 @@ its text encoder. No such weights exist offline for the demo's toy world, so the
 1. captioned still images of the action clips' world (:mod:`text4vis.data.captions`: colour,
    shape, size, position and background, no motion; some colour-shape-position combinations held
    out);
-2. the demo's small image encoder (a CLIP ResNet) trained so that its image embeddings align with the *frozen*
-   all-MiniLM-L6-v2 embeddings of the captions, with CLIP's symmetric image-text InfoNCE: the
-   library's own trainer (:func:`text4vis.engine.train.fit`) with ``train.objective=contrastive``
-   and a fixed text side (``train.text_online=false``), each image read as a one-frame video
-   (``data.num_segments=1``) and each distinct caption a "class" of the image list;
+2. the demo's small image encoder (a CLIP ResNet) trained so that its image embeddings align
+   with the *frozen* all-MiniLM-L6-v2 embeddings of the captions, with CLIP's symmetric
+   image-text InfoNCE: the library's own trainer (:func:`text4vis.engine.train.fit`) with
+   ``train.objective=contrastive`` and a fixed text side (``train.text_online=false``), each
+   image read as a one-frame video (``data.num_segments=1``) and each distinct caption a "class"
+   of the image list;
 3. the trained image tower written as an ordinary open_clip weight file of the ``demo-rn``
    architecture, which the video stage loads with ``model.pretrained=<file>`` like any CLIP
    weights (:func:`text4vis.models.backbones.create_clip`);

@@ -543,9 +543,8 @@ def render_contrastive_report(m: dict[str, Any]) -> str:
     add(
         f"What differs from the paper: {DEMO_ARCH_TEXT} trained from scratch on synthetic clips "
         "instead of a CLIP-pretrained ViT-B/16 on Kinetics-400, a random text tower instead of "
-        "CLIP's, a "
-        f"global batch of {m['global_batch']} instead of 256, and gloo on CPU cores where the "
-        "gather is cheap next to the model. Compare orderings, not values."
+        f"CLIP's, a global batch of {m['global_batch']} instead of 256, and gloo on CPU cores "
+        "where the gather is cheap next to the model. Compare orderings, not values."
     )
     add("")
     add("## Reproduce one row")

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 __all__ = [
     "DIRECTIONS",
+    "TIE_TOLERANCE",
     "Claim",
     "Estimate",
     "Judgement",
@@ -31,7 +32,6 @@ __all__ = [
     "judge_claims",
     "mean_and_std",
     "ranking",
-    "TIE_TOLERANCE",
 ]
 
 Direction = Literal["higher", "same"]

@@ -3,10 +3,9 @@
 Every architecture open_clip knows (``RN50``, ``ViT-B-16``, ``ViT-L-14-336``, EVA, SigLIP ...) is
 available by name, plus the small architectures shipped in ``model_configs/`` (the tests'
 ``tiny-vit`` and ``tiny-rn``; the demo's ``demo-rn``, a CLIP ResNet of one bottleneck block per
-stage at width 8 for 32 px frames, and ``demo-vit``, a 2-layer ViT with 8 px patches that the
-demo used before),
-registered with open_clip through :func:`open_clip.add_model_config` so that they go through
-exactly the same code path as the real models.
+stage at width 8 for 32 px frames, and ``demo-vit``, the 2-layer ViT with 8 px patches that the
+demo used before), registered with open_clip through :func:`open_clip.add_model_config` so that
+they go through exactly the same code path as the real models.
 
 Weights come from
 
