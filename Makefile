@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/search.py
 	$(PY) benchmarks/cpu_inference.py
+	$(PY) benchmarks/optimizer_step.py
 
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/gpu.py

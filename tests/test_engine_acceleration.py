@@ -28,7 +28,8 @@ def small_data(tmp_path_factory):
 
 def test_fused_adamw_choice():
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
-    assert use_fused_adamw("auto", cuda) and not use_fused_adamw("auto", cpu)
+    assert use_fused_adamw("auto", cuda) and use_fused_adamw("auto", cpu)
+    assert not use_fused_adamw("auto", torch.device("meta"))
     assert use_fused_adamw("always", cpu) and not use_fused_adamw("never", cuda)
     with pytest.raises(ValueError, match="train.fused_adamw 'yes'.*auto"):
         use_fused_adamw("yes", cpu)

@@ -148,7 +148,7 @@ class TrainConfig:
     seed: int = 0  # seed of model initialisation, sampling and augmentation
     init_from: str = ""  # fine-tune from this trained model (.pt or folder), classifier excepted
     compile: bool = False  # torch.compile the model's forward (parameter names are unchanged)
-    fused_adamw: str = "auto"  # fused AdamW kernel: auto (when training on CUDA) | always | never
+    fused_adamw: str = "auto"  # fused AdamW kernel: auto (CUDA and CPU) | always | never
     channels_last: bool = False  # ResNet backbones: channels-last memory format (GPU convs)
 
 

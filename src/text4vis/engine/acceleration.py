@@ -7,9 +7,11 @@ stays free of them (and of the device):
   parameter names, checkpoints and ``save_pretrained`` folders are the same as without it. The
   first steps are slow (compilation); it pays on long GPU runs.
 - ``train.fused_adamw``: AdamW's single-kernel implementation (``fused=True``). ``auto`` turns it
-  on when the parameters live on a CUDA device, where it saves kernel launches per parameter
-  and step; ``always`` forces it (torch also has a CPU kernel); ``never`` keeps the loop over
-  parameters ("foreach"). (Not on/off: YAML reads those as booleans.)
+  on for parameters on a CUDA device, where it saves kernel launches per parameter and step, and
+  on the CPU, where torch's other path is a Python loop over the parameters (measured on the
+  demo's 4.0M-parameter model, one thread: 3.1 ms per step against 10.3);
+  ``always`` forces it; ``never`` keeps torch's default (the loop on the CPU, "foreach" on CUDA).
+  (Not on/off: YAML reads those as booleans.)
 - ``train.channels_last``: the ResNet image encoder in the channels-last memory format, which
   cuDNN's convolutions prefer under bf16/fp16 autocast (convolution outputs follow the weights'
   format). ViT encoders are left as they are (their only convolution is the patch embedding).
@@ -38,10 +40,10 @@ def use_fused_adamw(setting: str, device: torch.device) -> bool:
     if setting not in FUSED_ADAMW_CHOICES:
         raise ValueError(
             f"train.fused_adamw {setting!r}: choose one of {FUSED_ADAMW_CHOICES} (auto = fused "
-            "on CUDA)"
+            "on CUDA and the CPU)"
         )
     if setting == "auto":
-        return device.type == "cuda"
+        return device.type in ("cuda", "cpu")
     return setting == "always"
 
 
