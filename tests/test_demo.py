@@ -21,6 +21,8 @@ from text4vis.demo.report import render_report
 from text4vis.demo.runs import RunSpec, run_specs
 from text4vis.demo.settings import DemoSettings, demo_settings
 
+PROBE_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "probe_temporal_head.py"
+
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -170,6 +172,29 @@ def test_quick_demo_exports_a_model_that_loads_and_beats_chance(quick_demo: Path
             correct += int(logits.argmax() == item["label"])
     main_run = metrics["runs"][metrics["main_model"]["from_run"]]
     assert correct / len(dataset) == pytest.approx(main_run["val_top1"])
+
+
+@pytest.mark.process
+def test_probe_command_on_the_quick_demo(quick_demo: Path):
+    result = subprocess.run(
+        [sys.executable, str(PROBE_SCRIPT), str(quick_demo), "--epochs", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    assert [h["epoch"] for h in out["history"]] == [1, 2]
+    assert out["summary"]["val_clips"] > 0 and out["summary"]["embedding_norm"] > 0
+    for h in out["history"]:
+        assert 0.0 <= h["top1"] <= 100.0 and h["direction_top1"] is not None
+    missing = subprocess.run(
+        [sys.executable, str(PROBE_SCRIPT), str(quick_demo), "--run", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert missing.returncode == 2 and "nope" in missing.stderr and "runs" in missing.stderr
 
 
 def test_settings_and_run_plan():
