@@ -80,6 +80,28 @@ def _render_table6_groups(
     return out
 
 
+def _render_training_fit(m: dict[str, Any]) -> list[str]:
+    """Table 6's runs' training top-1 in their last epoch, mean over the seeds: whether the runs
+    fit their own training clips (the direction pairs included) within the schedule."""
+    runs, seeds = m.get("runs", {}), m["seeds"]
+    parts = []
+    for init in m["table6"]:
+        keys = [f"{init}-{TABLE6_TEMPORAL}-full-s{seed}" for seed in seeds]
+        values = [runs[k]["history"][-1].get("train_top1") for k in keys if k in runs]
+        if values and len(values) == len(seeds) and all(v is not None for v in values):
+            parts.append(f"{_INIT_LABELS.get(init, init)} {100 * sum(values) / len(values):.1f}")
+    if not parts:
+        return []
+    return [
+        f"Training top-1 in the last of the {m['settings']['epochs']} epochs (augmented training "
+        "clips, over the epoch; mean over the seeds): " + ", ".join(parts) + ". Where it stays "
+        "well below 100, the runs have not fit the direction pairs of their own training clips "
+        "either: `scripts/probe_temporal_head.py` trains the temporal transformer alone, for as "
+        "many epochs as asked, on fixed stage-0 frame embeddings of these clips.",
+        "",
+    ]
+
+
 def _two_shot(row: dict[str, Any]) -> str:
     stats = row.get("two_shot_top1")
     return "—" if stats is None else format_stats(stats)
@@ -172,6 +194,7 @@ def render_report(m: dict[str, Any]) -> str:
     add("![curves](curves_init.png)")
     add("")
     lines.extend(_render_table6_groups(t6, t8, m.get("figure1")))
+    lines.extend(_render_training_fit(m))
     add("## Table 7: data regimes, vision-text vs vision-only (mean pooling)")
     add("")
     add(
