@@ -1,7 +1,7 @@
 """Train the demo's temporal transformer alone on fixed stage-0 frame embeddings.
 
     python scripts/probe_temporal_head.py REPORT [--classifier text|orthogonal|random]
-        [--epochs N] [--seed S] [--run NAME] [--json]
+        [--epochs N] [--seed S] [--run NAME] [--feature-scale X] [--json]
 
 REPORT is a finished ``text4vis demo --out`` folder. Prints the validation top-1 after each
 epoch, split into direction-dependent classes (a motion and its time-reversed partner) and the
@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=32, help="probe epochs (the demo trains 8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run", default="text-transformer-full-s0", help="run whose config to use")
+    parser.add_argument(
+        "--feature-scale",
+        type=float,
+        default=1.0,
+        help="multiply the frame embeddings by X (does their norm slow the probe?)",
+    )
     parser.add_argument("--json", action="store_true", help="print the history as JSON")
     args = parser.parse_args(argv)
     if args.epochs < 1:
@@ -40,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             seed=args.seed,
             run=args.run,
+            feature_scale=args.feature_scale,
         )
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -195,6 +195,13 @@ def test_probe_command_on_the_quick_demo(quick_demo: Path):
         timeout=300,
     )
     assert missing.returncode == 2 and "nope" in missing.stderr and "runs" in missing.stderr
+    zero = subprocess.run(
+        [sys.executable, str(PROBE_SCRIPT), str(quick_demo), "--feature-scale", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert zero.returncode == 2 and "feature_scale must be above 0" in zero.stderr
 
 
 def test_settings_and_run_plan():

@@ -183,6 +183,7 @@ def run_probe(
     epochs: int = 32,
     seed: int = 0,
     run: str = "text-transformer-full-s0",
+    feature_scale: float = 1.0,
 ) -> tuple[list[ProbeEpoch], dict[str, Any]]:
     """Probe the temporal transformer on a finished demo report folder.
 
@@ -197,13 +198,15 @@ def run_probe(
         epochs: probe epochs (the demo trains 8).
         seed: probe seed (initialisation, batch order, random rows).
         run: the run whose config to take.
+        feature_scale: multiply the frame embeddings by this (1: as the encoder gives them);
+            tries whether their norm, against the position embeddings', slows the probe.
 
     Returns:
         The per-epoch history and a summary dict (embedding norm, logit scale, sizes).
 
     Raises:
         FileNotFoundError: no such run in the report (the message names the folder to look in).
-        ValueError: an unknown ``classifier``.
+        ValueError: an unknown ``classifier``, or ``feature_scale`` not above 0.
     """
     import dataclasses
 
@@ -216,6 +219,8 @@ def run_probe(
 
     if classifier not in ("text", "orthogonal", "random"):
         raise ValueError(f"classifier {classifier!r}: choose text, orthogonal or random")
+    if not feature_scale > 0:
+        raise ValueError(f"feature_scale must be above 0, got {feature_scale}")
     config_path = Path(report) / "runs" / run / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(
@@ -234,6 +239,7 @@ def run_probe(
     )
     train = frame_embeddings(model, build_dataset(train_cfg, "val"))
     val = frame_embeddings(model, build_dataset(cfg, "val"))
+    train, val = (train[0] * feature_scale, train[1]), (val[0] * feature_scale, val[1])
     dim = train[0].shape[-1]
     if classifier == "text":
         weight = model.classifier_weight().detach()
@@ -260,6 +266,7 @@ def run_probe(
     summary = {
         "run": run,
         "classifier": classifier,
+        "feature_scale": feature_scale,
         "train_clips": len(train[1]),
         "val_clips": len(val[1]),
         "embedding_norm": float(train[0].norm(dim=-1).mean()),
