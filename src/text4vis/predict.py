@@ -194,12 +194,11 @@ class Predictor:
         self.precision = inference_precision(precision, self.device, source="precision")
         # A video index records the identity of the weights it was embedded with; int8 rewrites
         # them, so their identity is taken first (benchmarks/cpu_inference.py measures the int8
-        # embeddings at cosine >= 0.99 to fp32's: comparable in one index).
+        # embeddings at cosine >= 0.99 to fp32's: comparable in one index). Otherwise it is
+        # hashed on first use and kept: building an index asks for it twice.
         self._loaded_identity: str | None = None
         if self.precision == "int8":
-            from text4vis.search import model_identity
-
-            self._loaded_identity = model_identity(model)
+            self._loaded_identity = self._hash(model)
         self.model, self._autocast = prepare_inference(
             model.to(self.device).eval(), self.precision, self.device
         )
@@ -323,12 +322,16 @@ class Predictor:
     def model_identity(self) -> str:
         """The content hash of the model as it was given (:func:`text4vis.search.model_identity`),
         before any int8 rewrite: what a video index checks, so that an index embedded at one
-        precision is searched and updated at another."""
-        if self._loaded_identity is not None:
-            return self._loaded_identity
+        precision is searched and updated at another. Hashed once per predictor."""
+        if self._loaded_identity is None:
+            self._loaded_identity = self._hash(self.model)
+        return self._loaded_identity
+
+    @staticmethod
+    def _hash(model: VideoRecognizer) -> str:
         from text4vis.search import model_identity
 
-        return model_identity(self.model)
+        return model_identity(model)
 
     @staticmethod
     def default_data_config(model: VideoRecognizer) -> DataConfig:
