@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from text4vis.demo.runs import RunSpec
 from text4vis.demo.settings import DEMO_ARCH_TEXT, TABLE6_TEMPORAL
 
 __all__ = ["format_stats", "render_contrastive_report", "render_report"]
@@ -86,9 +87,9 @@ def _render_training_fit(m: dict[str, Any]) -> list[str]:
     runs, seeds = m.get("runs", {}), m["seeds"]
     parts = []
     for init in m["table6"]:
-        keys = [f"{init}-{TABLE6_TEMPORAL}-full-s{seed}" for seed in seeds]
+        keys = [RunSpec(init, TABLE6_TEMPORAL, 0, seed).key for seed in seeds]
         values = [runs[k]["history"][-1].get("train_top1") for k in keys if k in runs]
-        if values and len(values) == len(seeds) and all(v is not None for v in values):
+        if len(values) == len(seeds) and all(v is not None for v in values):
             parts.append(f"{_INIT_LABELS.get(init, init)} {100 * sum(values) / len(values):.1f}")
     if not parts:
         return []
