@@ -102,7 +102,7 @@ def train_probe(
         epochs: epochs of ``N // batch_size`` steps; the learning rate warms up linearly for
             ``warmup_epochs`` and decays by a cosine to ``min_lr`` at the end, as in the demo.
         batch_size: clips per step.
-        lr: peak learning rate of AdamW (betas 0.9, 0.98, as the trainer's).
+        lr: peak learning rate of the trainer's AdamW (:func:`~text4vis.engine.optim.build_optimizer`).
         min_lr: the learning rate at the end.
         warmup_epochs: linear warm-up.
         weight_decay: AdamW's weight decay.
@@ -117,7 +117,8 @@ def train_probe(
         ValueError: embeddings and labels of different lengths, fewer clips than one batch, or
             a classifier whose width is not the embeddings'.
     """
-    from text4vis.engine.optim import LRSchedule, set_lr
+    from text4vis.engine.acceleration import use_fused_adamw
+    from text4vis.engine.optim import LRSchedule, build_optimizer, set_lr
     from text4vis.models.temporal import TemporalTransformer
 
     (x_train, y_train), (x_val, y_val) = train, val
@@ -138,11 +139,14 @@ def train_probe(
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     head = TemporalTransformer(x_train.shape[-1], layers, max_frames=x_train.shape[1])
-    optimizer = torch.optim.AdamW(
-        [{"params": list(head.parameters()), "lr_ratio": 1.0}],
+    # The trainer's AdamW: no decay on norms, biases and the position embeddings, fused on the CPU.
+    optimizer = build_optimizer(
+        head,
+        None,
         lr=lr,
-        betas=(0.9, 0.98),
         weight_decay=weight_decay,
+        visual_lr_ratio=1.0,
+        fused=use_fused_adamw("auto", torch.device("cpu")),
     )
     rows = F.normalize(weight.float(), dim=-1)
     is_direction = torch.zeros(rows.shape[0], dtype=torch.bool)
