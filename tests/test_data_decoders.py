@@ -102,6 +102,96 @@ def test_frame_folder_missing_frame_names_the_file(tmp_path, frames):
         reader.frames([1])
 
 
+def _jpeg(image, **options) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).convert(options.pop("mode", "RGB")).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def _pil_rgb(raw: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"quality": 90, "subsampling": 0},  # 4:4:4
+        {"quality": 90, "subsampling": 1},  # 4:2:2
+        {"quality": 90, "subsampling": 2},  # 4:2:0, what ffmpeg writes
+        {"quality": 75, "progressive": True},
+        {"quality": 90, "mode": "L"},  # a grayscale JPEG, turned into RGB
+    ],
+    ids=["444", "422", "420", "progressive", "gray"],
+)
+def test_clip_decoding_into_rows_gives_pils_pixels(options):
+    """The fast path (simplejpeg, decoding into the clip's rows) gives PIL's pixels exactly, and
+    so the same frames as torchvision's decoder, the general path, which must agree too."""
+    from text4vis.data.decoders import _decode_images, _decode_jpegs_into_clip
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)  # odd sizes: partial blocks
+    ramps = np.clip(np.cumsum(rng.integers(-3, 4, (37, 53, 3)), axis=1) + 128, 0, 255)
+    data = [_jpeg(noise, **dict(options)), _jpeg(ramps.astype(np.uint8), **dict(options))]
+    clip = _decode_jpegs_into_clip(data, [1, 0, 1])
+    assert clip is not None and clip.shape == (3, 37, 53, 3) and clip.dtype == np.uint8
+    expected = [_pil_rgb(raw) for raw in data]
+    for row, i in zip(clip, [1, 0, 1]):
+        np.testing.assert_array_equal(row, expected[i])
+    for decoded, pil in zip(_decode_images(data), expected):
+        np.testing.assert_array_equal(decoded, pil)
+
+
+def test_clip_decoding_leaves_odd_files_to_the_general_path(tmp_path, frames):
+    """CMYK (which libjpeg would "decode" to other pixels), PNG, mixed sizes and damaged files
+    are not decoded by the fast path; the reader still decodes or names them as before."""
+    from text4vis.data.decoders import _decode_images, _decode_jpegs_into_clip
+
+    image = frames[0]
+    cmyk = _jpeg(image, quality=90, mode="CMYK")
+    assert _decode_jpegs_into_clip([cmyk], [0]) is None
+    np.testing.assert_array_equal(_decode_images([cmyk])[0], _pil_rgb(cmyk))
+    small = _jpeg(image[:32, :48])
+    assert _decode_jpegs_into_clip([_jpeg(image), small], [0, 1]) is None
+    whole = _jpeg(image)
+    assert _decode_jpegs_into_clip([whole[: len(whole) // 2]], [0]) is None  # truncated
+    assert _decode_jpegs_into_clip([b"\x89PNG\r\n\x1a\n"], [0]) is None
+    # in a folder: a CMYK frame among plain ones is read with PIL's colours; mixed sizes and a
+    # truncated frame are named
+    folder = write_frame_folder(tmp_path / "f", frames[:4])
+    (folder / "img_00002.jpg").write_bytes(cmyk)
+    reader = open_video(folder, num_frames=4)
+    np.testing.assert_array_equal(reader.frames([1])[0], _pil_rgb(cmyk))
+    (folder / "img_00003.jpg").write_bytes(small)
+    with pytest.raises(VideoDecodeError, match="different sizes"):
+        reader.frames([0, 2])
+    (folder / "img_00003.jpg").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(VideoDecodeError, match="not a valid JPEG"):
+        reader.frames([2])
+
+
+def test_frame_folders_read_the_same_without_simplejpeg(tmp_path, frames, monkeypatch):
+    """simplejpeg is the fast path, not a requirement: without it torchvision's decoder gives the
+    very same clip (repeated and unsorted indices included)."""
+    from text4vis.data import decoders
+
+    folder = write_frame_folder(tmp_path / "f", frames)
+    fast = open_video(folder).frames(INDICES)
+    image = write_frame_folder(tmp_path / "i", frames[:1]) / "img_00001.jpg"
+    fast_image = open_video(image).frames([0, 0])
+    monkeypatch.setattr(decoders, "_simplejpeg", lambda: None)
+    np.testing.assert_array_equal(open_video(folder).frames(INDICES), fast)
+    np.testing.assert_array_equal(open_video(image).frames([0, 0]), fast_image)
+    assert _decoded_indices(open_video(folder), INDICES) == INDICES
+
+
 def test_bad_files_raise_typed_error(tmp_path, frames):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
