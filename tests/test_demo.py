@@ -19,7 +19,7 @@ from test_demo_statistics import _compare, _stats
 from text4vis.demo.report import format_stats as _fmt
 from text4vis.demo.report import render_report
 from text4vis.demo.runs import RunSpec, run_specs
-from text4vis.demo.settings import DemoSettings, demo_settings
+from text4vis.demo.settings import TABLE6_TEMPORAL, DemoSettings, demo_settings
 
 PROBE_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "probe_temporal_head.py"
 
@@ -134,6 +134,19 @@ def test_quick_demo_writes_a_well_formed_report(quick_demo: Path):
     two_shot = metrics["runs"][RunSpec("random", "mean", 2, 0).key]["val_top1"]
     assert metrics["table6"]["random"]["two_shot_top1"]["mean"] == pytest.approx(100 * two_shot)
     assert "| direction-dependent classes | other classes |" in report
+    # Early per class group, from the trainer's per-class counts: the two groups' accuracies,
+    # weighted by their clips, give the run's validation top-1 after those epochs.
+    n_dir = metrics["table8"]["num_direction_videos"]
+    n_other = metrics["table8"]["num_other_videos"]
+    for init, row in metrics["table6"].items():
+        history = metrics["runs"][RunSpec(init, TABLE6_TEMPORAL, 0, 0).key]["history"]
+        for prefix, epoch in (("first", 1), ("early", metrics["early_epoch"])):
+            direction = row[f"{prefix}_direction_top1"]["mean"]
+            other = row[f"{prefix}_other_top1"]["mean"]
+            assert (n_dir * direction + n_other * other) / (n_dir + n_other) == pytest.approx(
+                100 * history[epoch - 1]["val_top1"]
+            ), (init, prefix)
+    assert "Early in training, per class group" in report
     claims = {c["claim"] for c in metrics["claims"]}
     assert "text classifier beats random with 2 shots" in claims and len(claims) == 14
 
@@ -306,3 +319,33 @@ def test_report_prints_only_given_numbers():
     report = render_report(metrics)
     assert "29.0 ± 23.5" in report  # mean and std of 12.3 and 45.6
     assert "**tie**" in report
+
+
+def test_report_prints_early_accuracy_per_class_group():
+    """Table 6's early accuracy per class group: one row per initialiser with the four given
+    numbers, and text minus random and orthogonal per group; nothing when the runs kept none."""
+    from text4vis.demo.report import _render_table6_early_groups
+
+    def row(first_dir, first_other, early_dir, early_other):
+        return {
+            "first_direction_top1": _stats([first_dir], 100),
+            "first_other_top1": _stats([first_other], 20),
+            "early_direction_top1": _stats([early_dir], 100),
+            "early_other_top1": _stats([early_other], 20),
+        }
+
+    t6 = {
+        "text": row(0.50, 0.90, 0.52, 1.0),
+        "random": row(0.40, 0.60, 0.51, 0.95),
+        "orthogonal": row(0.45, 0.70, 0.50, 1.0),
+    }
+    lines = "\n".join(_render_table6_early_groups(t6, 3))
+    assert "after epoch 1 and after epoch 3" in lines
+    assert "| text (MiniLM; paper: DistilBERT) | 50.0 (SE 5.0) | 90.0 (SE 6.7) |" in lines
+    assert (
+        "in points: after epoch 1, direction-dependent classes +10.0 and +5.0, other classes "
+        "+30.0 and +20.0; after epoch 3, direction-dependent classes +1.0 and +2.0, other "
+        "classes +5.0 and +0.0."
+    ) in lines
+    empty = {k: {**v, "early_other_top1": None} for k, v in t6.items()}
+    assert _render_table6_early_groups(empty, 3) == []

@@ -54,6 +54,15 @@ def test_training_learns_and_writes_run_folder(colour_data, tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 19))
     assert sum(r["kind"] == "val" for r in records) == 3
+    # One per-class record per validation, in label order, that adds up to the val record.
+    vals = [r for r in records if r["kind"] == "val"]
+    per_class = [r for r in records if r["kind"] == "val_per_class"]
+    assert [r["epoch"] for r in per_class] == [1, 2, 3] == [r["epoch"] for r in vals]
+    for val, counts in zip(vals, per_class):
+        assert len(counts["correct"]) == len(counts["videos"]) == 4  # classes
+        assert all(0 <= c <= n for c, n in zip(counts["correct"], counts["videos"]))
+        assert sum(counts["videos"]) == val["num_videos"]
+        assert sum(counts["correct"]) == round(val["top1"] * val["num_videos"])
     csv_lines = (run / "metrics.csv").read_text().splitlines()
     assert len(csv_lines) == 4 and "val_top1" in csv_lines[0] and "clips_per_s" in csv_lines[0]
     best = load_checkpoint(run / "checkpoints" / "best.pt")

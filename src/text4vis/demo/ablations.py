@@ -15,7 +15,7 @@ import os
 import resource
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,7 @@ def _run_demo(
 
     from text4vis.config import config_from_dict, dump_config
     from text4vis.data import read_labels
+    from text4vis.data.actions import direction_dependent
     from text4vis.runs import create_run_dir
 
     start = time.perf_counter()
@@ -167,7 +168,15 @@ def _run_demo(
 
     # 4. Tables and the paper's claims.
     early_epoch = max(1, round(settings.epochs * settings.early_fraction))
-    tables = build_tables(settings, results, extra, early_epoch, len(seen_names), len(unseen_names))
+    tables = build_tables(
+        settings,
+        results,
+        extra,
+        early_epoch,
+        len(seen_names),
+        len(unseen_names),
+        direction_classes=direction_dependent(dataset.seen),
+    )
     claims = judge_claims(TABLE_CLAIMS, tables.quantities(), early_epoch=early_epoch)
     n_unseen = settings.unseen_per_class * len(unseen_names)
     scratch = _scratch_row(settings, results, extra, early_epoch, len(seen_names), n_unseen)
@@ -471,6 +480,25 @@ def _group_stats(groups: list[dict[str, Any]] | None, key: str, num_videos: int)
     return accuracy_stats([g[key] for g in groups], num_videos) if groups else None
 
 
+def _epoch_group_stats(
+    histories: list[list[dict[str, Any]]], epoch: int, classes: set[int]
+) -> Stats | None:
+    """Validation top-1 over the clips of ``classes`` after ``epoch`` epochs (1-based), one value
+    per seed from the runs' per-class counts; None when a run recorded none or the group is
+    empty."""
+    values, total = [], 0
+    for history in histories:
+        row = history[epoch - 1]
+        correct, videos = row.get("val_correct"), row.get("val_videos")
+        if correct is None or videos is None:
+            return None
+        total = sum(n for i, n in enumerate(videos) if i in classes)
+        if total == 0:
+            return None
+        values.append(sum(c for i, c in enumerate(correct) if i in classes) / total)
+    return accuracy_stats(values, total) if values else None
+
+
 def build_tables(
     settings: DemoSettings,
     results: dict[str, RunResult],
@@ -478,6 +506,8 @@ def build_tables(
     early_epoch: int,
     num_seen: int,
     num_unseen: int,
+    *,
+    direction_classes: Sequence[int] = (),
 ) -> DemoTables:
     """Tables 6-8 from the runs' results and the extra evaluations (no model is run).
 
@@ -488,8 +518,12 @@ def build_tables(
         early_epoch: the epoch (1-based) whose validation top-1 is table 6's "early" column.
         num_seen: seen classes.
         num_unseen: unseen classes.
+        direction_classes: labels of the direction-dependent seen classes (those whose
+            time-reversed partner is also a class), for table 6's early accuracy per class group.
     """
     seeds = range(settings.seeds)
+    direction = set(direction_classes)
+    other = set(range(num_seen)) - direction
 
     def top1s(init: str, temporal: str = "mean", shot: int = 0) -> list[float]:
         return [results[RunSpec(init, temporal, shot, s).key].val_top1 for s in seeds]
@@ -514,6 +548,14 @@ def build_tables(
             reversed_partner_rate=_group_stats(groups, "reversed_partner_rate", n_dir),
             two_shot_top1=accuracy_stats(top1s(init, shot=settings.shot), n_val)
             if all(RunSpec(init, "mean", settings.shot, s).key in results for s in seeds)
+            else None,
+            first_direction_top1=_epoch_group_stats(histories, 1, direction) if direction else None,
+            first_other_top1=_epoch_group_stats(histories, 1, other) if direction else None,
+            early_direction_top1=_epoch_group_stats(histories, early_epoch, direction)
+            if direction
+            else None,
+            early_other_top1=_epoch_group_stats(histories, early_epoch, other)
+            if direction
             else None,
         )
     table7 = Table7(

@@ -42,6 +42,12 @@ class Table6Row(Record):
     # The same classifier trained on ``shot`` clips per class with mean pooling (table 7's
     # 2-shot regime); None for initialisers without such runs (LDA).
     two_shot_top1: Stats | None = None
+    # Validation top-1 per class group after the first and after ``early_epoch`` epochs (from
+    # the trainer's per-class counts; None for runs that recorded none).
+    first_direction_top1: Stats | None = None
+    first_other_top1: Stats | None = None
+    early_direction_top1: Stats | None = None
+    early_other_top1: Stats | None = None
 
 
 @dataclass

@@ -81,6 +81,41 @@ def _render_table6_groups(
     return out
 
 
+def _render_table6_early_groups(t6: dict[str, Any], early: int) -> list[str]:
+    """Table 6's runs per class group early in training (after epoch 1 and the early epoch), with
+    text minus random and orthogonal: where the text classifier's head start is, and whether it
+    lasts to the epoch table 6's early column reads."""
+    keys = ("first_direction_top1", "first_other_top1", "early_direction_top1", "early_other_top1")
+    rows = {init: row for init, row in t6.items() if all(row.get(k) for k in keys)}
+    if not rows:
+        return []
+    out = [
+        f"Early in training, per class group (validation top-1 after epoch 1 and after epoch "
+        f"{early}, the epoch of table 6's early column):",
+        "",
+        "| classifier | direction-dependent, epoch 1 | other classes, epoch 1 | "
+        f"direction-dependent, epoch {early} | other classes, epoch {early} |",
+        "|---|---|---|---|---|",
+    ]
+    for init, row in rows.items():
+        cells = " | ".join(format_stats(row[k]) for k in keys)
+        out.append(f"| {_INIT_LABELS.get(init, init)} | {cells} |")
+    out.append("")
+    text, others = rows.get("text"), [rows[k] for k in ("random", "orthogonal") if k in rows]
+    if text and others:
+
+        def gap(key: str) -> str:
+            return " and ".join(f"{text[key]['mean'] - o[key]['mean']:+.1f}" for o in others)
+
+        out += [
+            "Text minus random and orthogonal, in points: after epoch 1, direction-dependent "
+            f"classes {gap(keys[0])}, other classes {gap(keys[1])}; after epoch {early}, "
+            f"direction-dependent classes {gap(keys[2])}, other classes {gap(keys[3])}.",
+            "",
+        ]
+    return out
+
+
 def _render_training_fit(m: dict[str, Any]) -> list[str]:
     """Table 6's runs' training top-1 in their last epoch, mean over the seeds: whether the runs
     fit their own training clips (the direction pairs included) within the schedule."""
@@ -195,6 +230,7 @@ def render_report(m: dict[str, Any]) -> str:
     add("![curves](curves_init.png)")
     add("")
     lines.extend(_render_table6_groups(t6, t8, m.get("figure1")))
+    lines.extend(_render_table6_early_groups(t6, m["early_epoch"]))
     lines.extend(_render_training_fit(m))
     add("## Table 7: data regimes, vision-text vs vision-only (mean pooling)")
     add("")

@@ -142,7 +142,9 @@ class RunResult(Record):
     val_top5: float | None
     val_mean_class_acc: float | None
     time_s: float  # wall time of the run
-    history: list[dict[str, Any]]  # per epoch: epoch, train_loss, train_top1, val_top1
+    # per epoch: epoch, train_loss, train_top1, val_top1, and the validation clips right and in
+    # all per class (val_correct, val_videos: label order; None where the run kept none)
+    history: list[dict[str, Any]]
 
 
 def train_run(spec: RunSpec, base: dict[str, Any], class_names: list[str], out: Path) -> RunResult:
@@ -169,6 +171,7 @@ def train_run(spec: RunSpec, base: dict[str, Any], class_names: list[str], out: 
     run_start = time.perf_counter()
     summary = fit(cfg, run_dir=run_dir)
     final = summary.final
+    per_class = _per_class_by_epoch(Path(summary.run_dir))
     return RunResult(
         spec=spec,
         run_dir=str(Path(summary.run_dir).relative_to(out)),
@@ -178,10 +181,30 @@ def train_run(spec: RunSpec, base: dict[str, Any], class_names: list[str], out: 
         val_mean_class_acc=final.get("val_mean_class_acc"),
         time_s=time.perf_counter() - run_start,
         history=[
-            {k: row.get(k) for k in ("epoch", "train_loss", "train_top1", "val_top1")}
+            {
+                **{k: row.get(k) for k in ("epoch", "train_loss", "train_top1", "val_top1")},
+                **per_class.get(row.get("epoch"), {"val_correct": None, "val_videos": None}),
+            }
             for row in summary.history
         ],
     )
+
+
+def _per_class_by_epoch(run_dir: Path) -> dict[int, dict[str, list[int]]]:
+    """The trainer's per-class validation counts (``val_per_class`` records of metrics.jsonl),
+    by epoch."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if record.get("kind") == "val_per_class":
+            out[int(record["epoch"])] = {
+                "val_correct": record["correct"],
+                "val_videos": record["videos"],
+            }
+    return out
 
 
 def lda_classifier(cfg: Any, class_names: list[str], path: Path) -> Path:

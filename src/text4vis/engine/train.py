@@ -52,7 +52,7 @@ from text4vis.engine.checkpoint import (
     restore_rng_state,
 )
 from text4vis.engine.loops import predict_scores
-from text4vis.engine.metrics import evaluate_scores
+from text4vis.engine.metrics import EvalResult, evaluate_scores
 from text4vis.engine.numerics import NonFiniteSteps, check_finite_weights, gradient_norm
 from text4vis.engine.objectives import TrainStep, build_objective
 from text4vis.engine.optim import LRSchedule, build_train_optimizer, set_lr
@@ -564,7 +564,8 @@ class _Trainer:
         }
         return stopped
 
-    def validate(self) -> dict[str, float]:
+    def validate(self) -> EvalResult:
+        """Evaluate on the validation list: metrics, per-class accuracy and confusion matrix."""
         assert self.val_loader is not None and self.val_set is not None
         self.objective.export_classifier(self.model)
         indices, scores, labels = predict_scores(
@@ -576,8 +577,7 @@ class _Trainer:
             expected=len(self.val_set),
             progress=self.cfg.run.progress,
         )
-        result = evaluate_scores(indices, scores, labels, multilabel=self.cfg.eval.multilabel)
-        return result.metrics
+        return evaluate_scores(indices, scores, labels, multilabel=self.cfg.eval.multilabel)
 
     def run(self, stop_at: int | None) -> TrainSummary:
         cfg = self.cfg
@@ -614,9 +614,20 @@ class _Trainer:
             if self.val_loader is not None and (
                 is_last or (every > 0 and self.state.epoch % every == 0)
             ):
-                val = self.validate()
+                result = self.validate()
+                val = result.metrics
                 row.update({f"val_{k}": v for k, v in val.items()})
                 self.metrics.log("val", {"step": self.state.step, "epoch": self.state.epoch, **val})
+                # Per class, in label order: which classes lag, and when each is learnt.
+                self.metrics.log(
+                    "val_per_class",
+                    {
+                        "step": self.state.step,
+                        "epoch": self.state.epoch,
+                        "correct": result.confusion.diagonal().tolist(),
+                        "videos": result.confusion.sum(dim=1).tolist(),
+                    },
+                )
             self.state.history.append(row)
             self.metrics.write_epochs(self.state.history)
             logger.info(
