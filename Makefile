@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/contrastive_step.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/search.py
+	$(PY) benchmarks/search_reload.py
 	$(PY) benchmarks/cpu_inference.py
 	$(PY) benchmarks/optimizer_step.py
 

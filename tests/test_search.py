@@ -23,6 +23,7 @@ from text4vis.cli import main
 from text4vis.search import (
     BACKENDS,
     EMBEDDINGS_NAME,
+    INDEX_FORMAT,
     META_NAME,
     ExactBackend,
     VideoIndex,
@@ -359,3 +360,86 @@ def test_approximate_backends_agree_with_exact_search(name: str):
     assert set(BACKENDS) == {"exact", "faiss-ivf", "faiss-hnsw"}
     with pytest.raises(VideoIndexError, match="unknown search backend"):
         build_backend("annoy", vectors)
+
+
+def _saved_index(path: Path, vectors: np.ndarray, **kwargs: Any) -> VideoIndex:
+    """A saved index over given embeddings (no model: searched by vector only)."""
+    meta = {
+        "format": INDEX_FORMAT,
+        "model": {"identity": "test", "embed_dim": vectors.shape[1], "precisions": []},
+        "videos": [{"path": f"/v{i}.mp4", "size": 1, "mtime_ns": 1} for i in range(len(vectors))],
+        "failures": [],
+    }
+    index = VideoIndex(path, meta, vectors, **kwargs)
+    index.save()
+    return index
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "other_query_option"),
+    [("faiss-ivf", {"nlist": 16}, {"nprobe": 1}), ("faiss-hnsw", {"m": 8}, {"ef_search": 8})],
+)
+def test_approximate_backend_is_saved_and_read_instead_of_built_again(
+    tmp_path: Path, monkeypatch, name: str, options: dict, other_query_option: dict
+):
+    """The first search of a saved index builds the FAISS index and saves it beside the
+    embeddings; a later load reads it (no build) and answers exactly as the built one, with the
+    query-time settings of that load; other embeddings or build options build it again."""
+    pytest.importorskip("faiss")
+    from text4vis import search as search_module
+
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(800, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = rng.normal(size=(10, 32)).astype(np.float32)
+    first = _saved_index(tmp_path / "idx", vectors, backend=name, backend_options=options)
+    built = first.search_vectors(queries, top_k=5)
+    index_file, key_file = tmp_path / "idx" / f"backend-{name}.faiss", first._backend_files()[1]
+    assert index_file.is_file() and json.loads(key_file.read_text())["build_options"] == options
+
+    builds = []
+    real_build = search_module.build_backend
+    monkeypatch.setattr(
+        search_module,
+        "build_backend",
+        lambda *a, **k: builds.append(a[0]) or real_build(*a, **k),
+    )
+    again = VideoIndex.load(tmp_path / "idx", backend=name, backend_options=options)
+    assert again.search_vectors(queries, top_k=5) == built and builds == []
+    # A query-time setting applies to the read index (IVF: nprobe 1 scans one cell only).
+    narrow = VideoIndex.load(
+        tmp_path / "idx", backend=name, backend_options={**options, **other_query_option}
+    )
+    narrow.search_vectors(queries, top_k=5)
+    assert builds == []
+    if name == "faiss-ivf":
+        assert narrow.backend()._index.nprobe == 1 and again.backend()._index.nprobe == 16
+    else:
+        assert narrow.backend()._index.hnsw.efSearch == 8
+    # Other build options, or other embeddings, build (and save) again.
+    changed = {k: v * 2 for k, v in options.items()}
+    VideoIndex.load(tmp_path / "idx", backend=name, backend_options=changed).backend()
+    assert builds == [name]
+    moved = _saved_index(
+        tmp_path / "idx", vectors[::-1].copy(), backend=name, backend_options=options
+    )
+    moved.backend()
+    assert builds == [name, name]
+    # A damaged file is built again, with a warning, not trusted.
+    index_file.write_bytes(b"not a faiss index")
+    VideoIndex.load(tmp_path / "idx", backend=name, backend_options=options).backend()
+    assert builds == [name, name, name]
+
+
+def test_approximate_backend_of_an_unsaved_index_writes_nothing(tmp_path: Path):
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(200, 16)).astype(np.float32)
+    meta = {
+        "format": INDEX_FORMAT,
+        "model": {"identity": "test"},
+        "videos": [{"path": f"/v{i}.mp4", "size": 1, "mtime_ns": 1} for i in range(200)],
+    }
+    index = VideoIndex(tmp_path / "never_saved", meta, vectors, backend="faiss-ivf")
+    assert len(index.search_vectors(vectors[:2], top_k=3)[0]) == 3
+    assert not (tmp_path / "never_saved").exists()

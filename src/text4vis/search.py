@@ -17,7 +17,11 @@ An index is a folder:
   an index is never searched with text embeddings of another model), the data settings and views
   the embeddings were made with, the inputs that were scanned, per video its absolute path, size
   and modification time (the row of its embedding), and the videos that could not be read, with
-  the reason.
+  the reason;
+- ``backend-<name>.faiss`` and ``backend-<name>.json`` (approximate backends only): the FAISS
+  index built for the embeddings, saved at its first search and read again while the
+  embeddings and the build options are the same (the JSON holds their hash), so the k-means of
+  IVF or the graph of HNSW is not built again on every load.
 
 Videos are found with :func:`text4vis.data.discovery.find_videos` (as ``predict`` takes them) and
 embedded by :meth:`text4vis.predict.Predictor.embed_videos` (which runs
@@ -188,12 +192,36 @@ def _faiss() -> Any:
 
 
 class _FaissBackend:
-    """What the FAISS backends share: a built ``self._index`` answers inner-product queries."""
+    """What the FAISS backends share: a built ``self._index`` answers inner-product queries.
 
+    ``BUILD_OPTIONS`` name the keyword arguments that shape the index when it is built; the
+    others are query-time settings, applied by :meth:`_set_query_options` to a built or a
+    read index alike.
+    """
+
+    BUILD_OPTIONS: tuple[str, ...] = ()
     _index: Any
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
+
+    def _set_query_options(self, **options: Any) -> None:
+        raise NotImplementedError
+
+    def write(self, path: str | Path) -> None:
+        """Save the built FAISS index to ``path``."""
+        _faiss().write_index(self._index, str(path))
+
+    @classmethod
+    def read(cls, path: str | Path, **options: Any) -> _FaissBackend:
+        """A backend over a FAISS index saved by :meth:`write`; ``options`` may set the
+        query-time settings (build options are those of the saved index and are ignored)."""
+        backend = cls.__new__(cls)
+        backend._index = _faiss().read_index(str(path))
+        backend._set_query_options(
+            **{k: v for k, v in options.items() if k not in cls.BUILD_OPTIONS}
+        )
+        return backend
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and row ids ``[Q, k']`` (k' = min(k, N)), best first (-1 where none)."""
@@ -212,6 +240,7 @@ class FaissIVFBackend(_FaissBackend):
     """
 
     name = "faiss-ivf"
+    BUILD_OPTIONS = ("nlist", "seed")
 
     def __init__(
         self, vectors: np.ndarray, *, nlist: int | None = None, nprobe: int = 32, seed: int = 0
@@ -229,8 +258,12 @@ class FaissIVFBackend(_FaissBackend):
             sample = vectors[np.sort(rows)]
         self._index.train(sample)
         self._index.add(vectors)
-        self._index.nprobe = min(nprobe, self.nlist)
+        self._set_query_options(nprobe=nprobe)
         self._quantizer = quantizer  # the index holds a pointer to it: keep it alive
+
+    def _set_query_options(self, *, nprobe: int = 32) -> None:
+        self.nlist = int(self._index.nlist)
+        self._index.nprobe = min(nprobe, self.nlist)
 
 
 class FaissHNSWBackend(_FaissBackend):
@@ -241,6 +274,7 @@ class FaissHNSWBackend(_FaissBackend):
     """
 
     name = "faiss-hnsw"
+    BUILD_OPTIONS = ("m", "ef_construction")
 
     def __init__(
         self, vectors: np.ndarray, *, m: int = 32, ef_construction: int = 80, ef_search: int = 64
@@ -250,6 +284,9 @@ class FaissHNSWBackend(_FaissBackend):
         self._index = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
         self._index.hnsw.efConstruction = ef_construction
         self._index.add(vectors)
+        self._set_query_options(ef_search=ef_search)
+
+    def _set_query_options(self, *, ef_search: int = 64) -> None:
         self._index.hnsw.efSearch = ef_search
 
 
@@ -728,12 +765,58 @@ class VideoIndex:
         return rows[0]
 
     def backend(self) -> Any:
-        """The search backend over the current embeddings (built on first use)."""
+        """The search backend over the current embeddings (built on first use; an approximate
+        one is read from the index folder when it was saved for these embeddings and build
+        options, and saved there after a build)."""
         if self._backend is None:
-            self._backend = build_backend(
-                self.backend_name, self.embeddings, **self.backend_options
-            )
+            if self.backend_name == "exact":
+                self._backend = build_backend("exact", self.embeddings)
+            else:
+                self._backend = self._saved_backend()
         return self._backend
+
+    def _backend_files(self) -> tuple[Path, Path]:
+        """The saved FAISS index of the backend and its JSON (the key it was built for)."""
+        stem = f"backend-{self.backend_name}"
+        return self.path / f"{stem}.faiss", self.path / f"{stem}.json"
+
+    def _saved_backend(self) -> Any:
+        name, options = self.backend_name, self.backend_options
+        cls = BACKENDS[name]
+        build_options = {k: options[k] for k in sorted(options) if k in cls.BUILD_OPTIONS}
+        digest = hashlib.sha256(json.dumps([name, build_options, self.embeddings.shape]).encode())
+        digest.update(self.embeddings.reshape(-1).view(np.uint8))  # no copy: ~1 s per 2 GB
+        key = digest.hexdigest()
+        index_file, key_file = self._backend_files()
+        if index_file.is_file() and key_file.is_file():
+            try:
+                saved_key = json.loads(key_file.read_text(encoding="utf-8")).get("key")
+            except (OSError, ValueError, AttributeError):
+                saved_key = None
+            if saved_key == key:
+                try:
+                    return cls.read(index_file, **options)
+                except Exception as exc:  # FAISS raises RuntimeError for a damaged file
+                    logger.warning("%s could not be read (%s); building it again", index_file, exc)
+        backend = build_backend(name, self.embeddings, **options)
+        if (self.path / META_NAME).is_file():  # a saved index: keep the build beside it
+            # The key goes first and comes back last, so that an interrupted save never pairs
+            # a new FAISS file with the key of other embeddings.
+            partial = index_file.with_name(index_file.name + ".partial")
+            key_partial = key_file.with_name(key_file.name + ".partial")
+            try:
+                key_file.unlink(missing_ok=True)
+                backend.write(partial)
+                os.replace(partial, index_file)
+                key_partial.write_text(
+                    json.dumps({"key": key, "backend": name, "build_options": build_options})
+                    + "\n",
+                    encoding="utf-8",
+                )
+                os.replace(key_partial, key_file)
+            except (OSError, RuntimeError) as exc:  # a read-only folder: search all the same
+                logger.warning("could not save the %s index in %s (%s)", name, self.path, exc)
+        return backend
 
     def search_vectors(self, queries: np.ndarray, top_k: int = 10) -> list[list[SearchHit]]:
         """Hits for query embeddings ``[Q, D]`` (normalised here), best first."""
