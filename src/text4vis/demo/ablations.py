@@ -523,7 +523,7 @@ def build_tables(
     """
     seeds = range(settings.seeds)
     direction = set(direction_classes)
-    other = set(range(num_seen)) - direction
+    other = set(range(num_seen)) - direction if direction else set()  # no split: no groups
 
     def top1s(init: str, temporal: str = "mean", shot: int = 0) -> list[float]:
         return [results[RunSpec(init, temporal, shot, s).key].val_top1 for s in seeds]
@@ -549,14 +549,10 @@ def build_tables(
             two_shot_top1=accuracy_stats(top1s(init, shot=settings.shot), n_val)
             if all(RunSpec(init, "mean", settings.shot, s).key in results for s in seeds)
             else None,
-            first_direction_top1=_epoch_group_stats(histories, 1, direction) if direction else None,
-            first_other_top1=_epoch_group_stats(histories, 1, other) if direction else None,
-            early_direction_top1=_epoch_group_stats(histories, early_epoch, direction)
-            if direction
-            else None,
-            early_other_top1=_epoch_group_stats(histories, early_epoch, other)
-            if direction
-            else None,
+            first_direction_top1=_epoch_group_stats(histories, 1, direction),
+            first_other_top1=_epoch_group_stats(histories, 1, other),
+            early_direction_top1=_epoch_group_stats(histories, early_epoch, direction),
+            early_other_top1=_epoch_group_stats(histories, early_epoch, other),
         )
     table7 = Table7(
         vision_text=Regimes(

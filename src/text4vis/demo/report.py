@@ -34,6 +34,11 @@ def format_stats(stats: dict[str, Any] | None) -> str:
     return f"{stats['mean']:.1f} ± {stats['std']:.1f}"
 
 
+def _text_minus(text: dict[str, Any], others: list[dict[str, Any]], key: str) -> str:
+    """Text's ``key`` mean minus each other row's, in points: ``"+1.2 and -0.3"``."""
+    return " and ".join(f"{text[key]['mean'] - o[key]['mean']:+.1f}" for o in others)
+
+
 def _render_table6_groups(
     t6: dict[str, Any], t8: dict[str, Any], figure1: dict[str, Any] | None
 ) -> list[str]:
@@ -62,8 +67,7 @@ def _render_table6_groups(
     if text and others:
 
         def gap(key: str) -> str:
-            values = [text[key]["mean"] - o[key]["mean"] for o in others]
-            return " and ".join(f"{v:+.1f}" for v in values)
+            return _text_minus(text, others, key)
 
         cosine = ""
         if figure1:
@@ -105,7 +109,7 @@ def _render_table6_early_groups(t6: dict[str, Any], early: int) -> list[str]:
     if text and others:
 
         def gap(key: str) -> str:
-            return " and ".join(f"{text[key]['mean'] - o[key]['mean']:+.1f}" for o in others)
+            return _text_minus(text, others, key)
 
         out += [
             "Text minus random and orthogonal, in points: after epoch 1, direction-dependent "
