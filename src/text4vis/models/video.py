@@ -50,6 +50,11 @@ log = logging.getLogger("text4vis.models.video")
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CLASSIFIER_NAME = "classifier.safetensors"
+#: a text side trained with the model (``train.text_online``), written beside its weights by
+#: :meth:`text4vis.engine.contrastive.ContrastiveObjective.save_text_tower`: a CLIP text tower
+#: as an open_clip weight file, or a sentence-transformers / ``hf:`` encoder as a folder
+TEXT_TOWER_FILE = "text_tower.safetensors"
+TEXT_ENCODER_DIR = "text_encoder"
 # Architecture configs (open_clip JSON) that a folder brings for encoders open_clip does not name.
 MODEL_CONFIGS_DIR = "model_configs"
 MODEL_FOLDER_FORMAT_VERSION = 1  # format of the folders save_pretrained writes (config.json)
@@ -528,13 +533,30 @@ class VideoRecognizer(nn.Module):
             raise Text4VisError(
                 f"{directory / WEIGHTS_NAME} cannot be read ({type(exc).__name__}: {exc})"
             ) from exc
-        return cls.from_architecture(
+        model = cls.from_architecture(
             config,
             weights,
             where=str(directory / WEIGHTS_NAME),
             config_where=str(config_path),
             classifier_file=directory / CLASSIFIER_NAME,
         )
+        model._adopt_trained_text_side(directory)
+        return model
+
+    def _adopt_trained_text_side(self, directory: Path) -> None:
+        """Point the model config at a text side trained with the model and saved in its
+        folder, so that new class names (``zeroshot``, ``predict --labels``) are encoded by the
+        tower that made its classifier, not by the one training started from."""
+        cfg = self.model_cfg
+        tower, folder = directory / TEXT_TOWER_FILE, directory / TEXT_ENCODER_DIR
+        if cfg.text_encoder == "clip" and tower.is_file():
+            cfg.text_pretrained = str(tower)
+        elif cfg.text_encoder != "clip" and folder.is_dir():
+            kind = cfg.text_encoder.partition(":")[0]
+            cfg.text_encoder = f"{kind}:{folder}"
+        else:
+            return
+        log.info("%s: new class names are encoded by the trained text side it holds", directory)
 
     def architecture(self) -> dict[str, Any]:
         """What rebuilds this model without any pretrained weights: the dict ``config.json``
