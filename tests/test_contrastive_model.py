@@ -208,7 +208,9 @@ def test_online_minilm_trains_exports_and_is_adopted_by_the_saved_model(tmp_path
         model, objective, lr=1e-3, weight_decay=0.0, visual_lr_ratio=1.0, betas=[0.9, 0.98]
     )
     tower_ids = {id(p) for p in tower.parameters() if p.requires_grad}
-    assert len(tower_ids) > 50  # every weight of the 6-layer BERT
+    assert len(tower_ids) > 50  # every weight of the 6-layer BERT that reaches the embedding
+    pooler = tower.text_model.model[0].auto_model.pooler  # BERT's [CLS] pooler: unused, frozen
+    assert not any(p.requires_grad for p in pooler.parameters())
     groups = [g for g in optimizer.param_groups if {id(p) for p in g["params"]} & tower_ids]
     assert groups and all(g["lr_ratio"] == 0.25 for g in groups)
     state = tower.text_model.model.state_dict()

@@ -83,16 +83,23 @@ def fake_metrics(rows: dict[str, Any]) -> dict[str, Any]:
         "global_batch": 16,
         "per_process_batch": 8,
         "dataset": {"seen_classes": 20, "train_clips": 40, "val_clips": 100},
-        "text_tower": {
+        "image_encoder": {
             "arch": "demo-rn",
-            "weights": "random",
+            "weights": "pretrain/demo_pretrained.safetensors",
+            "lr_ratio": 0.1,
+        },
+        "text_tower": {
+            "encoder": "sentence-transformers:all-MiniLM-L6-v2",
+            "weights": "pretrained all-MiniLM-L6-v2",
+            "lr_ratio": 0.1,
             "initial_text_classifier": {"offdiag_cos_mean": 0.7, "offdiag_cos_max": 0.99},
         },
+        "stage0": None,
         "rows": rows,
         "paper_ranking_top1": _ranking({k: v["top1"] for k, v in PAPER_TABLE9.items()}),
         "demo_ranking_top1": _ranking({k: v["top1"] for k, v in rows.items()}),
         "claims": _claims(rows),
-        "timing_s": {"dataset_s": 1.0, "training_s": 2.0, "total_s": 3.0},
+        "timing_s": {"dataset_s": 1.0, "stage0_s": 0.0, "training_s": 2.0, "total_s": 3.0},
     }
 
 
@@ -144,6 +151,17 @@ def test_contrastive_flag_rejects_seeds(capsys) -> None:
 
     assert main(["demo", "--contrastive", "--seeds", "2"]) == 2
     assert "use --seed with --contrastive" in capsys.readouterr().err
+    assert main(["demo", "--pretrained", "w.safetensors"]) == 2
+    assert "--pretrained applies to --contrastive" in capsys.readouterr().err
+
+
+def test_missing_pretrained_file_is_named_before_any_work(tmp_path: Path) -> None:
+    from text4vis.demo import run_contrastive_demo
+
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(FileNotFoundError, match="nope.safetensors: no such weight file"):
+        run_contrastive_demo(tmp_path / "out", quick=True, pretrained=missing)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.process
@@ -176,5 +194,14 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys) -> None:
         if row.paradigm == "contrastive":
             assert f"gather: {str(row.gather).lower()}" in config, row.key
             assert f"text_online: {str(row.text_online).lower()}" in config, row.key
+        # Every row starts from the pretrained pair: stage 0's image encoder and MiniLM.
+        assert f"pretrained: {out / saved['image_encoder']['weights']}" in config, row.key
+        assert "text_encoder: sentence-transformers:all-MiniLM-L6-v2" in config, row.key
+        assert "visual_lr_ratio: 0.1" in config and "text_lr_ratio: 0.1" in config, row.key
+        model = out / "runs" / row.key / "model"
+        trained = (model / "text_encoder").is_dir()
+        assert trained == (row.paradigm == "contrastive" and row.text_online), row.key
+    assert saved["stage0"]["zero_shot"]["colour"]["top1"] > 0  # stage 0 ran, and measured
+    assert "## Table 9" in report and "The pretrained pair" in report
     check_table(report, saved)
     assert saved["processes"] == 2 and saved["global_batch"] == 2 * saved["per_process_batch"]

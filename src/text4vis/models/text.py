@@ -347,6 +347,25 @@ class TransformerTextTower(nn.Module):
             projection.clone() if projection is not None else torch.zeros(0),
             persistent=False,
         )
+        self._freeze_unused()
+
+    def _freeze_unused(self) -> None:
+        """Freeze the weights the embedding never uses (a BERT's pooler: sentence embeddings
+        pool the tokens): left trainable, they get no gradient, which DDP refuses."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        out = self.encode_text(self.tokenize(["a"])).sum()
+        grads = torch.autograd.grad(out, params, allow_unused=True)
+        unused = [p for p, g in zip(params, grads) if g is None]
+        for p in unused:
+            p.requires_grad_(False)
+        if unused:
+            log.info(
+                "text encoder %s: %d weight tensors (%d values) do not reach the embedding "
+                "and are frozen",
+                self.name,
+                len(unused),
+                sum(p.numel() for p in unused),
+            )
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """``[N, L]`` token ids, padded with the pad id to the longest text.
