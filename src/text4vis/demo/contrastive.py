@@ -376,8 +376,17 @@ def run_contrastive_demo(
     stage0: dict[str, Any] | None = None
     t0 = time.perf_counter()
     if pretrained is None:
-        # Stage 0 in-process, with the main demo's decoding workers (no DDP job is running).
-        stage0, weights = run_stage0(demo_settings(quick), quick, out, progress)
+        # Stage 0 in-process as the main demo runs it (its decoding workers and torch threads;
+        # no DDP job is running yet), so its weight file is the main demo's.
+        import torch
+
+        main_settings = demo_settings(quick)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(main_settings.torch_threads or threads)
+        try:
+            stage0, weights = run_stage0(main_settings, quick, out, progress)
+        finally:
+            torch.set_num_threads(threads)
         pretrained_text = stage0["weights"]
     else:
         weights = Path(pretrained).resolve()
