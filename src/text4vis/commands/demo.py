@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--contrastive",
         action="store_true",
         help="run the table-9 comparison instead: cross-entropy vs the four contrastive "
-        "variants, each as a 2-process torchrun job (about 6 minutes)",
+        "variants from the pretrained pair, each as a 2-process torchrun job (about 7 minutes, "
+        "stage 0 included)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="training seed of the --contrastive comparison"

@@ -28,8 +28,9 @@ The experiments (seeds ``0..seeds-1``; the dataset is the same for every seed):
 3. temporal modelling (table 8): mean pooling (TAP) vs the temporal transformer, overall and on the
    direction-dependent classes (those whose time-reversed partner is also a class).
 
-:func:`run_contrastive_demo` (``text4vis demo --contrastive``) is table 9 on the same data:
-cross-entropy over the frozen text classifier vs four contrastive variants, each a torchrun job.
+:func:`run_contrastive_demo` (``text4vis demo --contrastive``) is table 9 on the same data and
+the same pretrained pair (stage 0's image encoder, all-MiniLM-L6-v2): cross-entropy over the
+frozen text classifier vs four contrastive variants, each a torchrun job.
 
 The visual encoder is a small CLIP ResNet (``demo-rn``). No pretrained CLIP weights are available
 offline, so the main demo first makes its own vision-language model (stage 0,

@@ -1,7 +1,7 @@
 """The paper's table 9 at toy scale: the frozen text classifier vs the contrastive paradigm.
 
 :func:`run_contrastive_demo` writes the synthetic-actions dataset of the demo
-(:func:`text4vis.demo.settings.make_demo_dataset`), then trains the demo's small model five
+(:func:`text4vis.demo.settings.make_demo_dataset`), runs stage 0, then trains the demo's small model five
 times, each as a real DDP job of 2 gloo processes (1 torch thread each) launched the way a user
 launches one::
 
@@ -119,7 +119,7 @@ def contrastive_demo_settings(quick: bool = False) -> DemoSettings:
     """The demo's settings (:func:`text4vis.demo.settings.demo_settings`) resized for five DDP runs.
 
     Model, frame size, frames, learning rates and the global batch are the demo's; the number
-    of clips and epochs are set here so that the five runs fit about 6 minutes on 2 cores
+    of clips and epochs are set here so that the five runs fit about 5 minutes on 2 cores
     (``quick``: as little as gives every run a few optimizer steps).
     """
     settings = demo_settings(quick=quick)
