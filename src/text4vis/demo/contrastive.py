@@ -1,9 +1,9 @@
 """The paper's table 9 at toy scale: the frozen text classifier vs the contrastive paradigm.
 
 :func:`run_contrastive_demo` writes the synthetic-actions dataset of the demo
-(:func:`text4vis.demo.settings.make_demo_dataset`), runs stage 0, then trains the demo's small model five
-times, each as a real DDP job of 2 gloo processes (1 torch thread each) launched the way a user
-launches one::
+(:func:`text4vis.demo.settings.make_demo_dataset`), runs stage 0, then trains the demo's small
+model five times, each as a real DDP job of 2 gloo processes (1 torch thread each) launched the
+way a user launches one::
 
     python -m torch.distributed.run --nproc_per_node 2 -m text4vis train CONFIG --set ...
 
