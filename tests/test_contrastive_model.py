@@ -240,6 +240,19 @@ def test_online_minilm_trains_exports_and_is_adopted_by_the_saved_model(tmp_path
     new_names = [NAMES[2], NAMES[0], "climbing a rope"]
     weight = build_text_classifier(encoder, new_names, prompt="template", template="a video of {}.")
     torch.testing.assert_close(weight[:2], trained[torch.tensor([2, 0])], atol=1e-5, rtol=1e-5)
+    # `text4vis zeroshot` on the folder builds its text side the same way.
+    from text4vis.models.factory import load_saved_model
+    from text4vis.models.zero_shot import (
+        build_zero_shot_classifier,
+        saved_text_encoder,
+        zero_shot_templates,
+    )
+
+    saved = load_saved_model(folder)
+    zs = build_zero_shot_classifier(
+        saved_text_encoder(saved), new_names, zero_shot_templates(saved.config.model)
+    )
+    torch.testing.assert_close(zs, weight, atol=1e-5, rtol=1e-5)
     # The encoder training started from would give other rows for the same names.
     start = build_text_encoder(cfg.model, embed_dim=model.embed_dim)
     fresh = build_text_classifier(start, new_names, prompt="template", template="a video of {}.")

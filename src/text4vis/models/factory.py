@@ -217,6 +217,9 @@ def load_saved_model(path: str | Path) -> SavedModel:
     if path.is_dir():
         model = VideoRecognizer.from_pretrained(path)
         cfg, image_size = _folder_config(path)
+        # The model section as loaded: it points at a text side trained with the model and
+        # saved in the folder (VideoRecognizer.from_pretrained), which zero-shot must use.
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(model.model_cfg))
         return SavedModel(model, cfg, image_size, "folder")
     if not path.is_file():
         raise FileNotFoundError(
