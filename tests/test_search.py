@@ -331,27 +331,6 @@ def test_cli_takes_a_training_checkpoint(
     assert sorted(h["video"] for h in hits) == sorted(str(Path(c).resolve()) for c in clips)
 
 
-def test_identity_ignores_where_the_weights_and_the_text_encoder_come_from(
-    demo_search_model: dict[str, Any],
-):
-    """A loaded folder whose text side was trained online points its config at the trained
-    encoder inside it; the checkpoint it came from does not. Their videos embed alike."""
-    import dataclasses
-
-    from text4vis.models.video import VideoRecognizer
-
-    model = VideoRecognizer.from_pretrained(demo_search_model["model_dir"])
-    before = model_identity(model)
-    model.model_cfg = dataclasses.replace(
-        model.model_cfg,
-        text_encoder="sentence-transformers:/somewhere/model/text_encoder",
-        text_pretrained="/somewhere/text_tower.safetensors",
-    )
-    assert model_identity(model) == before
-    model.model_cfg = dataclasses.replace(model.model_cfg, temporal_layers=3)  # an embedding input
-    assert model_identity(model) != before
-
-
 def test_exact_backend_is_one_matrix_product():
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(500, 32)).astype(np.float32)

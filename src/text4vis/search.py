@@ -345,9 +345,7 @@ def model_identity(model: Any) -> str:
     cfg = getattr(model, "model_cfg", None)
     config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}
     # A weight file's location says nothing about its content (which the tensors below hash).
-    # The text encoder only encodes queries, never a video: a model folder that adopted its
-    # trained encoder (text_encoder/) and the checkpoint it came from embed videos alike.
-    for key in ("pretrained", "text_pretrained", "classifier_file", "text_encoder"):
+    for key in ("pretrained", "text_pretrained", "classifier_file"):
         config.pop(key, None)
     header = {"config": config, "classes": list(getattr(model, "class_names", []) or [])}
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
