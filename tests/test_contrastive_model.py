@@ -235,7 +235,13 @@ def test_online_minilm_trains_exports_and_is_adopted_by_the_saved_model(tmp_path
     saved = objective.save_text_tower(folder, model, cfg.model.arch)
     assert saved == folder / TEXT_ENCODER_DIR and (saved / "modules.json").is_file()
     loaded = VideoRecognizer.from_pretrained(folder)
-    assert loaded.model_cfg.text_encoder == f"sentence-transformers:{saved}"
+    assert loaded.model_cfg.text_encoder == MINILM and loaded.model_cfg.text_pretrained == str(
+        saved
+    )
+    # Still the same model for a video index: where its text weights lie is not its identity.
+    from text4vis.search import model_identity
+
+    assert model_identity(loaded) == model_identity(model)
     encoder = build_text_encoder(loaded.model_cfg, embed_dim=loaded.embed_dim)
     new_names = [NAMES[2], NAMES[0], "climbing a rope"]
     weight = build_text_classifier(encoder, new_names, prompt="template", template="a video of {}.")

@@ -109,7 +109,8 @@ class ModelConfig:
     classifier_file: str = ""  # saved classifier artifact (classifier="file" or "lda")
     classifier_seed: int = 0  # seed of the random / orthogonal initialisers
     text_encoder: str = "clip"  # "clip" or "sentence-transformers:NAME" / "hf:NAME"
-    text_pretrained: str = ""  # weights of the CLIP text tower ("" = same as `pretrained`)
+    text_pretrained: str = ""  # weights of the text side: the CLIP text tower's ("" = same as
+    # `pretrained`), or a folder of the sentence-transformers / hf: encoder's ("" = its NAME)
     prompt: str = "template"  # classname | template | templates | coop
     template: str = "a video of a person {}."  # the single template (prompt="template")
     template_set: str = "kinetics"  # named template set (prompt="templates")

@@ -475,7 +475,7 @@ class ContrastiveObjective(ObjectiveBase):
         ``model.text_pretrained=<file>``. Image-tower keys ``model.visual`` lacks are taken
         from a fresh ``arch`` model and logged; only the text tower of this file is meant to be
         used. A sentence-transformers or ``hf:`` tower: the folder
-        ``<directory>/text_encoder/``, which ``model.text_encoder=KIND:<folder>`` loads.
+        ``<directory>/text_encoder/``, which ``model.text_pretrained=<folder>`` loads.
         :meth:`text4vis.models.video.VideoRecognizer.from_pretrained` points the model config
         at either, so ``zeroshot`` and ``predict --labels`` encode new class names with the
         trained tower.
@@ -490,9 +490,8 @@ class ContrastiveObjective(ObjectiveBase):
         if isinstance(self.text.text_model, TransformerTextTower):
             folder = self.text.text_model.save(Path(directory) / TEXT_ENCODER_DIR)
             logger.info(
-                "saved the trained text encoder to %s (use model.text_encoder=%s:%s)",
+                "saved the trained text encoder to %s (use model.text_pretrained=%s)",
                 folder,
-                self.text.text_model.kind,
                 folder,
             )
             return folder

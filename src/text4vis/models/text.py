@@ -404,8 +404,8 @@ class TransformerTextTower(nn.Module):
         return out
 
     def save(self, directory: str | Path) -> Path:
-        """Write the trained encoder as a folder that ``model.text_encoder=KIND:<folder>``
-        loads (a sentence-transformers folder, or a Hugging Face model with its tokenizer)."""
+        """Write the trained encoder as a folder that ``model.text_pretrained=<folder>`` loads
+        (a sentence-transformers folder, or a Hugging Face model with its tokenizer)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if self.kind == "sentence-transformers":
@@ -422,8 +422,9 @@ def build_text_encoder(
     """Build the text encoder a model config asks for.
 
     Args:
-        model_cfg: uses ``text_encoder``, ``arch``, ``pretrained``, ``text_pretrained`` and
-            ``classifier_seed`` (the seed of a projection).
+        model_cfg: uses ``text_encoder``, ``arch``, ``pretrained``, ``text_pretrained`` (a
+            CLIP text tower's weight file, or a local folder of a sentence-transformers /
+            ``hf:`` encoder's weights) and ``classifier_seed`` (the seed of a projection).
         clip_model: an already built open_clip model to take the CLIP text tower from (used when
             ``text_pretrained`` is empty or equal to ``pretrained``).
         embed_dim: D of the video model; a fixed projection is added when the text width differs.
@@ -443,7 +444,12 @@ def build_text_encoder(
             clip_model, open_clip.get_tokenizer(model_cfg.arch.replace("/", "-")), tag
         )
     else:
-        encoder = HFTextEncoder(spec)
+        # text_pretrained: a local folder of this encoder's weights (e.g. trained online with
+        # the model and saved in its folder); the name in text_encoder says what it is.
+        kind = spec.partition(":")[0]
+        encoder = HFTextEncoder(
+            f"{kind}:{model_cfg.text_pretrained}" if model_cfg.text_pretrained else spec
+        )
     if embed_dim is not None:
         encoder.set_output_dim(embed_dim, model_cfg.classifier_seed)
     return encoder

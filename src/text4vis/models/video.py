@@ -548,14 +548,11 @@ class VideoRecognizer(nn.Module):
         folder, so that new class names (``zeroshot``, ``predict --labels``) are encoded by the
         tower that made its classifier, not by the one training started from."""
         cfg = self.model_cfg
-        tower, folder = directory / TEXT_TOWER_FILE, directory / TEXT_ENCODER_DIR
-        if cfg.text_encoder == "clip" and tower.is_file():
-            cfg.text_pretrained = str(tower)
-        elif cfg.text_encoder != "clip" and folder.is_dir():
-            kind = cfg.text_encoder.partition(":")[0]
-            cfg.text_encoder = f"{kind}:{folder}"
-        else:
+        clip = cfg.text_encoder == "clip"
+        trained = directory / (TEXT_TOWER_FILE if clip else TEXT_ENCODER_DIR)
+        if not (trained.is_file() if clip else trained.is_dir()):
             return
+        cfg.text_pretrained = str(trained)  # a location: the model's identity leaves it out
         log.info("%s: new class names are encoded by the trained text side it holds", directory)
 
     def architecture(self) -> dict[str, Any]:
