@@ -15,6 +15,9 @@ minimum is shown too, as the estimate least disturbed by other processes on the 
 Example::
 
     .venv/bin/python benchmarks/contrastive_step.py --procs 2 --rounds 10 --steps 3
+    # the demo's table 9: its image encoder and MiniLM as the (online) text side
+    .venv/bin/python benchmarks/contrastive_step.py --arch demo-rn --temporal-layers 2 \
+        --text-encoder sentence-transformers:all-MiniLM-L6-v2 --classes 20 --procs 2
 """
 
 from __future__ import annotations
@@ -46,7 +49,13 @@ def _make_cfg(args: argparse.Namespace, objective: str, gather: bool, online: bo
 
     return config_from_dict(
         {
-            "model": {"arch": args.arch, "temporal": args.temporal, "prompt": "template"},
+            "model": {
+                "arch": args.arch,
+                "temporal": args.temporal,
+                "temporal_layers": args.temporal_layers,
+                "prompt": "template",
+                "text_encoder": args.text_encoder,
+            },
             "data": {"num_segments": args.frames, "input_size": args.image_size},
             "train": {
                 "objective": objective,
@@ -141,6 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="tiny-vit", help="open_clip architecture")
     parser.add_argument("--temporal", default="transformer", help="temporal head")
+    parser.add_argument(
+        "--temporal-layers", type=int, default=6, help="depth of the temporal transformer"
+    )
+    parser.add_argument(
+        "--text-encoder",
+        default="clip",
+        help="model.text_encoder: clip (the architecture's tower) or e.g. "
+        "sentence-transformers:all-MiniLM-L6-v2 (the demo's; trained by the online rows)",
+    )
     parser.add_argument("--frames", type=int, default=8, help="T, frames per clip")
     parser.add_argument("--image-size", type=int, default=32, help="input resolution")
     parser.add_argument("--batch", type=int, default=8, help="N, clips per process")
@@ -193,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     setup = (
-        f"{args.arch}, temporal {args.temporal}, T={args.frames}, {args.image_size}px, "
+        f"{args.arch}, temporal {args.temporal} ({args.temporal_layers} layers), "
+        f"text {args.text_encoder}, T={args.frames}, {args.image_size}px, "
         f"N={args.batch} clips x M={args.procs} gloo process(es), {args.threads} thread(s) each, "
         f"fp32 CPU, {args.rounds}x{args.steps} timed steps per variant; torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, commit {_commit()}"
