@@ -307,8 +307,13 @@ class HFTextEncoder(TextEncoder):
         batch = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items()}
         hidden = self.model(**batch).last_hidden_state  # [N, L, d]
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [N, L, 1]
-        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)  # [N, d]
+        return _masked_mean(hidden, batch["attention_mask"])  # [N, d]
+
+
+def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the non-padding tokens: ``[N, L, d]`` and an ``[N, L]`` mask -> ``[N, d]``."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)  # [N, L, 1]
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
 class TransformerTextTower(nn.Module):
@@ -397,8 +402,7 @@ class TransformerTextTower(nn.Module):
             out = self.model({"input_ids": tokens, "attention_mask": mask})["sentence_embedding"]
         else:
             hidden = self.model(input_ids=tokens, attention_mask=mask).last_hidden_state
-            weights = mask.unsqueeze(-1).to(hidden.dtype)  # [N, L, 1]
-            out = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+            out = _masked_mean(hidden, mask)
         if self.projection.numel():
             out = out @ self.projection.to(out.dtype)  # [N, d] @ [d, D]
         return out
