@@ -60,6 +60,7 @@ from text4vis.demo.settings import (
     DemoSettings,
     base_config_dict,
     demo_settings,
+    demo_threads,
     make_demo_dataset,
 )
 from text4vis.demo.statistics import Stats, accuracy_stats, judge_claims
@@ -90,16 +91,9 @@ def run_demo(
         The metrics (``to_dict()`` is what ``metrics.json`` holds), with ``out`` set to the
         report folder.
     """
-    import torch
-
     settings = settings or demo_settings(quick, seeds)
-    previous_threads = torch.get_num_threads()
-    if settings.torch_threads > 0:
-        torch.set_num_threads(settings.torch_threads)
-    try:
+    with demo_threads(settings):
         return _run_demo(out, quick=quick, settings=settings, progress=progress)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _run_demo(

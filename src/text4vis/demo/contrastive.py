@@ -53,6 +53,7 @@ from text4vis.demo.settings import (
     DemoSettings,
     base_config_dict,
     demo_settings,
+    demo_threads,
     make_demo_dataset,
 )
 from text4vis.demo.statistics import Estimate, Judgement, binomial_se, judge_claims, ranking
@@ -378,15 +379,9 @@ def run_contrastive_demo(
     if pretrained is None:
         # Stage 0 in-process as the main demo runs it (its decoding workers and torch threads;
         # no DDP job is running yet), so its weight file is the main demo's.
-        import torch
-
         main_settings = demo_settings(quick)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(main_settings.torch_threads or threads)
-        try:
+        with demo_threads(main_settings):
             stage0, weights = run_stage0(main_settings, quick, out, progress)
-        finally:
-            torch.set_num_threads(threads)
         pretrained_text = stage0["weights"]
     else:
         weights = Path(pretrained).resolve()

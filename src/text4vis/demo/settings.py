@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ __all__ = [
     "DemoSettings",
     "base_config_dict",
     "demo_settings",
+    "demo_threads",
     "make_demo_dataset",
 ]
 
@@ -101,6 +104,21 @@ def demo_settings(quick: bool = False, seeds: int | None = None) -> DemoSettings
             raise ValueError(f"--seeds must be at least 1, got {seeds}")
         settings = dataclasses.replace(settings, seeds=seeds)
     return settings
+
+
+@contextlib.contextmanager
+def demo_threads(settings: DemoSettings) -> Iterator[None]:
+    """Run the enclosed work with the main process's ``settings.torch_threads`` (0: leave the
+    count as it is), restoring the previous count afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if settings.torch_threads > 0:
+        torch.set_num_threads(settings.torch_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def base_config_dict(

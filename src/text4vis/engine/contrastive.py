@@ -622,9 +622,9 @@ def build_contrastive_objective(
 
     Reads ``train.gather``, ``train.text_online``, ``train.text_lr_ratio`` and
     ``train.same_class_positive``. Offline, the text side is a copy of the model's frozen text
-    classifier (the class-prompt embeddings). Online, the trainable text tower is built and the model's
-    classifier is set to its class-prompt embeddings right away, so that the classifier and the
-    trained text side agree from the first step.
+    classifier (the class-prompt embeddings). Online, the trainable text tower is built and the
+    model's classifier is set to its class-prompt embeddings right away, so that the classifier
+    and the trained text side agree from the first step.
 
     Raises:
         ConfigError: a model config the contrastive paradigm cannot use (the message says why).

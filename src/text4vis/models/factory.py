@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from text4vis.config import Config, config_from_dict, load_config
+from text4vis.config import Config, ModelConfig, config_from_dict, load_config
 from text4vis.errors import Text4VisError, load_failure_reason
 
 if TYPE_CHECKING:
@@ -190,11 +190,12 @@ class SavedModel:
     kind: str
 
 
-def _folder_config(path: Path) -> tuple[Config, int | None]:
+def _folder_config(path: Path, model_section: ModelConfig) -> tuple[Config, int | None]:
+    """The config of a model folder: ``train_config.yaml`` (when written) with
+    ``model_section``, and the image size ``config.json`` records."""
     from text4vis.models.video import CONFIG_NAME
 
     saved = json.loads((path / CONFIG_NAME).read_text())
-    model_section = config_from_dict({"model": saved["model"]}).model
     if (path / TRAIN_CONFIG_NAME).is_file():  # exported by `train`: the whole config
         cfg = dataclasses.replace(load_config(path / TRAIN_CONFIG_NAME), model=model_section)
     else:
@@ -216,10 +217,9 @@ def load_saved_model(path: str | Path) -> SavedModel:
     path = Path(path)
     if path.is_dir():
         model = VideoRecognizer.from_pretrained(path)
-        cfg, image_size = _folder_config(path)
         # The model section as loaded: it points at a text side trained with the model and
         # saved in the folder (VideoRecognizer.from_pretrained), which zero-shot must use.
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(model.model_cfg))
+        cfg, image_size = _folder_config(path, dataclasses.replace(model.model_cfg))
         return SavedModel(model, cfg, image_size, "folder")
     if not path.is_file():
         raise FileNotFoundError(

@@ -335,8 +335,8 @@ class TransformerTextTower(nn.Module):
         self.kind, self.name = encoder.kind, encoder.name
         self.model: nn.Module = encoder.model
         self.model.train()  # dropout on while fine-tuning, as the encoder was trained
-        tokenizer = encoder.model.tokenizer if encoder.kind == "sentence-transformers" else None
-        self.tokenizer = tokenizer if tokenizer is not None else encoder.tokenizer
+        st = encoder.kind == "sentence-transformers"
+        self.tokenizer = encoder.model.tokenizer if st else encoder.tokenizer
         pad = self.tokenizer.pad_token_id
         if pad is None:
             raise TextEncoderError(
