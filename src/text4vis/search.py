@@ -64,6 +64,8 @@ __all__ = [
     "FaissIVFBackend",
     "FaissHNSWBackend",
     "IndexFailure",
+    "IndexMeta",
+    "IndexModel",
     "IndexUpdate",
     "IndexedVideo",
     "SearchHit",
@@ -111,6 +113,101 @@ class IndexFailure:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class IndexModel:
+    """The model an index was embedded with (``index.json``'s ``model``)."""
+
+    identity: str  # content hash of the model (:func:`model_identity`)
+    embed_dim: int | None = None  # D, the width of the embeddings
+    arch: str = ""  # the backbone architecture, for people
+    source: str = ""  # where the model came from (a folder or checkpoint), for people
+    # Inference precisions the stored embeddings were made at; None in indexes from before
+    # they were recorded (the key is then left out when the index is written again).
+    precisions: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back as read
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        extra = values.pop("extra")
+        return {**values, **extra}
+
+
+@dataclass
+class IndexMeta:
+    """The contents of ``index.json``: what an index was made with and what it holds.
+
+    :meth:`from_dict` reads every file written since format 1 (keys added later are optional),
+    and :meth:`to_dict` writes what it read: keys this version does not know are kept in
+    ``extra`` and written back.
+    """
+
+    model: IndexModel
+    videos: list[IndexedVideo]  # row i of the embeddings is videos[i]
+    failures: list[IndexFailure] = field(default_factory=list)  # tried again at the next update
+    # The data settings and views the embeddings were made with (:func:`_data_settings`), kept
+    # as recorded: an index from an older text4vis may lack a setting, and then it differs.
+    data: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)  # what was scanned: files and folders
+    format: int = INDEX_FORMAT
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back as read
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str | Path = META_NAME) -> IndexMeta:
+        """Parse ``index.json``'s contents.
+
+        Raises:
+            VideoIndexError: a required key (``model.identity``, ``videos``) is missing, or an
+                entry has the wrong fields.
+        """
+        model = values.get("model")
+        if "videos" not in values or not isinstance(model, dict) or "identity" not in model:
+            missing = "videos" if "videos" not in values else "model.identity"
+            raise VideoIndexError(
+                f"{where}: no {missing!r}; the index is damaged, build it again "
+                "(text4vis index ... --rebuild)"
+            )
+        try:
+            videos = [IndexedVideo(**v) for v in values["videos"]]
+            failures = [IndexFailure(**f) for f in values.get("failures", [])]
+        except TypeError as exc:
+            raise VideoIndexError(
+                f"{where}: a video entry does not fit ({exc}); build the index again (--rebuild)"
+            ) from None
+        return cls(
+            model=IndexModel(**_known(IndexModel, model), extra=_unknown(IndexModel, model)),
+            videos=videos,
+            failures=failures,
+            data=dict(values.get("data", {})),
+            inputs=[str(i) for i in values.get("inputs", [])],
+            format=values.get("format", INDEX_FORMAT),
+            extra=_unknown(cls, values),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """``index.json``'s contents (JSON types only)."""
+        return {
+            "format": self.format,
+            "model": self.model.to_dict(),
+            "data": dict(self.data),
+            "inputs": list(self.inputs),
+            "videos": [v.to_dict() for v in self.videos],
+            "failures": [f.to_dict() for f in self.failures],
+            **self.extra,
+        }
+
+
+def _known(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` named by a field of the dataclass ``cls`` (``extra`` aside)."""
+    names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def _unknown(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` that :func:`_known` leaves out (kept in ``cls.extra``)."""
+    known = _known(cls, values)
+    return {k: v for k, v in values.items() if k not in known}
 
 
 @dataclass
@@ -366,6 +463,28 @@ def _data_settings(predictor: Predictor) -> dict[str, Any]:
     return values
 
 
+def _scan_videos(
+    inputs: Sequence[str], predictor: Predictor
+) -> tuple[dict[str, tuple[int, int]], list[IndexFailure]]:
+    """The videos found in ``inputs``: ``(size, mtime_ns)`` by absolute path (sorted), and the
+    ones whose files cannot be read."""
+    from text4vis.data.discovery import find_videos
+
+    data = predictor.data
+    found = find_videos(
+        inputs, frame_template=data.frame_template, start_index=data.frame_start_index
+    )
+    signatures: dict[str, tuple[int, int]] = {}
+    failures: list[IndexFailure] = []
+    for item in found:
+        path = str(Path(item).resolve())
+        try:
+            signatures[path] = file_signature(path)
+        except OSError as exc:
+            failures.append(IndexFailure(path, f"cannot read: {exc.strerror or exc}"))
+    return dict(sorted(signatures.items())), failures
+
+
 def _normalise(rows: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(rows, axis=-1, keepdims=True)
     return rows / np.maximum(norms, 1e-12)
@@ -385,8 +504,8 @@ class VideoIndex:
 
     Args:
         path: the index folder.
-        meta: the contents of ``index.json``.
-        embeddings: float32 ``[N, D]``, row ``i`` for ``meta["videos"][i]``.
+        meta: the contents of ``index.json`` (as read: a dict; or parsed).
+        embeddings: float32 ``[N, D]``, row ``i`` for ``meta.videos[i]``.
         predictor: the model (checked against the index's model identity).
         backend: search backend name (:data:`BACKENDS`), ``"exact"`` by default.
         backend_options: keyword arguments of the backend (``nprobe``, ``ef_search`` ...).
@@ -395,7 +514,7 @@ class VideoIndex:
     def __init__(
         self,
         path: str | Path,
-        meta: dict[str, Any],
+        meta: IndexMeta | dict[str, Any],
         embeddings: np.ndarray,
         *,
         predictor: Predictor | None = None,
@@ -403,10 +522,10 @@ class VideoIndex:
         backend_options: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.meta = meta
+        if not isinstance(meta, IndexMeta):
+            meta = IndexMeta.from_dict(meta, self.path / META_NAME)
+        self.info = meta  # index.json, typed; the index's videos and failures are its lists
         self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        self.videos = [IndexedVideo(**v) for v in meta["videos"]]
-        self.failures = [IndexFailure(**f) for f in meta.get("failures", [])]
         if len(self.videos) != self.embeddings.shape[0]:
             raise VideoIndexError(
                 f"{self.path}: {META_NAME} lists {len(self.videos)} videos but "
@@ -425,6 +544,29 @@ class VideoIndex:
         self.last_update: IndexUpdate | None = None  # what the last build or update did
         if predictor is not None:
             self.predictor = predictor
+
+    @property
+    def videos(self) -> list[IndexedVideo]:
+        """The indexed videos; row ``i`` of :attr:`embeddings` is ``videos[i]``."""
+        return self.info.videos
+
+    @videos.setter
+    def videos(self, videos: list[IndexedVideo]) -> None:
+        self.info.videos = videos
+
+    @property
+    def failures(self) -> list[IndexFailure]:
+        """The videos that could not be embedded (tried again at the next update)."""
+        return self.info.failures
+
+    @failures.setter
+    def failures(self, failures: list[IndexFailure]) -> None:
+        self.info.failures = failures
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The contents of ``index.json`` as a new dict (change the index through :attr:`info`)."""
+        return self.info.to_dict()
 
     # ------------------------------------------------------------------------------------------
     # Construction and files
@@ -460,22 +602,19 @@ class VideoIndex:
         return index
 
     @staticmethod
-    def _new_meta(predictor: Predictor, model_source: str = "") -> dict[str, Any]:
+    def _new_meta(predictor: Predictor, model_source: str = "") -> IndexMeta:
         model = predictor.model
-        return {
-            "format": INDEX_FORMAT,
-            "model": {
-                "identity": predictor.model_identity(),
-                "embed_dim": int(model.embed_dim),
-                "arch": getattr(model.model_cfg, "arch", ""),
-                "source": model_source,
-                "precisions": [],
-            },
-            "data": _data_settings(predictor),
-            "inputs": [],
-            "videos": [],
-            "failures": [],
-        }
+        return IndexMeta(
+            model=IndexModel(
+                identity=predictor.model_identity(),
+                embed_dim=int(model.embed_dim),
+                arch=getattr(model.model_cfg, "arch", ""),
+                source=model_source,
+                precisions=[],
+            ),
+            videos=[],
+            data=_data_settings(predictor),
+        )
 
     @classmethod
     def load(
@@ -517,26 +656,25 @@ class VideoIndex:
                 f"{path}: {EMBEDDINGS_NAME} is missing; build again with --rebuild"
             )
         embeddings = load_file(str(embeddings_path))["embeddings"]
-        return cls(path, meta, embeddings, predictor=predictor, **kwargs)
+        info = IndexMeta.from_dict(meta, meta_path)
+        return cls(path, info, embeddings, predictor=predictor, **kwargs)
 
     def save(self) -> None:
         """Write ``embeddings.safetensors`` and ``index.json`` (each atomically, embeddings first)."""
         from safetensors.numpy import save_file
 
         self.path.mkdir(parents=True, exist_ok=True)
-        self.meta["videos"] = [v.to_dict() for v in self.videos]
-        self.meta["failures"] = [f.to_dict() for f in self.failures]
         target = self.path / EMBEDDINGS_NAME
         partial = target.with_name(target.name + ".partial")
         save_file(
             {"embeddings": self.embeddings},
             str(partial),
-            metadata={"format": "text4vis-index", "model": self.meta["model"]["identity"]},
+            metadata={"format": "text4vis-index", "model": self.info.model.identity},
         )
         os.replace(partial, target)
         meta_target = self.path / META_NAME
         partial = meta_target.with_name(meta_target.name + ".partial")
-        partial.write_text(json.dumps(self.meta, indent=1) + "\n", encoding="utf-8")
+        partial.write_text(json.dumps(self.info.to_dict(), indent=1) + "\n", encoding="utf-8")
         os.replace(partial, meta_target)
 
     # ------------------------------------------------------------------------------------------
@@ -551,22 +689,22 @@ class VideoIndex:
     @predictor.setter
     def predictor(self, predictor: Predictor) -> None:
         identity = predictor.model_identity()
-        if identity != self.meta["model"]["identity"]:
+        if identity != self.info.model.identity:
             raise VideoIndexError(
                 f"{self.path}: the index was built with another model (identity "
-                f"{self.meta['model']['identity'][:12]}, this model's is {identity[:12]}); its "
+                f"{self.info.model.identity[:12]}, this model's is {identity[:12]}); its "
                 "embeddings cannot be compared with this model's: use the model it was built "
                 "with, or rebuild the index (text4vis index ... --rebuild)"
             )
         settings = _data_settings(predictor)
-        if self.videos and settings != self.meta["data"]:
-            differ = sorted(k for k in settings if settings[k] != self.meta["data"].get(k))
+        if self.videos and settings != self.info.data:
+            differ = sorted(k for k in settings if settings[k] != self.info.data.get(k))
             raise VideoIndexError(
                 f"{self.path}: the index was embedded with other data settings ("
-                + ", ".join(f"{k}: {self.meta['data'].get(k)!r} vs {settings[k]!r}" for k in differ)
+                + ", ".join(f"{k}: {self.info.data.get(k)!r} vs {settings[k]!r}" for k in differ)
                 + "); use the same settings or rebuild the index (--rebuild)"
             )
-        self.meta["data"] = settings
+        self.info.data = settings
         self._predictor = predictor
 
     def _require_predictor(self, what: str) -> Predictor:
@@ -614,26 +752,45 @@ class VideoIndex:
         Returns:
             What was added, changed, removed, kept and what failed (also :attr:`last_update`).
         """
-        from text4vis.data.discovery import find_videos
-
         predictor = self._require_predictor("updating an index")
-        inputs = [str(v) for v in videos] if videos is not None else list(self.meta["inputs"])
+        inputs = [str(v) for v in videos] if videos is not None else list(self.info.inputs)
         if not inputs:
             raise VideoIndexError("no videos to index: give video files, frame folders or folders")
-        data = predictor.data
-        found = find_videos(
-            inputs, frame_template=data.frame_template, start_index=data.frame_start_index
+        signatures, failures = _scan_videos(inputs, predictor)
+        report, to_embed = self._drop_stale(signatures)
+        self.info.inputs = inputs
+        self.failures = failures
+        logger.info(
+            "index %s: %d new, %d changed, %d removed, %d unchanged",
+            self.path,
+            len(report.added),
+            len(report.changed),
+            len(report.removed),
+            report.unchanged,
         )
+        chunk = chunk_size or 64 * predictor.batch_size
+        self._embed_in_chunks(to_embed, signatures, report, chunk=chunk, progress=progress)
+        self.save()
+        report.failed = list(self.failures)
+        unreadable = {f.path for f in report.failed}
+        report.added = [p for p in report.added if p not in unreadable]
+        report.changed = [p for p in report.changed if p not in unreadable]
+        for failure in report.failed:
+            logger.warning("cannot index %s: %s", failure.path, failure.reason)
+        self.last_update = report
+        return report
+
+    def _drop_stale(self, signatures: dict[str, tuple[int, int]]) -> tuple[IndexUpdate, list[str]]:
+        """Keep the rows of the videos found unchanged, drop the others.
+
+        Args:
+            signatures: ``(size, mtime_ns)`` by absolute path of every video found.
+
+        Returns:
+            The report so far (added, changed, removed, unchanged) and the paths to embed, in
+            the order of ``signatures``.
+        """
         report = IndexUpdate()
-        signatures: dict[str, tuple[int, int]] = {}
-        failures: list[IndexFailure] = []
-        for item in found:
-            path = str(Path(item).resolve())
-            try:
-                signatures[path] = file_signature(path)
-            except OSError as exc:
-                failures.append(IndexFailure(path, f"cannot read: {exc.strerror or exc}"))
-        signatures = dict(sorted(signatures.items()))
         keep = [
             i for i, v in enumerate(self.videos) if signatures.get(v.path) == (v.size, v.mtime_ns)
         ]
@@ -647,29 +804,32 @@ class VideoIndex:
         self.embeddings = (
             self.embeddings[keep]
             if self.embeddings.size
-            else np.zeros((0, int(self.meta["model"]["embed_dim"])), np.float32)
+            else np.zeros((0, int(self.info.model.embed_dim)), np.float32)  # type: ignore[arg-type]
         )
-        self.meta["inputs"] = inputs
-        self.failures = failures
         self._rows = {v.path: i for i, v in enumerate(self.videos)}
         self._backend = None
-        logger.info(
-            "index %s: %d new, %d changed, %d removed, %d unchanged",
-            self.path,
-            len(report.added),
-            len(report.changed),
-            len(report.removed),
-            report.unchanged,
-        )
-        chunk = chunk_size or 64 * predictor.batch_size
+        return report, to_embed
+
+    def _embed_in_chunks(
+        self,
+        paths: list[str],
+        signatures: dict[str, tuple[int, int]],
+        report: IndexUpdate,
+        *,
+        chunk: int,
+        progress: bool,
+    ) -> None:
+        """Embed ``paths`` ``chunk`` at a time, appending rows (or failures) and saving the index
+        after each chunk, so that an interrupted update keeps what it did."""
+        predictor = self._require_predictor("embedding videos")
         bar = None
-        if progress and to_embed:
+        if progress and paths:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(to_embed), desc="index", unit="video", dynamic_ncols=True)
+            bar = tqdm(total=len(paths), desc="index", unit="video", dynamic_ncols=True)
         try:
-            for start in range(0, len(to_embed), chunk):
-                part = to_embed[start : start + chunk]
+            for start in range(0, len(paths), chunk):
+                part = paths[start : start + chunk]
                 rows, errors = self._embed(part)
                 report.embedded += len(part)
                 done = [i for i in range(len(part)) if i in rows]
@@ -687,24 +847,16 @@ class VideoIndex:
         finally:
             if bar is not None:
                 bar.close()
-        self.save()
-        report.failed = list(self.failures)
-        unreadable = {f.path for f in report.failed}
-        report.added = [p for p in report.added if p not in unreadable]
-        report.changed = [p for p in report.changed if p not in unreadable]
-        for failure in report.failed:
-            logger.warning("cannot index %s: %s", failure.path, failure.reason)
-        self.last_update = report
-        return report
 
     def _record_precision(self, precision: str) -> None:
         # Which inference precisions the stored embeddings were made at (index.json's
         # model.precisions; absent in indexes from before it was recorded). They may be mixed:
         # benchmarks/cpu_inference.py measures bf16 and int8 embeddings at cosine >= 0.99 to
         # fp32's, so this is a record for people, not a check.
-        precisions = self.meta["model"].setdefault("precisions", [])
-        if precision not in precisions:
-            precisions.append(precision)
+        if self.info.model.precisions is None:
+            self.info.model.precisions = []
+        if precision not in self.info.model.precisions:
+            self.info.model.precisions.append(precision)
 
     def _embed(self, paths: Sequence[str]) -> tuple[dict[int, np.ndarray], dict[int, str]]:
         """Normalised embeddings ``[D]`` by position in ``paths``, and reasons for failures.

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         existing.predictor = predictor  # checks the model and the data settings
-        existing.meta["model"]["source"] = source
+        existing.info.model.source = source
         existing.update(args.videos or None, progress=progress)
         index = existing
     report = index.last_update
