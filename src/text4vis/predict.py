@@ -462,7 +462,7 @@ class Predictor:
     # ------------------------------------------------------------------------------------------
 
     def _dataset(self, paths: Sequence[str]) -> _ReportingDataset:
-        from text4vis.data import VideoRecord, build_sampler, build_transform
+        from text4vis.data import VideoRecord
         from text4vis.data.dataset import VideoDataset
         from text4vis.data.decoders import FrameFolderReader, VideoDecodeError
 
@@ -483,27 +483,7 @@ class Predictor:
                 except VideoDecodeError as exc:
                     known_errors[index], num_frames = exc.reason, 1
             records.append(VideoRecord(str(path), num_frames, 0))
-        dataset = VideoDataset(
-            records,
-            root="",
-            sampler=build_sampler(
-                data.sampling,
-                data.num_segments,
-                train=False,
-                num_clips=data.num_clips,
-                dense_stride=data.dense_stride,
-            ),
-            transform=build_transform(data, train=False),
-            train=False,
-            decoder=data.decoder,
-            frame_template=data.frame_template,
-            frame_start_index=data.frame_start_index,
-            skip_unreadable=True,
-            num_clips=data.num_clips,
-            views_per_clip=data.num_crops,
-            num_segments=data.num_segments,
-            input_size=data.input_size,
-        )
+        dataset = VideoDataset.from_data_config(records, data, root="", train=False)
         return _ReportingDataset(dataset, known_errors)
 
     def _loader_config(self) -> Config:

@@ -133,6 +133,53 @@ class VideoDataset(torch.utils.data.Dataset):
         # V = clips x crops, clip-major: view v is clip v // crops, crop v % crops.
         self.video_shape = (num_clips * views_per_clip, num_segments, 3, input_size, input_size)
 
+    @classmethod
+    def from_data_config(
+        cls,
+        records: Sequence[VideoRecord],
+        data: Any,
+        *,
+        root: str | Path,
+        train: bool,
+        seed: int = 0,
+        class_names: Sequence[str] | None = None,
+    ) -> VideoDataset:
+        """A dataset that reads, samples and transforms as a ``data`` config section says, with
+        ``data.num_clips x data.num_crops`` views per video.
+
+        Args:
+            records: list-file records.
+            data: a :class:`~text4vis.config.DataConfig` (its views already chosen).
+            root: folder the record paths are relative to.
+            train: training mode (random sampling and augmentation, retries).
+            seed: seed of sampling, augmentation and retries.
+            class_names: names of the classes (kept for the engine).
+        """
+        return cls(
+            records,
+            root=root,
+            sampler=build_sampler(
+                data.sampling,
+                data.num_segments,
+                train=train,
+                num_clips=data.num_clips,
+                dense_stride=data.dense_stride,
+            ),
+            transform=build_transform(data, train=train),
+            train=train,
+            seed=seed,
+            decoder=data.decoder,
+            frame_template=data.frame_template,
+            frame_start_index=data.frame_start_index,
+            max_retries=data.max_retries,
+            skip_unreadable=data.skip_unreadable,
+            class_names=class_names,
+            num_clips=data.num_clips,
+            views_per_clip=data.num_crops,
+            num_segments=data.num_segments,
+            input_size=data.input_size,
+        )
+
     def __len__(self) -> int:
         return len(self.records)
 
@@ -399,25 +446,63 @@ def build_dataset(
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
     if class_names is None and data.labels:
         class_names = read_labels(data.labels)
+    records, root, source = _split_records(cfg, split, records, class_names)
+    _check_records(records, data, split, source)
+    train = split == "train"
+    few_shot = None
+    if train and data.shot > 0:
+        records, few_shot = _few_shot_subset(records, data)
+    # Views: clips x crops for test, one of each for val and train (whose transform has no crops).
+    views = data if split == "test" else _single_view(data)
+    dataset = VideoDataset.from_data_config(
+        records, views, root=root, train=train, seed=cfg.train.seed, class_names=class_names
+    )
+    dataset.few_shot = few_shot
+    return dataset
+
+
+def _split_records(
+    cfg: Any,
+    split: str,
+    records: Sequence[VideoRecord] | None,
+    class_names: Sequence[str] | None,
+) -> tuple[list[VideoRecord], Path, str]:
+    """The records of a split (read from its list file unless given), the folder their paths
+    are relative to, and how to name their source in errors.
+
+    Raises:
+        ValueError: no list file configured for the split.
+        AnnotationError: a label out of range for ``class_names``.
+    """
+    data = cfg.data
     num_classes = len(class_names) if class_names is not None else None
     if records is None:
         list_file = _list_for_split(cfg, split)
         if not list_file:
             key = {"train": "train_list", "val": "val_list"}.get(split, "test_list (or val_list)")
             raise ValueError(f"no list file for split {split!r}: set data.{key}")
-        records = read_annotations(list_file, num_classes=num_classes)
+        read = read_annotations(list_file, num_classes=num_classes)
         root = Path(data.root) if data.root else Path(list_file).resolve().parent
-        source = list_file
-    else:
-        records = list(records)
-        root = Path(data.root) if data.root else Path()
-        source = "the given records"
-        if num_classes is not None:
-            bad = [r for r in records if not 0 <= r.label < num_classes]
-            if bad:
-                raise AnnotationError(
-                    f"label {bad[0].label} of {bad[0].path} out of range for {num_classes} classes"
-                )
+        return list(read), root, list_file
+    given = list(records)
+    root = Path(data.root) if data.root else Path()
+    if num_classes is not None:
+        bad = [r for r in given if not 0 <= r.label < num_classes]
+        if bad:
+            raise AnnotationError(
+                f"label {bad[0].label} of {bad[0].path} out of range for {num_classes} classes"
+            )
+    return given, root, "the given records"
+
+
+def _check_records(records: Sequence[VideoRecord], data: Any, split: str, source: str) -> None:
+    """Check the records against ``data.format`` and, for evaluation, that none is empty (and
+    that ``data.decoder`` is known), before decoding anything.
+
+    Raises:
+        AnnotationError: lines of the other format, or empty entries to evaluate.
+        ValueError: an unknown ``data.format`` or ``data.decoder``.
+    """
     _check_format(records, data.format, source)
     dead = empty_entries(records)
     if dead and split != "train" and not data.skip_unreadable:
@@ -430,49 +515,23 @@ def build_dataset(
     if data.decoder not in DECODERS:
         raise ValueError(f"unknown data.decoder {data.decoder!r}; choose one of {list(DECODERS)}")
 
-    train = split == "train"
-    few_shot = None
-    if train and data.shot > 0:
-        chosen = few_shot_indices([r.label for r in records], data.shot, data.shot_seed)
-        few_shot = (list(records), chosen)
-        full = len(records)
-        records = [records[i] for i in repeat_indices(chosen, full)]
-        logger.info(
-            "few-shot: %d clips (%d per class), repeated to %d items per epoch (full list %d)",
-            len(chosen),
-            data.shot,
-            len(records),
-            full,
-        )
-    num_clips = 1 if split != "test" else data.num_clips
-    crops = 1 if split != "test" else data.num_crops
-    eval_data = data if split == "test" else _single_view(data)
-    dataset = VideoDataset(
-        records,
-        root=root,
-        sampler=build_sampler(
-            data.sampling,
-            data.num_segments,
-            train=train,
-            num_clips=num_clips,
-            dense_stride=data.dense_stride,
-        ),
-        transform=build_transform(data if train else eval_data, train=train),
-        train=train,
-        seed=cfg.train.seed,
-        decoder=data.decoder,
-        frame_template=data.frame_template,
-        frame_start_index=data.frame_start_index,
-        max_retries=data.max_retries,
-        skip_unreadable=data.skip_unreadable,
-        class_names=class_names,
-        num_clips=num_clips,
-        views_per_clip=crops,
-        num_segments=data.num_segments,
-        input_size=data.input_size,
+
+def _few_shot_subset(
+    records: list[VideoRecord], data: Any
+) -> tuple[list[VideoRecord], tuple[list[VideoRecord], list[int]]]:
+    """The few-shot training items (``data.shot`` clips per class, repeated to the length of
+    the full list) and ``(full records, chosen indices)``, the run's one selection."""
+    chosen = few_shot_indices([r.label for r in records], data.shot, data.shot_seed)
+    full = len(records)
+    repeated = [records[i] for i in repeat_indices(chosen, full)]
+    logger.info(
+        "few-shot: %d clips (%d per class), repeated to %d items per epoch (full list %d)",
+        len(chosen),
+        data.shot,
+        len(repeated),
+        full,
     )
-    dataset.few_shot = few_shot
-    return dataset
+    return repeated, (list(records), chosen)
 
 
 def _single_view(data: Any) -> Any:
