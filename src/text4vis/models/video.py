@@ -238,25 +238,9 @@ class VideoRecognizer(nn.Module):
         Raises:
             Text4VisError subclasses: unknown architecture / head / initialiser, missing files.
         """
-        import contextlib
+        from text4vis.models.backbones import embed_dim_of, uses_quick_gelu
 
-        from text4vis.models.backbones import (
-            create_clip,
-            embed_dim_of,
-            uses_quick_gelu,
-            weights_loaded_afterwards,
-        )
-
-        # Without load_weights the caller loads saved tensors next: open_clip's "initialized
-        # randomly" warning would be false, so it is silenced (and only then).
-        quiet = contextlib.nullcontext() if load_weights else weights_loaded_afterwards()
-        with quiet:
-            clip = create_clip(
-                model_cfg.arch,
-                model_cfg.pretrained if load_weights else "",
-                image_size=image_size,
-                quick_gelu=quick_gelu,
-            )
+        clip = _create_backbone(model_cfg, load_weights, image_size, quick_gelu)
         embed_dim = embed_dim_of(clip)
         visual = clip.visual
         if model_cfg.grad_checkpointing and hasattr(visual, "set_grad_checkpointing"):
@@ -270,24 +254,10 @@ class VideoRecognizer(nn.Module):
             max_frames=max_frames,
             tokent1d_blocks=model_cfg.tokent1d_blocks,
         )
-        pretrained = bool(model_cfg.pretrained) and load_weights
-        if model_cfg.logit_scale > 0:
-            scale = model_cfg.logit_scale
-        elif pretrained:
-            scale = float(clip.logit_scale.detach().exp())
-        else:
-            scale = 100.0  # a random CLIP's 1/0.07 trains slowly with a frozen classifier
-        metadata: dict[str, Any] = {}
-        classifier: nn.Module | None
-        if classifier_weight is not None:
-            classifier = FrozenClassifier(classifier_weight)
-            metadata = {"initializer": "given", "class_names": list(class_names)}
-        elif not load_weights:
-            classifier = None  # from_pretrained attaches the saved one
-        else:
-            classifier, metadata = build_classifier_module(
-                ClassifierRequest(model_cfg, list(class_names), clip, embed_dim)
-            )
+        scale = _initial_logit_scale(model_cfg, clip, load_weights)
+        classifier, metadata = _initial_classifier(
+            model_cfg, class_names, clip, embed_dim, classifier_weight, load_weights
+        )
         model = cls(
             visual,
             temporal,
@@ -618,18 +588,9 @@ class VideoRecognizer(nn.Module):
             )
         if from_file:
             state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as exc:  # tensors of other shapes than the config builds
-            first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), "")
-            raise Text4VisError(f"{where}: tensors do not fit the saved config ({first})") from exc
-        if classifier_file is not None or kind == "none":  # a folder keeps its classifier apart
-            missing = [k for k in missing if not k.startswith("classifier.")]
-        if missing or unexpected:
-            raise Text4VisError(
-                f"{where}: tensors do not fit the saved config "
-                f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
-            )
+        # A folder keeps its classifier apart, and a model without one has none to load.
+        without_classifier = classifier_file is not None or kind == "none"
+        _load_saved_tensors(model, state, where, without_classifier=without_classifier)
         if from_file:
             assert classifier_file is not None
             artifact = load_classifier(classifier_file)
@@ -639,6 +600,78 @@ class VideoRecognizer(nn.Module):
             model.classifier = None
         model.preprocessing = preprocessing
         return model
+
+
+def _create_backbone(
+    model_cfg: ModelConfig, load_weights: bool, image_size: int | None, quick_gelu: bool
+) -> nn.Module:
+    """The open_clip model of ``model_cfg.arch``, with its pretrained weights when
+    ``load_weights`` (else random: the caller loads saved tensors next)."""
+    import contextlib
+
+    from text4vis.models.backbones import create_clip, weights_loaded_afterwards
+
+    # Without load_weights the caller loads saved tensors next: open_clip's "initialized
+    # randomly" warning would be false, so it is silenced (and only then).
+    quiet = contextlib.nullcontext() if load_weights else weights_loaded_afterwards()
+    with quiet:
+        return create_clip(
+            model_cfg.arch,
+            model_cfg.pretrained if load_weights else "",
+            image_size=image_size,
+            quick_gelu=quick_gelu,
+        )
+
+
+def _initial_logit_scale(model_cfg: ModelConfig, clip: nn.Module, load_weights: bool) -> float:
+    """The configured logit scale, else the pretrained CLIP's, else 100."""
+    if model_cfg.logit_scale > 0:
+        return model_cfg.logit_scale
+    if model_cfg.pretrained and load_weights:
+        return float(clip.logit_scale.detach().exp())
+    return 100.0  # a random CLIP's 1/0.07 trains slowly with a frozen classifier
+
+
+def _initial_classifier(
+    model_cfg: ModelConfig,
+    class_names: Sequence[str],
+    clip: nn.Module,
+    embed_dim: int,
+    classifier_weight: torch.Tensor | None,
+    load_weights: bool,
+) -> tuple[nn.Module | None, dict[str, Any]]:
+    """The classifier of a new model and its metadata: a given matrix, frozen; none when the
+    saved one is attached afterwards (not ``load_weights``); else the one the config asks for."""
+    if classifier_weight is not None:
+        given = {"initializer": "given", "class_names": list(class_names)}
+        return FrozenClassifier(classifier_weight), given
+    if not load_weights:
+        return None, {}  # from_pretrained attaches the saved one
+    return build_classifier_module(ClassifierRequest(model_cfg, list(class_names), clip, embed_dim))
+
+
+def _load_saved_tensors(
+    model: nn.Module, state: dict[str, torch.Tensor], where: str, *, without_classifier: bool
+) -> None:
+    """Load a saved state dict into a model rebuilt from its config, every tensor accounted for
+    (the ``classifier.*`` ones may be missing ``without_classifier``).
+
+    Raises:
+        Text4VisError: tensors of other shapes than the config builds, or missing or unexpected
+            ones; the message names ``where`` (the weights file).
+    """
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of other shapes than the config builds
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), "")
+        raise Text4VisError(f"{where}: tensors do not fit the saved config ({first})") from exc
+    if without_classifier:
+        missing = [k for k in missing if not k.startswith("classifier.")]
+    if missing or unexpected:
+        raise Text4VisError(
+            f"{where}: tensors do not fit the saved config "
+            f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
+        )
 
 
 def _unshare(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
