@@ -77,7 +77,7 @@ def test_meta_is_a_copy_and_the_typed_record_is_the_state(tmp_path: Path):
     index.meta["model"]["source"] = "elsewhere"  # a copy: the index is unchanged
     assert index.info.model.source == "/models/m"
     index.info.model.source = "elsewhere"
-    index.videos = index.videos[:1]
+    index.info.videos = index.info.videos[:1]
     index.embeddings = index.embeddings[:1]
     index.save()
     saved = json.loads((tmp_path / "i" / META_NAME).read_text())

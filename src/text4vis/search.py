@@ -550,18 +550,10 @@ class VideoIndex:
         """The indexed videos; row ``i`` of :attr:`embeddings` is ``videos[i]``."""
         return self.info.videos
 
-    @videos.setter
-    def videos(self, videos: list[IndexedVideo]) -> None:
-        self.info.videos = videos
-
     @property
     def failures(self) -> list[IndexFailure]:
         """The videos that could not be embedded (tried again at the next update)."""
         return self.info.failures
-
-    @failures.setter
-    def failures(self, failures: list[IndexFailure]) -> None:
-        self.info.failures = failures
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -759,7 +751,7 @@ class VideoIndex:
         signatures, failures = _scan_videos(inputs, predictor)
         report, to_embed = self._drop_stale(signatures)
         self.info.inputs = inputs
-        self.failures = failures
+        self.info.failures = failures
         logger.info(
             "index %s: %d new, %d changed, %d removed, %d unchanged",
             self.path,
@@ -800,7 +792,7 @@ class VideoIndex:
         report.changed = [p for p in to_embed if p in self._rows]
         report.added = [p for p in to_embed if p not in self._rows]
         report.unchanged = len(keep)
-        self.videos = [self.videos[i] for i in keep]
+        self.info.videos = [self.videos[i] for i in keep]
         self.embeddings = (
             self.embeddings[keep]
             if self.embeddings.size
@@ -837,9 +829,9 @@ class VideoIndex:
                     self.embeddings = np.concatenate(
                         [self.embeddings, np.stack([rows[i] for i in done])]
                     )
-                    self.videos += [IndexedVideo(part[i], *signatures[part[i]]) for i in done]
+                    self.info.videos += [IndexedVideo(part[i], *signatures[part[i]]) for i in done]
                     self._record_precision(predictor.precision)
-                self.failures += [IndexFailure(part[i], errors[i]) for i in sorted(errors)]
+                self.info.failures += [IndexFailure(part[i], errors[i]) for i in sorted(errors)]
                 self._rows = {v.path: i for i, v in enumerate(self.videos)}
                 self.save()
                 if bar is not None:

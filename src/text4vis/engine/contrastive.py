@@ -499,20 +499,11 @@ class ContrastiveObjective(ObjectiveBase):
 
         from text4vis.models.backbones import create_clip
 
-        reference = create_clip(arch).state_dict()
-        text_state = self.text.text_model.state_dict()
-        visual_state = {f"visual.{k}": v for k, v in model.visual.state_dict().items()}
-        state: dict[str, Tensor] = {}
-        filled = []
-        for key, value in reference.items():
-            if key.startswith("visual."):
-                trained = visual_state.get(key)
-                if trained is None or trained.shape != value.shape:
-                    filled.append(key)
-                    trained = value
-                state[key] = trained
-            else:
-                state[key] = text_state[key]
+        state, filled = _complete_clip_state(
+            create_clip(arch).state_dict(),
+            text=self.text.text_model.state_dict(),
+            visual={f"visual.{k}": v for k, v in model.visual.state_dict().items()},
+        )
         if filled:
             logger.info(
                 "text tower file: %d image-tower tensors not in the trained model (e.g. %s) "
@@ -526,6 +517,30 @@ class ContrastiveObjective(ObjectiveBase):
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(path))
         logger.info("saved the trained text tower to %s (use model.text_pretrained=%s)", path, path)
         return path
+
+
+def _complete_clip_state(
+    reference: dict[str, Tensor], *, text: dict[str, Tensor], visual: dict[str, Tensor]
+) -> tuple[dict[str, Tensor], list[str]]:
+    """An open_clip state dict with the keys of ``reference`` (a fresh model of the
+    architecture): the text tower's tensors from ``text``, the image tower's from ``visual``
+    where it has the key at the same shape, else from ``reference``.
+
+    Returns:
+        The state dict and the image-tower keys taken from ``reference``.
+    """
+    state: dict[str, Tensor] = {}
+    filled = []
+    for key, value in reference.items():
+        if key.startswith("visual."):
+            trained = visual.get(key)
+            if trained is None or trained.shape != value.shape:
+                filled.append(key)
+                trained = value
+            state[key] = trained
+        else:
+            state[key] = text[key]
+    return state, filled
 
 
 # ----------------------------------------------------------------------------------------------
