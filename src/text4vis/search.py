@@ -557,7 +557,8 @@ class VideoIndex:
 
     @property
     def meta(self) -> dict[str, Any]:
-        """The contents of ``index.json`` as a new dict (change the index through :attr:`info`)."""
+        """The contents of ``index.json`` as a new dict, every video listed (read one field, or
+        change the index, through :attr:`info`)."""
         return self.info.to_dict()
 
     # ------------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         raise VideoIndexError(
             f"--out {out} exists and is not a video index; give a new or empty folder"
         )
-    views = args.views or (existing.meta["data"]["views"] if existing is not None else "1x1")
+    views = args.views or (existing.info.data["views"] if existing is not None else "1x1")
     predictor = Predictor.from_pretrained(
         args.model,
         views=views,

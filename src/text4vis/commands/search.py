@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     index = VideoIndex.load(args.index, backend=args.backend)
-    model = args.model or index.meta["model"].get("source")
+    model = args.model or index.info.model.source
     needs_model = args.query is not None or args.like not in index
     if needs_model:
         if not model:
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(
                 f"the index's model {model} is no longer there; give --model MODEL"
             )
-        data_views = index.meta["data"]["views"]
+        data_views = index.info.data["views"]
         index.predictor = Predictor.from_pretrained(
             model, views=data_views, num_workers=0, device=args.device, precision=args.precision
         )
