@@ -30,7 +30,7 @@ from typing import Any, Union
 
 import yaml
 
-from text4vis.errors import Text4VisError, read_user_text
+from text4vis.errors import ConfigError, read_user_text
 
 __all__ = [
     "AGGREGATIONS",
@@ -49,10 +49,6 @@ __all__ = [
     "load_config",
     "parse_override",
 ]
-
-
-class ConfigError(Text4VisError, ValueError):
-    """A configuration key, value or file is invalid; the message says which and how to fix it."""
 
 
 # ----------------------------------------------------------------------------------------------

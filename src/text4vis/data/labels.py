@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from text4vis.data.annotations import read_labels
-from text4vis.errors import Text4VisError
+from text4vis.errors import DataError, MissingFileError
 
 __all__ = [
     "LabelError",
@@ -32,8 +32,7 @@ __all__ = [
 ]
 
 
-class LabelError(Text4VisError, ValueError):
-    """A label list or label file is unusable; the message says which label or line and why."""
+LabelError = DataError  # the older name, kept importable
 
 
 def normalize_class_name(name: str) -> str:
@@ -131,7 +130,7 @@ def read_label_file(path: str | Path) -> list[str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"label file {path} does not exist")
+        raise MissingFileError(f"label file {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -174,7 +173,7 @@ def parse_labels(spec: str) -> list[str]:
         return read_label_file(spec)
     looks_like_file = os.sep in spec or "/" in spec or spec.lower().endswith((".csv", ".txt"))
     if looks_like_file and "," not in spec:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"--labels {spec}: no such label file; give an existing file (label CSV 'id,name' or "
             "one label per line) or names separated by commas, e.g. --labels 'dancing,cooking'"
         )
