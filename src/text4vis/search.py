@@ -515,7 +515,13 @@ class VideoIndex:
             raise VideoIndexError(
                 f"{path}: {EMBEDDINGS_NAME} is missing; build again with --rebuild"
             )
-        embeddings = load_file(str(embeddings_path))["embeddings"]
+        try:
+            embeddings = load_file(str(embeddings_path))["embeddings"]
+        except Exception as exc:  # safetensors raises its own error types for a damaged file
+            raise VideoIndexError(
+                f"{embeddings_path}: not a readable index file ({type(exc).__name__}: {exc}); "
+                "build the index again with --rebuild"
+            ) from None
         return cls(path, meta, embeddings, predictor=predictor, **kwargs)
 
     def save(self) -> None:

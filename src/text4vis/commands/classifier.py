@@ -116,7 +116,10 @@ def _read_features(path: str) -> tuple[torch.Tensor, torch.Tensor]:
 
     if not Path(path).is_file():
         raise MissingFileError(f"features file {path} does not exist")
-    tensors = load_file(path)
+    try:
+        tensors = load_file(path)
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
+        raise DataError(f"{path}: not a readable safetensors file ({exc})") from None
     if "features" not in tensors or "labels" not in tensors:
         raise DataError(
             f"{path}: expected tensors 'features' [N, D] and 'labels' [N], found {sorted(tensors)}"

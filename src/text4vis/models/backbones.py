@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from text4vis.errors import ConfigError, MissingFileError, load_failure_reason
+from text4vis.errors import CheckpointError, ConfigError, MissingFileError, load_failure_reason
 
 __all__ = [
     "BackboneError",
@@ -185,7 +185,12 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state, kind = load_file(str(path), device="cpu"), "safetensors"
+        try:
+            state, kind = load_file(str(path), device="cpu"), "safetensors"
+        except Exception as exc:  # safetensors raises its own error types for a damaged file
+            raise CheckpointError(
+                f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})"
+            ) from None
     elif _is_torchscript_archive(path):
         # TorchScript is not a pickle: loading it runs no Python code; only tensors are kept.
         import warnings

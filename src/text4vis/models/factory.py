@@ -191,7 +191,13 @@ def _folder_config(path: Path, model_section: ModelConfig) -> tuple[Config, int 
     ``model_section``, and the image size ``config.json`` records."""
     from text4vis.models.video import CONFIG_NAME
 
-    saved = json.loads((path / CONFIG_NAME).read_text())
+    try:
+        saved = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise CheckpointError(
+            f"{path / CONFIG_NAME}: not a readable JSON file ({exc}); copy the model folder "
+            "again or re-export the model"
+        ) from None
     if (path / TRAIN_CONFIG_NAME).is_file():  # exported by `train`: the whole config
         cfg = dataclasses.replace(load_config(path / TRAIN_CONFIG_NAME), model=model_section)
     else:

@@ -522,7 +522,13 @@ class VideoRecognizer(nn.Module):
                 f"{config_path} not found: expected a folder written by save_pretrained or "
                 "`text4vis import-official`"
             )
-        config = json.loads(config_path.read_text())
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+            raise CheckpointError(
+                f"{config_path}: not a readable JSON file ({exc}); copy the model folder again "
+                "or re-export the model"
+            ) from None
         if (directory / MODEL_CONFIGS_DIR).is_dir():
             from text4vis.models.backbones import register_model_configs
 
