@@ -43,6 +43,7 @@ __all__ = [
     "VideoDecodeError",
     "WorkerError",
     "load_failure_reason",
+    "parser_problem",
     "read_user_text",
     "unwrap_worker_error",
 ]
@@ -168,6 +169,20 @@ def load_failure_reason(exc: BaseException) -> str:
         )
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def parser_problem(exc: BaseException) -> str:
+    """One line saying where and why a parser failed (PyYAML's own text runs to several lines).
+
+    A PyYAML error with a position gives ``line L, column C: problem``; anything else its text
+    with the line breaks folded.
+    """
+    problem = getattr(exc, "problem", None)
+    if not problem:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
 
 
 def read_user_text(path: str | Path, error: type[Exception] = Text4VisError) -> str:
