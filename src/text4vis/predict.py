@@ -238,7 +238,7 @@ class Predictor:
         folder's are the preprocessing it records (see :meth:`default_data_config`).
 
         Raises:
-            FileNotFoundError: nothing at ``path``, or a folder without its files.
+            MissingFileError: nothing at ``path``, or a folder without its files.
             CheckpointError: a file that is not a complete text4vis or official checkpoint.
             PredictError: a checkpoint trained without the frozen classifier.
         """

@@ -54,7 +54,7 @@ def read_labels(path: str | Path) -> list[str]:
     Raises:
         AnnotationError: missing header, a bad or duplicate id, ids not covering 0..C-1, or two
             names that are the same after normalisation (``PlayingGuitar`` = ``playing guitar``).
-        FileNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist.
     """
     path = Path(path)
     if not path.is_file():
@@ -131,7 +131,7 @@ def read_annotations(path: str | Path, num_classes: int | None = None) -> list[V
     Raises:
         AnnotationError: a line with the wrong number of fields, a non-integer or negative
             frame count or label, or a label out of range; the message names file and line.
-        FileNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist.
     """
     path = Path(path)
     if not path.is_file():

@@ -125,7 +125,7 @@ def read_label_file(path: str | Path) -> list[str]:
     file without it is rejected rather than guessed at).
 
     Raises:
-        FileNotFoundError: no such file.
+        MissingFileError: no such file.
         LabelError: not UTF-8 text, a CSV without the right header, or a bad label list.
     """
     path = Path(path)
@@ -164,7 +164,7 @@ def parse_labels(spec: str) -> list[str]:
     rather than one label called ``labels.csv``.
 
     Raises:
-        FileNotFoundError: a file name that does not exist.
+        MissingFileError: a file name that does not exist.
         LabelError: an empty name (``"a,,b"``), duplicates, or a bad label file.
     """
     if not spec.strip():

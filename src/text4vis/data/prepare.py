@@ -109,7 +109,7 @@ def make_lists(
         ``{"labels": path, "train": path, ("val": path)}``.
 
     Raises:
-        FileNotFoundError: ``root`` is not a folder.
+        MissingFileError: ``root`` is not a folder.
         ValueError: no class folders, a class without clips, a bad format or fraction.
     """
     root = Path(root)

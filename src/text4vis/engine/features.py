@@ -78,7 +78,7 @@ def load_features(path: str | Path) -> FeatureSet:
     """Read a features file written by :func:`save_features`.
 
     Raises:
-        FileNotFoundError: no file.
+        MissingFileError: no file.
         Text4VisError: not a text4vis features file.
     """
     from safetensors import safe_open

@@ -93,7 +93,7 @@ def register_model_config_file(path: str | Path) -> str:
         path: a JSON file in open_clip's model-config format, e.g. ``my-vit.json``.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist.
         BackboneError: the file is not such a config, or its name clashes.
     """
     import json
@@ -176,7 +176,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         format: ``"openai-jit"``, ``"openai"``, ``"open_clip"`` or ``"safetensors"``.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist.
         BackboneError: the file holds no state dict.
     """
     path = Path(path)
@@ -266,7 +266,7 @@ def create_clip(
     Raises:
         BackboneError: unknown architecture or tag, a download that failed, weights that do not
             fit the architecture.
-        FileNotFoundError: ``pretrained`` looks like a path but the file does not exist.
+        MissingFileError: ``pretrained`` looks like a path but the file does not exist.
     """
     import open_clip
 

@@ -210,7 +210,7 @@ def load_saved_model(path: str | Path) -> SavedModel:
     docstring). No pretrained weights named in the config are read: every weight is in the path.
 
     Raises:
-        FileNotFoundError: nothing at ``path``.
+        MissingFileError: nothing at ``path``.
         CheckpointError: a file that is neither a complete training checkpoint nor readable.
         Text4VisError: the tensors do not fit the recorded architecture.
     """
@@ -261,7 +261,7 @@ def load_initial_weights(model: nn.Module, source: str | Path) -> None:
         source: anything :func:`load_model` reads.
 
     Raises:
-        FileNotFoundError: nothing at ``source``.
+        MissingFileError: nothing at ``source``.
         ValueError: the weights do not fit the model (another architecture or temporal head).
     """
     if not Path(source).exists():

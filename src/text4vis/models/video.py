@@ -510,7 +510,7 @@ class VideoRecognizer(nn.Module):
         folder branch of :func:`text4vis.models.factory.load_model`, so every loader sees them.
 
         Raises:
-            FileNotFoundError: the folder or one of its files is missing.
+            MissingFileError: the folder or one of its files is missing.
             Text4VisError: the files do not fit together.
         """
         from safetensors.torch import load_file
