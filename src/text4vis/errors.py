@@ -18,9 +18,10 @@ The classes:
 - :class:`MissingFileError`: a file or folder the user named does not exist.
 - :class:`VideoDecodeError`: a video that cannot be read (``text4vis.data.VideoDecodeError``).
 
-Each also subclasses ``ValueError`` (``FileNotFoundError`` for :class:`MissingFileError`) so that
-callers that caught the built-in types keep working. Older names (``AnnotationError``,
-``ClassifierError``, ...) stay importable from their modules as aliases of these classes.
+The first four also subclass ``ValueError`` and :class:`MissingFileError` ``FileNotFoundError``,
+so that callers that caught the built-in types keep working. Older names (``AnnotationError``,
+``ClassifierError``, ...) stay importable from their modules as aliases of these classes. Training
+that diverges raises the two classes of :mod:`text4vis.engine.numerics`, also package errors.
 
 Also :func:`unwrap_worker_error`: a DataLoader worker's exception reaches the main process as a
 *new* exception built by torch from a message ("Caught X in DataLoader worker process N.", then
