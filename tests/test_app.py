@@ -6,6 +6,7 @@ demo's validation clips (conftest.py's ``demo_search_model``).
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
 import shutil
@@ -19,7 +20,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from text4vis.app import PAGE, VideoApp, make_server
+from text4vis.app import VideoApp, make_server
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +62,47 @@ def _request(url: str, data: bytes | None = None, headers: dict | None = None) -
 
 
 def test_the_page_needs_nothing_from_the_network(server: dict[str, Any]):
+    resources = importlib.resources.files("text4vis") / "resources" / "page"
     status, headers, body = _request(server["url"] + "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     page = body.decode()
-    assert page == PAGE
+    assert body == resources.joinpath("index.html").read_bytes()
+    # The style and the script are the package's resource files, linked from the page.
+    linked = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page)
+    assert {"/page.css", "/page.js"} <= set(linked)
+    files = {"/": page}
+    for name, content_type in (("page.css", "text/css"), ("page.js", "text/javascript")):
+        status, headers, body = _request(f"{server['url']}/{name}")
+        assert status == 200 and headers["Content-Type"].startswith(content_type), name
+        assert body == resources.joinpath(name).read_bytes() and len(body) > 1000
+        files[name] = body.decode()
+    assert "getElementById" in files["page.js"] and "font-family" in files["page.css"]
     # No external script, style, font, image or analytics: every URL is on this server.
-    assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/|@import|url\(", page, re.I)
-    for target in re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page):
+    for name, text in files.items():
+        assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/|@import|url\(", text, re.I), name
+    for target in linked:
         assert target.startswith(("/", "#", "data:")), target
     status, _, body = _request(server["url"] + "/api/info")
     info = json.loads(body)
     assert status == 200 and info["indexed_videos"] == len(server["clips"]) + 1
+
+
+def test_the_packages_data_entries_match_the_files():
+    """pyproject's package-data patterns each match a file, and every page resource is listed."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["text4vis"]
+    package = root / "src" / "text4vis"
+    files = [p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file()]
+    for pattern in patterns:
+        assert any(fnmatch.fnmatch(f, pattern) for f in files), pattern
+    for name in ("index.html", "page.css", "page.js"):
+        assert any(fnmatch.fnmatch(f"resources/page/{name}", p) for p in patterns), name
 
 
 def test_label_an_upload_ranks_like_the_predictor(server: dict[str, Any]):
@@ -193,11 +224,11 @@ def test_the_app_command_refuses_an_index_of_another_model(
 
 
 def test_without_an_index_search_says_how_to_get_one(server: dict[str, Any]):
-    from text4vis.app import AppError
+    from text4vis.errors import UsageError
 
     app = VideoApp(server["predictor"], None)
     try:
-        with pytest.raises(AppError, match="--index INDEX"):
+        with pytest.raises(UsageError, match="--index INDEX"):
             app.search("a red circle")
         result = app.label(server["clips"][0], "a red circle moving left\na green circle blinking")
         assert len(result.predictions) == 2 and len(result.frames) == 8

@@ -20,7 +20,7 @@ from text4vis.config import load_config
 from text4vis.data.annotations import VideoRecord, write_annotations, write_labels
 from text4vis.data.decoders import VideoDecodeError
 from text4vis.data.loaders import build_loader
-from text4vis.errors import unwrap_worker_error
+from text4vis.errors import DataError, MissingFileError, Text4VisError, unwrap_worker_error
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +120,14 @@ class _Failing(torch.utils.data.Dataset):
     "error",
     [
         VideoDecodeError("a/b.mp4", "moov atom not found\nsecond line"),
+        DataError("DataError: odd message"),
+        MissingFileError("x.txt"),
+        # Built-in errors are bugs (the library converts input errors into its own): tracebacks.
         ValueError("ValueError: odd message"),
         FileNotFoundError("x.txt"),
-        KeyError("k"),  # not an input error: stays a traceback
+        KeyError("k"),
     ],
-    ids=["package", "value", "notfound", "bug"],
+    ids=["package", "data", "notfound", "value-bug", "notfound-bug", "bug"],
 )
 def test_unwrap_recovers_the_workers_message(error):
     loader = torch.utils.data.DataLoader(_Failing(error), batch_size=1, num_workers=1)
@@ -134,7 +137,7 @@ def test_unwrap_recovers_the_workers_message(error):
     worker = unwrap_worker_error(info.value)
     assert worker is not None and worker.worker == 0
     assert worker.message == str(error)
-    expected = None if isinstance(error, KeyError) else str(error)
+    expected = str(error) if isinstance(error, Text4VisError) else None
     assert user_error_message(info.value) == expected
 
     # build_loader's Loader raises the worker's own message directly (library users).

@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from text4vis.cli import main
+from text4vis.errors import UsageError
 from text4vis.models.backbones import BackboneError, create_clip
 from text4vis.models.factory import load_model
 from text4vis.models.official import import_official
-from text4vis.models.video import NoClassifierError, VideoRecognizer
+from text4vis.models.video import VideoRecognizer
 
 D, LAYERS, POSITIONS, T = 64, 2, 20, 5
 
@@ -150,7 +151,7 @@ def test_import_matches_paper_model(paper_checkpoint, tmp_path):
     assert _relative_error(ours, reference) <= 1e-5
     assert float(reference.abs().mean()) > 0.1  # a non-trivial comparison
     assert float(model.logit_scale.exp()) == pytest.approx(42.0, rel=1e-5)
-    with pytest.raises(NoClassifierError, match="set_classifier"):
+    with pytest.raises(UsageError, match="set_classifier"):
         model(x)
 
 

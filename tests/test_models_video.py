@@ -12,10 +12,10 @@ import torch.nn.functional as F
 
 from text4vis.config import DataConfig, ModelConfig
 from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
-from text4vis.errors import Text4VisError
+from text4vis.errors import Text4VisError, UsageError
 from text4vis.models.backbones import RANDOM_INIT_MESSAGE
 from text4vis.models.temporal import TemporalConv, TemporalHeadError, shift_kernel
-from text4vis.models.video import NoClassifierError, VideoRecognizer
+from text4vis.models.video import VideoRecognizer
 
 NAMES = ["ApplyEyeMakeup", "playing_guitar", "dancing", "riding a bike"]
 CASES = [
@@ -183,7 +183,7 @@ def test_set_classifier_zero_shot_and_missing_classifier():
     assert model(video()).shape == (2, 3)
     assert torch.allclose(model.classifier.weight, F.normalize(new, dim=-1))
     model.classifier = None
-    with pytest.raises(NoClassifierError, match="set_classifier"):
+    with pytest.raises(UsageError, match="set_classifier"):
         model(video())
 
 

@@ -10,18 +10,22 @@
 
 Why not Gradio: it is the convention of the field, but it pulls a large dependency tree and its
 pages load fonts and analytics from the network by default. This server is the standard library's
-``http.server`` with one page of plain HTML/JS/CSS and no external asset, so it works offline,
-installs nothing and is easy to test (:func:`make_server` runs it in a thread on a free port).
+``http.server`` with one page of plain HTML/JS/CSS (resource files of the package,
+``text4vis/resources/page/``) and no external asset, so it works offline, installs nothing and
+is easy to test (:func:`make_server` runs it in a thread on a free port).
 
 The model answers one request at a time (a lock), while the server keeps accepting requests. A
-request that fails gets a JSON ``{"error": message}`` shown on the page; the traceback of an
-unexpected error goes to the log, never to the page, and the server keeps serving.
+request that fails on the user's input (a :class:`~text4vis.errors.Text4VisError`) gets status 400
+and a JSON ``{"error": message}`` shown on the page; any other exception is a bug: status 500, a
+short message, and its traceback in the log (never on the page); the server keeps serving.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
+import importlib.resources
 import io
 import json
 import logging
@@ -37,24 +41,27 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-from text4vis.errors import Text4VisError
+from text4vis import __version__
+from text4vis.errors import Text4VisError, UsageError
 
 if TYPE_CHECKING:
     from text4vis.predict import Predictor
     from text4vis.search import VideoIndex
 
-__all__ = ["LabelResult", "SearchResult", "VideoApp", "make_server", "serve"]
+__all__ = ["LabelResult", "SearchResult", "VideoApp", "make_server", "page_file", "serve"]
 
 logger = logging.getLogger("text4vis.app")
 
 MAX_UPLOAD_BYTES = 1 << 30  # 1 GiB: a larger body is refused before it is read
 # Served as they are; anything else (a frame folder, .avi ...) is re-encoded to H.264 mp4 first.
 BROWSER_SUFFIXES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm"}
+# The page's files (text4vis/resources/page/) by suffix.
+PAGE_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+}
 MAX_PLAY_FRAMES = 600  # frames re-encoded for playback (a preview, not a converter)
-
-
-class AppError(Text4VisError, ValueError):
-    """A request the page cannot answer (shown on the page as the message)."""
 
 
 @dataclass
@@ -97,8 +104,28 @@ def _png(frame: np.ndarray, min_side: int = 96, max_side: int = 320) -> bytes:
     return buffer.getvalue()
 
 
+def _whole_number(text: str, what: str) -> int:
+    """A whole number sent by the page (a query parameter, a header, a part of the URL)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{what} must be a whole number, got {text!r}") from None
+
+
 def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+@functools.cache
+def page_file(name: str) -> tuple[bytes, str]:
+    """A file of the page (``index.html``, ``page.css``, ``page.js``) and its content type.
+
+    The files are resources of the package (``text4vis/resources/page/``): plain HTML, CSS and
+    JavaScript with no external asset (fonts, scripts, analytics), so the page works offline.
+    """
+    suffix = name.rsplit(".", 1)[-1]
+    body = importlib.resources.files("text4vis").joinpath("resources", "page", name).read_bytes()
+    return body, PAGE_TYPES[suffix]
 
 
 class VideoApp:
@@ -131,7 +158,7 @@ class VideoApp:
 
         text = text.strip()
         if not text:
-            raise AppError("type label names (separated by commas or one per line)")
+            raise UsageError("type label names (separated by commas or one per line)")
         if "\n" not in text:
             return parse_labels(text)
         path = self._workdir / "labels.txt"
@@ -139,7 +166,7 @@ class VideoApp:
         try:
             return read_label_file(path)
         except Text4VisError as exc:
-            raise AppError(str(exc).replace(str(path), "labels")) from None
+            raise UsageError(str(exc).replace(str(path), "labels")) from None
 
     def sampled_frames(self, video: str | Path) -> tuple[list[int], np.ndarray]:
         """The frame numbers the model looks at in a video (its first evaluation clip) and the
@@ -164,18 +191,18 @@ class VideoApp:
         """Rank label names for one video (all labels, best first) with the frames it looked at.
 
         Raises:
-            AppError, LabelError, VideoDecodeError: shown on the page.
+            UsageError, DataError, VideoDecodeError: shown on the page.
         """
         labels = self.parse_labels(labels_text)
         path = Path(video)
         if not path.exists():
-            raise AppError(f"{video}: no such file or folder on the server")
+            raise UsageError(f"{video}: no such file or folder on the server")
         with self._lock:
             result = self.predictor.predict_files([path], labels, top_k=None)[0]
         if result.error is not None:
             # An upload is read from a temporary file whose name means nothing to the user.
             reason = result.error.replace(str(path), name or path.name)
-            raise AppError(f"cannot read {name or path.name}: {reason}")
+            raise UsageError(f"cannot read {name or path.name}: {reason}")
         indices, frames = self.sampled_frames(path)
         return LabelResult(
             video=name or str(video),
@@ -198,11 +225,11 @@ class VideoApp:
     def search(self, query: str, top_k: int = 12) -> SearchResult:
         """The best-matching videos of the index, with links to thumbnails and playable videos."""
         if self.index is None:
-            raise AppError("no index loaded: start the app with --index INDEX (text4vis index)")
+            raise UsageError("no index loaded: start the app with --index INDEX (text4vis index)")
         if len(self.index) == 0:
-            raise AppError("the index holds no videos")
+            raise UsageError("the index holds no videos")
         if not 1 <= top_k <= 200:
-            raise AppError(f"the number of results must be between 1 and 200, got {top_k}")
+            raise UsageError(f"the number of results must be between 1 and 200, got {top_k}")
         with self._lock:
             hits = self.index.search(text=query, top_k=top_k)
         rows = []
@@ -222,7 +249,7 @@ class VideoApp:
 
     def _indexed_path(self, row: int) -> Path:
         if self.index is None or not 0 <= row < len(self.index):
-            raise AppError(f"no video {row} in the index")
+            raise UsageError(f"no video {row} in the index")
         return Path(self.index.videos[row].path)
 
     def thumbnail(self, row: int) -> bytes:
@@ -294,19 +321,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(value).encode("utf-8"), "application/json")
 
     def _guarded(self, action: Any) -> None:
-        """Run a request; any failure becomes ``{"error": message}``, never a traceback."""
-        from text4vis.data import VideoDecodeError
+        """Run a request; a user's mistake becomes ``{"error": message}`` with status 400.
 
+        Any other exception is a bug: the answer is a 500 with a short message, the traceback
+        goes to the log (never to the page), and the server keeps serving.
+        """
         try:
             action()
-        except (Text4VisError, ValueError, FileNotFoundError, VideoDecodeError) as exc:
+        except Text4VisError as exc:
             self._json({"error": str(exc)}, HTTPStatus.BAD_REQUEST)
         except (BrokenPipeError, ConnectionResetError):
             logger.debug("the browser closed the connection")
         except Exception as exc:  # the server must keep serving; the log keeps the traceback
-            logger.exception("request %s failed", self.path)
+            logger.exception("request %s failed: a bug in text4vis %s", self.path, __version__)
             self._json(
-                {"error": f"internal error ({type(exc).__name__}: {exc}); see the server log"},
+                {
+                    "error": f"internal error ({type(exc).__name__}) in text4vis {__version__}; "
+                    "the server log has the traceback: please report it"
+                },
                 HTTPStatus.INTERNAL_SERVER_ERROR,
             )
 
@@ -320,23 +352,29 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query)
         app = self.server.app
         if url.path == "/":
-            self._send(HTTPStatus.OK, PAGE.encode("utf-8"), "text/html; charset=utf-8")
+            self._send(HTTPStatus.OK, *page_file("index.html"))
+        elif url.path in ("/page.css", "/page.js"):
+            self._send(HTTPStatus.OK, *page_file(url.path[1:]))
         elif url.path == "/api/info":
             self._guarded(lambda: self._json(self.server.info()))
         elif url.path == "/api/search":
 
             def search() -> None:
                 text = query.get("q", [""])[0]
-                top_k = int(query.get("k", ["12"])[0])
+                top_k = _whole_number(query.get("k", ["12"])[0], "the number of results")
                 self._json(app.search(text, top_k).to_dict())
 
             self._guarded(search)
         elif url.path.startswith("/thumbnail/"):
             row = url.path.rsplit("/", 1)[-1]
-            self._guarded(lambda: self._send(200, app.thumbnail(int(row)), "image/png"))
+            self._guarded(
+                lambda: self._send(
+                    200, app.thumbnail(_whole_number(row, "the video number")), "image/png"
+                )
+            )
         elif url.path.startswith("/video/"):
             row = url.path.rsplit("/", 1)[-1]
-            self._guarded(lambda: self._file(*app.playable(int(row))))
+            self._guarded(lambda: self._file(*app.playable(_whole_number(row, "the video number"))))
         elif url.path == "/favicon.ico":
             self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
         else:
@@ -352,16 +390,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _label(self, query: dict[str, list[str]]) -> None:
         app = self.server.app
-        length = int(self.headers.get("Content-Length") or 0)
+        length = _whole_number(self.headers.get("Content-Length") or "0", "Content-Length")
         if length > MAX_UPLOAD_BYTES:
             self.close_connection = True  # the unread body must not be taken as a request
-            raise AppError(f"the upload is {length} bytes; at most {MAX_UPLOAD_BYTES} are taken")
+            raise UsageError(f"the upload is {length} bytes; at most {MAX_UPLOAD_BYTES} are taken")
         body = self.rfile.read(length) if length else b""
         labels = query.get("labels", [""])[0]
         name = query.get("name", [""])[0]
         if name:  # an uploaded file
             if not body:
-                raise AppError(f"the upload of {name} is empty")
+                raise UsageError(f"the upload of {name} is empty")
             path = app.save_upload(name, body)
             try:
                 result = app.label(path, labels, name=name)
@@ -370,7 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             video = query.get("path", [""])[0].strip()
             if not video:
-                raise AppError("choose a video file to upload or type a path")
+                raise UsageError("choose a video file to upload or type a path")
             result = app.label(video, labels)
         self._json(result.to_dict())
 
@@ -383,10 +421,14 @@ class _Handler(BaseHTTPRequestHandler):
         if ranged.startswith("bytes=") and "," not in ranged:
             first, _, last = ranged[6:].partition("-")
             if first:
-                start = int(first)
-                end = min(int(last), size - 1) if last else size - 1
+                start = _whole_number(first, "the Range header's first byte")
+                end = (
+                    min(_whole_number(last, "the Range header's last byte"), size - 1)
+                    if last
+                    else size - 1
+                )
             elif last:  # the last N bytes
-                start = max(0, size - int(last))
+                start = max(0, size - _whole_number(last, "the Range header's length"))
             if start > end or start >= size:
                 self._send(
                     HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
@@ -442,229 +484,3 @@ def serve(app: VideoApp, host: str = "127.0.0.1", port: int = 7860) -> None:
     finally:
         server.server_close()
         app.close()
-
-
-# ----------------------------------------------------------------------------------------------
-# The page: plain HTML/CSS/JS, no external assets (fonts, scripts, analytics)
-# ----------------------------------------------------------------------------------------------
-
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>text4vis</title>
-<style>
-  body { font-family: system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d2330; }
-  header { background: #1d2330; color: #fff; padding: 10px 20px; display: flex; gap: 16px;
-           align-items: baseline; }
-  header h1 { font-size: 20px; margin: 0; }
-  header span { color: #b8c0d0; font-size: 13px; }
-  main { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; padding: 16px; }
-  section { background: #fff; border-radius: 8px; padding: 14px 18px;
-            box-shadow: 0 1px 3px rgba(0,0,0,.12); }
-  h2 { margin: 0 0 10px; font-size: 18px; }
-  label.field { display: block; font-size: 13px; color: #4a5468; margin: 8px 0 3px; }
-  input[type=text], textarea { width: 100%; box-sizing: border-box; padding: 6px;
-                               font: inherit; border: 1px solid #c4cad6; border-radius: 4px; }
-  textarea { height: 70px; }
-  button { margin-top: 10px; padding: 7px 16px; font: inherit; border: 0; border-radius: 4px;
-           background: #2f6fde; color: #fff; cursor: pointer; }
-  button:disabled { background: #9bb5e6; }
-  .error { color: #b3261e; background: #fdecea; padding: 6px 10px; border-radius: 4px;
-           margin-top: 10px; white-space: pre-wrap; }
-  .row { display: grid; grid-template-columns: minmax(120px, 40%) 1fr 60px; gap: 8px;
-         align-items: center; margin: 4px 0; font-size: 14px; }
-  .track { background: #e6e9ef; border-radius: 3px; height: 14px; }
-  .bar { background: #2f6fde; height: 14px; border-radius: 3px; min-width: 2px; }
-  .row:first-child .bar { background: #1e9e5a; }
-  .score { text-align: right; font-variant-numeric: tabular-nums; }
-  #label-frames img, .hit img { image-rendering: pixelated; border-radius: 3px; }
-  #label-frames { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 8px; }
-  #label-frames figure { margin: 0; font-size: 11px; color: #4a5468; text-align: center; }
-  #search-results { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr));
-                    gap: 10px; margin-top: 10px; }
-  .hit { cursor: pointer; font-size: 12px; border: 2px solid transparent; border-radius: 5px;
-         padding: 3px; }
-  .hit:hover, .hit.playing { border-color: #2f6fde; }
-  .hit img { width: 100%; display: block; }
-  .hit .name { overflow-wrap: anywhere; }
-  video { width: 320px; max-width: 100%; margin-top: 10px; background: #000;
-          border-radius: 4px; image-rendering: pixelated; display: block; }
-  video[hidden] { display: none; }
-  .muted { color: #6b7486; font-size: 13px; }
-</style>
-</head>
-<body>
-<header><h1>text4vis</h1><span id="info">label videos with your own words, find them by text</span>
-</header>
-<main>
-<section id="label-part">
-  <h2>Label a video</h2>
-  <label class="field" for="video-file">Upload a video</label>
-  <input type="file" id="video-file" accept="video/*,.mkv,.avi">
-  <label class="field" for="video-path">or a path on this machine (file or frame folder)</label>
-  <input type="text" id="video-path" placeholder="/data/clips/a.mp4">
-  <label class="field" for="labels">Label names (comma separated or one per line)</label>
-  <textarea id="labels" placeholder="dancing, cooking, surfing"></textarea>
-  <label class="field" for="label-file">or load a label file (id,name CSV or one per line)</label>
-  <input type="file" id="label-file" accept=".txt,.csv,text/*">
-  <div><button id="label-button">Label</button></div>
-  <div id="label-error" class="error" hidden></div>
-  <div id="label-output" hidden>
-    <p class="muted" id="label-video"></p>
-    <div id="label-results"></div>
-    <p class="muted">Frames the model looked at</p>
-    <div id="label-frames"></div>
-  </div>
-</section>
-<section id="search-part">
-  <h2>Search the index</h2>
-  <p class="muted" id="index-info"></p>
-  <label class="field" for="query">Describe what the videos show</label>
-  <input type="text" id="query" placeholder="a person surfing">
-  <label class="field" for="top-k">Results</label>
-  <input type="text" id="top-k" value="12" size="4" style="width:5em">
-  <div><button id="search-button">Search</button></div>
-  <div id="search-error" class="error" hidden></div>
-  <video id="player" controls hidden></video>
-  <div id="search-results"></div>
-</section>
-</main>
-<script>
-"use strict";
-const $ = (id) => document.getElementById(id);
-
-function showError(id, message) {
-  const box = $(id);
-  box.textContent = message || "";
-  box.hidden = !message;
-}
-
-async function answer(response) {
-  let body;
-  try { body = await response.json(); }
-  catch (e) { throw new Error("the server answered " + response.status + " without a message"); }
-  if (!response.ok || body.error) { throw new Error(body.error || ("error " + response.status)); }
-  return body;
-}
-
-fetch("/api/info").then(answer).then((info) => {
-  $("info").textContent = "model " + info.model + ", " + info.frames + " frames per video";
-  $("index-info").textContent = info.index
-    ? info.indexed_videos + " videos in " + info.index
-    : "No index loaded (start the app with --index INDEX).";
-  if (!info.index) { $("search-button").disabled = true; }
-}).catch((e) => { $("info").textContent = e.message; });
-
-$("label-file").addEventListener("change", async () => {
-  const file = $("label-file").files[0];
-  if (file) { $("labels").value = await file.text(); }
-});
-
-$("label-button").addEventListener("click", async () => {
-  showError("label-error", "");
-  $("label-output").hidden = true;
-  $("label-results").textContent = "";
-  $("label-frames").textContent = "";
-  const file = $("video-file").files[0];
-  const path = $("video-path").value.trim();
-  const params = new URLSearchParams({labels: $("labels").value});
-  let request;
-  if (file) {
-    params.set("name", file.name);
-    request = fetch("/api/label?" + params, {method: "POST", body: file});
-  } else if (path) {
-    params.set("path", path);
-    request = fetch("/api/label?" + params, {method: "POST"});
-  } else {
-    showError("label-error", "Choose a video file or type a path.");
-    return;
-  }
-  $("label-button").disabled = true;
-  try {
-    const result = await answer(await request);
-    $("label-video").textContent = result.video;
-    for (const p of result.predictions) {
-      const row = document.createElement("div");
-      row.className = "row label-row";
-      const name = document.createElement("span");
-      name.className = "label-name";
-      name.textContent = p.label;
-      const track = document.createElement("div");
-      track.className = "track";
-      const bar = document.createElement("div");
-      bar.className = "bar";
-      bar.style.width = (100 * p.score).toFixed(1) + "%";  // the probability
-      track.appendChild(bar);
-      const score = document.createElement("span");
-      score.className = "score label-score";
-      score.textContent = (100 * p.score).toFixed(1) + "%";
-      row.append(name, track, score);
-      $("label-results").appendChild(row);
-    }
-    result.frames.forEach((uri, i) => {
-      const figure = document.createElement("figure");
-      const img = document.createElement("img");
-      img.src = uri;
-      img.alt = "frame " + result.frame_indices[i];
-      const caption = document.createElement("figcaption");
-      caption.textContent = "frame " + result.frame_indices[i];
-      figure.append(img, caption);
-      $("label-frames").appendChild(figure);
-    });
-    $("label-output").hidden = false;
-  } catch (e) {
-    showError("label-error", e.message);
-  } finally {
-    $("label-button").disabled = false;
-  }
-});
-
-function play(hit, card) {
-  document.querySelectorAll(".hit.playing").forEach((c) => c.classList.remove("playing"));
-  card.classList.add("playing");
-  const player = $("player");
-  player.src = hit.play;
-  player.hidden = false;
-  player.play().catch(() => {});
-}
-
-async function search() {
-  showError("search-error", "");
-  $("search-results").textContent = "";
-  const params = new URLSearchParams({q: $("query").value, k: $("top-k").value});
-  $("search-button").disabled = true;
-  try {
-    const result = await answer(await fetch("/api/search?" + params));
-    for (const hit of result.hits) {
-      const card = document.createElement("div");
-      card.className = "hit";
-      card.title = hit.video;
-      const img = document.createElement("img");
-      img.className = "thumb";
-      img.src = hit.thumbnail;
-      img.alt = hit.name;
-      const score = document.createElement("div");
-      score.className = "hit-score";
-      score.textContent = "#" + hit.rank + "  " + hit.score.toFixed(3);
-      const name = document.createElement("div");
-      name.className = "name hit-name";
-      name.textContent = hit.name;
-      card.append(img, score, name);
-      card.addEventListener("click", () => play(hit, card));
-      $("search-results").appendChild(card);
-    }
-    if (!result.hits.length) { showError("search-error", "No videos in the index."); }
-  } catch (e) {
-    showError("search-error", e.message);
-  } finally {
-    $("search-button").disabled = false;
-  }
-}
-$("search-button").addEventListener("click", search);
-$("query").addEventListener("keydown", (e) => { if (e.key === "Enter") { search(); } });
-</script>
-</body>
-</html>
-"""

@@ -13,13 +13,14 @@ import logging
 import os
 import pkgutil
 import sys
+import traceback
 from collections.abc import Sequence
 from types import ModuleType
 
 from text4vis import __version__
 from text4vis.errors import Text4VisError, unwrap_worker_error
 
-__all__ = ["build_parser", "discover_commands", "main", "user_error_message"]
+__all__ = ["bug_report_line", "build_parser", "discover_commands", "main", "user_error_message"]
 
 
 def discover_commands() -> dict[str, ModuleType]:
@@ -64,21 +65,35 @@ def build_parser(commands: dict[str, ModuleType] | None = None) -> argparse.Argu
     return parser
 
 
-def _log_to_files(message: str) -> None:
+def _log_to_files(message: str, exc: BaseException | None = None) -> None:
     """Record a command's error in the log files of its run folder (not again on the console).
 
     A run folder is created before the work that may fail; its ``log.txt`` then says why the run
-    stopped instead of ending silently.
+    stopped instead of ending silently (with the traceback when ``exc`` is given: a bug).
     """
     logger = logging.getLogger("text4vis")
-    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, (), None)
+    exc_info = None if exc is None else (type(exc), exc, exc.__traceback__)
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, (), exc_info)
     for handler in logger.handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
 
 
+def bug_report_line(command: str) -> str:
+    """The line printed after the traceback of an unexpected exception (a bug, not the input)."""
+    return (
+        f"text4vis {command}: this is a bug in text4vis {__version__}; please report it with "
+        "the traceback above (and the command you ran)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``text4vis`` console script; returns the exit status."""
+    """Entry point of the ``text4vis`` console script; returns the exit status.
+
+    A user's mistake (:class:`~text4vis.errors.Text4VisError`) is one line on stderr and exit
+    status 2; any other exception is a bug: its traceback, a line saying how to report it, and
+    exit status 1. ``--debug`` (or ``TEXT4VIS_DEBUG=1``) re-raises every exception.
+    """
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.command is None:
@@ -91,9 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"text4vis {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        message = user_error_message(exc)
-        if message is None or debug:
+        if debug:
             raise
+        message = user_error_message(exc)
+        if message is None:
+            report = bug_report_line(args.command)
+            _log_to_files(report, exc)
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+            print(report, file=sys.stderr)
+            return 1
         logging.getLogger("text4vis").debug("error", exc_info=True)
         message = f"text4vis {args.command}: error: {message}"
         _log_to_files(message)
@@ -102,25 +123,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def user_error_message(exc: BaseException) -> str | None:
-    """The one-line message of an error caused by input, or None for any other exception (a bug).
+    """The one-line message of a user's mistake, or None for any other exception (a bug).
 
-    Input errors are :class:`~text4vis.errors.Text4VisError`, ``ValueError`` and
-    ``FileNotFoundError``, raised here or in a DataLoader worker: torch re-raises a worker's
-    exception with the worker's traceback as its message, so the worker's own message is
-    recovered from it and the result is the same as with ``data.num_workers=0``.
+    A user's mistake is a :class:`~text4vis.errors.Text4VisError`, raised here or in a
+    DataLoader worker: torch re-raises a worker's exception with the worker's traceback as its
+    message, so the worker's own message is recovered from it and the result is the same as with
+    ``data.num_workers=0``. A built-in ``ValueError`` or ``FileNotFoundError`` is a bug like any
+    other: the library converts the known input errors into its own classes where it reads the
+    input.
     """
     worker = unwrap_worker_error(exc)
     if worker is not None:
-        builtin_input = worker.type_name in ("ValueError", "FileNotFoundError")
-        if worker.from_package or builtin_input or isinstance(exc, _INPUT_ERRORS):
+        if worker.from_package or isinstance(exc, Text4VisError):
             return worker.message
         return None
-    if isinstance(exc, _INPUT_ERRORS):
+    if isinstance(exc, Text4VisError):
         return str(exc)
     return None
 
-
-_INPUT_ERRORS = (Text4VisError, ValueError, FileNotFoundError)
 
 if __name__ == "__main__":
     raise SystemExit(main())

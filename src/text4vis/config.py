@@ -30,7 +30,7 @@ from typing import Any, Union
 
 import yaml
 
-from text4vis.errors import Text4VisError, read_user_text
+from text4vis.errors import ConfigError, parser_problem, read_user_text
 
 __all__ = [
     "AGGREGATIONS",
@@ -49,10 +49,6 @@ __all__ = [
     "load_config",
     "parse_override",
 ]
-
-
-class ConfigError(Text4VisError, ValueError):
-    """A configuration key, value or file is invalid; the message says which and how to fix it."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,7 +321,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+        raise ConfigError(
+            f"override {text!r}: value is not valid YAML ({parser_problem(exc)})"
+        ) from exc
     if isinstance(value, str) and _looks_like_float(value):
         value = float(value)  # YAML 1.1 reads "1e-4" as a string; users mean a number
     return key.split("."), value
@@ -385,11 +383,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with errors that name the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist (looked in {path.resolve().parent})")
+        raise ConfigError(f"{path} does not exist (looked in {path.resolve().parent})")
     try:
         values = yaml.safe_load(read_user_text(path, ConfigError))
     except (yaml.YAMLError, RecursionError) as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {parser_problem(exc)}") from exc
     if values is None:
         return {}
     if not isinstance(values, dict):

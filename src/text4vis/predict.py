@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -58,8 +58,7 @@ __all__ = [
 logger = logging.getLogger("text4vis.predict")
 
 
-class PredictError(Text4VisError):
-    """A prediction cannot run as asked (no model, no labels, a model that cannot take them)."""
+PredictError = UsageError  # the older name, kept importable
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,9 +202,9 @@ class Predictor:
             model.to(self.device).eval(), self.precision, self.device
         )
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise UsageError(f"batch_size must be at least 1, got {batch_size}")
         if num_workers < 0:
-            raise ValueError(f"num_workers must be 0 or more, got {num_workers}")
+            raise UsageError(f"num_workers must be 0 or more, got {num_workers}")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.progress = progress
@@ -239,7 +238,7 @@ class Predictor:
         folder's are the preprocessing it records (see :meth:`default_data_config`).
 
         Raises:
-            FileNotFoundError: nothing at ``path``, or a folder without its files.
+            MissingFileError: nothing at ``path``, or a folder without its files.
             CheckpointError: a file that is not a complete text4vis or official checkpoint.
             PredictError: a checkpoint trained without the frozen classifier.
         """
@@ -575,7 +574,7 @@ class Predictor:
         if isinstance(videos, (str, Path)):
             videos = [videos]
         if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be at least 1 (or None for all labels), got {top_k}")
+            raise UsageError(f"top_k must be at least 1 (or None for all labels), got {top_k}")
         names, weight = self.classifier_for(labels, templates)  # text side first: fails fast
         embeddings, errors = self.embed_videos(videos)
         results = [VideoPrediction(str(video)) for video in videos]

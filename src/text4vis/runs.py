@@ -24,6 +24,7 @@ from typing import Any
 
 from text4vis.config import Config, dump_config
 from text4vis.distributed import broadcast_object, get_rank, get_world_size
+from text4vis.errors import ConfigError
 
 __all__ = ["RunDir", "collect_meta", "create_run_dir", "git_info", "setup_logging"]
 
@@ -182,7 +183,7 @@ def setup_logging(level: str | int = "INFO", log_file: str | Path | None = None)
     if isinstance(level, str):
         numeric = logging.getLevelName(level.upper())
         if not isinstance(numeric, int):
-            raise ValueError(f"unknown log level {level!r}; choose DEBUG, INFO, WARNING or ERROR")
+            raise ConfigError(f"unknown log level {level!r}; choose DEBUG, INFO, WARNING or ERROR")
         level = numeric
     logger.setLevel(level)
     logger.propagate = False

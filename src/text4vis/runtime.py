@@ -20,7 +20,7 @@ import logging
 from contextlib import nullcontext
 from typing import Any
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import ConfigError
 
 __all__ = [
     "INFERENCE_PRECISIONS",
@@ -47,8 +47,7 @@ INFERENCE_PRECISIONS: dict[str, str] = {
 }
 
 
-class PrecisionError(Text4VisError, ValueError):
-    """A precision name that is unknown, or impossible on the chosen device."""
+PrecisionError = ConfigError  # the older name, kept importable
 
 
 def select_device(name: str = "auto") -> Any:
@@ -70,11 +69,11 @@ def select_device(name: str = "auto") -> Any:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"run.device={name!r} but CUDA is not available; use run.device=cpu")
+            raise ConfigError(f"run.device={name!r} but CUDA is not available; use run.device=cpu")
         device = torch.device(f"cuda:{get_local_rank()}") if name == "cuda" else torch.device(name)
         torch.cuda.set_device(device)
         return device
-    raise ValueError(f"run.device {name!r}: choose auto, cpu, cuda or cuda:N")
+    raise ConfigError(f"run.device {name!r}: choose auto, cpu, cuda or cuda:N")
 
 
 def check_train_precision(precision: str, source: str = "train.precision") -> str:

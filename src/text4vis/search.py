@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import DataError, MissingFileError, UsageError
 
 if TYPE_CHECKING:
     from text4vis.predict import Predictor
@@ -83,8 +83,7 @@ EMBEDDINGS_NAME = "embeddings.safetensors"
 META_NAME = "index.json"
 
 
-class VideoIndexError(Text4VisError, ValueError):
-    """An index cannot be read, updated or searched as asked; the message says why and the fix."""
+VideoIndexError = DataError  # the older name, kept importable
 
 
 # ----------------------------------------------------------------------------------------------
@@ -630,7 +629,7 @@ class VideoIndex:
         path = Path(path)
         meta_path = path / META_NAME
         if not meta_path.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{path} is not a video index (no {META_NAME}); build one with "
                 f"`text4vis index VIDEOS... --model MODEL --out {path}`"
             )
@@ -648,7 +647,13 @@ class VideoIndex:
             raise VideoIndexError(
                 f"{path}: {EMBEDDINGS_NAME} is missing; build again with --rebuild"
             )
-        embeddings = load_file(str(embeddings_path))["embeddings"]
+        try:
+            embeddings = load_file(str(embeddings_path))["embeddings"]
+        except Exception as exc:  # safetensors raises its own error types for a damaged file
+            raise VideoIndexError(
+                f"{embeddings_path}: not a readable index file ({type(exc).__name__}: {exc}); "
+                "build the index again with --rebuild"
+            ) from None
         info = IndexMeta.from_dict(meta, meta_path)
         return cls(path, info, embeddings, predictor=predictor, **kwargs)
 
@@ -966,7 +971,7 @@ class VideoIndex:
     def search_vectors(self, queries: np.ndarray, top_k: int = 10) -> list[list[SearchHit]]:
         """Hits for query embeddings ``[Q, D]`` (normalised here), best first."""
         if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
+            raise UsageError(f"top_k must be at least 1, got {top_k}")
         queries = _normalise(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
         if len(self.videos) == 0:
             return [[] for _ in range(queries.shape[0])]

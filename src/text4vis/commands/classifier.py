@@ -6,6 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from text4vis.commands._common import add_config_arguments
+from text4vis.errors import ConfigError, DataError, MissingFileError, UsageError
 
 if TYPE_CHECKING:
     import torch
@@ -51,13 +52,13 @@ def run(args: argparse.Namespace) -> int:
     init = args.init or cfg.model.classifier
     labels_file = args.labels or cfg.data.labels
     if not labels_file:
-        raise ValueError("no class names: set data.labels in the config or pass --labels FILE")
+        raise ConfigError("no class names: set data.labels in the config or pass --labels FILE")
     class_names = read_labels(labels_file)
     embed_dim = _embed_dim(cfg.model.arch)
     features = labels = encoder = None
     if init == "lda":
         if not args.features:
-            raise ValueError(
+            raise UsageError(
                 "--init lda needs --features FILE (safetensors with features [N, D] and "
                 "labels [N]; `text4vis features CONFIG --checkpoint CKPT --out FILE` writes it)"
             )
@@ -114,10 +115,13 @@ def _read_features(path: str) -> tuple[torch.Tensor, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"features file {path} does not exist")
-    tensors = load_file(path)
+        raise MissingFileError(f"features file {path} does not exist")
+    try:
+        tensors = load_file(path)
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
+        raise DataError(f"{path}: not a readable safetensors file ({exc})") from None
     if "features" not in tensors or "labels" not in tensors:
-        raise ValueError(
+        raise DataError(
             f"{path}: expected tensors 'features' [N, D] and 'labels' [N], found {sorted(tensors)}"
         )
     return tensors["features"].float(), tensors["labels"].long()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from text4vis.errors import UsageError
+
 COMMAND = "demo"
 HELP = "run the embedded synthetic benchmark (CPU, minutes) and write a report folder"
 DESCRIPTION = """Reproduce the paper's ablations at toy scale, with no dataset, GPU or network.
@@ -61,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.contrastive:
         if args.seeds is not None:
-            raise ValueError("--seeds applies to the main demo; use --seed with --contrastive")
+            raise UsageError("--seeds applies to the main demo; use --seed with --contrastive")
         from text4vis.demo import run_contrastive_demo
 
         result = run_contrastive_demo(
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {result.out}/contrastive_report.md")
         return 0
     if args.pretrained is not None:
-        raise ValueError(
+        raise UsageError(
             "--pretrained applies to --contrastive; the main demo runs its own stage 0"
         )
     from text4vis.demo import run_demo

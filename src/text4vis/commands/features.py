@@ -6,6 +6,7 @@ import argparse
 import json
 
 from text4vis.commands._common import add_model_arguments
+from text4vis.errors import UsageError
 
 COMMAND = "features"
 HELP = "extract video embeddings of a list to safetensors (for zero-shot and LDA)"
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from text4vis.engine.features import extract_checkpoint_features, save_features
 
     if args.per_class < 0:
-        raise ValueError(f"--per-class must be >= 0, got {args.per_class}")
+        raise UsageError(f"--per-class must be >= 0, got {args.per_class}")
     cfg = config_from_args(args)
     feature_set = extract_checkpoint_features(
         cfg,

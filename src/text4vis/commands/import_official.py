@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from text4vis.errors import UsageError
+
 COMMAND = "import-official"
 HELP = "convert a checkpoint released with the paper's code into a from_pretrained folder"
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from text4vis.models.official import import_official
 
     if args.text_weights and not args.labels:
-        raise ValueError("--text-weights needs --labels FILE (the class names to encode)")
+        raise UsageError("--text-weights needs --labels FILE (the class names to encode)")
     class_names = None
     if args.labels:
         from text4vis.data import read_labels

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from text4vis.errors import UsageError
+
 COMMAND = "index"
 HELP = "embed a folder of videos into an index that `text4vis search` ranks by a sentence"
 DESCRIPTION = """Embed every video into a search index (normalised embeddings + file list).
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     source = str(Path(args.model).resolve())
     if existing is None:
         if not args.videos:
-            raise ValueError("give the videos to index (files, frame folders or folders)")
+            raise UsageError("give the videos to index (files, frame folders or folders)")
         index = VideoIndex.build(
             args.videos, predictor, out, progress=progress, model_source=source
         )

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from text4vis.commands._common import add_precision_argument
+from text4vis.errors import UsageError
 
 COMMAND = "predict"
 HELP = "label your own videos with your own label names (zero-shot or with a trained model)"
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.weights and not args.arch:
         raise PredictError("--weights goes with --arch NAME (a CLIP backbone)")
     if args.top_k < 1:
-        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
     labels = parse_labels(args.labels) if args.labels is not None else None
     options: dict[str, Any] = {
         "templates": args.templates,

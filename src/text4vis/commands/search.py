@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from text4vis.errors import MissingFileError, UsageError
+
 COMMAND = "search"
 HELP = "find the videos of an index that best match a sentence (or look like a video)"
 DESCRIPTION = """Rank the videos of an index (made by `text4vis index`) by cosine similarity with
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             'give a sentence or --like VIDEO (one of them), e.g. "a person surfing"'
         )
     if args.top_k < 1:
-        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+        raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
     index = VideoIndex.load(args.index, backend=args.backend)
     model = args.model or index.info.model.source
     needs_model = args.query is not None or args.like not in index
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if not model:
             raise VideoIndexError(f"{args.index} does not record its model; give --model MODEL")
         if args.model is None and not Path(model).exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"the index's model {model} is no longer there; give --model MODEL"
             )
         data_views = index.info.data["views"]

@@ -3,7 +3,8 @@
 Runs in one process, or under ``torchrun --nproc_per_node N -m text4vis train ...`` as DDP.
 
 Exit status: 0 trained (model exported), 2 an input error (one line naming the file or key),
-75 preempted by SIGTERM / SIGUSR1 (``last.pt`` written; continue with ``--resume auto``).
+75 preempted by SIGTERM / SIGUSR1 (``last.pt`` written; continue with ``--resume auto``), 1 a bug
+(its traceback, and how to report it).
 """
 
 from __future__ import annotations

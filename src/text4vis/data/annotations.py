@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from text4vis.errors import Text4VisError, read_user_text
+from text4vis.errors import DataError, MissingFileError, read_user_text
 
 __all__ = [
     "AnnotationError",
@@ -34,8 +34,7 @@ __all__ = [
 logger = logging.getLogger("text4vis.data.annotations")
 
 
-class AnnotationError(Text4VisError, ValueError):
-    """A list file or label file is malformed; the message names the file and line."""
+AnnotationError = DataError  # the older name, kept importable
 
 
 @dataclass(frozen=True)
@@ -55,11 +54,11 @@ def read_labels(path: str | Path) -> list[str]:
     Raises:
         AnnotationError: missing header, a bad or duplicate id, ids not covering 0..C-1, or two
             names that are the same after normalisation (``PlayingGuitar`` = ``playing guitar``).
-        FileNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"label file {path} does not exist")
+        raise MissingFileError(f"label file {path} does not exist")
     text = read_user_text(path, AnnotationError)
     try:
         rows = list(csv.reader(io.StringIO(text, newline="")))
@@ -132,11 +131,11 @@ def read_annotations(path: str | Path, num_classes: int | None = None) -> list[V
     Raises:
         AnnotationError: a line with the wrong number of fields, a non-integer or negative
             frame count or label, or a label out of range; the message names file and line.
-        FileNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"list file {path} does not exist")
+        raise MissingFileError(f"list file {path} does not exist")
     records: list[VideoRecord] = []
     text = read_user_text(path, AnnotationError)
     for line_no, line in enumerate(text.split("\n"), start=1):

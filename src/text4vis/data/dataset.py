@@ -50,7 +50,7 @@ from text4vis.data.decoders import DECODERS, FrameFolderReader, VideoDecodeError
 from text4vis.data.few_shot import few_shot_indices, repeat_indices
 from text4vis.data.sampling import ClipSampler, build_sampler
 from text4vis.data.transforms import build_transform
-from text4vis.errors import Text4VisError
+from text4vis.errors import ConfigError, DataError
 
 __all__ = [
     "FAILED_VIDEOS_FILE",
@@ -68,8 +68,7 @@ SPLITS = ("train", "val", "test")
 FAILED_VIDEOS_FILE = "failed_videos.txt"  # unreadable videos met in training, in the run folder
 
 
-class TooManyFailuresError(Text4VisError):
-    """More videos failed to decode than ``data.max_failure_fraction`` allows."""
+TooManyFailuresError = DataError  # the older name, kept importable
 
 
 class VideoDataset(torch.utils.data.Dataset):
@@ -113,7 +112,7 @@ class VideoDataset(torch.utils.data.Dataset):
         input_size: int = 224,
     ) -> None:
         if not records:
-            raise ValueError("a dataset needs at least one record")
+            raise DataError("a dataset needs at least one record")
         self.records = list(records)
         # (full training records, chosen indices) when build_dataset made a few-shot subset:
         # the one selection of a run, written to its folder by the trainer.
@@ -480,7 +479,7 @@ def _split_records(
         list_file = _list_for_split(cfg, split)
         if not list_file:
             key = {"train": "train_list", "val": "val_list"}.get(split, "test_list (or val_list)")
-            raise ValueError(f"no list file for split {split!r}: set data.{key}")
+            raise ConfigError(f"no list file for split {split!r}: set data.{key}")
         read = read_annotations(list_file, num_classes=num_classes)
         root = Path(data.root) if data.root else Path(list_file).resolve().parent
         return list(read), root, list_file
@@ -513,7 +512,7 @@ def _check_records(records: Sequence[VideoRecord], data: Any, split: str, source
             "data.skip_unreadable=true to skip and report them"
         )
     if data.decoder not in DECODERS:
-        raise ValueError(f"unknown data.decoder {data.decoder!r}; choose one of {list(DECODERS)}")
+        raise ConfigError(f"unknown data.decoder {data.decoder!r}; choose one of {list(DECODERS)}")
 
 
 def _few_shot_subset(
@@ -542,7 +541,7 @@ def _single_view(data: Any) -> Any:
 
 def _check_format(records: Sequence[VideoRecord], fmt: str, source: str) -> None:
     if fmt not in ("video", "frames"):
-        raise ValueError(f"unknown data.format {fmt!r}; choose 'video' or 'frames'")
+        raise ConfigError(f"unknown data.format {fmt!r}; choose 'video' or 'frames'")
     frame_lines = sum(r.num_frames is not None for r in records)
     if fmt == "video" and frame_lines:
         raise AnnotationError(

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import ConfigError, VideoDecodeError
 
 __all__ = [
     "DECODERS",
@@ -53,22 +53,6 @@ DECODERS = ("pyav", "torchcodec", "decord")
 
 # File suffixes (compared in lower case) that open_video reads as one-frame images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-class VideoDecodeError(Text4VisError):
-    """A video file, frame folder or image could not be read; the message names it and says why.
-
-    Args:
-        path: the file or folder, or (alone) a ready message.
-        reason: why it cannot be read.
-        kind: what it is, for the message (``video`` or ``image``).
-    """
-
-    def __init__(self, path: str | Path, reason: str | None = None, *, kind: str = "video") -> None:
-        # One-argument form: a ready message (how DataLoader re-raises a worker's error).
-        super().__init__(str(path) if reason is None else f"cannot read {kind} {path}: {reason}")
-        self.path = str(path) if reason is not None else ""
-        self.reason = reason if reason is not None else str(path)
 
 
 class VideoReader(Protocol):
@@ -621,13 +605,13 @@ def open_video(
     if decoder == "pyav":
         return PyAVReader(path, threads=threads)
     if decoder not in DECODERS:
-        raise ValueError(f"unknown decoder {decoder!r}; choose one of {list(DECODERS)}")
+        raise ConfigError(f"unknown decoder {decoder!r}; choose one of {list(DECODERS)}")
     try:
         if decoder == "torchcodec":
             return TorchCodecReader(path)
         return DecordReader(path)
     except ImportError:
-        raise ValueError(
+        raise ConfigError(
             f"decoder {decoder!r} is not installed; pip install 'text4vis[{decoder}]' or use "
             "data.decoder=pyav"
         ) from None

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import DataError
 
 __all__ = ["VIDEO_EXTENSIONS", "NoVideosFoundError", "find_videos"]
 
@@ -28,8 +28,7 @@ VIDEO_EXTENSIONS = (
 )
 
 
-class NoVideosFoundError(Text4VisError):
-    """A folder given as input holds no video file and no frame folder."""
+NoVideosFoundError = DataError  # the older name, kept importable
 
 
 def _is_frame_folder(path: Path, frame_template: str, start_index: int) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from text4vis.data.annotations import AnnotationError, VideoRecord, read_labels, write_annotations
+from text4vis.errors import ConfigError, DataError, UsageError
 
 __all__ = [
     "FEW_SHOT_FILE",
@@ -47,14 +48,14 @@ def few_shot_indices(labels: Sequence[int], shot: int, seed: int) -> list[int]:
         ValueError: ``shot < 1`` or a class with fewer than ``shot`` clips (named).
     """
     if shot < 1:
-        raise ValueError(f"data.shot must be at least 1 for a few-shot subset, got {shot}")
+        raise ConfigError(f"data.shot must be at least 1 for a few-shot subset, got {shot}")
     labels_array = np.asarray(labels, dtype=np.int64)
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
     for label in np.unique(labels_array):
         members = np.flatnonzero(labels_array == label)
         if len(members) < shot:
-            raise ValueError(
+            raise DataError(
                 f"class {int(label)} has {len(members)} clips, fewer than data.shot={shot}; "
                 "lower data.shot or add clips"
             )
@@ -73,7 +74,7 @@ def repeat_indices(indices: Sequence[int], full_length: int) -> list[int]:
 def half_class_splits(num_classes: int, num_splits: int = 10) -> list[list[int]]:
     """``num_splits`` seeded choices (seeds 0..N-1) of half of the classes, each sorted."""
     if num_classes < 4:
-        raise ValueError(
+        raise UsageError(
             f"half-class splits need at least 4 classes, got {num_classes}: a split of "
             f"{num_classes // 2} class(es) always scores 100% top-1; use the full protocol "
             "(--protocol full) or more classes"

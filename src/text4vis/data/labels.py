@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from text4vis.data.annotations import read_labels
-from text4vis.errors import Text4VisError
+from text4vis.errors import DataError, MissingFileError
 
 __all__ = [
     "LabelError",
@@ -32,8 +32,7 @@ __all__ = [
 ]
 
 
-class LabelError(Text4VisError, ValueError):
-    """A label list or label file is unusable; the message says which label or line and why."""
+LabelError = DataError  # the older name, kept importable
 
 
 def normalize_class_name(name: str) -> str:
@@ -126,12 +125,12 @@ def read_label_file(path: str | Path) -> list[str]:
     file without it is rejected rather than guessed at).
 
     Raises:
-        FileNotFoundError: no such file.
+        MissingFileError: no such file.
         LabelError: not UTF-8 text, a CSV without the right header, or a bad label list.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"label file {path} does not exist")
+        raise MissingFileError(f"label file {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -165,7 +164,7 @@ def parse_labels(spec: str) -> list[str]:
     rather than one label called ``labels.csv``.
 
     Raises:
-        FileNotFoundError: a file name that does not exist.
+        MissingFileError: a file name that does not exist.
         LabelError: an empty name (``"a,,b"``), duplicates, or a bad label file.
     """
     if not spec.strip():
@@ -174,7 +173,7 @@ def parse_labels(spec: str) -> list[str]:
         return read_label_file(spec)
     looks_like_file = os.sep in spec or "/" in spec or spec.lower().endswith((".csv", ".txt"))
     if looks_like_file and "," not in spec:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"--labels {spec}: no such label file; give an existing file (label CSV 'id,name' or "
             "one label per line) or names separated by commas, e.g. --labels 'dancing,cooking'"
         )

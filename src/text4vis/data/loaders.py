@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from text4vis.data.dataset import collate_clips
 from text4vis.distributed import get_rank, get_world_size
-from text4vis.errors import unwrap_worker_error
+from text4vis.errors import ConfigError, unwrap_worker_error
 
 __all__ = ["EvalSampler", "Loader", "TrainSampler", "build_loader", "seed_worker", "set_epoch"]
 
@@ -194,7 +194,7 @@ def build_loader(
     if batch_size is None:
         batch_size = cfg.data.batch_size if train else cfg.eval.batch_size
     if batch_size < 1:
-        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     sampler: Sampler
     if train:
         sampler = TrainSampler(len(dataset), seed=seed, rank=rank, world_size=world_size)

@@ -33,6 +33,7 @@ from text4vis.data.annotations import (
 from text4vis.data.decoders import FrameFolderReader, VideoDecodeError, open_video
 from text4vis.data.discovery import VIDEO_EXTENSIONS
 from text4vis.data.labels import check_distinct_names
+from text4vis.errors import DataError, MissingFileError, UsageError
 
 __all__ = [
     "check_list",
@@ -108,20 +109,20 @@ def make_lists(
         ``{"labels": path, "train": path, ("val": path)}``.
 
     Raises:
-        FileNotFoundError: ``root`` is not a folder.
+        MissingFileError: ``root`` is not a folder.
         ValueError: no class folders, a class without clips, a bad format or fraction.
     """
     root = Path(root)
     out_dir = Path(out_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a folder of class folders")
+        raise MissingFileError(f"{root} is not a folder of class folders")
     if format not in ("video", "frames"):
-        raise ValueError(f"format must be 'video' or 'frames', got {format!r}")
+        raise UsageError(f"format must be 'video' or 'frames', got {format!r}")
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise UsageError(f"val_fraction must be in [0, 1), got {val_fraction}")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise ValueError(f"{root} has no class folders (expected ROOT/<class>/<clips>)")
+        raise DataError(f"{root} has no class folders (expected ROOT/<class>/<clips>)")
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     train: list[VideoRecord] = []
@@ -140,7 +141,7 @@ def make_lists(
                 records.append(VideoRecord(rel, reader.num_frames, label))
         if not records:
             what = "video files" if format == "video" else "frame folders"
-            raise ValueError(f"class folder {folder} has no {what}")
+            raise DataError(f"class folder {folder} has no {what}")
         num_val = int(round(val_fraction * len(records)))
         chosen = set(rng.choice(len(records), size=num_val, replace=False).tolist())
         for i, record in enumerate(records):

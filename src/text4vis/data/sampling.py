@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from text4vis.errors import ConfigError
+
 __all__ = [
     "SAMPLINGS",
     "ClipSampler",
@@ -45,7 +47,7 @@ def _check(num_frames: int, num_segments: int) -> None:
     if num_frames < 1:
         raise ValueError(f"a video needs at least 1 frame, got num_frames={num_frames}")
     if num_segments < 1:
-        raise ValueError(f"num_segments must be at least 1, got {num_segments}")
+        raise ConfigError(f"num_segments must be at least 1, got {num_segments}")
 
 
 def _spread(num_frames: int, num_segments: int, shift: float = 0.5) -> np.ndarray:
@@ -91,14 +93,14 @@ def segment_test_indices(num_frames: int, num_segments: int, num_clips: int = 1)
     """
     _check(num_frames, num_segments)
     if num_clips < 1:
-        raise ValueError(f"num_clips must be at least 1, got {num_clips}")
+        raise ConfigError(f"num_clips must be at least 1, got {num_clips}")
     rows = [_spread(num_frames, num_segments, (c + 0.5) / num_clips) for c in range(num_clips)]
     return np.stack(rows)
 
 
 def _dense_window(num_frames: int, num_segments: int, stride: int) -> int:
     if stride < 1:
-        raise ValueError(f"dense_stride must be at least 1, got {stride}")
+        raise ConfigError(f"dense_stride must be at least 1, got {stride}")
     return (num_segments - 1) * stride + 1
 
 
@@ -120,7 +122,7 @@ def dense_test_indices(
     """Dense testing: ``num_clips`` windows with starts spread evenly. int64 [num_clips, T]."""
     _check(num_frames, num_segments)
     if num_clips < 1:
-        raise ValueError(f"num_clips must be at least 1, got {num_clips}")
+        raise ConfigError(f"num_clips must be at least 1, got {num_clips}")
     window = _dense_window(num_frames, num_segments, stride)
     if num_frames < window:
         return np.stack([_spread(num_frames, num_segments, 0.0)] * num_clips)
@@ -144,7 +146,7 @@ class ClipSampler:
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLINGS:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown data.sampling {self.sampling!r}; choose one of {list(SAMPLINGS)}"
             )
 

@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from text4vis.errors import ConfigError
+
 __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
@@ -195,9 +197,9 @@ class EvalTransform:
         from torchvision.transforms import v2
 
         if num_crops not in (1, 3):
-            raise ValueError(f"data.num_crops must be 1 or 3, got {num_crops}")
+            raise ConfigError(f"data.num_crops must be 1 or 3, got {num_crops}")
         if resize_size < input_size:
-            raise ValueError(
+            raise ConfigError(
                 f"data.resize_size ({resize_size}) must be at least data.input_size ({input_size})"
             )
         self.resize = v2.Resize(resize_size, antialias=True)

@@ -24,6 +24,8 @@ import logging
 import torch
 from torch import nn
 
+from text4vis.errors import ConfigError
+
 __all__ = ["FUSED_ADAMW_CHOICES", "apply_channels_last", "compile_model", "use_fused_adamw"]
 
 log = logging.getLogger("text4vis.engine.acceleration")
@@ -38,7 +40,7 @@ def use_fused_adamw(setting: str, device: torch.device) -> bool:
         ValueError: ``setting`` is not one of :data:`FUSED_ADAMW_CHOICES`.
     """
     if setting not in FUSED_ADAMW_CHOICES:
-        raise ValueError(
+        raise ConfigError(
             f"train.fused_adamw {setting!r}: choose one of {FUSED_ADAMW_CHOICES} (auto = fused "
             "on CUDA and the CPU)"
         )

@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from text4vis.engine.objectives import ObjectiveBase, register_objective
+from text4vis.errors import ConfigError
 from text4vis.models.video import TEXT_ENCODER_DIR, TEXT_TOWER_FILE
 
 if TYPE_CHECKING:
@@ -410,7 +411,7 @@ class ContrastiveObjective(ObjectiveBase):
     ) -> None:
         super().__init__()
         if text_lr_ratio <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"train.text_lr_ratio must be > 0, got {text_lr_ratio}; use text_online=false "
                 "for a fixed text side"
             )

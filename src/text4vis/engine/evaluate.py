@@ -15,7 +15,7 @@ from text4vis import distributed as dist_utils
 from text4vis.config import Config
 from text4vis.engine.loops import parse_views, predict_scores, prepare_inference
 from text4vis.engine.metrics import EvalResult, evaluate_scores
-from text4vis.errors import Text4VisError
+from text4vis.errors import DataError
 from text4vis.models.factory import load_model
 
 __all__ = ["evaluate_checkpoint", "with_views"]
@@ -63,7 +63,7 @@ def evaluate_checkpoint(
         if cfg.data.labels:
             wanted = read_labels(cfg.data.labels)
             if wanted != class_names:
-                raise Text4VisError(
+                raise DataError(
                     f"{cfg.data.labels} names {len(wanted)} classes that differ from the "
                     f"{len(class_names)} classes the model was trained on; use `text4vis "
                     "zeroshot` to evaluate on other labels"

@@ -22,7 +22,7 @@ from text4vis import distributed as dist_utils
 from text4vis.config import Config
 from text4vis.engine.evaluate import with_views
 from text4vis.engine.loops import extract_features, prepare_inference
-from text4vis.errors import Text4VisError
+from text4vis.errors import ConfigError, DataError, MissingFileError
 from text4vis.models.factory import build_feature_model, load_model
 
 __all__ = [
@@ -78,14 +78,14 @@ def load_features(path: str | Path) -> FeatureSet:
     """Read a features file written by :func:`save_features`.
 
     Raises:
-        FileNotFoundError: no file.
+        MissingFileError: no file.
         Text4VisError: not a text4vis features file.
     """
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"features file {path} does not exist; write it with `text4vis features`"
         )
     try:
@@ -93,9 +93,9 @@ def load_features(path: str | Path) -> FeatureSet:
             meta = dict(handle.metadata() or {})
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     except Exception as exc:
-        raise Text4VisError(f"{path}: not a readable safetensors file ({exc})") from exc
+        raise DataError(f"{path}: not a readable safetensors file ({exc})") from exc
     if meta.get("format") != FEATURES_FORMAT or not {"features", "labels"} <= set(tensors):
-        raise Text4VisError(
+        raise DataError(
             f"{path}: not a features file written by `text4vis features` (needs tensors "
             f"'features' and 'labels' and format={FEATURES_FORMAT})"
         )
@@ -162,7 +162,7 @@ def extract_checkpoint_features(
         split, cfg.data.test_list or cfg.data.val_list
     )
     if not list_file:
-        raise ValueError(f"no list file for split {split!r}; set data.{split}_list")
+        raise ConfigError(f"no list file for split {split!r}; set data.{split}_list")
     class_names = read_labels(cfg.data.labels) if cfg.data.labels else None
     records = read_annotations(list_file, num_classes=len(class_names) if class_names else None)
     chosen = list(range(len(records)))

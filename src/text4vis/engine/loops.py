@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from text4vis import distributed
 from text4vis.config import AGGREGATIONS
+from text4vis.errors import ConfigError
 from text4vis.models.quantize import quantize_int8
 from text4vis.runtime import autocast_context, inference_precision
 
@@ -59,10 +60,10 @@ def parse_views(text: str, source: str = "views") -> tuple[int, int]:
     """
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"{source} {text!r} must look like CLIPSxCROPS, e.g. 1x1 or 4x3")
+        raise ConfigError(f"{source} {text!r} must look like CLIPSxCROPS, e.g. 1x1 or 4x3")
     clips, crops = int(parts[0]), int(parts[1])
     if crops not in VIEW_CROPS:
-        raise ValueError(
+        raise ConfigError(
             f"{source} {text!r}: CROPS must be 1 (centre crop) or 3 (left, centre, right), got "
             f"{crops}; e.g. {clips}x1 or {clips}x3"
         )
@@ -83,7 +84,7 @@ def aggregate_views(logits: Tensor, mode: str = "prob") -> Tensor:
         return logits.float().softmax(dim=-1).mean(dim=1)
     if mode == "logit":
         return logits.float().mean(dim=1)
-    raise ValueError(f"eval.aggregate {mode!r}: choose one of {list(AGGREGATIONS)}")
+    raise ConfigError(f"eval.aggregate {mode!r}: choose one of {list(AGGREGATIONS)}")
 
 
 def gather_by_index(
@@ -289,7 +290,7 @@ def predict_scores(
         ``(indices [N], scores [N, C], labels [N])`` sorted by index, on the CPU.
     """
     if aggregate not in AGGREGATIONS:
-        raise ValueError(f"eval.aggregate {aggregate!r}: choose one of {list(AGGREGATIONS)}")
+        raise ConfigError(f"eval.aggregate {aggregate!r}: choose one of {list(AGGREGATIONS)}")
     batches = iterate_views(
         model, loader, output="logits", device=device, precision=precision, progress=progress
     )

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from text4vis.errors import DataError
+
 __all__ = [
     "EvalResult",
     "average_precision",
@@ -129,7 +131,7 @@ def mean_average_precision(scores: Tensor, targets: Tensor, *, multi_hot: bool =
     aps = [average_precision(scores[:, c], targets[:, c]) for c in range(num_classes)]
     valid = [ap for ap in aps if not math.isnan(ap)]
     if not valid:
-        raise ValueError("mAP: no class has a positive video")
+        raise DataError("mAP: no class has a positive video")
     return float(np.mean(valid))
 
 

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from text4vis.errors import ConfigError
+
 if TYPE_CHECKING:
     from text4vis.config import Config
 
@@ -139,7 +141,7 @@ class CrossEntropyObjective(ObjectiveBase):
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"train.label_smoothing must be in [0, 1), got {label_smoothing}; set e.g. 0.1"
             )
         self.label_smoothing = label_smoothing
@@ -201,7 +203,7 @@ def build_objective(cfg: Config, model: nn.Module, class_names: list[str]) -> nn
     if name not in _REGISTRY and name in _LAZY_MODULES:
         importlib.import_module(_LAZY_MODULES[name])
     if name not in _REGISTRY:
-        raise ValueError(
+        raise ConfigError(
             f"unknown train.objective {name!r}; choose one of {available_objectives()}"
         )
     objective = _REGISTRY[name](cfg, model, class_names)

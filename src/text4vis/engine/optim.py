@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from text4vis.errors import ConfigError
+
 if TYPE_CHECKING:
     from text4vis.config import TrainConfig
 
@@ -88,7 +90,7 @@ class LRSchedule:
     ) -> LRSchedule:
         """Schedule for ``epochs`` epochs of ``steps_per_epoch`` optimizer steps."""
         if steps_per_epoch < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"an epoch has {steps_per_epoch} optimizer steps; the training list must hold at "
                 "least data.batch_size * world size * train.grad_accum clips"
             )
@@ -206,9 +208,9 @@ def build_optimizer(
                 raise ValueError(f"a parameter appears in two optimizer groups ({group['name']})")
             seen.add(id(p))
     if not seen:
-        raise ValueError("the model has no trainable parameters; nothing to optimise")
+        raise ConfigError("the model has no trainable parameters; nothing to optimise")
     if len(betas) != 2:
-        raise ValueError(f"train.betas must hold two numbers, got {list(betas)}")
+        raise ConfigError(f"train.betas must hold two numbers, got {list(betas)}")
     # fused=None (not False) keeps torch's default choice (foreach) when not fused.
     return torch.optim.AdamW(
         groups, lr=lr, betas=(betas[0], betas[1]), eps=eps, fused=True if fused else None

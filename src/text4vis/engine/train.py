@@ -58,6 +58,7 @@ from text4vis.engine.objectives import TrainStep, build_objective
 from text4vis.engine.optim import LRSchedule, build_train_optimizer, set_lr
 from text4vis.engine.preemption import PreemptionHandler
 from text4vis.engine.tracking import MetricsWriter, plot_curves
+from text4vis.errors import CheckpointError, ConfigError, UsageError
 from text4vis.models.factory import (
     CHECKPOINT_FORMAT_VERSION,
     TRAIN_CONFIG_NAME,
@@ -222,7 +223,7 @@ def _stop_after_steps(explicit: int | None) -> int | None:
     try:
         return int(value)
     except ValueError as exc:
-        raise ValueError(f"{STOP_ENV}={value!r} must be an integer step count") from exc
+        raise UsageError(f"{STOP_ENV}={value!r} must be an integer step count") from exc
 
 
 @dataclass
@@ -244,9 +245,9 @@ def _read_data(cfg: Config) -> _TrainData:
     from text4vis.data.dataset import build_dataset
 
     if not cfg.data.labels:
-        raise ValueError("data.labels is empty; set it to the label CSV (id,name)")
+        raise ConfigError("data.labels is empty; set it to the label CSV (id,name)")
     if not cfg.data.train_list:
-        raise ValueError("data.train_list is empty; set it to the training list file")
+        raise ConfigError("data.train_list is empty; set it to the training list file")
     class_names = read_labels(cfg.data.labels)
     # The few-shot choice is made once, by build_dataset; fit writes it into the run folder.
     train_set = build_dataset(cfg, "train", class_names=class_names)
@@ -277,7 +278,7 @@ class _Trainer:
         self.rank = dist_utils.get_rank()
         tc = cfg.train
         if tc.grad_accum < 1:
-            raise ValueError(f"train.grad_accum must be >= 1, got {tc.grad_accum}")
+            raise ConfigError(f"train.grad_accum must be >= 1, got {tc.grad_accum}")
         check_train_precision(tc.precision)
 
         self.class_names = data.class_names
@@ -389,13 +390,13 @@ class _Trainer:
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         if ckpt.get("scheduler") and ckpt["scheduler"] != self.schedule.state_dict():
-            raise ValueError(
+            raise CheckpointError(
                 f"the checkpoint's schedule {ckpt['scheduler']} differs from this run's "
                 f"{self.schedule.state_dict()}: resume with the same train.epochs, lr, "
                 "warmup, batch size, grad_accum and number of processes"
             )
         if ckpt.get("class_names") not in (None, list(self.class_names)):
-            raise ValueError("the checkpoint was trained on other class names (data.labels)")
+            raise CheckpointError("the checkpoint was trained on other class names (data.labels)")
         self.model.load_state_dict(ckpt["model"])
         self.objective.load_state_dict(ckpt["objective"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -590,7 +591,7 @@ class _Trainer:
             cfg.train.lr,
         )
         if stop_at is not None and self.state.step >= stop_at:
-            raise ValueError(
+            raise UsageError(
                 f"stop_after_steps={stop_at} but the run is already at step {self.state.step}"
             )
         while self.state.epoch < cfg.train.epochs:
@@ -753,7 +754,7 @@ def fit(
             None,
             list(data.class_names),
         ):
-            raise ValueError(
+            raise CheckpointError(
                 f"{ckpt_path} was trained on other class names than {cfg.data.labels}; resume "
                 "with the label file it was trained with"
             )

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from text4vis.config import PROTOCOLS, Config
 from text4vis.engine.features import FeatureSet, extract_checkpoint_features, load_features
 from text4vis.engine.metrics import classification_metrics
-from text4vis.errors import Text4VisError
+from text4vis.errors import ConfigError, DataError
 from text4vis.models.factory import load_saved_model
 from text4vis.models.video import scaled_cosine_logits
 from text4vis.models.zero_shot import (
@@ -95,12 +95,12 @@ def subset_protocol(
     for subset in class_subsets:
         subset_t = torch.as_tensor(list(subset), dtype=torch.long)
         if subset_t.numel() == 0 or subset_t.unique().numel() != subset_t.numel():
-            raise ValueError("a class subset must be non-empty and without repeats")
+            raise DataError("a class subset must be non-empty and without repeats")
         remap = torch.full((classifier.shape[0],), -1, dtype=torch.long)
         remap[subset_t] = torch.arange(subset_t.numel())
         keep = remap[labels] >= 0  # [N]
         if not keep.any():
-            raise ValueError(f"no video has a label in the class subset {list(subset)[:10]}...")
+            raise DataError(f"no video has a label in the class subset {list(subset)[:10]}...")
         weight = F.normalize(classifier[subset_t].float(), dim=-1)  # [C_s, D]
         logits = scaled_cosine_logits(features[keep].float(), weight, logit_scale)  # [N_s, C_s]
         metrics = classification_metrics(logits, remap[labels[keep]], subset_t.numel())
@@ -145,7 +145,7 @@ def _check_cached_features(
     n = int(cached.labels.numel())
     complete = n == len(records) or (cfg.data.skip_unreadable and n < len(records))
     if not complete:
-        raise Text4VisError(
+        raise DataError(
             f"{features} holds {n} videos of {where}, but the test list {list_file} has "
             f"{len(records)}; {fix}"
         )
@@ -157,7 +157,7 @@ def _check_cached_features(
         if not ok:
             entry = records[index].path if 0 <= index < len(records) else "no such entry"
             got = cached.paths[row] if cached.paths else f"label {int(cached.labels[row])}"
-            raise Text4VisError(
+            raise DataError(
                 f"{features}: row {row} is {got!r} (entry {index} of {where}), but entry "
                 f"{index} of the test list {list_file} is {entry!r}; {fix}"
             )
@@ -213,9 +213,9 @@ def zero_shot(
 
     protocol = protocol or cfg.eval.protocol
     if protocol not in PROTOCOLS:
-        raise ValueError(f"--protocol {protocol!r}: choose one of {list(PROTOCOLS)}")
+        raise ConfigError(f"--protocol {protocol!r}: choose one of {list(PROTOCOLS)}")
     if not cfg.data.labels:
-        raise ValueError("data.labels is empty; set it to the label CSV of the classes to test")
+        raise ConfigError("data.labels is empty; set it to the label CSV of the classes to test")
     class_names = read_labels(cfg.data.labels)
     # The class subsets first: a bad protocol fails before any video is decoded.
     if protocol == "full":
@@ -225,7 +225,7 @@ def zero_shot(
     else:
         files = list(split_files or cfg.eval.split_files)
         if not files:
-            raise ValueError(
+            raise ConfigError(
                 "--protocol splits needs class-subset label files: --split-file FILE (repeat) "
                 "or eval.split_files"
             )
@@ -235,7 +235,7 @@ def zero_shot(
         cached = load_features(features)
         cached_names = cached.metadata.get("class_names")
         if cached_names is not None and list(cached_names) != class_names:
-            raise Text4VisError(
+            raise DataError(
                 f"{features} was extracted with other class labels than {cfg.data.labels}; "
                 "extract features of this list with `text4vis features`"
             )

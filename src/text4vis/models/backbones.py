@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from text4vis.errors import Text4VisError, load_failure_reason
+from text4vis.errors import CheckpointError, ConfigError, MissingFileError, load_failure_reason
 
 __all__ = [
     "BackboneError",
@@ -65,8 +65,7 @@ RANDOM_INIT_MESSAGE = "No pretrained weights loaded for model"
 _OPEN_CLIP_LOGGERS = ("", "open_clip.factory")
 
 
-class BackboneError(Text4VisError, ValueError):
-    """An architecture name or weight file cannot be used; the message says why and what to do."""
+BackboneError = ConfigError  # the older name, kept importable
 
 
 def register_model_configs(path: str | Path = MODEL_CONFIG_DIR) -> None:
@@ -94,7 +93,7 @@ def register_model_config_file(path: str | Path) -> str:
         path: a JSON file in open_clip's model-config format, e.g. ``my-vit.json``.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist.
         BackboneError: the file is not such a config, or its name clashes.
     """
     import json
@@ -103,7 +102,7 @@ def register_model_config_file(path: str | Path) -> str:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model config {path} does not exist")
+        raise MissingFileError(f"model config {path} does not exist")
     if path.suffix != ".json":
         raise BackboneError(f"model config {path}: expected a .json file (its stem names it)")
     try:
@@ -177,16 +176,21 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         format: ``"openai-jit"``, ``"openai"``, ``"open_clip"`` or ``"safetensors"``.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist.
         BackboneError: the file holds no state dict.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weight file {path} does not exist")
+        raise MissingFileError(f"weight file {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state, kind = load_file(str(path), device="cpu"), "safetensors"
+        try:
+            state, kind = load_file(str(path), device="cpu"), "safetensors"
+        except Exception as exc:  # safetensors raises its own error types for a damaged file
+            raise CheckpointError(
+                f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})"
+            ) from None
     elif _is_torchscript_archive(path):
         # TorchScript is not a pickle: loading it runs no Python code; only tensors are kept.
         import warnings
@@ -262,7 +266,7 @@ def create_clip(
     Raises:
         BackboneError: unknown architecture or tag, a download that failed, weights that do not
             fit the architecture.
-        FileNotFoundError: ``pretrained`` looks like a path but the file does not exist.
+        MissingFileError: ``pretrained`` looks like a path but the file does not exist.
     """
     import open_clip
 
@@ -294,7 +298,7 @@ def create_clip(
         tags = open_clip.list_pretrained_tags_by_model(name)
         looks_like_path = any(sep in pretrained for sep in ("/", "\\")) or "." in pretrained
         if looks_like_path:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"model.pretrained={pretrained!r}: no such weight file; give an existing file "
                 f"(OpenAI .pt, state dict, open_clip checkpoint or .safetensors) or one of the "
                 f"open_clip tags for {arch}: {tags}"

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import CheckpointError, ConfigError, MissingFileError
 
 if TYPE_CHECKING:
     from text4vis.config import ModelConfig
@@ -70,8 +70,7 @@ __all__ = [
 logger = logging.getLogger("text4vis.models.classifier")
 
 
-class ClassifierError(Text4VisError, ValueError):
-    """A classifier cannot be built, loaded or used as asked; the message says how to fix it."""
+ClassifierError = ConfigError  # the older name, kept importable
 
 
 # ----------------------------------------------------------------------------------------------
@@ -327,7 +326,7 @@ def load_classifier(path: str | Path) -> ClassifierArtifact:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"classifier file {path} does not exist")
+        raise MissingFileError(f"classifier file {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw_meta = dict(handle.metadata() or {})
@@ -524,7 +523,7 @@ def _rebuild_frozen(
     model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
 ) -> nn.Module:
     if "weight" not in head:
-        raise Text4VisError(f"{where}: no classifier.weight tensor")
+        raise CheckpointError(f"{where}: no classifier.weight tensor")
     return FrozenClassifier(head["weight"])
 
 
@@ -532,7 +531,7 @@ def _rebuild_templates(
     model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
 ) -> nn.Module:
     if not {"bank", "weight"} <= set(head):
-        raise Text4VisError(f"{where}: no classifier.bank / classifier.weight tensors")
+        raise CheckpointError(f"{where}: no classifier.bank / classifier.weight tensors")
     return TemplateBankClassifier(head["bank"], head["weight"], model_cfg.classifier_seed)
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from text4vis.config import Config, ModelConfig, config_from_dict, load_config
-from text4vis.errors import Text4VisError, load_failure_reason
+from text4vis.errors import CheckpointError, MissingFileError, load_failure_reason
 
 if TYPE_CHECKING:
     from torch import nn
@@ -52,10 +52,6 @@ logger = logging.getLogger("text4vis.models.factory")
 
 CHECKPOINT_FORMAT_VERSION = 1  # format of the training checkpoints `train` writes
 TRAIN_CONFIG_NAME = "train_config.yaml"  # the whole training config, beside an exported model
-
-
-class CheckpointError(Text4VisError):
-    """A checkpoint is missing, incomplete or not a text4vis training checkpoint."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,7 +191,13 @@ def _folder_config(path: Path, model_section: ModelConfig) -> tuple[Config, int 
     ``model_section``, and the image size ``config.json`` records."""
     from text4vis.models.video import CONFIG_NAME
 
-    saved = json.loads((path / CONFIG_NAME).read_text())
+    try:
+        saved = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise CheckpointError(
+            f"{path / CONFIG_NAME}: not a readable JSON file ({exc}); copy the model folder "
+            "again or re-export the model"
+        ) from None
     if (path / TRAIN_CONFIG_NAME).is_file():  # exported by `train`: the whole config
         cfg = dataclasses.replace(load_config(path / TRAIN_CONFIG_NAME), model=model_section)
     else:
@@ -208,7 +210,7 @@ def load_saved_model(path: str | Path) -> SavedModel:
     docstring). No pretrained weights named in the config are read: every weight is in the path.
 
     Raises:
-        FileNotFoundError: nothing at ``path``.
+        MissingFileError: nothing at ``path``.
         CheckpointError: a file that is neither a complete training checkpoint nor readable.
         Text4VisError: the tensors do not fit the recorded architecture.
     """
@@ -222,7 +224,7 @@ def load_saved_model(path: str | Path) -> SavedModel:
         cfg, image_size = _folder_config(path, dataclasses.replace(model.model_cfg))
         return SavedModel(model, cfg, image_size, "folder")
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"checkpoint or model {path} does not exist; give a model folder written by "
             "save_pretrained "
             "(<run>/model, `text4vis import-official --out DIR`), a training checkpoint .pt or "
@@ -259,11 +261,11 @@ def load_initial_weights(model: nn.Module, source: str | Path) -> None:
         source: anything :func:`load_model` reads.
 
     Raises:
-        FileNotFoundError: nothing at ``source``.
+        MissingFileError: nothing at ``source``.
         ValueError: the weights do not fit the model (another architecture or temporal head).
     """
     if not Path(source).exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"train.init_from={source} does not exist; give a checkpoint .pt or a model folder"
         )
     saved = load_saved_model(source).model.state_dict()
@@ -271,13 +273,13 @@ def load_initial_weights(model: nn.Module, source: str | Path) -> None:
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # same names, other shapes
-        raise ValueError(
+        raise CheckpointError(
             f"train.init_from={source}: its weights do not fit model.arch/temporal of this "
             f"config ({exc})"
         ) from exc
     missing = [k for k in missing if not k.startswith("classifier.")]
     if missing or unexpected:
-        raise ValueError(
+        raise CheckpointError(
             f"train.init_from={source}: its weights do not fit model.arch/temporal of this config "
             f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
         )

@@ -14,15 +14,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import CheckpointError
 
 __all__ = ["ModelFolderError", "check_files", "record_files"]
 
 _CHUNK = 1 << 20
 
 
-class ModelFolderError(Text4VisError):
-    """A file of a saved model folder does not match what was recorded when it was saved."""
+ModelFolderError = CheckpointError  # the older name, kept importable
 
 
 def _sha256(path: Path) -> str:

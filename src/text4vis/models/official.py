@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from text4vis.errors import Text4VisError, load_failure_reason
+from text4vis.errors import CheckpointError, MissingFileError, UsageError, load_failure_reason
 from text4vis.models.video import MODEL_CONFIGS_DIR, VideoRecognizer
 
 __all__ = [
@@ -50,15 +50,14 @@ __all__ = [
 log = logging.getLogger("text4vis.models.official")
 
 
-class OfficialCheckpointError(Text4VisError, ValueError):
-    """The file is not a checkpoint in the paper's released layout."""
+OfficialCheckpointError = CheckpointError  # the older name, kept importable
 
 
 def read_official(path: str | Path) -> dict[str, torch.Tensor]:
     """Read the model tensors of an official checkpoint (``module.`` prefixes removed)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -198,7 +197,7 @@ def official_model(
         log.info("ignoring checkpoint entries: %s", ignored)
     vision = infer_vision_config(visual)
     if arch and model_config:
-        raise ValueError(
+        raise UsageError(
             f"give either arch={arch!r} or model_config={str(model_config)!r}, not both: the "
             "config file names the architecture (its file stem)"
         )

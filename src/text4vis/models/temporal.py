@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import ConfigError
 
 __all__ = [
     "HEADS",
@@ -53,8 +53,7 @@ TOKENT1D_FOLD_DIV = 4
 TEMPORAL_LAYER_NORM_EPS = 1e-12
 
 
-class TemporalHeadError(Text4VisError, ValueError):
-    """A temporal head cannot be built for this backbone or configuration."""
+TemporalHeadError = ConfigError  # the older name, kept importable
 
 
 class TemporalHead(nn.Module):

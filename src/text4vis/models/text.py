@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from text4vis.data.labels import normalize_class_name
-from text4vis.errors import Text4VisError
+from text4vis.errors import ConfigError
 
 if TYPE_CHECKING:
     from text4vis.config import ModelConfig
@@ -80,8 +80,7 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-class TextEncoderError(Text4VisError, ValueError):
-    """A text encoder cannot be built or used; the message says what to install or set."""
+TextEncoderError = ConfigError  # the older name, kept importable
 
 
 def resolve_templates(

@@ -24,7 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from text4vis.config import ModelConfig
-from text4vis.errors import Text4VisError
+from text4vis.errors import (
+    CheckpointError,
+    ConfigError,
+    MissingFileError,
+    UsageError,
+)
 from text4vis.models.classifier import (
     STORAGES,
     ClassifierArtifact,
@@ -60,10 +65,6 @@ MODEL_CONFIGS_DIR = "model_configs"
 MODEL_FOLDER_FORMAT_VERSION = 1  # format of the folders save_pretrained writes (config.json)
 # Keys of the optional "preprocessing" block of config.json (what defines the model's input).
 PREPROCESSING_KEYS = ("num_segments", "input_size", "resize_size", "mean", "std")
-
-
-class NoClassifierError(Text4VisError, RuntimeError):
-    """The model has no classifier yet (e.g. an imported checkpoint without labels)."""
 
 
 def scaled_cosine_logits(
@@ -109,25 +110,25 @@ def preprocessing_from_data_config(data_config: DataConfig) -> dict[str, Any]:
 def _check_preprocessing(block: Any, where: str) -> dict[str, Any]:
     """Validate a saved ``preprocessing`` block; raise naming the file and key otherwise."""
     if not isinstance(block, dict):
-        raise Text4VisError(
+        raise CheckpointError(
             f"{where}: 'preprocessing' must be an object with keys {list(PREPROCESSING_KEYS)}, "
             f"got {type(block).__name__}; fix or delete the key"
         )
     missing = [k for k in PREPROCESSING_KEYS if k not in block]
     unknown = sorted(set(block) - set(PREPROCESSING_KEYS))
     if missing or unknown:
-        raise Text4VisError(
+        raise CheckpointError(
             f"{where}: 'preprocessing' has missing keys {missing} / unknown keys {unknown}; "
             f"expected exactly {list(PREPROCESSING_KEYS)}"
         )
     for key in ("num_segments", "input_size", "resize_size"):
         value = block[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise Text4VisError(
+            raise CheckpointError(
                 f"{where}: preprocessing.{key} must be a positive integer, got {value!r}"
             )
     if block["resize_size"] < block["input_size"]:
-        raise Text4VisError(
+        raise CheckpointError(
             f"{where}: preprocessing.resize_size ({block['resize_size']}) must be at least "
             f"preprocessing.input_size ({block['input_size']})"
         )
@@ -136,7 +137,7 @@ def _check_preprocessing(block: Any, where: str) -> dict[str, Any]:
         ok = isinstance(value, list) and len(value) == 3
         ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
         if not ok or (key == "std" and min(value) <= 0):
-            raise Text4VisError(
+            raise CheckpointError(
                 f"{where}: preprocessing.{key} must be a list of 3 numbers (RGB)"
                 f"{', all > 0' if key == 'std' else ''}, got {value!r}"
             )
@@ -311,7 +312,7 @@ class VideoRecognizer(nn.Module):
     def classifier_weight(self) -> torch.Tensor:
         """The normalised classifier ``W [C, D]``."""
         if self.classifier is None:
-            raise NoClassifierError(
+            raise UsageError(
                 "this model has no classifier; attach one with "
                 "model.set_classifier(weight, class_names) (e.g. from "
                 "text4vis.models.classifier.load_classifier(FILE) or a text classifier), or "
@@ -429,7 +430,7 @@ class VideoRecognizer(nn.Module):
             block = preprocessing_from_data_config(data_config)
             size = self._input_size()
             if size is not None and block["input_size"] != size:
-                raise ValueError(
+                raise ConfigError(
                     f"data_config.input_size={block['input_size']} but the image encoder was "
                     f"built for {size}x{size}; pass the data config the model was trained with "
                     "(data.input_size)"
@@ -479,7 +480,7 @@ class VideoRecognizer(nn.Module):
         folder branch of :func:`text4vis.models.factory.load_model`, so every loader sees them.
 
         Raises:
-            FileNotFoundError: the folder or one of its files is missing.
+            MissingFileError: the folder or one of its files is missing.
             Text4VisError: the files do not fit together.
         """
         from safetensors.torch import load_file
@@ -487,11 +488,17 @@ class VideoRecognizer(nn.Module):
         directory = Path(directory)
         config_path = directory / CONFIG_NAME
         if not config_path.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{config_path} not found: expected a folder written by save_pretrained or "
                 "`text4vis import-official`"
             )
-        config = json.loads(config_path.read_text())
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+            raise CheckpointError(
+                f"{config_path}: not a readable JSON file ({exc}); copy the model folder again "
+                "or re-export the model"
+            ) from None
         if (directory / MODEL_CONFIGS_DIR).is_dir():
             from text4vis.models.backbones import register_model_configs
 
@@ -500,7 +507,7 @@ class VideoRecognizer(nn.Module):
         try:
             weights = load_file(str(directory / WEIGHTS_NAME))
         except Exception as exc:  # not a safetensors file, or cut short
-            raise Text4VisError(
+            raise CheckpointError(
                 f"{directory / WEIGHTS_NAME} cannot be read ({type(exc).__name__}: {exc})"
             ) from exc
         model = cls.from_architecture(
@@ -657,18 +664,18 @@ def _load_saved_tensors(
     (the ``classifier.*`` ones may be missing ``without_classifier``).
 
     Raises:
-        Text4VisError: tensors of other shapes than the config builds, or missing or unexpected
+        CheckpointError: tensors of other shapes than the config builds, or missing or unexpected
             ones; the message names ``where`` (the weights file).
     """
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # tensors of other shapes than the config builds
         first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), "")
-        raise Text4VisError(f"{where}: tensors do not fit the saved config ({first})") from exc
+        raise CheckpointError(f"{where}: tensors do not fit the saved config ({first})") from exc
     if without_classifier:
         missing = [k for k in missing if not k.startswith("classifier.")]
     if missing or unexpected:
-        raise Text4VisError(
+        raise CheckpointError(
             f"{where}: tensors do not fit the saved config "
             f"(missing {missing[:4]}, unexpected {unexpected[:4]})"
         )

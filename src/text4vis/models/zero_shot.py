@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from text4vis.errors import Text4VisError
+from text4vis.errors import UsageError
 
 if TYPE_CHECKING:
     from text4vis.config import ModelConfig
@@ -36,8 +36,7 @@ __all__ = [
 ]
 
 
-class ZeroShotError(Text4VisError, ValueError):
-    """A model cannot build a classifier for new class names as asked."""
+ZeroShotError = UsageError  # the older name, kept importable
 
 
 def zero_shot_templates(
