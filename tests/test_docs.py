@@ -25,6 +25,9 @@ A hidden HTML comment on the line just before a block changes what happens to it
   must resolve), for snippets that need real weights, a GPU or minutes of CPU.
 - ``<!-- docs-test: file=NAME -->`` (yaml/text/csv): the block is written to ``NAME`` in the
   page's folder, so a later block can use the very file the page shows.
+- ``<!-- docs-test: needs=PACKAGE -->``: the block is checked only where ``PACKAGE`` can be
+  imported (else a warning says it was not checked). Directives combine:
+  ``<!-- docs-test: imports-only needs=text4vis_demo -->``.
 
 The docs world (built once, copied per page): ``model/`` (a tiny random-weight video model
 saved with ``save_pretrained``: tiny-vit, mean pooling, text classifier from the CLIP text tower
@@ -43,6 +46,7 @@ import argparse
 import ast
 import contextlib
 import importlib
+import importlib.util
 import io
 import logging
 import os
@@ -51,6 +55,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,6 +237,11 @@ def check_demo_module(tokens: list[str], where: str) -> None:
     assert status in (None, 0), f"{where}: `python -m {shlex.join(tokens[2:])}`: {printed}"
 
 
+def _not_checked(where: str, reason: str) -> None:
+    """A block that cannot be checked in this checkout: a visible warning, the page goes on."""
+    warnings.warn(f"{where}: not checked: {reason}", stacklevel=2)
+
+
 def make_targets() -> set[str]:
     text = (ROOT / "Makefile").read_text(encoding="utf-8")
     return set(re.findall(r"^([A-Za-z][\w-]*):", text, flags=re.MULTILINE))
@@ -378,6 +388,10 @@ def run_block(block: Block, folder: Path, namespace: dict[str, Any]) -> None:
         return
     if block.lang in SHOWN_ONLY:
         return
+    needs = block.directives.get("needs")
+    if needs and importlib.util.find_spec(needs) is None:
+        _not_checked(block.where, f"needs the {needs} package, not in this checkout")
+        return
     if block.lang == "python":
         tree = ast.parse(block.text, filename=block.where)
         if "imports-only" in block.directives:
@@ -467,6 +481,26 @@ def test_readme_is_a_short_front_page() -> None:
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 250, f"README.md has {len(lines)} lines; keep it at most 250"
     assert not re.search(r"\bcommit [0-9a-f]{7}\b", "\n".join(lines)), "no commit hashes"
+
+
+def test_the_front_page_commands_parse_and_its_links_resolve() -> None:
+    """The "I want to ..." table's commands are inline code: each is parsed like a block's."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = [
+        span
+        for row in text.splitlines()
+        if row.startswith("|")
+        for span in re.findall(r"`([^`]+)`", row)
+        if span.startswith(("text4vis ", "torchrun "))
+    ]
+    assert len(commands) >= 12, commands
+    for command in commands:
+        argv = text4vis_argv(shlex.split(command))
+        assert argv is not None, command
+        check_text4vis_command(argv, f"README.md: `{command}`")
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if not target.startswith("http"):
+            assert (ROOT / target).exists(), f"README.md links to a missing {target}"
 
 
 def test_every_page_is_in_the_navigation() -> None:
