@@ -51,15 +51,17 @@ import io
 import logging
 import os
 import re
+import runpy
 import shlex
 import shutil
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -219,22 +221,60 @@ def check_text4vis_command(argv: list[str], where: str) -> None:
     assert status == 0 and "usage:" in printed, f"{where}: `text4vis {' '.join(path)} --help`"
 
 
+class _Parsed(Exception):
+    """Raised once a script's arguments parsed: stops the script before it does any work."""
+
+
+def check_script_arguments(
+    start: Callable[[], object], prog: str, argv: list[str], where: str
+) -> None:
+    """Run a script's entry (``start``) with ``argv`` until its argparse parser has read them.
+
+    ``ArgumentParser.parse_args`` is replaced by one that parses (abbreviations refused) and then
+    stops the script, so any argparse-based script is checked by its own parser, without running.
+    """
+    original = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(
+        self: argparse.ArgumentParser, args: Any = None, namespace: Any = None
+    ) -> Any:
+        self.allow_abbrev = False
+        out = io.StringIO()
+        with contextlib.redirect_stderr(out), contextlib.redirect_stdout(out):
+            try:
+                original(self, args, namespace)
+            except SystemExit as exc:
+                if exc.code not in (None, 0):
+                    raise AssertionError(
+                        f"{where}: `{prog} {shlex.join(argv)}` does not parse:\n{out.getvalue()}"
+                    ) from None
+        raise _Parsed
+
+    with (
+        mock.patch.object(argparse.ArgumentParser, "parse_args", parse_then_stop),
+        mock.patch.object(sys, "argv", [prog, *argv]),
+    ):
+        try:
+            start()
+        except _Parsed:
+            return
+    raise AssertionError(f"{where}: {prog} ended without parsing its arguments with argparse")
+
+
 def check_demo_module(tokens: list[str], where: str) -> None:
     """``python -m text4vis_demo.X ARGS``: the module exists; its parser accepts ARGS."""
     module_name = tokens[tokens.index("-m") + 1]
     args = tokens[tokens.index("-m") + 2 :]
     if importlib.util.find_spec("text4vis_demo") is None:
-        pytest.skip(f"{where}: the text4vis_demo package is not installed in this checkout")
-    module = importlib.import_module(module_name)
-    build = getattr(module, "build_parser", None)
-    if build is None:
-        done = subprocess.run(
-            [sys.executable, "-m", module_name, "--help"], capture_output=True, text=True
-        )
-        assert done.returncode == 0, f"{where}: python -m {module_name} --help: {done.stderr}"
+        _not_checked(where, "the text4vis_demo package is not in this checkout")
         return
-    status, printed = _parse(build(), args)
-    assert status in (None, 0), f"{where}: `python -m {shlex.join(tokens[2:])}`: {printed}"
+    assert importlib.util.find_spec(module_name) is not None, f"{where}: no module {module_name}"
+    check_script_arguments(
+        lambda: runpy.run_module(module_name, run_name="__main__", alter_sys=True),
+        f"python -m {module_name}",
+        args,
+        where,
+    )
 
 
 def _not_checked(where: str, reason: str) -> None:
@@ -260,7 +300,14 @@ def check_shell_command(tokens: list[str], where: str) -> list[str] | None:
         if tokens[1] == "-m" and tokens[2].startswith("text4vis_demo"):
             check_demo_module(tokens, where)
         elif tokens[1].endswith(".py"):
-            assert (ROOT / tokens[1]).is_file(), f"{where}: no script {tokens[1]}"
+            script = ROOT / tokens[1]
+            assert script.is_file(), f"{where}: no script {tokens[1]}"
+            check_script_arguments(
+                lambda: runpy.run_path(str(script), run_name="__main__"),
+                tokens[1],
+                tokens[2:],
+                where,
+            )
     return None
 
 
@@ -376,6 +423,8 @@ def _one_thread_and_clean_logging() -> Iterator[None]:
     for handler in list(logger.handlers):
         if getattr(handler, "_text4vis", False):
             logger.removeHandler(handler)
+            if isinstance(handler, logging.FileHandler):
+                handler.close()
     logger.propagate = True
 
 
@@ -433,6 +482,7 @@ def test_examples_of_the_page_run(page: Path, docs_world: Path, tmp_path: Path) 
         ("torchrun --nproc_per_node 2 -m text4vis train c.yaml --resum auto", "--resum"),
         ("text4vis predict a.mp4 --precision int4", "int4"),
         ("text4vis prepare lists videos --out lists --val-frac 0.1", "--val-frac"),
+        ("python benchmarks/gpu.py --smok", "--smok"),
     ],
 )
 def test_a_command_or_flag_that_does_not_exist_fails(command: str, expected: str) -> None:
@@ -451,7 +501,7 @@ def test_blocks_are_read_with_their_directives_continuations_and_comments() -> N
         "      --set train.lr=1e-4   # a comment\n"
         "  make docs && text4vis --version\n"
         "  ```\n\n"
-        "```console\n$ text4vis search i \"a b\"\nrank score path\n```\n"
+        '```console\n$ text4vis search i "a b"\nrank score path\n```\n'
     )
     first, second = read_blocks(ROOT / "docs" / "x.md", text)
     assert first.directives == {"run": ""} and first.line == 4
