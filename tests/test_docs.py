@@ -559,6 +559,7 @@ def test_every_page_is_in_the_navigation() -> None:
     assert not missing, f"pages missing from mkdocs.yml's nav: {missing}"
 
 
+@pytest.mark.process  # runs `mkdocs build` in a subprocess
 def test_site_builds_offline_with_warnings_as_errors(tmp_path: Path) -> None:
     pytest.importorskip("mkdocs", reason="the docs extra: pip install -e '.[docs]'")
     pytest.importorskip("mkdocstrings")
