@@ -548,9 +548,21 @@ def test_the_front_page_commands_parse_and_its_links_resolve() -> None:
         argv = text4vis_argv(shlex.split(command))
         assert argv is not None, command
         check_text4vis_command(argv, f"README.md: `{command}`")
-    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
-        if not target.startswith("http"):
-            assert (ROOT / target).exists(), f"README.md links to a missing {target}"
+    for target, anchor in re.findall(r"\]\(([^)#]+)(?:#([^)]*))?\)", text):
+        if target.startswith("http"):
+            continue
+        assert (ROOT / target).exists(), f"README.md links to a missing {target}"
+        if anchor:
+            assert anchor in heading_anchors(ROOT / target), (
+                f"README.md: no heading #{anchor} in {target}"
+            )
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """The anchors MkDocs gives the headings of a page (its toc extension's slugs)."""
+    toc = pytest.importorskip("markdown.extensions.toc", reason="the docs extra")
+    headings = re.findall(r"^#+\s+(.+?)\s*$", page.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    return {toc.slugify(re.sub(r"[`*]", "", h), "-") for h in headings}
 
 
 def test_every_page_is_in_the_navigation() -> None:
