@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-quick test-slow test-faults test-browser test-gpu lint format bench bench-gpu clean help
+.PHONY: install demo test test-quick test-slow test-faults test-browser test-gpu lint format bench bench-gpu docs docs-serve clean help
 
 help:
 	@echo "make demo       set up and run the embedded synthetic benchmark (CPU, minutes)"
@@ -21,10 +21,12 @@ help:
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run the benchmarks in benchmarks/"
 	@echo "make bench-gpu  GPU throughput (ViT-B/16, 8 frames, bf16): benchmarks/gpu.py"
+	@echo "make docs       build the documentation site into build/site (offline, warnings as errors)"
+	@echo "make docs-serve serve the documentation with live reload (http://127.0.0.1:8000/)"
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,text]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,text,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -72,6 +74,14 @@ bench: $(STAMP)
 
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/gpu.py
+
+# The site: MkDocs + Material + mkdocstrings (the `docs` extra), see mkdocs.yml. --strict makes
+# every warning (a broken link or anchor, a missing page, an API name that moved) an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir build/site
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
