@@ -78,9 +78,14 @@ def scaled_cosine_logits(
         embeddings: ``[N, D]`` video embeddings (normalised here).
         weight: ``[C, D]`` classifier with unit rows (normalise it first if it may not have).
         scale: the logit scale (the multiplier, not its log).
+
+    Returns:
+        float32 logits, also under autocast: the product runs with autocast disabled on float32
+        inputs, since bf16 (8-bit mantissa) would round logits of scale 100 by up to 0.25.
     """
-    v = F.normalize(embeddings, dim=-1)
-    return scale * v @ weight.to(v.dtype).T  # [N, D] @ [D, C]
+    with torch.autocast(embeddings.device.type, enabled=False):
+        v = F.normalize(embeddings.float(), dim=-1)  # [N, D]
+        return scale * v @ weight.float().T  # [N, D] @ [D, C]
 
 
 def _default_max_frames(num_frames: int) -> int:
