@@ -205,3 +205,24 @@ def test_diagnosis_of_other_causes() -> None:
         torch_version="2.9.1", torch_cuda="13.0", smi_error="nvidia-smi is not on PATH"
     )
     assert no_driver.startswith("no NVIDIA driver answers (nvidia-smi is not on PATH)")
+
+
+def test_set_tf32_switches_cuda_matmuls_and_convolutions_only() -> None:
+    import torch
+
+    from text4vis.config import Config
+    from text4vis.runtime import set_tf32
+
+    assert Config().run.tf32 is True  # on by default for training
+    flags = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = [flag.allow_tf32 for flag in flags]
+    try:  # setting the flags needs no GPU
+        set_tf32(torch.device("cuda", 0), True)
+        assert all(flag.allow_tf32 for flag in flags)
+        set_tf32(torch.device("cpu"), False)  # the CPU: left alone
+        assert all(flag.allow_tf32 for flag in flags)
+        set_tf32("cuda:1", False)
+        assert not any(flag.allow_tf32 for flag in flags)
+    finally:
+        for flag, value in zip(flags, before):
+            flag.allow_tf32 = value
