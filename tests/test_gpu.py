@@ -163,6 +163,29 @@ def test_gpu_evaluation_equals_cpu_evaluation(colour_data, bf16_run):
     assert torch.equal(cpu_scores.argmax(1)[clear], gpu_scores.argmax(1)[clear])
 
 
+def test_logits_are_float32_accurate_under_bf16_autocast_and_tf32(bf16_run):
+    """The cosine product of the logits is neither bf16 (autocast) nor TF32 (``run.tf32``):
+    at logit scale 100 those would be off by ~0.25 and ~0.05, float32 by ~1e-5."""
+    import torch.nn.functional as F
+
+    from text4vis.runtime import set_tf32
+
+    model = load_model(Path(bf16_run.run_dir) / "model", "cuda").eval()
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    video = torch.randint(0, 256, (16, 4, 3, 32, 32), dtype=torch.uint8, device="cuda",
+                          generator=generator)  # fmt: skip
+    set_tf32(torch.device("cuda"), True)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        embeddings = model.encode_video(video)
+        logits = model(video)
+    assert logits.dtype == torch.float32
+    scale = model.logit_scale.detach().double().exp()
+    exact = scale * F.normalize(embeddings.double(), dim=-1) @ model.classifier_weight().double().T
+    error = float((logits.double() - exact).abs().max())
+    print(f"GPU logits under bf16 autocast and TF32: max |error| vs float64 = {error:.2e}")
+    assert error < 1e-4
+
+
 def test_predict_on_gpu(colour_data, bf16_run):
     from text4vis.predict import Predictor
 

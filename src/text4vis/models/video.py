@@ -80,12 +80,15 @@ def scaled_cosine_logits(
         scale: the logit scale (the multiplier, not its log).
 
     Returns:
-        float32 logits, also under autocast: the product runs with autocast disabled on float32
-        inputs, since bf16 (8-bit mantissa) would round logits of scale 100 by up to 0.25.
+        float32 logits accurate to float32, also under autocast and with TF32 on: at logit scale
+        100, bf16 products (8-bit mantissa) would round them by up to 0.25 and TF32 products
+        (10-bit, ``run.tf32`` on a GPU) by about 0.05. So autocast is off here, the inputs are
+        float32, and the product (``N x D x C``, small beside the encoder) runs in float64.
     """
     with torch.autocast(embeddings.device.type, enabled=False):
         v = F.normalize(embeddings.float(), dim=-1)  # [N, D]
-        return scale * v @ weight.float().T  # [N, D] @ [D, C]
+        cosine = (v.double() @ weight.double().T).float()  # [N, D] @ [D, C] -> [N, C]
+        return scale * cosine
 
 
 def _default_max_frames(num_frames: int) -> int:
