@@ -92,7 +92,8 @@ def test_smoke_run_writes_table_and_json(bench, tmp_path, capsys, monkeypatch):
     rows = result["rows"]
     kinds = {(r["mode"], r["variant"], r["batch"]) for r in rows}
     assert {("inference", "eager", 1), ("inference", "eager", 2), ("training", "eager", 2),
-            ("trainer", "eager", 2), ("loader", "mp4", 2), ("loader", "frames", 2)} <= kinds  # fmt: skip
+            ("trainer", "eager", 2), ("loader", "mp4", 2),
+            ("loader", "frames", 2)} <= kinds  # fmt: skip
     assert all(r["clips_per_s"] > 0 for r in rows)
     assert result["flops_per_clip"]["forward"] > 0
     for r in rows:
