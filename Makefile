@@ -17,7 +17,7 @@ help:
 	@echo "make test-slow  run only the tests marked slow"
 	@echo "make test-faults  the slow fault tests (signals to training processes, torchrun)"
 	@echo "make test-browser  the app page in headless chromium (apt-get installs it as root)"
-	@echo "make test-gpu   run the tests that need a CUDA GPU (they skip without one)"
+	@echo "make test-gpu   run the tests that need a CUDA GPU (fails when CUDA is not usable)"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run the benchmarks in benchmarks/"
 	@echo "make bench-gpu  GPU throughput (ViT-B/16, 8 frames, bf16): benchmarks/gpu.py"
@@ -59,9 +59,13 @@ test-browser: $(STAMP)
 	mkdir -p build/screenshots
 	TEXT4VIS_REQUIRE_BROWSER=1 TEXT4VIS_SCREENSHOT_DIR=build/screenshots \
 	  $(PY) -m pytest -m browser tests/test_app_browser.py $(PYTEST_ARGS)
-# -rP prints what the GPU tests report (resume and GPU-vs-CPU differences).
+# Fails first, with the reason (e.g. a driver too old for the CUDA wheels), when CUDA is not
+# usable; then a gpu test that finds no GPU fails instead of skipping (TEXT4VIS_REQUIRE_GPU=1).
+# The 2-GPU tests skip on one GPU. CUBLAS_WORKSPACE_CONFIG lets cuBLAS run deterministically for
+# the exact-resume test. -rP prints what the GPU tests report (GPU-vs-CPU differences).
 test-gpu: $(STAMP)
-	$(PY) -m pytest -m gpu -rP $(PYTEST_ARGS)
+	$(PY) -m text4vis.runtime
+	CUBLAS_WORKSPACE_CONFIG=:4096:8 TEXT4VIS_REQUIRE_GPU=1 $(PY) -m pytest -m gpu -rP $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/data.py
@@ -72,8 +76,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/cpu_inference.py
 	$(PY) benchmarks/optimizer_step.py
 
+# Fails first, with the reason, when CUDA is not usable (never hours of ViT-B/16 on the CPU).
 bench-gpu: $(STAMP)
-	$(PY) benchmarks/gpu.py
+	$(PY) -m text4vis.runtime
+	$(PY) benchmarks/gpu.py --device cuda
 
 # The site: MkDocs + Material + mkdocstrings (the `docs` extra), see mkdocs.yml. --strict makes
 # every warning (a broken link or anchor, a missing page, an API name that moved) an error.

@@ -7,7 +7,11 @@ One run measures, on one GPU:
 - **training** clips/s with the paper's recipe (AdamW betas 0.9/0.98, weight decay 0.2, the
   encoder at 0.1x the learning rate, cross-entropy against a frozen classifier of 400 classes,
   bf16 autocast), batch 32 per GPU, eager and compiled (``train.compile``), fused AdamW as
-  ``train.fused_adamw=auto`` picks it on CUDA;
+  ``train.fused_adamw=auto`` picks it on CUDA: the **bare step** (forward, backward, optimizer
+  step on one resident batch) and the **trainer's step** (``text4vis.engine.train.fit`` on JPEG
+  frame folders: its gradient-norm check and clipping, schedule, host synchronisations, loss
+  bookkeeping, and under ``torchrun`` its all-reduces), timed over its second epoch without the
+  time spent waiting for the loader (that share is in the note);
 - the **fraction of peak**: FLOPs per clip counted with ``torch.utils.flop_counter`` (forward,
   and forward + backward for a training step; attention included: the count runs with the
   math attention backend, whose matrix products the counter sees on every device) times clips/s,
@@ -17,8 +21,13 @@ One run measures, on one GPU:
   and from JPEG frame folders (synthetic 428x320 videos written on the fly), so that one run tells
   whether data or compute limits training.
 
+TF32 is set as the trainer sets it (``run.tf32``, on by default). The GPU is named with its
+variant (H100 SXM, PCIe or NVL: their peaks differ), from its name and SM count.
+
 It prints a markdown table and writes JSON with the GPU, driver, torch/CUDA versions and the git
 commit. Weights are random (open_clip architecture by name): speed does not depend on them.
+Without a usable GPU it stops at once with the reason (``--smoke`` runs on the CPU, and
+``--device cpu`` runs the full setting there, which takes hours).
 
     python benchmarks/gpu.py                       # a few minutes on one GPU
     python benchmarks/gpu.py --smoke               # tiny model on the CPU, seconds (tests use it)
@@ -50,11 +59,14 @@ import torch.nn.functional as F
 log = logging.getLogger("benchmarks.gpu")
 
 # Dense (no sparsity) bf16 tensor-core peak in TFLOP/s from the vendors' datasheets, matched in
-# this order against torch.cuda.get_device_name() (more specific names first).
+# this order against the GPU's model name (gpu_model: the device name with the H100 / H200
+# variant made explicit; more specific names first).
 PEAK_BF16_TFLOPS: list[tuple[str, float]] = [
+    ("H200 NVL", 835.5),
     ("H200", 989.4),
+    ("H100 NVL", 835.5),
     ("H100 PCIe", 756.0),
-    ("H100", 989.4),  # SXM ("NVIDIA H100 80GB HBM3")
+    ("H100 SXM", 989.4),
     ("A100", 312.0),
     ("L40S", 362.05),
     ("L4", 121.0),
@@ -80,6 +92,7 @@ class Setting:
     loader_videos: int = 16
     loader_batches: int = 0  # timed loader batches (0 = 4 per worker)
     loader_workers: int = 0  # 0 = every CPU core
+    trainer_steps: int = 10  # optimizer steps per epoch of the trainer's timed run (2 epochs)
 
 
 @dataclass
@@ -133,7 +146,10 @@ def environment(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info["gpu"] = props.name
+        info["gpu_model"] = gpu_model(props.name, props.multi_processor_count)
+        info["sm_count"] = props.multi_processor_count
         info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        info["tf32"] = torch.backends.cuda.matmul.allow_tf32
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             info["driver"] = (
                 subprocess.run(
@@ -149,14 +165,32 @@ def environment(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def peak_tflops(gpu_name: str | None, override: float | None) -> float | None:
+def gpu_model(name: str, sm_count: int | None = None) -> str:
+    """The device name with the H100 / H200 variant made explicit: ``"NVIDIA H100 SXM"``,
+    ``"... PCIe"`` or ``"... NVL"`` (other GPUs: the name as it is).
+
+    The SXM boards name themselves by memory ("NVIDIA H100 80GB HBM3"); the PCIe card says
+    "PCIe" and has 114 SMs (SXM and NVL have 132); the NVL cards say "NVL".
+    """
+    for family in ("H100", "H200"):
+        if family not in name or any(v in name for v in ("SXM", "PCIe", "NVL")):
+            continue
+        variant = "PCIe" if sm_count == 114 else "SXM"
+        return f"{name} ({family} {variant})"
+    return name
+
+
+def peak_tflops(
+    gpu_name: str | None, override: float | None, sm_count: int | None = None
+) -> float | None:
     """Dense bf16 peak of the GPU: the override, else the table, else None (unknown)."""
     if override:
         return override
     if not gpu_name:
         return None
+    model = gpu_model(gpu_name, sm_count)
     for pattern, value in PEAK_BF16_TFLOPS:
-        if pattern in gpu_name:
+        if pattern in model:
             return value
     return None
 
@@ -318,6 +352,58 @@ def measure_training(
     return row
 
 
+def measure_trainer(
+    setting: Setting, device: torch.device, root: Path, frame_list: Path, variant: str
+) -> Row:
+    """Clips/s of the trainer's own step: :func:`text4vis.engine.train.fit` for 2 epochs of
+    ``trainer_steps`` steps on the JPEG frame folders (the paper's recipe as in
+    :func:`measure_training`; RandAugment off to spare the loader), timed over the second epoch
+    without the time its steps waited for batches."""
+    from text4vis.config import Config, DataConfig, ModelConfig, RunConfig, TrainConfig
+    from text4vis.data import read_annotations
+    from text4vis.data.annotations import write_annotations, write_labels
+    from text4vis.engine.train import fit
+
+    workers = setting.loader_workers or os.cpu_count() or 1
+    batch = setting.train_batch
+    records = read_annotations(frame_list)
+    needed = setting.trainer_steps * batch
+    train_list = write_annotations(
+        root / "trainer.txt", (records * (-(-needed // len(records))))[:needed]
+    )
+    labels = write_labels(root / "labels.csv", [f"class {i}" for i in range(setting.classes)])
+    cfg = Config(
+        data=DataConfig(
+            root=str(root), train_list=str(train_list), labels=str(labels), format="frames",
+            num_segments=setting.frames, input_size=setting.size,
+            resize_size=round(setting.size * 256 / 224), batch_size=batch, num_workers=workers,
+            randaugment=False,
+        ),
+        model=ModelConfig(arch=setting.arch, pretrained="", temporal="transformer",
+                          classifier="random"),
+        train=TrainConfig(epochs=2, warmup_epochs=0.0, precision=setting.precision,
+                          checkpoint_minutes=0.0, keep_previous=False,
+                          compile=variant == "compiled"),
+        run=RunConfig(root=str(root / "runs"), device=str(device), progress=False,
+                      log_every=10**6),
+    )  # fmt: skip
+    _reset_memory(device)
+    try:
+        summary = fit(cfg)
+    except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+        if not _is_oom(exc):
+            raise
+        return Row("trainer", variant, batch, note="out of memory")
+    epoch = summary.history[-1]  # the second epoch: warm caches, compiled graphs
+    compute_s = epoch["epoch_time_s"] * (1.0 - epoch["data_wait"])
+    clips_per_s = setting.trainer_steps * batch / compute_s
+    note = (f"fit(), steps without loader waits ({epoch['data_wait']:.0%} of the epoch waited "
+            f"for {workers} workers)")  # fmt: skip
+    peak = epoch["peak_mem_mb"] / 1024 if device.type == "cuda" else None
+    log.info("trainer %s batch %d: %.1f clips/s (%s)", variant, batch, clips_per_s, note)
+    return Row("trainer", variant, batch, clips_per_s, peak_memory_gib=peak, note=note)
+
+
 def measure_loader(setting: Setting, root: Path, source: str, list_file: Path) -> Row:
     """Clips per second of the training data pipeline alone (all cores as workers)."""
     from text4vis.config import Config
@@ -387,7 +473,7 @@ def run(setting: Setting, device: torch.device, peak_override: float | None) -> 
     from data import make_data  # benchmarks/data.py: the synthetic 428x320 videos
 
     env = environment(device)
-    peak = peak_tflops(env["gpu"], peak_override)
+    peak = peak_tflops(env["gpu"], peak_override, env.get("sm_count"))
     model = build_model(setting, device)
     forward_flops, train_flops = count_flops(model, setting, device)
     log.info("FLOPs per clip: forward %.4g G, training step %.4g G",
@@ -403,6 +489,7 @@ def run(setting: Setting, device: torch.device, peak_override: float | None) -> 
         inference = measure_inference(model, setting, device, variant)
         _with_flops(inference, forward_flops, peak)
         training = [measure_training(model, setting, device, variant)]
+        training[0].note = "bare step: forward, backward, optimizer on one resident batch"
         _with_flops(training, train_flops, peak)
         rows += inference + training
     del model
@@ -415,6 +502,9 @@ def run(setting: Setting, device: torch.device, peak_override: float | None) -> 
         log.info("synthetic data written in %.1fs", time.perf_counter() - start)
         for source, list_file in (("mp4", video_list), ("frames", frame_list)):
             rows.append(measure_loader(setting, root, source, list_file))
+        trainer = [measure_trainer(setting, device, root, frame_list, v) for v in variants]
+        _with_flops(trainer, train_flops, peak)
+        rows += trainer
     return {
         "environment": env,
         "setting": asdict(setting),
@@ -434,13 +524,17 @@ def smoke_setting() -> Setting:
     return Setting(arch="tiny-vit", frames=4, size=32, classes=10, precision="fp32",
                    batches=[1, 2], train_batch=2,
                    iters=2, warmup=1, compile=False, loader_videos=2, loader_batches=1,
-                   loader_workers=1)  # fmt: skip
+                   loader_workers=1, trainer_steps=2)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU, seconds")
-    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument(
+        "--device", default=None,
+        help="default: cuda (the run stops with the reason when CUDA is not usable); cpu with "
+        "--smoke",
+    )  # fmt: skip
     parser.add_argument("--arch", default=None, help="open_clip architecture (ViT-B-16)")
     parser.add_argument("--batches", type=int, nargs="+", default=None, help="inference sweep")
     parser.add_argument("--train-batch", type=int, default=None, help="training batch (32)")
@@ -468,21 +562,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.loader_workers is not None:
         setting.loader_workers = args.loader_workers
     setting.compile = (setting.compile or args.compile) and not args.skip_compile
-    device_name = args.device or ("cpu" if args.smoke or not torch.cuda.is_available() else "cuda")
-    device = torch.device(device_name)
-    if device.type == "cpu" and not args.smoke:
-        log.warning("no GPU: the figures below are CPU figures, not the GPU benchmark")
+    from text4vis.config import RunConfig
+    from text4vis.runtime import cuda_problem, set_tf32
+
+    device = torch.device(args.device or ("cpu" if args.smoke else "cuda"))
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        problem = cuda_problem()
+        if problem is not None:
+            log.error("CUDA is not usable: %s. (--smoke measures a tiny model on the CPU; "
+                      "--device cpu the full setting, for hours)", problem)  # fmt: skip
+            return 2
+    elif not args.smoke:
+        log.warning("--device %s: the figures below are CPU figures, not the GPU benchmark", device)
+    set_tf32(device, RunConfig().tf32)  # as the trainer does (run.tf32, on by default)
 
     result = run(setting, device, args.peak_tflops)
     env = result["environment"]
     print(f"# text4vis GPU benchmark: {setting.arch}, {setting.frames} frames, {setting.size} px, "
           f"{setting.precision}")  # fmt: skip
     print()
-    print(f"- device: {env['gpu'] or env['device']}, driver {env['driver']}, torch {env['torch']}"
-          f", CUDA {env['cuda']}, {env['cpu_count']} CPU cores")  # fmt: skip
+    print(f"- device: {env.get('gpu_model') or env['device']}, {env.get('sm_count')} SMs, "
+          f"{env.get('gpu_memory_gib')} GiB, driver {env['driver']}, torch {env['torch']}, "
+          f"CUDA {env['cuda']}, TF32 {env.get('tf32')}, {env['cpu_count']} CPU cores")  # fmt: skip
     print(f"- commit: {env['commit'][:12]}{' (uncommitted changes)' if env['uncommitted_changes'] else ''}"
           f", {env['date_utc']}, `{env['command']}`")  # fmt: skip
     flops = result["flops_per_clip"]

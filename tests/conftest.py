@@ -1,4 +1,13 @@
-"""Shared test fixtures and helpers (synthetic colour clips and the configs that train on them)."""
+"""Shared test fixtures and helpers (synthetic colour clips and the configs that train on them).
+
+The CPU suite runs on the CPU on every machine: for each test not marked ``gpu``,
+:func:`pytest_runtest_protocol` makes CUDA invisible (``torch.cuda.is_available()`` is False in this
+process, ``CUDA_VISIBLE_DEVICES`` is empty for the processes a test starts), so ``run.device=auto``
+and every other default resolve to the CPU on a GPU machine as they do here, and ``overrides`` /
+``small_data_config`` pin ``run.device=cpu`` in the configs they write. Tests marked ``gpu`` see
+the machine's GPUs; without enough of them they are skipped, or fail when
+``TEXT4VIS_REQUIRE_GPU=1`` (``make test-gpu``), see :func:`pytest_runtest_setup`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +24,47 @@ if TYPE_CHECKING:
 # Tests never touch a model hub; everything they need is made on the fly or ships in a package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+#: set to 1 by `make test-gpu`: a gpu test fails instead of skipping when CUDA is not usable
+REQUIRE_GPU_ENV = "TEXT4VIS_REQUIRE_GPU"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """Hide CUDA from a test not marked ``gpu`` for its whole protocol (the module- and
+    session-scoped fixtures it sets up first included); see the module docstring."""
+    if item.get_closest_marker("gpu") is not None:
+        return (yield)
+    import torch
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        patch.setattr(torch.cuda, "device_count", lambda: 0)
+        patch.setenv("CUDA_VISIBLE_DEVICES", "")
+        return (yield)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before its fixtures: skip a ``gpu`` test without the CUDA devices it needs
+    (``@pytest.mark.gpu(devices=2)`` for more than one); with ``TEXT4VIS_REQUIRE_GPU=1``, a test
+    finding no usable CUDA device fails instead, with the reason
+    :func:`text4vis.runtime.cuda_problem` finds."""
+    marker = item.get_closest_marker("gpu")
+    if marker is None:
+        return
+    import torch
+
+    needed = int(marker.kwargs.get("devices", 1))
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found >= needed:
+        return
+    if found == 0 and os.environ.get(REQUIRE_GPU_ENV) == "1":
+        from text4vis.runtime import cuda_problem
+
+        pytest.fail(f"{REQUIRE_GPU_ENV}=1 but CUDA is not usable: {cuda_problem()}")
+    pytest.skip(f"needs {needed} CUDA device(s), found {found}")
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +110,7 @@ def overrides(data: Path, run_root: Path, *extra: str) -> list[str]:
     """``--set`` values of a tiny-vit run on the colour clips in ``data`` (``extra`` last, so
     they win)."""
     return [
+        "run.device=cpu",  # the CPU suite pins the CPU; gpu tests pass run.device=cuda in extra
         f"data.train_list={data / 'train.txt'}",
         f"data.val_list={data / 'val.txt'}",
         f"data.labels={data / 'labels.csv'}",
@@ -111,6 +162,7 @@ def small_data_config(
     cfg.data.num_workers = 0
     cfg.data.batch_size = batch_size
     cfg.eval.batch_size = eval_batch_size
+    cfg.run.device = "cpu"
     for key, value in data.items():
         setattr(cfg.data, key, value)
     return cfg

@@ -50,11 +50,32 @@ def test_counted_flops_follow_the_formula_attention_included(bench):
 def test_peak_table(bench):
     assert bench.peak_tflops("NVIDIA H100 PCIe", None) == 756.0
     assert bench.peak_tflops("NVIDIA H100 80GB HBM3", None) == 989.4
+    assert bench.peak_tflops("NVIDIA H100 NVL", None) == 835.5
+    assert bench.peak_tflops("NVIDIA H200", None, 132) == 989.4
+    assert bench.peak_tflops("NVIDIA H200 NVL", None) == 835.5
     assert bench.peak_tflops("NVIDIA L4", None) == 121.0
     assert bench.peak_tflops("NVIDIA L40S", None) == 362.05
     assert bench.peak_tflops("NVIDIA A100-SXM4-80GB", None) == 312.0
     assert bench.peak_tflops("Unknown GPU", None) is None
     assert bench.peak_tflops("NVIDIA A100-SXM4-80GB", 100.0) == 100.0
+
+
+def test_h100_variants_are_told_apart(bench):
+    assert bench.gpu_model("NVIDIA H100 80GB HBM3", 132).endswith("(H100 SXM)")
+    assert bench.gpu_model("NVIDIA H100 PCIe", 114) == "NVIDIA H100 PCIe"
+    assert bench.gpu_model("NVIDIA H100 NVL", 132) == "NVIDIA H100 NVL"
+    # a name without the form factor: the PCIe card has 114 SMs, SXM and NVL 132
+    assert bench.gpu_model("NVIDIA H100", 114).endswith("(H100 PCIe)")
+    assert bench.peak_tflops("NVIDIA H100", None, 114) == 756.0
+    assert bench.gpu_model("NVIDIA A100-SXM4-80GB", 108) == "NVIDIA A100-SXM4-80GB"
+
+
+def test_without_cuda_the_full_run_stops_at_once_with_the_reason(bench, tmp_path, caplog):
+    out = tmp_path / "gpu.json"
+    with caplog.at_level("ERROR"):
+        assert bench.main(["--json", str(out)]) == 2  # not hours of ViT-B/16 on the CPU
+    assert "CUDA is not usable: " in caplog.text
+    assert not out.exists()
 
 
 def test_smoke_run_writes_table_and_json(bench, tmp_path, capsys, monkeypatch):
@@ -71,7 +92,8 @@ def test_smoke_run_writes_table_and_json(bench, tmp_path, capsys, monkeypatch):
     rows = result["rows"]
     kinds = {(r["mode"], r["variant"], r["batch"]) for r in rows}
     assert {("inference", "eager", 1), ("inference", "eager", 2), ("training", "eager", 2),
-            ("loader", "mp4", 2), ("loader", "frames", 2)} <= kinds  # fmt: skip
+            ("trainer", "eager", 2), ("loader", "mp4", 2),
+            ("loader", "frames", 2)} <= kinds  # fmt: skip
     assert all(r["clips_per_s"] > 0 for r in rows)
     assert result["flops_per_clip"]["forward"] > 0
     for r in rows:

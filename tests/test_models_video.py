@@ -76,6 +76,38 @@ def test_shapes_finite_and_logits_formula(case):
     assert float(model.logit_scale.exp()) == pytest.approx(100.0)  # random backbone default
 
 
+def test_logits_are_float32_under_bf16_autocast():
+    """The cosine product runs in float32 inside bf16 autocast (CPU autocast here; CUDA's casts
+    the same matrix product): the logits equal the float32 formula applied to the embeddings the
+    autocast encoder produced, and differ from the bf16 product by far more than float32 error.
+    """
+    from text4vis.models.video import scaled_cosine_logits
+
+    model = make_model("tiny-vit", "mean", classifier="orthogonal")
+    model.eval()
+    x = video(b=8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        emb = model.encode_video(x)
+        logits = model(x)
+    assert emb.dtype == torch.bfloat16  # the encoder did run in bf16
+    assert logits.dtype == torch.float32
+    scale = model.logit_scale.exp().detach()
+    v = F.normalize(emb.float(), dim=-1)  # the formula, restated in float32 outside autocast
+    expected = scale * v @ model.classifier_weight().float().T
+    torch.testing.assert_close(logits, expected, rtol=1e-6, atol=1e-5)
+    rounded = scale.bfloat16() * (v.bfloat16() @ model.classifier_weight().bfloat16().T)
+    assert (logits - rounded.float()).abs().max() > 0.01  # bf16 at scale 100: ~0.1-0.25
+
+    # the shared function alone, on float32 inputs: bit-identical inside and outside autocast
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(16, 64, generator=generator)
+    weight = F.normalize(torch.randn(10, 64, generator=generator), dim=-1)
+    plain = scaled_cosine_logits(features, weight, 100.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = scaled_cosine_logits(features, weight, 100.0)
+    assert cast.dtype == torch.float32 and torch.equal(cast, plain)
+
+
 def test_step_moves_visual_and_leaves_classifier_bit_identical(case):
     _, head, model = case
     model = copy.deepcopy(model).train()

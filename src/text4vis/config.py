@@ -176,6 +176,7 @@ class RunConfig:
     name: str = "run"  # run name: results go to <root>/<name>/<timestamp>/
     root: str = "runs"  # root folder of run folders
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    tf32: bool = True  # training on CUDA: TF32 tensor cores for float32 matmuls and convolutions
     log_level: str = "INFO"  # logging level
     log_every: int = 20  # steps between metric log lines
     progress: bool = True  # show progress bars (rank 0 only)

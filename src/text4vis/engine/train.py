@@ -739,9 +739,11 @@ def fit(
     """
     from text4vis.engine.config_checks import validate_config
     from text4vis.runs import create_run_dir
+    from text4vis.runtime import set_tf32
 
     validate_config(cfg)
     with dist_utils.process_group(cfg.run.device) as device:
+        set_tf32(device, cfg.run.tf32)
         ckpt_path = None
         if dist_utils.is_main_process():
             ckpt_path = resolve_resume(resume, cfg.run.root, cfg.run.name)

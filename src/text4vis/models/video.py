@@ -79,9 +79,20 @@ def scaled_cosine_logits(
         embeddings: ``[N, D]`` video embeddings (normalised here).
         weight: ``[C, D]`` classifier with unit rows (normalise it first if it may not have).
         scale: the logit scale (the multiplier, not its log).
+
+    Returns:
+        float32 logits accurate to float32, also under autocast and with TF32 on: at logit scale
+        100, bf16 products (8-bit mantissa) would round them by up to 0.25 and TF32 products
+        (10-bit, ``run.tf32`` on a GPU) by about 0.05. So autocast is off here, the inputs are
+        float32, and on a GPU the product (``N x D x C``, small beside the encoder) runs in
+        float64, which TF32 does not touch (CPUs compute float32 products in float32).
     """
-    v = F.normalize(embeddings, dim=-1)
-    return scale * v @ weight.to(v.dtype).T  # [N, D] @ [D, C]
+    with torch.autocast(embeddings.device.type, enabled=False):
+        v = F.normalize(embeddings.float(), dim=-1)  # [N, D]
+        if v.device.type != "cuda":
+            return scale * v @ weight.float().T  # [N, D] @ [D, C]
+        cosine = (v.double() @ weight.double().T).float()  # [N, C]
+        return scale * cosine
 
 
 def _default_max_frames(num_frames: int) -> int:
