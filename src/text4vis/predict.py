@@ -320,16 +320,17 @@ class Predictor:
         return predictor
 
     def model_identity(self) -> str:
-        """The content hash of the model as it was given (:func:`text4vis.search.model_identity`),
-        before any int8 rewrite: what a video index checks, so that an index embedded at one
-        precision is searched and updated at another. Hashed once per predictor."""
+        """The content hash of the model as it was given
+        (:func:`text4vis.models.integrity.model_identity`), before any int8 rewrite: what a video
+        index checks, so that an index embedded at one precision is searched and updated at
+        another. Hashed once per predictor."""
         if self._loaded_identity is None:
             self._loaded_identity = self._hash(self.model)
         return self._loaded_identity
 
     @staticmethod
     def _hash(model: VideoRecognizer) -> str:
-        from text4vis.search import model_identity
+        from text4vis.models.integrity import model_identity
 
         return model_identity(model)
 

@@ -17,6 +17,7 @@ this module imports no torch (the command line lists the names in its help).
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import nullcontext
 from typing import Any
 
@@ -28,6 +29,7 @@ __all__ = [
     "PrecisionError",
     "autocast_context",
     "check_train_precision",
+    "get_local_rank",
     "inference_precision",
     "precision_help",
     "select_device",
@@ -51,6 +53,11 @@ class PrecisionError(Text4VisError, ValueError):
     """A precision name that is unknown, or impossible on the chosen device."""
 
 
+def get_local_rank() -> int:
+    """Rank on this node (``LOCAL_RANK`` from torchrun, else 0): the GPU this process uses."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def select_device(name: str = "auto") -> Any:
     """The torch device of this process.
 
@@ -60,9 +67,7 @@ def select_device(name: str = "auto") -> Any:
     Raises:
         ValueError: CUDA asked for but not available, or an unknown name.
     """
-    import torch
-
-    from text4vis.distributed import get_local_rank
+    import torch  # on use: importing this module imports no torch (see the module docstring)
 
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -144,7 +149,7 @@ def precision_help(default: str) -> str:
 
 def autocast_context(device: Any, precision: str) -> Any:
     """``torch.autocast`` for ``precision`` (one of :data:`TRAIN_PRECISIONS`) on ``device``."""
-    import torch
+    import torch  # on use: importing this module imports no torch (see the module docstring)
 
     if precision == "fp32":
         return nullcontext()

@@ -71,7 +71,6 @@ __all__ = [
     "VideoIndexError",
     "build_backend",
     "file_signature",
-    "model_identity",
 ]
 
 logger = logging.getLogger("text4vis.search")
@@ -331,29 +330,6 @@ def file_signature(path: str | Path) -> tuple[int, int]:
         return size, newest
     stat = path.stat()
     return stat.st_size, stat.st_mtime_ns
-
-
-def model_identity(model: Any) -> str:
-    """A content hash of a video model: its architecture config, class names and every tensor.
-
-    Two models with the same hash embed videos and text identically, so an index built with one
-    can be searched with the other.
-    """
-    import torch
-
-    digest = hashlib.sha256()
-    cfg = getattr(model, "model_cfg", None)
-    config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}
-    # A weight file's location says nothing about its content (which the tensors below hash).
-    for key in ("pretrained", "text_pretrained", "classifier_file"):
-        config.pop(key, None)
-    header = {"config": config, "classes": list(getattr(model, "class_names", []) or [])}
-    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        data = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}".encode())
-        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _data_settings(predictor: Predictor) -> dict[str, Any]:

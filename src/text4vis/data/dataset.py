@@ -44,10 +44,10 @@ from text4vis.data.annotations import (
     describe_entries,
     empty_entries,
     read_annotations,
-    read_labels,
 )
 from text4vis.data.decoders import DECODERS, FrameFolderReader, VideoDecodeError, open_video
 from text4vis.data.few_shot import few_shot_indices, repeat_indices
+from text4vis.data.labels import read_labels
 from text4vis.data.sampling import ClipSampler, build_sampler
 from text4vis.data.transforms import build_transform
 from text4vis.errors import Text4VisError

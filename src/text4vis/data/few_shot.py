@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from text4vis.data.annotations import AnnotationError, VideoRecord, read_labels, write_annotations
+from text4vis.data.annotations import AnnotationError, VideoRecord, write_annotations
+from text4vis.data.labels import read_labels
 
 __all__ = [
     "FEW_SHOT_FILE",

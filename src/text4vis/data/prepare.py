@@ -28,11 +28,10 @@ from text4vis.data.annotations import (
     VideoRecord,
     read_annotations,
     write_annotations,
-    write_labels,
 )
 from text4vis.data.decoders import FrameFolderReader, VideoDecodeError, open_video
 from text4vis.data.discovery import VIDEO_EXTENSIONS
-from text4vis.data.labels import check_distinct_names
+from text4vis.data.labels import check_distinct_names, write_labels
 
 __all__ = [
     "check_list",

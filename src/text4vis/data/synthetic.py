@@ -263,7 +263,8 @@ def write_synthetic_dataset(
         fps: frame rate of the mp4 files.
         list_name: prefix of the list files.
     """
-    from text4vis.data.annotations import VideoRecord, write_annotations, write_labels
+    from text4vis.data.annotations import VideoRecord, write_annotations
+    from text4vis.data.labels import write_labels
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

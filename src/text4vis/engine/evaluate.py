@@ -52,7 +52,7 @@ def evaluate_checkpoint(
     Returns:
         The result (identical on every rank) and the class names.
     """
-    from text4vis.data.annotations import read_labels
+    from text4vis.data.labels import read_labels
     from text4vis.data.dataset import build_dataset
     from text4vis.data.loaders import build_loader
 

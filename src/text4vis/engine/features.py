@@ -153,7 +153,8 @@ def extract_checkpoint_features(
         precision: ``auto`` or a name of :data:`text4vis.runtime.INFERENCE_PRECISIONS` (e.g.
             ``int8`` on the CPU); None runs in ``train.precision``.
     """
-    from text4vis.data.annotations import read_annotations, read_labels
+    from text4vis.data.annotations import read_annotations
+    from text4vis.data.labels import read_labels
     from text4vis.data.dataset import build_dataset
     from text4vis.data.loaders import build_loader
 

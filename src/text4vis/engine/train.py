@@ -240,7 +240,7 @@ def _read_data(cfg: Config) -> _TrainData:
     Raises:
         ValueError / FileNotFoundError / AnnotationError: naming the key or file at fault.
     """
-    from text4vis.data.annotations import read_labels
+    from text4vis.data.labels import read_labels
     from text4vis.data.dataset import build_dataset
 
     if not cfg.data.labels:

@@ -208,7 +208,7 @@ def zero_shot(
     Returns:
         The per-subset metrics and their summary.
     """
-    from text4vis.data.annotations import read_labels
+    from text4vis.data.labels import read_labels
     from text4vis.data.few_shot import class_subset_ids, half_class_splits
 
     protocol = protocol or cfg.eval.protocol
