@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+import text4vis.commands as package
 from text4vis import __version__
 from text4vis.errors import Text4VisError, unwrap_worker_error
 
@@ -24,8 +25,6 @@ __all__ = ["build_parser", "discover_commands", "main", "user_error_message"]
 
 def discover_commands() -> dict[str, ModuleType]:
     """Command name -> module, for every public module of :mod:`text4vis.commands`."""
-    import text4vis.commands as package
-
     found: dict[str, ModuleType] = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):

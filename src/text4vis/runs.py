@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from text4vis import __version__
 from text4vis.config import Config, dump_config
 from text4vis.distributed import broadcast_object, get_rank, get_world_size
 
@@ -72,8 +73,6 @@ def git_info(path: str | Path | None = None) -> dict[str, Any]:
 
 def collect_meta(argv: list[str] | None = None) -> dict[str, Any]:
     """Facts about the software and machine a run used."""
-    from text4vis import __version__
-
     meta: dict[str, Any] = {
         "text4vis_version": __version__,
         "git": git_info(),

@@ -49,7 +49,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
+from tqdm.auto import tqdm
 
+from text4vis.data.decoders import VideoDecodeError
+from text4vis.data.discovery import find_videos
 from text4vis.errors import Text4VisError
 
 if TYPE_CHECKING:
@@ -157,7 +161,7 @@ class ExactBackend:
     name = "exact"
 
     def __init__(self, vectors: np.ndarray) -> None:
-        import torch
+        import torch  # on use: `text4vis --help` reads BACKENDS from this module
 
         # float32 [N, D], rows normalised; torch's matmul uses every core and is exact.
         self._vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -167,7 +171,7 @@ class ExactBackend:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and row ids ``[Q, k']`` (k' = min(k, N)), best first."""
-        import torch
+        import torch  # on use: `text4vis --help` reads BACKENDS from this module
 
         k = min(k, len(self))
         q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))  # [Q, D]
@@ -469,8 +473,6 @@ class VideoIndex:
             FileNotFoundError: no index there.
             VideoIndexError: an unreadable or damaged index, or another model.
         """
-        from safetensors.numpy import load_file
-
         path = Path(path)
         meta_path = path / META_NAME
         if not meta_path.is_file():
@@ -497,8 +499,6 @@ class VideoIndex:
 
     def save(self) -> None:
         """Write ``embeddings.safetensors`` and ``index.json`` (each atomically, embeddings first)."""
-        from safetensors.numpy import save_file
-
         self.path.mkdir(parents=True, exist_ok=True)
         self.meta["videos"] = [v.to_dict() for v in self.videos]
         self.meta["failures"] = [f.to_dict() for f in self.failures]
@@ -590,8 +590,6 @@ class VideoIndex:
         Returns:
             What was added, changed, removed, kept and what failed (also :attr:`last_update`).
         """
-        from text4vis.data.discovery import find_videos
-
         predictor = self._require_predictor("updating an index")
         inputs = [str(v) for v in videos] if videos is not None else list(self.meta["inputs"])
         if not inputs:
@@ -640,8 +638,6 @@ class VideoIndex:
         chunk = chunk_size or 64 * predictor.batch_size
         bar = None
         if progress and to_embed:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=len(to_embed), desc="index", unit="video", dynamic_ncols=True)
         try:
             for start in range(0, len(to_embed), chunk):
@@ -688,7 +684,7 @@ class VideoIndex:
         The views of a video are normalised, averaged and normalised again: the video's
         direction in the joint space, whatever the number of views.
         """
-        import torch.nn.functional as F
+        import torch.nn.functional as F  # on use, as torch above
 
         predictor = self._require_predictor("embedding videos")
         # The index shows its own progress over videos; the predictor's bar is per chunk.
@@ -723,8 +719,6 @@ class VideoIndex:
         Raises:
             VideoDecodeError: the video cannot be read.
         """
-        from text4vis.data import VideoDecodeError
-
         path = Path(video)
         resolved = str(path.resolve())
         row = self._rows.get(resolved)

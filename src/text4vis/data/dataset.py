@@ -50,6 +50,7 @@ from text4vis.data.few_shot import few_shot_indices, repeat_indices
 from text4vis.data.labels import read_labels
 from text4vis.data.sampling import ClipSampler, build_sampler
 from text4vis.data.transforms import build_transform
+from text4vis.distributed import is_distributed, is_main_process
 from text4vis.errors import Text4VisError
 
 __all__ = [
@@ -328,8 +329,6 @@ class FailureTracker:
 
     def synchronize(self) -> None:
         """Merge the failures of every rank (a collective: call it on all ranks)."""
-        from text4vis.distributed import is_distributed
-
         if not is_distributed():
             return
         import torch.distributed as dist
@@ -345,8 +344,6 @@ class FailureTracker:
             self._write()
 
     def _write(self) -> None:
-        from text4vis.distributed import is_main_process
-
         if self.path is None or not is_main_process():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

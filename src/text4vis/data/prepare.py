@@ -32,6 +32,7 @@ from text4vis.data.annotations import (
 from text4vis.data.decoders import FrameFolderReader, VideoDecodeError, open_video
 from text4vis.data.discovery import VIDEO_EXTENSIONS
 from text4vis.data.labels import check_distinct_names, write_labels
+from text4vis.distributed import is_main_process
 
 __all__ = [
     "check_list",
@@ -45,8 +46,6 @@ logger = logging.getLogger("text4vis.data.prepare")
 
 def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
     from tqdm import tqdm
-
-    from text4vis.distributed import is_main_process
 
     return tqdm(total=total, desc=desc, unit="video", disable=not (enabled and is_main_process()))
 

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from text4vis.data.annotations import VideoRecord, write_annotations
+from text4vis.data.labels import write_labels
+
 __all__ = [
     "CODE_BITS",
     "SyntheticDataset",
@@ -263,9 +266,6 @@ def write_synthetic_dataset(
         fps: frame rate of the mp4 files.
         list_name: prefix of the list files.
     """
-    from text4vis.data.annotations import VideoRecord, write_annotations
-    from text4vis.data.labels import write_labels
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     total = num_classes * videos_per_class

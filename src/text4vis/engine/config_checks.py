@@ -9,6 +9,12 @@ the first epoch. Every problem found is listed in one error.
 from __future__ import annotations
 
 from text4vis.config import AGGREGATIONS, PROTOCOLS, Config, ConfigError
+from text4vis.engine.loops import parse_views
+from text4vis.engine.objectives import available_objectives
+from text4vis.models.backbones import register_model_configs
+from text4vis.models.classifier import CONFIG_CLASSIFIERS
+from text4vis.models.temporal import HEADS
+from text4vis.runtime import TRAIN_PRECISIONS
 
 __all__ = ["config_problems", "validate_config"]
 
@@ -22,12 +28,6 @@ def config_problems(cfg: Config, *, check_arch: bool = True) -> list[str]:
         cfg: the resolved config.
         check_arch: look ``model.arch`` up in open_clip's registry (imports open_clip).
     """
-    from text4vis.engine.loops import parse_views
-    from text4vis.engine.objectives import available_objectives
-    from text4vis.models.classifier import CONFIG_CLASSIFIERS
-    from text4vis.models.temporal import HEADS
-    from text4vis.runtime import TRAIN_PRECISIONS
-
     problems: list[str] = []
     d, m, t, e = cfg.data, cfg.model, cfg.train, cfg.eval
 
@@ -97,8 +97,6 @@ def config_problems(cfg: Config, *, check_arch: bool = True) -> list[str]:
     need(cfg.run.log_every >= 1, f"run.log_every={cfg.run.log_every}: must be >= 1")
     if check_arch and not m.arch.startswith(("hf-hub:", "local-dir:")):
         import open_clip
-
-        from text4vis.models.backbones import register_model_configs
 
         register_model_configs()  # the package's tiny test architectures
         known = open_clip.list_models()

@@ -46,17 +46,23 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from text4vis.config import Config, ConfigError
+from text4vis.data.labels import normalize_class_name
 from text4vis.engine.objectives import ObjectiveBase, register_objective
+from text4vis.models.backbones import create_clip, register_model_configs
+from text4vis.models.text import (
+    HFTextEncoder,
+    TransformerTextTower,
+    build_text_encoder,
+    resolve_templates,
+)
 from text4vis.models.video import TEXT_ENCODER_DIR, TEXT_TOWER_FILE
-
-if TYPE_CHECKING:
-    from text4vis.config import Config
 
 __all__ = [
     "ContrastiveObjective",
@@ -485,7 +491,6 @@ class ContrastiveObjective(ObjectiveBase):
         """
         if not isinstance(self.text, OnlineTextTower):
             return None
-        from text4vis.models.text import TransformerTextTower
 
         if isinstance(self.text.text_model, TransformerTextTower):
             folder = self.text.text_model.save(Path(directory) / TEXT_ENCODER_DIR)
@@ -496,8 +501,6 @@ class ContrastiveObjective(ObjectiveBase):
             )
             return folder
         from safetensors.torch import save_file
-
-        from text4vis.models.backbones import create_clip
 
         reference = create_clip(arch).state_dict()
         text_state = self.text.text_model.state_dict()
@@ -534,8 +537,6 @@ class ContrastiveObjective(ObjectiveBase):
 
 
 def _check_config(cfg: Config) -> None:
-    from text4vis.config import ConfigError
-
     model_cfg = cfg.model
     if model_cfg.classifier != "text":
         raise ConfigError(
@@ -571,9 +572,6 @@ def build_online_text_tower(
         class_names: the classes, in id order.
         embed_dim: D of the video model (needed for a projection of a non-CLIP encoder).
     """
-    from text4vis.data.labels import normalize_class_name
-    from text4vis.models.text import resolve_templates
-
     model_cfg = cfg.model
     templates = resolve_templates(model_cfg.prompt, model_cfg.template, model_cfg.template_set)
     names = [normalize_class_name(n) for n in class_names]
@@ -581,8 +579,6 @@ def build_online_text_tower(
     text_model: nn.Module
     if model_cfg.text_encoder == "clip":
         import open_clip
-
-        from text4vis.models.backbones import create_clip, register_model_configs
 
         register_model_configs()
         text_model = create_clip(model_cfg.arch, model_cfg.text_pretrained or model_cfg.pretrained)
@@ -593,8 +589,6 @@ def build_online_text_tower(
                 param.requires_grad_(False)
         tokens = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))(texts)  # [C*P, L]
     else:
-        from text4vis.models.text import HFTextEncoder, TransformerTextTower, build_text_encoder
-
         encoder = build_text_encoder(model_cfg, embed_dim=embed_dim)
         assert isinstance(encoder, HFTextEncoder)
         text_model = TransformerTextTower(encoder)

@@ -20,6 +20,10 @@ import torch
 
 from text4vis import distributed as dist_utils
 from text4vis.config import Config
+from text4vis.data.annotations import read_annotations
+from text4vis.data.dataset import build_dataset
+from text4vis.data.labels import read_labels
+from text4vis.data.loaders import build_loader
 from text4vis.engine.evaluate import with_views
 from text4vis.engine.loops import extract_features, prepare_inference
 from text4vis.errors import Text4VisError
@@ -153,11 +157,6 @@ def extract_checkpoint_features(
         precision: ``auto`` or a name of :data:`text4vis.runtime.INFERENCE_PRECISIONS` (e.g.
             ``int8`` on the CPU); None runs in ``train.precision``.
     """
-    from text4vis.data.annotations import read_annotations
-    from text4vis.data.labels import read_labels
-    from text4vis.data.dataset import build_dataset
-    from text4vis.data.loaders import build_loader
-
     cfg = with_views(cfg, views)
     list_file = {"train": cfg.data.train_list, "val": cfg.data.val_list}.get(
         split, cfg.data.test_list or cfg.data.val_list

@@ -35,10 +35,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from text4vis.errors import Text4VisError
+from text4vis.models.backbones import create_clip, weights_loaded_afterwards
+from text4vis.models.text import (
+    CoOpClassifier,
+    TextEncoder,
+    build_text_classifier,
+    build_text_encoder,
+    resolve_templates,
+    template_embeddings,
+)
 
 if TYPE_CHECKING:
     from text4vis.config import ModelConfig
-    from text4vis.models.text import TextEncoder
 
 __all__ = [
     "CLASSIFIERS",
@@ -392,7 +400,6 @@ def _text_artifact(names: list[str], embed_dim: int, **inputs: Any) -> Classifie
     encoder = inputs["text_encoder"]
     if encoder is None:
         raise ClassifierError("the text initialiser needs a text encoder")
-    from text4vis.models.text import build_text_classifier, resolve_templates
 
     prompt, template, templates = inputs["prompt"], inputs["template"], inputs["templates"]
     chosen = resolve_templates(prompt, template, templates)
@@ -442,8 +449,6 @@ def _frozen_from_artifact(name: str) -> Callable[[ClassifierRequest], tuple[nn.M
         mc = request.model_cfg
         inputs: dict[str, Any] = {"seed": mc.classifier_seed, "path": mc.classifier_file}
         if name == "text":
-            from text4vis.models.text import build_text_encoder
-
             if mc.template_mode not in ("average", "sample"):
                 raise ClassifierError(
                     f"model.template_mode={mc.template_mode!r}; choose 'average' or 'sample'"
@@ -481,16 +486,12 @@ def _build_learnable(request: ClassifierRequest) -> tuple[nn.Module, dict[str, A
 def _build_coop(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
     import open_clip
 
-    from text4vis.models.text import CoOpClassifier
-
     mc = request.model_cfg
     if mc.text_encoder != "clip":
         raise ClassifierError("prompt 'coop' runs the CLIP text tower; set model.text_encoder=clip")
     weights = mc.text_pretrained or mc.pretrained
     text_clip = request.clip if weights == mc.pretrained else None
     if text_clip is None:
-        from text4vis.models.backbones import create_clip
-
         text_clip = create_clip(mc.arch, weights)
     tokenizer = open_clip.get_tokenizer(mc.arch.replace("/", "-"))
     module = CoOpClassifier(
@@ -500,8 +501,6 @@ def _build_coop(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def _build_template_bank(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
-    from text4vis.models.text import build_text_encoder, resolve_templates, template_embeddings
-
     mc, names = request.model_cfg, request.class_names
     encoder = build_text_encoder(mc, clip_model=request.clip, embed_dim=request.embed_dim)
     bank = template_embeddings(encoder, names, "templates", templates=mc.template_set)
@@ -548,9 +547,6 @@ def _rebuild_coop(
     """A CoOp classifier with a randomly initialised text tower (weights loaded afterwards)."""
     import open_clip
 
-    from text4vis.models.backbones import create_clip, weights_loaded_afterwards
-    from text4vis.models.text import CoOpClassifier
-
     with weights_loaded_afterwards():  # its text tower is loaded from the saved state
         clip = create_clip(model_cfg.arch, "")
     tokenizer = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))
@@ -586,8 +582,6 @@ STORAGES: dict[str, Storage] = {
 
 def storage_of(module: nn.Module | None) -> str:
     """The storage kind of a classifier module (``none`` for no classifier)."""
-    from text4vis.models.text import CoOpClassifier
-
     if module is None:
         return "none"
     for kind, storage in STORAGES.items():

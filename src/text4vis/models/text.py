@@ -33,6 +33,7 @@ from torch import nn
 
 from text4vis.data.labels import normalize_class_name
 from text4vis.errors import Text4VisError
+from text4vis.models.backbones import create_clip, embed_dim_of, register_model_configs
 
 if TYPE_CHECKING:
     from text4vis.config import ModelConfig
@@ -211,7 +212,6 @@ class ClipTextEncoder(TextEncoder):
 
     def __init__(self, clip_model: nn.Module, tokenizer: Any, name: str = "clip") -> None:
         super().__init__()
-        from text4vis.models.backbones import embed_dim_of
 
         self.model, self.tokenizer, self.name = clip_model, tokenizer, name
         self.dim = embed_dim_of(clip_model)
@@ -436,8 +436,6 @@ def build_text_encoder(
     spec = model_cfg.text_encoder
     if spec == "clip":
         import open_clip
-
-        from text4vis.models.backbones import create_clip, register_model_configs
 
         register_model_configs()
         weights = model_cfg.text_pretrained or model_cfg.pretrained

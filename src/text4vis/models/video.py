@@ -17,14 +17,22 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from text4vis.config import ModelConfig
+from text4vis.config import DataConfig, ModelConfig, config_from_dict
+from text4vis.data.transforms import CLIP_MEAN, CLIP_STD, normalization_affine
 from text4vis.errors import Text4VisError
+from text4vis.models.backbones import (
+    create_clip,
+    embed_dim_of,
+    register_model_configs,
+    uses_quick_gelu,
+    weights_loaded_afterwards,
+)
 from text4vis.models.classifier import (
     STORAGES,
     ClassifierArtifact,
@@ -39,9 +47,6 @@ from text4vis.models.classifier import (
 )
 from text4vis.models.integrity import check_files, record_files
 from text4vis.models.temporal import TemporalHead, build_temporal_head
-
-if TYPE_CHECKING:
-    from text4vis.config import DataConfig
 
 __all__ = ["VideoRecognizer", "preprocessing_from_data_config", "scaled_cosine_logits"]
 
@@ -95,8 +100,6 @@ def preprocessing_from_data_config(data_config: DataConfig) -> dict[str, Any]:
         T frames per clip, short side resized to R then centre-cropped to S, pixels
         ``(x / 255 - mean) / std`` (CLIP's mean/std, which every text4vis transform uses).
     """
-    from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
-
     return {
         "num_segments": int(data_config.num_segments),
         "input_size": int(data_config.input_size),
@@ -199,7 +202,6 @@ class VideoRecognizer(nn.Module):
         self.preprocessing: dict[str, Any] | None = None
         # CLIP's pixel normalisation for uint8 input, as buffers that move with the model, so
         # no step copies constants to the device; not saved (they are not learnt).
-        from text4vis.data.transforms import normalization_affine
 
         scale, shift = normalization_affine()
         self.register_buffer("pixel_scale", scale, persistent=False)
@@ -239,13 +241,6 @@ class VideoRecognizer(nn.Module):
             Text4VisError subclasses: unknown architecture / head / initialiser, missing files.
         """
         import contextlib
-
-        from text4vis.models.backbones import (
-            create_clip,
-            embed_dim_of,
-            uses_quick_gelu,
-            weights_loaded_afterwards,
-        )
 
         # Without load_weights the caller loads saved tensors next: open_clip's "initialized
         # randomly" warning would be false, so it is silenced (and only then).
@@ -523,8 +518,6 @@ class VideoRecognizer(nn.Module):
             )
         config = json.loads(config_path.read_text())
         if (directory / MODEL_CONFIGS_DIR).is_dir():
-            from text4vis.models.backbones import register_model_configs
-
             register_model_configs(directory / MODEL_CONFIGS_DIR)
         check_files(directory, config.get("files"))
         try:
@@ -585,8 +578,6 @@ class VideoRecognizer(nn.Module):
         Raises:
             Text4VisError: the tensors do not fit the config.
         """
-        from text4vis.config import config_from_dict
-
         config_where = config_where or where
         preprocessing = config.get("preprocessing")
         if preprocessing is not None:
