@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import logging
 import os
+import typing
 from contextlib import nullcontext
 from typing import Any
 
+from text4vis.config import TrainPrecision
 from text4vis.errors import Text4VisError
 
 __all__ = [
@@ -37,8 +39,8 @@ __all__ = [
 
 logger = logging.getLogger("text4vis.runtime")
 
-# Training precisions: the autocast dtypes (fp32 = no autocast).
-TRAIN_PRECISIONS = ("bf16", "fp16", "fp32")
+# Training precisions: the autocast dtypes (fp32 = no autocast), as typed in the config.
+TRAIN_PRECISIONS: tuple[str, ...] = typing.get_args(TrainPrecision)
 
 # Inference precisions, with what each one does (for --help and errors).
 INFERENCE_PRECISIONS: dict[str, str] = {

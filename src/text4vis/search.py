@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 from text4vis.data.decoders import VideoDecodeError
 from text4vis.data.discovery import find_videos
 from text4vis.errors import Text4VisError
+from text4vis.registry import Registry
 
 if TYPE_CHECKING:
     from text4vis.predict import Predictor
@@ -154,7 +155,11 @@ class SearchHit:
 # Backends: exact (default) and approximate, one interface
 # ----------------------------------------------------------------------------------------------
 
+# The search backends by name: classes ``(vectors [N, D], **options) -> backend``.
+BACKENDS: Registry[Callable[..., Any]] = Registry("search backend", error=VideoIndexError)
 
+
+@BACKENDS.register("exact")
 class ExactBackend:
     """Exact cosine search: one matrix product of the queries with every embedding, then top-k."""
 
@@ -233,6 +238,7 @@ class _FaissBackend:
         return scores, ids.astype(np.int64)
 
 
+@BACKENDS.register("faiss-ivf")
 class FaissIVFBackend(_FaissBackend):
     """Approximate search with FAISS's inverted-file index (``IndexIVFFlat``, inner product).
 
@@ -269,6 +275,7 @@ class FaissIVFBackend(_FaissBackend):
         self._index.nprobe = min(nprobe, self.nlist)
 
 
+@BACKENDS.register("faiss-hnsw")
 class FaissHNSWBackend(_FaissBackend):
     """Approximate search with FAISS's HNSW graph (``IndexHNSWFlat``, inner product).
 
@@ -293,22 +300,13 @@ class FaissHNSWBackend(_FaissBackend):
         self._index.hnsw.efSearch = ef_search
 
 
-BACKENDS: dict[str, Callable[..., Any]] = {
-    "exact": ExactBackend,
-    "faiss-ivf": FaissIVFBackend,
-    "faiss-hnsw": FaissHNSWBackend,
-}
-
-
 def build_backend(name: str, vectors: np.ndarray, **options: Any) -> Any:
     """A search backend by name over normalised vectors ``[N, D]``.
 
     Raises:
         VideoIndexError: an unknown name, or FAISS missing for an approximate backend.
     """
-    if name not in BACKENDS:
-        raise VideoIndexError(f"unknown search backend {name!r}; choose one of {sorted(BACKENDS)}")
-    return BACKENDS[name](vectors, **options)
+    return BACKENDS.get(name)(vectors, **options)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -48,13 +48,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import open_clip
 import torch
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from text4vis.config import Config, ConfigError
 from text4vis.data.labels import normalize_class_name
-from text4vis.engine.objectives import ObjectiveBase, register_objective
+from text4vis.engine.objective_base import ObjectiveBase, register_objective
 from text4vis.models.backbones import create_clip, register_model_configs
 from text4vis.models.text import (
     HFTextEncoder,
@@ -500,7 +502,6 @@ class ContrastiveObjective(ObjectiveBase):
                 folder,
             )
             return folder
-        from safetensors.torch import save_file
 
         reference = create_clip(arch).state_dict()
         text_state = self.text.text_model.state_dict()
@@ -578,8 +579,6 @@ def build_online_text_tower(
     texts = [t.format(n) for n in names for t in templates]  # class-major: C*P texts
     text_model: nn.Module
     if model_cfg.text_encoder == "clip":
-        import open_clip
-
         register_model_configs()
         text_model = create_clip(model_cfg.arch, model_cfg.text_pretrained or model_cfg.pretrained)
         text_model.visual = nn.Identity()  # only encode_text is used; no second image tower

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from text4vis import distributed as dist_utils
 from text4vis.config import Config
@@ -62,8 +64,6 @@ class FeatureSet:
 
 def save_features(feature_set: FeatureSet, path: str | Path) -> Path:
     """Write a features file (format in the module docstring)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FEATURES_FORMAT, "paths": json.dumps(feature_set.paths)}
@@ -85,8 +85,6 @@ def load_features(path: str | Path) -> FeatureSet:
         FileNotFoundError: no file.
         Text4VisError: not a text4vis features file.
     """
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import open_clip
 import torch
 
 from text4vis.config import ModelConfig
@@ -134,8 +135,6 @@ def infer_vision_config(visual: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 def match_architecture(vision: dict[str, Any]) -> str:
     """The open_clip architecture whose image tower has these hyper-parameters."""
-    import open_clip
-
     register_model_configs()
     matches = []
     for name in open_clip.list_models():

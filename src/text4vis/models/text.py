@@ -27,8 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import text_global_pool
 from torch import nn
 
 from text4vis.data.labels import normalize_class_name
@@ -435,8 +437,6 @@ def build_text_encoder(
     """
     spec = model_cfg.text_encoder
     if spec == "clip":
-        import open_clip
-
         register_model_configs()
         weights = model_cfg.text_pretrained or model_cfg.pretrained
         if clip_model is None or weights != model_cfg.pretrained:
@@ -562,8 +562,6 @@ class CoOpClassifier(nn.Module):
             self.text_projection.requires_grad_(False)
 
     def forward(self) -> torch.Tensor:
-        from open_clip.transformer import text_global_pool
-
         c = self.prefix.shape[0]
         context = self.context.unsqueeze(0).expand(c, -1, -1)  # [C, M, W]
         x = torch.cat([self.prefix, context, self.suffix], dim=1)  # [C, L, W]

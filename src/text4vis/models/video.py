@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from text4vis.config import DataConfig, ModelConfig, config_from_dict
@@ -448,8 +449,6 @@ class VideoRecognizer(nn.Module):
             ValueError: ``data_config.input_size`` differs from the resolution the image encoder
                 was built for.
         """
-        from safetensors.torch import save_file
-
         if data_config is not None:
             block = preprocessing_from_data_config(data_config)
             size = self._input_size()
@@ -507,8 +506,6 @@ class VideoRecognizer(nn.Module):
             FileNotFoundError: the folder or one of its files is missing.
             Text4VisError: the files do not fit together.
         """
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         config_path = directory / CONFIG_NAME
         if not config_path.is_file():
