@@ -90,6 +90,10 @@ class Registry(Generic[T]):
         """``(name, member)`` pairs, in registration order."""
         return list(self._members.items())
 
+    def values(self) -> list[T]:
+        """The members, in registration order."""
+        return list(self._members.values())
+
     def __getitem__(self, name: str) -> T:
         return self.get(name)
 
