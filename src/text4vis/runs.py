@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from text4vis import __version__
 from text4vis.config import Config, dump_config
 from text4vis.distributed import broadcast_object, get_rank, get_world_size
@@ -84,8 +86,6 @@ def collect_meta(argv: list[str] | None = None) -> dict[str, Any]:
         "world_size": get_world_size(),
     }
     try:
-        import torch
-
         meta["torch"] = torch.__version__
         meta["cuda"] = torch.version.cuda
         meta["cuda_available"] = torch.cuda.is_available()

@@ -28,6 +28,7 @@ list[(index, path, reason)].
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import default_collate
 
 from text4vis.data.annotations import (
@@ -331,7 +333,6 @@ class FailureTracker:
         """Merge the failures of every rank (a collective: call it on all ranks)."""
         if not is_distributed():
             return
-        import torch.distributed as dist
 
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, (self.failed, self.events))
@@ -473,8 +474,6 @@ def build_dataset(
 
 
 def _single_view(data: Any) -> Any:
-    import dataclasses
-
     return dataclasses.replace(data, num_clips=1, num_crops=1)
 
 

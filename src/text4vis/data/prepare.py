@@ -21,7 +21,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import av
 import numpy as np
+from tqdm import tqdm
 
 from text4vis.data.annotations import (
     AnnotationError,
@@ -45,8 +47,6 @@ logger = logging.getLogger("text4vis.data.prepare")
 
 
 def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, unit="video", disable=not (enabled and is_main_process()))
 
 
@@ -186,8 +186,6 @@ def extract_video_frames(
     Raises:
         VideoDecodeError: the video cannot be decoded.
     """
-    import av
-
     out_folder = Path(out_folder)
     out_folder.mkdir(parents=True, exist_ok=True)
     if not os.path.isfile(video) or os.path.getsize(video) == 0:

@@ -50,6 +50,7 @@ from typing import Any
 
 import open_clip
 import torch
+import torch.distributed as dist
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -92,8 +93,6 @@ logger = logging.getLogger("text4vis.engine.contrastive")
 
 def _process_group() -> Any | None:
     """``torch.distributed`` when a process group of more than one rank runs, else None."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         return dist
     return None
@@ -117,8 +116,6 @@ def gather_sizes(n: int, device: torch.device | str = "cpu") -> list[int]:
 
 def _all_gather_rows(x: Tensor, sizes: tuple[int, ...] | list[int]) -> Tensor:
     """Plain all-gather along dim 0 (no autograd) of rows whose count differs per rank."""
-    import torch.distributed as dist
-
     # all_gather needs equal shapes: pad to the largest local batch, strip afterwards.
     max_n = max(sizes)
     x = x.detach().contiguous()
@@ -134,15 +131,11 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, sizes: tuple[int, ...]) -> Tensor:  # type: ignore[override]
-        import torch.distributed as dist
-
         ctx.sizes, ctx.rank = sizes, dist.get_rank()
         return _all_gather_rows(x, sizes)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        import torch.distributed as dist
-
         # Every rank holds d(L_rank)/d(gathered); the sum over ranks of this rank's slice is
         # d(sum of all ranks' losses)/d(local rows). all_reduce works on gloo and NCCL alike
         # (gloo has no reduce_scatter), and [NM, D] is small next to the model's gradients.
@@ -267,8 +260,6 @@ def contrastive_loss(
     video = F.normalize(video.float(), dim=-1)
     text = F.normalize(text.float(), dim=-1)
     if gather and _process_group() is not None:
-        import torch.distributed as dist
-
         sizes = gather_sizes(video.shape[0], video.device)
         offset = sum(sizes[: dist.get_rank()])
         all_video = gather_with_grad(video, sizes)  # [NM, D]

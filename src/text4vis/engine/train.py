@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from text4vis import distributed as dist_utils
 from text4vis.config import Config, config_to_dict, dump_config
@@ -416,7 +417,6 @@ class _Trainer:
     def _progress(self, epoch: int) -> Any:
         if not (self.cfg.run.progress and self.rank == 0):
             return None
-        from tqdm.auto import tqdm
 
         return tqdm(
             total=self.steps_per_epoch,

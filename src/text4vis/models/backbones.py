@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 import logging
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,8 +101,6 @@ def register_model_config_file(path: str | Path) -> str:
         FileNotFoundError: the file does not exist.
         BackboneError: the file is not such a config, or its name clashes.
     """
-    import json
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model config {path} does not exist")
@@ -187,7 +187,6 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
         state, kind = load_file(str(path), device="cpu"), "safetensors"
     elif _is_torchscript_archive(path):
         # TorchScript is not a pickle: loading it runs no Python code; only tensors are kept.
-        import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # jit is deprecated, not the format

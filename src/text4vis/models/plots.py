@@ -55,7 +55,7 @@ def plot_class_similarity(
     max_classes: int = 40,
 ) -> Path:
     """Write a PNG heat map of the inter-class cosine similarity of chosen classifier rows."""
-    import matplotlib
+    import matplotlib  # on use: slow to import, and only this plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -255,7 +255,7 @@ class HFTextEncoder(TextEncoder):
         source = self._resolve(name)
         try:
             if kind == "sentence-transformers":
-                from sentence_transformers import SentenceTransformer
+                from sentence_transformers import SentenceTransformer  # optional: text4vis[text]
 
                 self.model = SentenceTransformer(str(source), device=device)
                 get_dim = getattr(self.model, "get_embedding_dimension", None) or (
@@ -263,7 +263,7 @@ class HFTextEncoder(TextEncoder):
                 )
                 self.dim = int(get_dim())
             else:
-                from transformers import AutoModel, AutoTokenizer
+                from transformers import AutoModel, AutoTokenizer  # optional: text4vis[text]
 
                 self.tokenizer = AutoTokenizer.from_pretrained(str(source))
                 self.model = AutoModel.from_pretrained(str(source)).to(device).eval()

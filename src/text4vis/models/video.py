@@ -11,6 +11,7 @@ model was trained with), ``model.safetensors`` (every persistent tensor except t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -241,8 +242,6 @@ class VideoRecognizer(nn.Module):
         Raises:
             Text4VisError subclasses: unknown architecture / head / initialiser, missing files.
         """
-        import contextlib
-
         # Without load_weights the caller loads saved tensors next: open_clip's "initialized
         # randomly" warning would be false, so it is silenced (and only then).
         quiet = contextlib.nullcontext() if load_weights else weights_loaded_afterwards()
