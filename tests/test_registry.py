@@ -25,6 +25,7 @@ from text4vis.errors import Text4VisError
 from text4vis.models.classifier import (
     CLASSIFIERS,
     CONFIG_CLASSIFIERS,
+    STORAGES,
     ClassifierError,
     build_classifier,
 )
@@ -63,6 +64,7 @@ def test_every_family_is_a_registry_with_a_package_error() -> None:
     families = {
         TEMPORAL_HEADS: TemporalHeadError,
         CLASSIFIERS: ClassifierError,
+        STORAGES: ClassifierError,
         OBJECTIVES: ConfigError,
         BACKENDS: VideoIndexError,
     }

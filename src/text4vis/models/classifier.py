@@ -70,6 +70,7 @@ __all__ = [
     "classifier_name",
     "register_classifier",
     "register_initializer",
+    "register_storage",
     "rebuild_classifier_module",
     "storage_of",
     "lda_coefficients",
@@ -589,36 +590,7 @@ def _build_learnable(request: ClassifierRequest) -> tuple[nn.Module, dict[str, A
 # ----------------------------------------------------------------------------------------------
 
 
-def _rebuild_frozen(
-    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
-) -> nn.Module:
-    if "weight" not in head:
-        raise Text4VisError(f"{where}: no classifier.weight tensor")
-    return FrozenClassifier(head["weight"])
-
-
-def _rebuild_templates(
-    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
-) -> nn.Module:
-    if not {"bank", "weight"} <= set(head):
-        raise Text4VisError(f"{where}: no classifier.bank / classifier.weight tensors")
-    return TemplateBankClassifier(head["bank"], head["weight"], model_cfg.classifier_seed)
-
-
-def _rebuild_learnable(
-    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
-) -> nn.Module:
-    return LearnableClassifier(len(class_names), embed_dim)  # weights loaded afterwards
-
-
-def _rebuild_coop(
-    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
-) -> nn.Module:
-    """A CoOp classifier with a randomly initialised text tower (weights loaded afterwards)."""
-    with weights_loaded_afterwards():  # its text tower is loaded from the saved state
-        clip = create_clip(model_cfg.arch, "")
-    tokenizer = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))
-    return CoOpClassifier(clip, tokenizer, class_names, model_cfg.coop_context)
+Rebuild = Callable[["ModelConfig", list[str], int, dict[str, torch.Tensor], str], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -634,18 +606,63 @@ class Storage:
             weights from the model's state dict afterwards).
     """
 
-    module_type: type[nn.Module] | None  # None: the CoOp module, which lives in models.text
+    module_type: type[nn.Module]
     separate_file: bool
-    rebuild: Callable[[ModelConfig, list[str], int, dict[str, torch.Tensor], str], nn.Module]
+    rebuild: Rebuild
 
 
-# Keys are the ``classifier_kind`` of a saved model's config.json.
-STORAGES: dict[str, Storage] = {
-    "frozen": Storage(FrozenClassifier, True, _rebuild_frozen),
-    "templates": Storage(TemplateBankClassifier, True, _rebuild_templates),
-    "learnable": Storage(LearnableClassifier, False, _rebuild_learnable),
-    "coop": Storage(None, False, _rebuild_coop),
-}
+# The storage kinds by name: the ``classifier_kind`` of a saved model's config.json.
+STORAGES: Registry[Storage] = Registry(
+    "classifier storage", key="classifier_kind", error=ClassifierError
+)
+
+
+def register_storage(
+    kind: str, module_type: type[nn.Module], *, separate_file: bool
+) -> Callable[[Rebuild], Rebuild]:
+    """Decorator registering a storage kind by its rebuild function (see :class:`Storage`)."""
+
+    def decorator(rebuild: Rebuild) -> Rebuild:
+        STORAGES.register(kind)(Storage(module_type, separate_file, rebuild))
+        return rebuild
+
+    return decorator
+
+
+@register_storage("frozen", FrozenClassifier, separate_file=True)
+def _rebuild_frozen(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    if "weight" not in head:
+        raise Text4VisError(f"{where}: no classifier.weight tensor")
+    return FrozenClassifier(head["weight"])
+
+
+@register_storage("templates", TemplateBankClassifier, separate_file=True)
+def _rebuild_templates(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    if not {"bank", "weight"} <= set(head):
+        raise Text4VisError(f"{where}: no classifier.bank / classifier.weight tensors")
+    return TemplateBankClassifier(head["bank"], head["weight"], model_cfg.classifier_seed)
+
+
+@register_storage("learnable", LearnableClassifier, separate_file=False)
+def _rebuild_learnable(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    return LearnableClassifier(len(class_names), embed_dim)  # weights loaded afterwards
+
+
+@register_storage("coop", CoOpClassifier, separate_file=False)
+def _rebuild_coop(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    """A CoOp classifier with a randomly initialised text tower (weights loaded afterwards)."""
+    with weights_loaded_afterwards():  # its text tower is loaded from the saved state
+        clip = create_clip(model_cfg.arch, "")
+    tokenizer = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))
+    return CoOpClassifier(clip, tokenizer, class_names, model_cfg.coop_context)
 
 
 def storage_of(module: nn.Module | None) -> str:
@@ -653,11 +670,11 @@ def storage_of(module: nn.Module | None) -> str:
     if module is None:
         return "none"
     for kind, storage in STORAGES.items():
-        if isinstance(module, storage.module_type or CoOpClassifier):
+        if isinstance(module, storage.module_type):
             return kind
     raise ClassifierError(
         f"classifier module {type(module).__name__} is not one of the registry's "
-        f"{sorted(STORAGES)}; add it to text4vis.models.classifier.STORAGES"
+        f"{list(STORAGES)}; register it with text4vis.models.classifier.register_storage"
     )
 
 
@@ -678,7 +695,7 @@ def rebuild_classifier_module(
         raise ClassifierError(
             f"{where}: unknown classifier_kind {kind!r}; choose one of {sorted(STORAGES)} (or none)"
         )
-    return STORAGES[kind].rebuild(model_cfg, class_names, embed_dim, head, where)
+    return STORAGES.get(kind).rebuild(model_cfg, class_names, embed_dim, head, where)
 
 
 # The values ``model.classifier`` takes, and the initialisers of fixed classifier artifacts.
