@@ -14,6 +14,7 @@ from text4vis.config import (
     ConfigError,
     DecoderName,
     ObjectiveName,
+    TemplateSetName,
     TemporalHeadName,
     TrainPrecision,
     ZeroShotProtocol,
@@ -30,6 +31,7 @@ from text4vis.models.classifier import (
     build_classifier,
 )
 from text4vis.models.temporal import TEMPORAL_HEADS, TemporalHeadError, build_temporal_head
+from text4vis.models.text import TEMPLATE_SETS
 from text4vis.registry import Registry, RegistryError
 from text4vis.runtime import TRAIN_PRECISIONS
 from text4vis.search import BACKENDS, VideoIndexError, build_backend
@@ -97,6 +99,7 @@ def test_builders_raise_the_family_error_for_unknown_names() -> None:
         (ClassifierName, CONFIG_CLASSIFIERS),
         (ObjectiveName, OBJECTIVES.names()),
         (DecoderName, DECODERS),
+        (TemplateSetName, tuple(TEMPLATE_SETS)),
         (TrainPrecision, TRAIN_PRECISIONS),
         (Aggregation, AGGREGATIONS),
         (ZeroShotProtocol, PROTOCOLS),

@@ -52,6 +52,7 @@ __all__ = [
     "RunConfig",
     "SamplingName",
     "TemplateMode",
+    "TemplateSetName",
     "TemporalHeadName",
     "TrainConfig",
     "TrainPrecision",
@@ -84,6 +85,7 @@ TemporalHeadName = Literal["mean", "transformer", "tokent1d", "t1d"]  # models.t
 ClassifierName = Literal["text", "lda", "random", "orthogonal", "file", "learnable"]
 PromptForm = Literal["classname", "template", "templates", "coop"]
 TemplateMode = Literal["average", "sample"]  # templates: average them, or sample one per step
+TemplateSetName = Literal["kinetics", "short"]  # models.text.TEMPLATE_SETS
 TrainPrecision = Literal["bf16", "fp16", "fp32"]  # autocast precisions (text4vis.runtime)
 ObjectiveName = Literal["ce", "contrastive"]  # engine.objectives
 FusedAdamW = Literal["auto", "always", "never"]
@@ -149,7 +151,7 @@ class ModelConfig:
     # `pretrained`), or a folder of the sentence-transformers / hf: encoder's ("" = its NAME)
     prompt: PromptForm = "template"  # classname | template | templates | coop
     template: str = "a video of a person {}."  # the single template (prompt="template")
-    template_set: str = "kinetics"  # named template set (prompt="templates")
+    template_set: TemplateSetName = "kinetics"  # named template set (prompt="templates")
     template_mode: TemplateMode = "average"  # templates: "average" them or "sample" one per step
     coop_context: int = 4  # CoOp: number M of learnable context tokens
     logit_scale: float = 0.0  # initial logit scale (0 = take CLIP's, 100 for a random model)
