@@ -151,11 +151,27 @@ def test_find_cycle_names_a_cycle_and_accepts_a_tree() -> None:
     assert find_cycle({"x": {"y"}, "y": {"y2"}, "y2": {"y"}}) == ["y", "y2", "y"]
 
 
-def test_the_graph_sees_relative_lazy_and_function_level_imports() -> None:
+def test_relative_imports_resolve_and_function_level_imports_are_found() -> None:
+    modules = _source_files()
+    tree = ast.parse(
+        "from . import labels\nfrom ..models import video\n"
+        "def f():\n    from .annotations import VideoRecord\n"
+    )
+    imports = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    resolved = [_resolve_from(f"{PACKAGE}.data.dataset", node, modules) for node in imports]
+    assert resolved == [f"{PACKAGE}.data", f"{PACKAGE}.models", f"{PACKAGE}.data.annotations"]
+    # In a package's __init__, "." is the package itself.
+    assert _resolve_from(f"{PACKAGE}.data", imports[0], modules) == f"{PACKAGE}.data"
+    assert _function_nodes(tree) == {id(imports[2])}
+
+
+def test_the_graph_sees_top_level_and_lazy_package_imports() -> None:
     edges = {(edge.source, edge.target) for edge in import_edges()}
-    # A sanity check that the walker finds what it must: absolute imports at the top ...
     assert (f"{PACKAGE}.models.video", f"{PACKAGE}.models.temporal") in edges
-    # ... and names served by a lazy package resolve to the module that defines them.
+    # A name served by a lazy package resolves to the module that defines it.
+    assert _lazy_exports(ROOT / "data" / "__init__.py", f"{PACKAGE}.data")["read_labels"] == (
+        f"{PACKAGE}.data.labels"
+    )
     assert (f"{PACKAGE}.commands.predict", f"{PACKAGE}.predict") in edges
 
 
