@@ -13,7 +13,8 @@ import torch
 from conftest import COLOURS, overrides, write_colour_clips
 from text4vis.cli import main
 from text4vis.config import dump_config, load_config
-from text4vis.data.annotations import write_annotations, write_labels
+from text4vis.data.annotations import write_annotations
+from text4vis.data.labels import write_labels
 from text4vis.engine.checkpoint import atomic_torch_save
 from text4vis.engine.evaluate import evaluate_checkpoint, with_views
 from text4vis.engine.train import fit

@@ -12,7 +12,8 @@ import torch
 
 from conftest import COLOURS, overrides, write_colour_clips
 from text4vis.config import load_config
-from text4vis.data.annotations import write_annotations, write_labels
+from text4vis.data.annotations import write_annotations
+from text4vis.data.labels import write_labels
 
 pytestmark = pytest.mark.slow
 

@@ -239,7 +239,7 @@ def test_online_minilm_trains_exports_and_is_adopted_by_the_saved_model(tmp_path
         saved
     )
     # Still the same model for a video index: where its text weights lie is not its identity.
-    from text4vis.search import model_identity
+    from text4vis.models.integrity import model_identity
 
     assert model_identity(loaded) == model_identity(model)
     encoder = build_text_encoder(loaded.model_cfg, embed_dim=loaded.embed_dim)

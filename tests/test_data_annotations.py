@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from text4vis.data import AnnotationError, VideoRecord, read_annotations, read_labels
-from text4vis.data.annotations import select_classes, write_annotations, write_labels
+from text4vis.data.annotations import select_classes, write_annotations
+from text4vis.data.labels import write_labels
 
 
 def test_roundtrip_video_and_frame_lists(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from text4vis.data.annotations import AnnotationError, read_labels
+from text4vis.data.annotations import AnnotationError
 from text4vis.data.labels import (
     LabelError,
     check_labels,
@@ -14,6 +14,7 @@ from text4vis.data.labels import (
     normalize_class_name,
     parse_labels,
     read_label_file,
+    read_labels,
 )
 
 

@@ -10,7 +10,8 @@ import torch
 from conftest import COLOURS, overrides, write_colour_clips
 from test_engine_train import weights
 from text4vis.config import load_config
-from text4vis.data.annotations import write_annotations, write_labels
+from text4vis.data.annotations import write_annotations
+from text4vis.data.labels import write_labels
 from text4vis.engine.acceleration import apply_channels_last, compile_model, use_fused_adamw
 from text4vis.engine.optim import build_optimizer
 from text4vis.engine.train import fit

@@ -12,8 +12,9 @@ import torch
 from conftest import COLOURS, train_tiny_model, write_colour_clips
 from text4vis.cli import main
 from text4vis.config import load_config
-from text4vis.data.annotations import write_annotations, write_labels
+from text4vis.data.annotations import write_annotations
 from text4vis.data.few_shot import half_class_splits
+from text4vis.data.labels import write_labels
 from text4vis.engine.features import load_features
 from text4vis.engine.zero_shot import zero_shot
 from text4vis.models.factory import load_model

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from conftest import COLOURS, overrides, write_colour_clips
 from text4vis.config import dump_config, load_config
-from text4vis.data.annotations import write_annotations, write_labels
+from text4vis.data.annotations import write_annotations
+from text4vis.data.labels import write_labels
 from text4vis.engine.train import fit
 from text4vis.models.factory import load_checkpoint
 
@@ -171,7 +172,7 @@ def test_ddp_two_processes_match_one_process(colour_data, tmp_path):
         diff = (expected[key] - got[key]).abs().max().item()
         assert diff <= 1e-6, (key, diff)
     # training moved the weights by orders of magnitude more than the tolerance
-    from text4vis.data.annotations import read_labels
+    from text4vis.data.labels import read_labels
     from text4vis.models.factory import build_model
 
     cfg_single = load_config(None, overrides(colour_data, tmp_path / "one", *common))

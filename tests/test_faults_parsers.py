@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from text4vis.config import Config, load_config, parse_override
-from text4vis.data.annotations import VideoRecord, read_annotations, read_labels
-from text4vis.data.labels import parse_labels, read_label_file
+from text4vis.data.annotations import VideoRecord, read_annotations
+from text4vis.data.labels import parse_labels, read_label_file, read_labels
 from text4vis.errors import Text4VisError
 
 SETTINGS = settings(

@@ -17,8 +17,9 @@ import torch
 from conftest import COLOURS, train_tiny_model, write_colour_clips
 from text4vis.cli import main, user_error_message
 from text4vis.config import load_config
-from text4vis.data.annotations import VideoRecord, write_annotations, write_labels
+from text4vis.data.annotations import VideoRecord, write_annotations
 from text4vis.data.decoders import VideoDecodeError
+from text4vis.data.labels import write_labels
 from text4vis.data.loaders import build_loader
 from text4vis.errors import DataError, MissingFileError, Text4VisError, unwrap_worker_error
 

@@ -9,8 +9,9 @@ from safetensors.torch import load_file
 from conftest import COLOURS, overrides, write_colour_clips
 from text4vis.cli import main
 from text4vis.config import dump_config, load_config
-from text4vis.data.annotations import write_annotations, write_labels
+from text4vis.data.annotations import write_annotations
 from text4vis.data.dataset import build_dataset
+from text4vis.data.labels import write_labels
 from text4vis.data.transforms import normalize_video
 from text4vis.models.backbones import create_clip
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from text4vis.cli import main
+from text4vis.models.integrity import model_identity
 from text4vis.search import (
     BACKENDS,
     EMBEDDINGS_NAME,
@@ -29,7 +30,6 @@ from text4vis.search import (
     VideoIndex,
     VideoIndexError,
     build_backend,
-    model_identity,
 )
 
 

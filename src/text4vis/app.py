@@ -40,8 +40,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
+from PIL import Image
 
 from text4vis import __version__
+from text4vis.data.decoders import open_video
+from text4vis.data.labels import parse_labels, read_label_file
+from text4vis.data.sampling import build_sampler
+from text4vis.data.synthetic import write_mp4
 from text4vis.errors import Text4VisError, UsageError
 
 if TYPE_CHECKING:
@@ -90,8 +95,6 @@ class SearchResult:
 
 def _png(frame: np.ndarray, min_side: int = 96, max_side: int = 320) -> bytes:
     """PNG bytes of an RGB frame, scaled so that tiny frames are visible and large ones light."""
-    from PIL import Image
-
     image = Image.fromarray(frame)
     scale = max(1.0, min_side / min(image.size))
     scale = min(scale, max_side / max(image.size))
@@ -154,8 +157,6 @@ class VideoApp:
 
     def parse_labels(self, text: str) -> list[str]:
         """Label names from the page: ``a, b, c`` on one line, one per line, or a label CSV."""
-        from text4vis.data.labels import parse_labels, read_label_file
-
         text = text.strip()
         if not text:
             raise UsageError("type label names (separated by commas or one per line)")
@@ -171,8 +172,6 @@ class VideoApp:
     def sampled_frames(self, video: str | Path) -> tuple[list[int], np.ndarray]:
         """The frame numbers the model looks at in a video (its first evaluation clip) and the
         frames, uint8 ``[T, H, W, 3]``."""
-        from text4vis.data import build_sampler, open_video
-
         data = self.predictor.data
         reader = open_video(
             video, data.decoder, data.frame_template, data.frame_start_index, threads=1
@@ -254,8 +253,6 @@ class VideoApp:
 
     def thumbnail(self, row: int) -> bytes:
         """PNG of the middle frame of an indexed video (cached)."""
-        from text4vis.data import open_video
-
         if row not in self._thumbnails:
             path = self._indexed_path(row)
             data = self.predictor.data
@@ -277,9 +274,6 @@ class VideoApp:
         if content_type is not None and path.is_file():
             return path, content_type
         if row not in self._playable:
-            from text4vis.data import open_video
-            from text4vis.data.synthetic import write_mp4
-
             data = self.predictor.data
             reader = open_video(
                 path, data.decoder, data.frame_template, data.frame_start_index, threads=1

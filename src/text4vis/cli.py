@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Sequence
 from types import ModuleType
 
+import text4vis.commands as package
 from text4vis import __version__
 from text4vis.errors import Text4VisError, unwrap_worker_error
 
@@ -25,8 +26,6 @@ __all__ = ["bug_report_line", "build_parser", "discover_commands", "main", "user
 
 def discover_commands() -> dict[str, ModuleType]:
     """Command name -> module, for every public module of :mod:`text4vis.commands`."""
-    import text4vis.commands as package
-
     found: dict[str, ModuleType] = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):

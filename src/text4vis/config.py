@@ -10,7 +10,10 @@ configuration is resolved in three layers, later ones winning:
    a list).
 
 Unknown keys and wrong types are errors that name the key, list the valid ones and suggest the
-closest match; nothing is silently ignored. ``dump_config`` -> ``load_config`` round-trips.
+closest match; nothing is silently ignored. A field with a fixed set of values is typed
+``Literal[...]`` (the aliases below the error class): that is where each set of choices is written,
+and the loader rejects any other value, naming the key, the value and the choices.
+``dump_config`` -> ``load_config`` round-trips.
 
 YAML values may reference environment variables as ``${VAR}`` or ``${VAR:-default}`` so that
 configs shipped with the package carry no absolute paths.
@@ -26,7 +29,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -35,13 +38,26 @@ from text4vis.errors import ConfigError, parser_problem, read_user_text
 __all__ = [
     "AGGREGATIONS",
     "PROTOCOLS",
+    "Aggregation",
+    "ClassifierName",
     "Config",
     "ConfigError",
     "DataConfig",
+    "DecoderName",
     "EvalConfig",
+    "FusedAdamW",
     "ModelConfig",
+    "ObjectiveName",
+    "PromptForm",
     "RunConfig",
+    "SamplingName",
+    "TemplateMode",
+    "TemplateSetName",
+    "TemporalHeadName",
     "TrainConfig",
+    "TrainPrecision",
+    "VideoFormat",
+    "ZeroShotProtocol",
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
@@ -49,6 +65,28 @@ __all__ = [
     "load_config",
     "parse_override",
 ]
+
+
+# ----------------------------------------------------------------------------------------------
+# The choices: each set of allowed values, written once
+# ----------------------------------------------------------------------------------------------
+# Where a registry holds the implementations (temporal heads, classifiers, objectives) its names
+# are the same; tests/test_config.py checks that they agree.
+
+VideoFormat = Literal["video", "frames"]  # mp4/avi/... files, or folders of JPEGs
+DecoderName = Literal["pyav", "torchcodec", "decord"]  # text4vis.data.decoders.DECODERS
+SamplingName = Literal["segment", "dense"]  # TSN segments over the video, or a dense window
+TemporalHeadName = Literal["mean", "transformer", "tokent1d", "t1d"]  # models.temporal
+# models.classifier.CONFIG_CLASSIFIERS ("templates" and "coop" are chosen by model.prompt)
+ClassifierName = Literal["text", "lda", "random", "orthogonal", "file", "learnable"]
+PromptForm = Literal["classname", "template", "templates", "coop"]
+TemplateMode = Literal["average", "sample"]  # templates: average them, or sample one per step
+TemplateSetName = Literal["kinetics", "short"]  # models.text.TEMPLATE_SETS
+TrainPrecision = Literal["bf16", "fp16", "fp32"]  # autocast precisions (text4vis.runtime)
+ObjectiveName = Literal["ce", "contrastive"]  # engine.objectives
+FusedAdamW = Literal["auto", "always", "never"]
+Aggregation = Literal["prob", "logit"]  # views averaged as softmax probabilities or raw logits
+ZeroShotProtocol = Literal["full", "half", "splits"]  # all classes, half-class splits, subsets
 
 
 # ----------------------------------------------------------------------------------------------
@@ -65,12 +103,12 @@ class DataConfig:
     val_list: str = ""  # validation list file, evaluated after every epoch when set
     test_list: str = ""  # list used by `eval`, `features` and `zeroshot` ("" = val_list)
     labels: str = ""  # label CSV with header `id,name`; class names in id order
-    format: str = "video"  # "video" (mp4/avi/... files) or "frames" (folders of JPEGs)
-    decoder: str = "pyav"  # video decoder: pyav | torchcodec | decord
+    format: VideoFormat = "video"  # "video" (mp4/avi/... files) or "frames" (folders of JPEGs)
+    decoder: DecoderName = "pyav"  # video decoder: pyav | torchcodec | decord
     frame_template: str = "img_{:05d}.jpg"  # file name of frame k inside a frame folder
     frame_start_index: int = 1  # index of the first frame file in a frame folder
     num_segments: int = 8  # T: frames sampled per clip
-    sampling: str = "segment"  # "segment" (TSN, uniform over the video) or "dense"
+    sampling: SamplingName = "segment"  # "segment" (TSN, uniform over the video) or "dense"
     dense_stride: int = 2  # frame stride between sampled frames when sampling="dense"
     num_clips: int = 1  # temporal views at test time (the 4 of "4x3")
     num_crops: int = 1  # spatial views at test time: 1 (centre) or 3 (left/centre/right)
@@ -98,19 +136,19 @@ class ModelConfig:
 
     arch: str = "ViT-B-16"  # open_clip architecture name (or a tiny test architecture)
     pretrained: str = ""  # open_clip pretrained tag or a local weight file ("" = random init)
-    temporal: str = "transformer"  # temporal head: mean | transformer | tokent1d | t1d
+    temporal: TemporalHeadName = "transformer"  # temporal head: mean | transformer | tokent1d | t1d
     temporal_layers: int = 6  # depth of the temporal transformer
     tokent1d_blocks: list[int] = field(default_factory=list)  # ViT blocks with TokenT1D ([] = all)
-    classifier: str = "text"  # text | lda | random | orthogonal | file | learnable
+    classifier: ClassifierName = "text"  # text | lda | random | orthogonal | file | learnable
     classifier_file: str = ""  # saved classifier artifact (classifier="file" or "lda")
     classifier_seed: int = 0  # seed of the random / orthogonal initialisers
     text_encoder: str = "clip"  # "clip" or "sentence-transformers:NAME" / "hf:NAME"
     text_pretrained: str = ""  # weights of the text side: the CLIP text tower's ("" = same as
     # `pretrained`), or a folder of the sentence-transformers / hf: encoder's ("" = its NAME)
-    prompt: str = "template"  # classname | template | templates | coop
+    prompt: PromptForm = "template"  # classname | template | templates | coop
     template: str = "a video of a person {}."  # the single template (prompt="template")
-    template_set: str = "kinetics"  # named template set (prompt="templates")
-    template_mode: str = "average"  # templates: "average" them or "sample" one per step
+    template_set: TemplateSetName = "kinetics"  # named template set (prompt="templates")
+    template_mode: TemplateMode = "average"  # templates: "average" them or "sample" one per step
     coop_context: int = 4  # CoOp: number M of learnable context tokens
     logit_scale: float = 0.0  # initial logit scale (0 = take CLIP's, 100 for a random model)
     learn_logit_scale: bool = False  # whether the logit scale is trained
@@ -129,11 +167,11 @@ class TrainConfig:
     weight_decay: float = 0.2  # AdamW weight decay (none on biases, norms, embeddings, scale)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])  # AdamW betas
     eps: float = 1e-8  # AdamW epsilon
-    precision: str = "bf16"  # bf16 | fp16 | fp32 (autocast; fp16 uses a gradient scaler)
+    precision: TrainPrecision = "bf16"  # bf16 | fp16 | fp32 (autocast; fp16: a gradient scaler)
     grad_accum: int = 1  # micro-batches accumulated per optimizer step
     clip_grad: float = 0.0  # max gradient norm (0 = no clipping)
     label_smoothing: float = 0.0  # cross-entropy label smoothing
-    objective: str = "ce"  # "ce" (frozen classifier) or "contrastive" (video-text InfoNCE)
+    objective: ObjectiveName = "ce"  # "ce" (frozen classifier) or "contrastive" (InfoNCE)
     gather: bool = True  # contrastive: gather features from all ranks (the paper's batch gather)
     text_online: bool = False  # contrastive: train the text tower (else fixed text embeddings)
     text_lr_ratio: float = 0.1  # contrastive: learning-rate ratio of an online text tower
@@ -145,14 +183,13 @@ class TrainConfig:
     seed: int = 0  # seed of model initialisation, sampling and augmentation
     init_from: str = ""  # fine-tune from this trained model (.pt or folder), classifier excepted
     compile: bool = False  # torch.compile the model's forward (parameter names are unchanged)
-    fused_adamw: str = "auto"  # fused AdamW kernel: auto (CUDA and CPU) | always | never
+    fused_adamw: FusedAdamW = "auto"  # fused AdamW kernel: auto (CUDA and CPU) | always | never
     channels_last: bool = False  # ResNet backbones: channels-last memory format (GPU convs)
 
 
-# The values of eval.aggregate and eval.protocol (here, where the options are declared, so that
-# the command line can offer them without importing the engine).
-AGGREGATIONS = ("prob", "logit")  # views averaged as softmax probabilities or as raw logits
-PROTOCOLS = ("full", "half", "splits")  # zero-shot: all classes, half-class splits, subset files
+# The values of eval.aggregate and eval.protocol as tuples, for the command line's choices.
+AGGREGATIONS: tuple[str, ...] = typing.get_args(Aggregation)
+PROTOCOLS: tuple[str, ...] = typing.get_args(ZeroShotProtocol)
 
 
 @dataclass
@@ -160,9 +197,9 @@ class EvalConfig:
     """Evaluation and zero-shot protocols."""
 
     views: str = "1x1"  # CLIPSxCROPS, e.g. "4x3" (overrides data.num_clips / num_crops)
-    aggregate: str = "prob"  # average views as softmax "prob"abilities or raw "logit"s
+    aggregate: Aggregation = "prob"  # average views as softmax "prob"abilities or raw "logit"s
     batch_size: int = 16  # videos per process per step
-    protocol: str = "full"  # zero-shot protocol: full | half | splits
+    protocol: ZeroShotProtocol = "full"  # zero-shot protocol: full | half | splits
     num_splits: int = 10  # half protocol: number of seeded half-class splits
     split_files: list[str] = field(default_factory=list)  # splits protocol: label files of subsets
     features: str = ""  # cached features file (from `text4vis features`) to skip decoding
@@ -217,6 +254,8 @@ def _expand_env(value: str, key: str) -> str:
 
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(str(choice) for choice in typing.get_args(tp))
     if origin is list:
         (inner,) = typing.get_args(tp)
         return f"list[{_type_name(inner)}]"
@@ -238,6 +277,8 @@ def _coerce(value: Any, tp: Any, key: str, expand_env: bool = True) -> Any:
                 f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
             )
         return [_coerce(v, inner, f"{key}[{i}]", expand_env) for i, v in enumerate(value)]
+    if origin is Literal:
+        return _choice(value, typing.get_args(tp), key, expand_env)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -253,6 +294,21 @@ def _coerce(value: Any, tp: Any, key: str, expand_env: bool = True) -> Any:
     else:  # pragma: no cover - only the types above are used in the tree
         raise TypeError(f"unsupported config type {tp!r} for {key}")
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def _choice(value: Any, choices: tuple[Any, ...], key: str, expand_env: bool) -> Any:
+    """``value`` when it is one of ``choices`` (a ``Literal`` field), else a ConfigError."""
+    if isinstance(value, str):
+        if not expand_env and _ENV_PATTERN.search(value):
+            return value  # checked once the variable is expanded
+        value = _expand_env(value, key) if expand_env else value
+    if value in choices and type(value) in {type(c) for c in choices}:
+        return value
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(
+        f"{key}: {value!r} is not a valid choice{hint}; choose one of {list(choices)}"
+    )
 
 
 def _unknown_key_error(key: str, valid: list[str], prefix: str) -> ConfigError:

@@ -1,7 +1,8 @@
 """Process-group helpers driven by the environment ``torchrun`` sets.
 
 Every helper is safe to call in a plain single process (world size 1, no process group), so the
-library never needs DDP to run.
+library never needs DDP to run. The device a process computes on (``LOCAL_RANK``'s GPU) is
+chosen by :mod:`text4vis.runtime`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import torch
+import torch.distributed as torch_dist
+
+from text4vis.runtime import select_device
+
 __all__ = [
     "all_reduce_sum",
     "barrier",
     "broadcast_object",
     "cleanup_distributed",
-    "get_local_rank",
     "get_rank",
     "get_world_size",
     "is_distributed",
@@ -27,12 +32,9 @@ __all__ = [
 
 
 def _dist() -> Any | None:
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        return None
-    if dist.is_available() and dist.is_initialized():
-        return dist
+    """``torch.distributed`` while a process group is running, else None."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        return torch_dist
     return None
 
 
@@ -48,11 +50,6 @@ def get_rank() -> int:
     if dist is not None:
         return int(dist.get_rank())
     return int(os.environ.get("RANK", "0"))
-
-
-def get_local_rank() -> int:
-    """Rank on this node (``LOCAL_RANK`` from torchrun, else 0)."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def get_world_size() -> int:
@@ -95,15 +92,13 @@ def setup_distributed(device: Any) -> bool:
         True when this call started a process group (the caller then ends it with
         :func:`cleanup_distributed`).
     """
-    import torch.distributed as dist
-
     if _dist() is not None or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     backend = "nccl" if getattr(device, "type", "cpu") == "cuda" else "gloo"
     kwargs: dict[str, Any] = {"backend": backend}
     if backend == "nccl":
         kwargs["device_id"] = device
-    dist.init_process_group(**kwargs)
+    torch_dist.init_process_group(**kwargs)
     return True
 
 
@@ -123,8 +118,6 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     dist = _dist()
     if dist is None or dist.get_world_size() == 1:
         return list(values)
-    import torch
-
     backend = dist.get_backend()
     device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else "cpu"
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
@@ -140,8 +133,6 @@ def process_group(device_name: str = "auto") -> Iterator[Any]:
     body raises, it is destroyed without a barrier (other ranks may be gone). A group that was
     already running is left alone.
     """
-    from text4vis.runtime import select_device
-
     device = select_device(device_name)
     started = setup_distributed(device)
     ok = False
@@ -153,6 +144,4 @@ def process_group(device_name: str = "auto") -> Iterator[Any]:
             if ok:
                 cleanup_distributed()
             else:
-                import torch.distributed as dist
-
-                dist.destroy_process_group()
+                torch_dist.destroy_process_group()

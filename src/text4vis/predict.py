@@ -38,16 +38,30 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from text4vis.config import Config, DataConfig, EvalConfig, ModelConfig
+from text4vis.data.annotations import VideoRecord
+from text4vis.data.dataset import VideoDataset
+from text4vis.data.decoders import FrameFolderReader, VideoDecodeError
+from text4vis.data.labels import check_labels, match_class_names
+from text4vis.data.loaders import build_loader
+from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
+from text4vis.engine.loops import aggregate_views, iterate_views, parse_views, prepare_inference
 from text4vis.errors import UsageError
-
-if TYPE_CHECKING:
-    import torch
-
-    from text4vis.config import Config, DataConfig
-    from text4vis.models.text import TextEncoder
-    from text4vis.models.video import VideoRecognizer
+from text4vis.models.backbones import create_clip, embed_dim_of
+from text4vis.models.factory import load_saved_model
+from text4vis.models.integrity import model_identity
+from text4vis.models.temporal import build_temporal_head
+from text4vis.models.text import ClipTextEncoder, TextEncoder, build_text_encoder
+from text4vis.models.video import VideoRecognizer, scaled_cosine_logits
+from text4vis.models.zero_shot import build_zero_shot_classifier, zero_shot_templates
+from text4vis.runtime import inference_precision, select_device
 
 __all__ = [
     "PredictError",
@@ -103,8 +117,6 @@ class _ReportingDataset:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from text4vis.data import VideoDecodeError
-
         try:
             if index in self.known_errors:
                 raise VideoDecodeError(self.dataset.path_of(index), self.known_errors[index])
@@ -185,9 +197,6 @@ class Predictor:
         precision: str = "auto",
         progress: bool = False,
     ) -> None:
-        from text4vis.engine.loops import parse_views, prepare_inference
-        from text4vis.runtime import inference_precision, select_device
-
         self.device = select_device(device)
         # int8 rebuilds the model's linear layers in place (CPU only); the others autocast.
         self.precision = inference_precision(precision, self.device, source="precision")
@@ -242,8 +251,6 @@ class Predictor:
             CheckpointError: a file that is not a complete text4vis or official checkpoint.
             PredictError: a checkpoint trained without the frozen classifier.
         """
-        from text4vis.models.factory import load_saved_model
-
         saved = load_saved_model(path)
         if saved.kind == "checkpoint":
             objective = saved.config.train.objective
@@ -279,15 +286,6 @@ class Predictor:
             image_size: input resolution (None = the architecture's).
             **kwargs: passed to :class:`Predictor`.
         """
-        import open_clip
-        from torch import nn
-
-        from text4vis.config import ModelConfig
-        from text4vis.models.backbones import create_clip, embed_dim_of
-        from text4vis.models.temporal import build_temporal_head
-        from text4vis.models.text import ClipTextEncoder
-        from text4vis.models.video import VideoRecognizer
-
         if not weights:
             logger.warning(
                 "%s with random weights: the predictions mean nothing (tests only); pass weights",
@@ -319,17 +317,16 @@ class Predictor:
         return predictor
 
     def model_identity(self) -> str:
-        """The content hash of the model as it was given (:func:`text4vis.search.model_identity`),
-        before any int8 rewrite: what a video index checks, so that an index embedded at one
-        precision is searched and updated at another. Hashed once per predictor."""
+        """The content hash of the model as it was given
+        (:func:`text4vis.models.integrity.model_identity`), before any int8 rewrite: what a video
+        index checks, so that an index embedded at one precision is searched and updated at
+        another. Hashed once per predictor."""
         if self._loaded_identity is None:
             self._loaded_identity = self._hash(self.model)
         return self._loaded_identity
 
     @staticmethod
     def _hash(model: VideoRecognizer) -> str:
-        from text4vis.search import model_identity
-
         return model_identity(model)
 
     @staticmethod
@@ -337,9 +334,6 @@ class Predictor:
         """Data settings for a model: the preprocessing recorded by ``save_pretrained`` when the
         folder has it, else its T and input size with the short side resized to 256/224 of the
         input size; segment sampling, PyAV."""
-        from text4vis.config import DataConfig
-        from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
-
         recorded = getattr(model, "preprocessing", None)
         if recorded is not None:
             mean, std = list(recorded["mean"]), list(recorded["std"])
@@ -361,8 +355,6 @@ class Predictor:
         )
 
     def _default_text_encoder(self) -> TextEncoder:
-        from text4vis.models.text import ClipTextEncoder, build_text_encoder
-
         cfg = self.model.model_cfg
         if cfg.text_encoder == "clip" and not (cfg.text_pretrained or cfg.pretrained):
             raise PredictError(
@@ -373,8 +365,6 @@ class Predictor:
             )
         encoder = build_text_encoder(cfg, embed_dim=self.model.embed_dim)
         if isinstance(encoder, ClipTextEncoder):
-            from torch import nn
-
             # Only the text tower is used; drop the second copy of the image encoder.
             encoder.model.visual = nn.Identity()
             encoder.model.to(self.device)
@@ -415,8 +405,6 @@ class Predictor:
             LabelError: a bad label list.
             PredictError: no labels and no own classes, or a model that cannot take new labels.
         """
-        import torch
-
         model = self.model
         own = list(model.class_names) if model.classifier is not None else []
         if labels is None:
@@ -426,7 +414,6 @@ class Predictor:
                     "(labels=[...] / --labels)"
                 )
             return own, model.classifier_weight().detach().float().cpu()
-        from text4vis.data.labels import check_labels, match_class_names
 
         names = check_labels(labels)
         own_rows = match_class_names(names, own)
@@ -441,7 +428,6 @@ class Predictor:
                 "embeddings are not aligned with text and cannot score new labels; use labels "
                 f"among its own classes ({', '.join(own[:10])}{' ...' if len(own) > 10 else ''})"
             )
-        from text4vis.models.zero_shot import build_zero_shot_classifier, zero_shot_templates
 
         chosen = zero_shot_templates(cfg, templates if templates is not None else self.templates)
         key = self.classifier_key(names, chosen)
@@ -461,10 +447,6 @@ class Predictor:
     # ------------------------------------------------------------------------------------------
 
     def _dataset(self, paths: Sequence[str]) -> _ReportingDataset:
-        from text4vis.data import VideoRecord
-        from text4vis.data.dataset import VideoDataset
-        from text4vis.data.decoders import FrameFolderReader, VideoDecodeError
-
         data = dataclasses.replace(
             self.data, num_clips=self.num_clips, num_crops=self.num_crops, skip_unreadable=True
         )
@@ -486,8 +468,6 @@ class Predictor:
         return _ReportingDataset(dataset, known_errors)
 
     def _loader_config(self) -> Config:
-        from text4vis.config import Config, EvalConfig
-
         return Config(
             data=dataclasses.replace(self.data, num_workers=self.num_workers),
             eval=EvalConfig(batch_size=self.batch_size),
@@ -505,11 +485,6 @@ class Predictor:
             ``(embeddings, errors)``: position in ``videos`` -> float ``[V, D]`` (before L2
             normalisation, on the CPU), and position -> reason for videos that failed.
         """
-        import torch
-
-        from text4vis.data import build_loader
-        from text4vis.engine.loops import iterate_views
-
         paths = [str(v) for v in videos]
         embeddings: dict[int, torch.Tensor] = {}
         errors: dict[int, str] = {}
@@ -545,11 +520,6 @@ class Predictor:
     def scores(self, embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Per-video scores ``[N, C]`` from view embeddings ``[N, V, D]`` and ``W [C, D]``: the
         softmax of ``logit_scale * cos`` per view, averaged over the views."""
-        import torch.nn.functional as F
-
-        from text4vis.engine.loops import aggregate_views
-        from text4vis.models.video import scaled_cosine_logits
-
         scale = float(self.model.logit_scale.detach().exp())
         n, v, d = embeddings.shape
         unit = F.normalize(weight.float(), dim=-1)  # [C, D]
@@ -569,8 +539,6 @@ class Predictor:
         Returns:
             One :class:`VideoPrediction` per video, in the order given.
         """
-        import torch
-
         if isinstance(videos, (str, Path)):
             videos = [videos]
         if top_k is not None and top_k < 1:
@@ -621,8 +589,6 @@ class Predictor:
             VideoDecodeError: some videos could not be read (all are named; the others were
                 computed; use :meth:`predict_files` to keep their results).
         """
-        from text4vis.data import VideoDecodeError
-
         results = self.predict_files(videos, labels, top_k, templates=templates)
         failed = [r for r in results if r.error is not None]
         if failed:

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from text4vis import __version__
 from text4vis.config import Config, dump_config
 from text4vis.distributed import broadcast_object, get_rank, get_world_size
 from text4vis.errors import ConfigError
@@ -73,8 +76,6 @@ def git_info(path: str | Path | None = None) -> dict[str, Any]:
 
 def collect_meta(argv: list[str] | None = None) -> dict[str, Any]:
     """Facts about the software and machine a run used."""
-    from text4vis import __version__
-
     meta: dict[str, Any] = {
         "text4vis_version": __version__,
         "git": git_info(),
@@ -86,8 +87,6 @@ def collect_meta(argv: list[str] | None = None) -> dict[str, Any]:
         "world_size": get_world_size(),
     }
     try:
-        import torch
-
         meta["torch"] = torch.__version__
         meta["cuda"] = torch.version.cuda
         meta["cuda_available"] = torch.cuda.is_available()

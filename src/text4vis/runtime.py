@@ -24,10 +24,12 @@ import os
 import re
 import shutil
 import subprocess
+import typing
 import warnings
 from contextlib import nullcontext
 from typing import Any
 
+from text4vis.config import TrainPrecision
 from text4vis.errors import ConfigError
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "check_train_precision",
     "cuda_problem",
     "diagnose_cuda",
+    "get_local_rank",
     "inference_precision",
     "precision_help",
     "select_device",
@@ -46,8 +49,8 @@ __all__ = [
 
 logger = logging.getLogger("text4vis.runtime")
 
-# Training precisions: the autocast dtypes (fp32 = no autocast).
-TRAIN_PRECISIONS = ("bf16", "fp16", "fp32")
+# Training precisions: the autocast dtypes (fp32 = no autocast), as typed in the config.
+TRAIN_PRECISIONS: tuple[str, ...] = typing.get_args(TrainPrecision)
 
 # Inference precisions, with what each one does (for --help and errors).
 INFERENCE_PRECISIONS: dict[str, str] = {
@@ -61,6 +64,11 @@ INFERENCE_PRECISIONS: dict[str, str] = {
 PrecisionError = ConfigError  # the older name, kept importable
 
 
+def get_local_rank() -> int:
+    """Rank on this node (``LOCAL_RANK`` from torchrun, else 0): the GPU this process uses."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def select_device(name: str = "auto") -> Any:
     """The torch device of this process.
 
@@ -70,9 +78,7 @@ def select_device(name: str = "auto") -> Any:
     Raises:
         ValueError: CUDA asked for but not available, or an unknown name.
     """
-    import torch
-
-    from text4vis.distributed import get_local_rank
+    import torch  # on use: importing this module imports no torch (see the module docstring)
 
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -310,7 +316,7 @@ def precision_help(default: str) -> str:
 
 def autocast_context(device: Any, precision: str) -> Any:
     """``torch.autocast`` for ``precision`` (one of :data:`TRAIN_PRECISIONS`) on ``device``."""
-    import torch
+    import torch  # on use: importing this module imports no torch (see the module docstring)
 
     if precision == "fp32":
         return nullcontext()

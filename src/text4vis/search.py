@@ -49,8 +49,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
+from tqdm.auto import tqdm
 
+from text4vis.data.decoders import VideoDecodeError
+from text4vis.data.discovery import find_videos
 from text4vis.errors import DataError, MissingFileError, UsageError
+from text4vis.registry import Registry
 
 if TYPE_CHECKING:
     from text4vis.predict import Predictor
@@ -73,7 +78,6 @@ __all__ = [
     "VideoIndexError",
     "build_backend",
     "file_signature",
-    "model_identity",
 ]
 
 logger = logging.getLogger("text4vis.search")
@@ -247,14 +251,18 @@ class SearchHit:
 # Backends: exact (default) and approximate, one interface
 # ----------------------------------------------------------------------------------------------
 
+# The search backends by name: classes ``(vectors [N, D], **options) -> backend``.
+BACKENDS: Registry[Callable[..., Any]] = Registry("search backend", error=VideoIndexError)
 
+
+@BACKENDS.register("exact")
 class ExactBackend:
     """Exact cosine search: one matrix product of the queries with every embedding, then top-k."""
 
     name = "exact"
 
     def __init__(self, vectors: np.ndarray) -> None:
-        import torch
+        import torch  # on use: `text4vis --help` reads BACKENDS from this module
 
         # float32 [N, D], rows normalised; torch's matmul uses every core and is exact.
         self._vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -264,7 +272,7 @@ class ExactBackend:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and row ids ``[Q, k']`` (k' = min(k, N)), best first."""
-        import torch
+        import torch  # on use: `text4vis --help` reads BACKENDS from this module
 
         k = min(k, len(self))
         q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))  # [Q, D]
@@ -326,6 +334,7 @@ class _FaissBackend:
         return scores, ids.astype(np.int64)
 
 
+@BACKENDS.register("faiss-ivf")
 class FaissIVFBackend(_FaissBackend):
     """Approximate search with FAISS's inverted-file index (``IndexIVFFlat``, inner product).
 
@@ -362,6 +371,7 @@ class FaissIVFBackend(_FaissBackend):
         self._index.nprobe = min(nprobe, self.nlist)
 
 
+@BACKENDS.register("faiss-hnsw")
 class FaissHNSWBackend(_FaissBackend):
     """Approximate search with FAISS's HNSW graph (``IndexHNSWFlat``, inner product).
 
@@ -386,22 +396,13 @@ class FaissHNSWBackend(_FaissBackend):
         self._index.hnsw.efSearch = ef_search
 
 
-BACKENDS: dict[str, Callable[..., Any]] = {
-    "exact": ExactBackend,
-    "faiss-ivf": FaissIVFBackend,
-    "faiss-hnsw": FaissHNSWBackend,
-}
-
-
 def build_backend(name: str, vectors: np.ndarray, **options: Any) -> Any:
     """A search backend by name over normalised vectors ``[N, D]``.
 
     Raises:
         VideoIndexError: an unknown name, or FAISS missing for an approximate backend.
     """
-    if name not in BACKENDS:
-        raise VideoIndexError(f"unknown search backend {name!r}; choose one of {sorted(BACKENDS)}")
-    return BACKENDS[name](vectors, **options)
+    return BACKENDS.get(name)(vectors, **options)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -429,29 +430,6 @@ def file_signature(path: str | Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
-def model_identity(model: Any) -> str:
-    """A content hash of a video model: its architecture config, class names and every tensor.
-
-    Two models with the same hash embed videos and text identically, so an index built with one
-    can be searched with the other.
-    """
-    import torch
-
-    digest = hashlib.sha256()
-    cfg = getattr(model, "model_cfg", None)
-    config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}
-    # A weight file's location says nothing about its content (which the tensors below hash).
-    for key in ("pretrained", "text_pretrained", "classifier_file"):
-        config.pop(key, None)
-    header = {"config": config, "classes": list(getattr(model, "class_names", []) or [])}
-    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        data = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}".encode())
-        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _data_settings(predictor: Predictor) -> dict[str, Any]:
     """What, beside the model, decides a video's embedding: how it is read, sampled and cut."""
     data = predictor.data
@@ -467,7 +445,6 @@ def _scan_videos(
 ) -> tuple[dict[str, tuple[int, int]], list[IndexFailure]]:
     """The videos found in ``inputs``: ``(size, mtime_ns)`` by absolute path (sorted), and the
     ones whose files cannot be read."""
-    from text4vis.data.discovery import find_videos
 
     data = predictor.data
     found = find_videos(
@@ -624,8 +601,6 @@ class VideoIndex:
             FileNotFoundError: no index there.
             VideoIndexError: an unreadable or damaged index, or another model.
         """
-        from safetensors.numpy import load_file
-
         path = Path(path)
         meta_path = path / META_NAME
         if not meta_path.is_file():
@@ -659,8 +634,6 @@ class VideoIndex:
 
     def save(self) -> None:
         """Write ``embeddings.safetensors`` and ``index.json`` (each atomically, embeddings first)."""
-        from safetensors.numpy import save_file
-
         self.path.mkdir(parents=True, exist_ok=True)
         target = self.path / EMBEDDINGS_NAME
         partial = target.with_name(target.name + ".partial")
@@ -822,8 +795,6 @@ class VideoIndex:
         predictor = self._require_predictor("embedding videos")
         bar = None
         if progress and paths:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=len(paths), desc="index", unit="video", dynamic_ncols=True)
         try:
             for start in range(0, len(paths), chunk):
@@ -862,7 +833,7 @@ class VideoIndex:
         The views of a video are normalised, averaged and normalised again: the video's
         direction in the joint space, whatever the number of views.
         """
-        import torch.nn.functional as F
+        import torch.nn.functional as F  # on use, as torch above
 
         predictor = self._require_predictor("embedding videos")
         # The index shows its own progress over videos; the predictor's bar is per chunk.
@@ -897,8 +868,6 @@ class VideoIndex:
         Raises:
             VideoDecodeError: the video cannot be read.
         """
-        from text4vis.data import VideoDecodeError
-
         path = Path(video)
         resolved = str(path.resolve())
         row = self._rows.get(resolved)

@@ -23,10 +23,8 @@ _EXPORTS = {
     "AnnotationError": "annotations",
     "VideoRecord": "annotations",
     "read_annotations": "annotations",
-    "read_labels": "annotations",
     "select_classes": "annotations",
     "write_annotations": "annotations",
-    "write_labels": "annotations",
     # class names
     "LabelError": "labels",
     "check_distinct_names": "labels",
@@ -35,6 +33,8 @@ _EXPORTS = {
     "normalize_class_name": "labels",
     "parse_labels": "labels",
     "read_label_file": "labels",
+    "read_labels": "labels",
+    "write_labels": "labels",
     # finding videos
     "VIDEO_EXTENSIONS": "discovery",
     "NoVideosFoundError": "discovery",

@@ -40,6 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
+from text4vis.data.synthetic import write_mp4
 
 __all__ = [
     "BACKGROUNDS",
@@ -380,10 +383,6 @@ def make_actions_dataset(
     Returns:
         The paths of the written files and the class lists.
     """
-    from tqdm import tqdm
-
-    from text4vis.data.synthetic import write_mp4
-
     if size % 2 or size < 16:
         raise ValueError(f"size must be an even number >= 16 (H.264 needs even sizes), got {size}")
     for name, count in (

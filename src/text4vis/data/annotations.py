@@ -1,17 +1,16 @@
-"""List files and label files in the formats of the paper's code.
+"""List files in the formats of the paper's code.
 
 - Video list: one clip per line, ``relative/file.mp4 label`` (whitespace separated).
 - Frame list: ``relative/dir num_frames label``.
-- Label file: CSV with header ``id,name``; ids 0..C-1, each once; names kept as written
-  (normalisation for text prompts lives in :mod:`text4vis.models.text`).
+
+The label CSV (``id,name``) is read and written by :mod:`text4vis.data.labels`, the home of
+class names.
 
 Every error names the file and line, says what was expected and how to fix it.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +22,8 @@ __all__ = [
     "AnnotationError",
     "VideoRecord",
     "read_annotations",
-    "read_labels",
     "select_classes",
     "write_annotations",
-    "write_labels",
     "describe_entries",
     "empty_entries",
 ]
@@ -46,76 +43,6 @@ class VideoRecord:
     label: int  # class id
     # where the record was read ("list.txt:12"), for messages; not part of its identity
     source: str | None = field(default=None, compare=False)
-
-
-def read_labels(path: str | Path) -> list[str]:
-    """Class names in id order from a CSV with header ``id,name``.
-
-    Raises:
-        AnnotationError: missing header, a bad or duplicate id, ids not covering 0..C-1, or two
-            names that are the same after normalisation (``PlayingGuitar`` = ``playing guitar``).
-        MissingFileError: the file does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"label file {path} does not exist")
-    text = read_user_text(path, AnnotationError)
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as exc:  # e.g. a NUL byte
-        raise AnnotationError(f"{path}: not a CSV file ({exc})") from None
-    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["id", "name"]:
-        got = ",".join(rows[0]) if rows else "an empty file"
-        raise AnnotationError(f"{path}:1: expected the header 'id,name', got {got!r}")
-    names: dict[int, str] = {}
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) < 2:
-            raise AnnotationError(f"{path}:{line_no}: expected 'id,name', got {','.join(row)!r}")
-        try:
-            class_id = int(row[0])
-        except ValueError:
-            raise AnnotationError(
-                f"{path}:{line_no}: class id {row[0]!r} is not an integer"
-            ) from None
-        # A name may contain commas (unquoted); keep everything after the first one.
-        name = ",".join(row[1:]).strip()
-        if class_id in names:
-            raise AnnotationError(
-                f"{path}:{line_no}: duplicate id {class_id} (already {names[class_id]!r}); "
-                "each id must appear once"
-            )
-        if not name:
-            raise AnnotationError(f"{path}:{line_no}: class {class_id} has an empty name")
-        names[class_id] = name
-    if not names:
-        raise AnnotationError(f"{path}: no classes after the header")
-    expected = set(range(len(names)))
-    if set(names) != expected:
-        missing = sorted(expected - set(names))[:5]
-        extra = sorted(set(names) - expected)[:5]
-        raise AnnotationError(
-            f"{path}: ids must be 0..{len(names) - 1} with none missing; "
-            f"missing {missing}, out of range {extra}"
-        )
-    ordered = [names[i] for i in range(len(names))]
-    from text4vis.data.labels import check_distinct_names
-
-    check_distinct_names(ordered, str(path), AnnotationError)
-    return ordered
-
-
-def write_labels(path: str | Path, class_names: Sequence[str]) -> Path:
-    """Write class names as a label CSV ``id,name`` (ids in list order)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")  # a text file people edit
-        writer.writerow(["id", "name"])
-        for class_id, name in enumerate(class_names):
-            writer.writerow([class_id, name])
-    return path
 
 
 def read_annotations(path: str | Path, num_classes: int | None = None) -> list[VideoRecord]:

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
 from text4vis.data.actions import (
     BACKGROUNDS,
@@ -194,9 +196,6 @@ def make_captioned_images(
         size: image height and width (the action clips' frame size).
         progress: show a progress bar.
     """
-    from PIL import Image
-    from tqdm import tqdm
-
     if num_train < 1 or num_heldout < 1:
         raise ValueError(
             f"num_train and num_heldout must be at least 1, got {num_train} and {num_heldout}"

@@ -28,6 +28,7 @@ list[(index, path, reason)].
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import default_collate
 
 from text4vis.data.annotations import (
@@ -44,12 +46,13 @@ from text4vis.data.annotations import (
     describe_entries,
     empty_entries,
     read_annotations,
-    read_labels,
 )
 from text4vis.data.decoders import DECODERS, FrameFolderReader, VideoDecodeError, open_video
 from text4vis.data.few_shot import few_shot_indices, repeat_indices
+from text4vis.data.labels import read_labels
 from text4vis.data.sampling import ClipSampler, build_sampler
 from text4vis.data.transforms import build_transform
+from text4vis.distributed import is_distributed, is_main_process
 from text4vis.errors import ConfigError, DataError
 
 __all__ = [
@@ -374,11 +377,8 @@ class FailureTracker:
 
     def synchronize(self) -> None:
         """Merge the failures of every rank (a collective: call it on all ranks)."""
-        from text4vis.distributed import is_distributed
-
         if not is_distributed():
             return
-        import torch.distributed as dist
 
         gathered: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, (self.failed, self.events))
@@ -391,8 +391,6 @@ class FailureTracker:
             self._write()
 
     def _write(self) -> None:
-        from text4vis.distributed import is_main_process
-
         if self.path is None or not is_main_process():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -534,8 +532,6 @@ def _few_shot_subset(
 
 
 def _single_view(data: Any) -> Any:
-    import dataclasses
-
     return dataclasses.replace(data, num_clips=1, num_crops=1)
 
 

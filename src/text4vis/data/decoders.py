@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import io
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -112,7 +114,7 @@ def _to_rgb(frame: Any) -> np.ndarray:
     """
     reformatter = getattr(_reformatters, "value", None)
     if reformatter is None:
-        from av.video.reformatter import VideoReformatter
+        from av.video.reformatter import VideoReformatter  # PyAV on use, as in PyAVReader
 
         reformatter = _reformatters.value = VideoReformatter()
     return reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
@@ -128,7 +130,7 @@ class PyAVReader:
     """
 
     def __init__(self, path: str | Path, *, threads: int = 0, thread_type: str = "AUTO") -> None:
-        import av
+        import av  # PyAV on use: importing text4vis.data loads no decoder
 
         self.path = _existing_file(path)
         if os.path.getsize(self.path) == 0:
@@ -205,7 +207,7 @@ class PyAVReader:
 
     def frames(self, indices: Sequence[int]) -> np.ndarray:
         """uint8 [T, H, W, 3] RGB frames at ``indices`` (presentation order)."""
-        import av
+        import av  # PyAV on use: importing text4vis.data loads no decoder
 
         array = _check_indices(self.path, indices, self.num_frames)
         if self._container is None:
@@ -500,10 +502,8 @@ def _decode_images(data: list[bytes]) -> list[np.ndarray]:
     this call and PIL takes over for PNG files or once torchvision drops the function.
     (:func:`_decode_jpegs_into_clip` is tried first for frame folders.)
     """
-    import warnings
-
     try:
-        import torch
+        import torch  # on use: this module imports no torch (the CLI's --help imports it)
         from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:  # pragma: no cover - depends on the torchvision version
         decode_jpeg = None
@@ -513,9 +513,8 @@ def _decode_images(data: list[bytes]) -> list[np.ndarray]:
             warnings.filterwarnings("ignore", category=DeprecationWarning, module="torchvision")
             images = decode_jpeg(tensors, mode=ImageReadMode.RGB)  # list of [3, H, W]
         return [img.permute(1, 2, 0).numpy() for img in images]  # [3,H,W] -> [H,W,3]
-    import io
 
-    from PIL import Image
+    from PIL import Image  # on use, as torch above
 
     return [np.asarray(Image.open(io.BytesIO(raw)).convert("RGB")) for raw in data]
 

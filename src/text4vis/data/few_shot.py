@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from text4vis.data.annotations import AnnotationError, VideoRecord, read_labels, write_annotations
+from text4vis.data.annotations import AnnotationError, VideoRecord, write_annotations
+from text4vis.data.labels import match_class_names, read_labels
 from text4vis.errors import ConfigError, DataError, UsageError
 
 __all__ = [
@@ -98,8 +99,6 @@ def class_subset_ids(subset_labels: str | Path, class_names: Sequence[str]) -> l
     Raises:
         AnnotationError: a name of the subset is not among ``class_names``.
     """
-    from text4vis.data.labels import match_class_names
-
     names = read_labels(subset_labels)
     rows = match_class_names(names, class_names)
     missing = [name for name, row in zip(names, rows) if row is None]

@@ -7,19 +7,24 @@
   given to :class:`~text4vis.predict.Predictor` and prepared datasets all go through it.
 - :func:`match_class_names` finds names among a model's or a file's class names: as written,
   else after normalisation (``red thing`` is the class ``RedThing``).
+- :func:`read_labels` and :func:`write_labels` read and write the label CSV of a dataset (header
+  ``id,name``; ids 0..C-1, each once; names kept as written). Its errors are
+  :class:`~text4vis.data.annotations.AnnotationError`, like those of the list files beside it.
 - :func:`check_labels`, :func:`read_label_file` and :func:`parse_labels` read the label lists
   users give (a Python list, a label file, or ``--labels a,b,c``).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from text4vis.data.annotations import read_labels
-from text4vis.errors import DataError, MissingFileError
+from text4vis.data.annotations import AnnotationError
+from text4vis.errors import DataError, MissingFileError, read_user_text
 
 __all__ = [
     "LabelError",
@@ -29,6 +34,8 @@ __all__ = [
     "normalize_class_name",
     "parse_labels",
     "read_label_file",
+    "read_labels",
+    "write_labels",
 ]
 
 
@@ -86,6 +93,74 @@ def match_class_names(wanted: Sequence[str], names: Sequence[str]) -> list[int |
     for i, name in enumerate(names):
         normalised.setdefault(normalize_class_name(name), i)
     return [exact.get(name, normalised.get(normalize_class_name(name))) for name in wanted]
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """Class names in id order from a CSV with header ``id,name``.
+
+    Raises:
+        AnnotationError: missing header, a bad or duplicate id, ids not covering 0..C-1, or two
+            names that are the same after normalisation (``PlayingGuitar`` = ``playing guitar``).
+        MissingFileError: the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"label file {path} does not exist")
+    text = read_user_text(path, AnnotationError)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:  # e.g. a NUL byte
+        raise AnnotationError(f"{path}: not a CSV file ({exc})") from None
+    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["id", "name"]:
+        got = ",".join(rows[0]) if rows else "an empty file"
+        raise AnnotationError(f"{path}:1: expected the header 'id,name', got {got!r}")
+    names: dict[int, str] = {}
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) < 2:
+            raise AnnotationError(f"{path}:{line_no}: expected 'id,name', got {','.join(row)!r}")
+        try:
+            class_id = int(row[0])
+        except ValueError:
+            raise AnnotationError(
+                f"{path}:{line_no}: class id {row[0]!r} is not an integer"
+            ) from None
+        # A name may contain commas (unquoted); keep everything after the first one.
+        name = ",".join(row[1:]).strip()
+        if class_id in names:
+            raise AnnotationError(
+                f"{path}:{line_no}: duplicate id {class_id} (already {names[class_id]!r}); "
+                "each id must appear once"
+            )
+        if not name:
+            raise AnnotationError(f"{path}:{line_no}: class {class_id} has an empty name")
+        names[class_id] = name
+    if not names:
+        raise AnnotationError(f"{path}: no classes after the header")
+    expected = set(range(len(names)))
+    if set(names) != expected:
+        missing = sorted(expected - set(names))[:5]
+        extra = sorted(set(names) - expected)[:5]
+        raise AnnotationError(
+            f"{path}: ids must be 0..{len(names) - 1} with none missing; "
+            f"missing {missing}, out of range {extra}"
+        )
+    ordered = [names[i] for i in range(len(names))]
+    check_distinct_names(ordered, str(path), AnnotationError)
+    return ordered
+
+
+def write_labels(path: str | Path, class_names: Sequence[str]) -> Path:
+    """Write class names as a label CSV ``id,name`` (ids in list order)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")  # a text file people edit
+        writer.writerow(["id", "name"])
+        for class_id, name in enumerate(class_names):
+            writer.writerow([class_id, name])
+    return path
 
 
 def check_labels(labels: Sequence[str], source: str = "labels") -> list[str]:

@@ -21,18 +21,20 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import av
 import numpy as np
+from tqdm import tqdm
 
 from text4vis.data.annotations import (
     AnnotationError,
     VideoRecord,
     read_annotations,
     write_annotations,
-    write_labels,
 )
 from text4vis.data.decoders import FrameFolderReader, VideoDecodeError, open_video
 from text4vis.data.discovery import VIDEO_EXTENSIONS
-from text4vis.data.labels import check_distinct_names
+from text4vis.data.labels import check_distinct_names, write_labels
+from text4vis.distributed import is_main_process
 from text4vis.errors import DataError, MissingFileError, UsageError
 
 __all__ = [
@@ -46,10 +48,6 @@ logger = logging.getLogger("text4vis.data.prepare")
 
 
 def _progress(total: int, desc: str, enabled: bool):  # type: ignore[no-untyped-def]
-    from tqdm import tqdm
-
-    from text4vis.distributed import is_main_process
-
     return tqdm(total=total, desc=desc, unit="video", disable=not (enabled and is_main_process()))
 
 
@@ -189,8 +187,6 @@ def extract_video_frames(
     Raises:
         VideoDecodeError: the video cannot be decoded.
     """
-    import av
-
     out_folder = Path(out_folder)
     out_folder.mkdir(parents=True, exist_ok=True)
     if not os.path.isfile(video) or os.path.getsize(video) == 0:

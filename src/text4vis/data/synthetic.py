@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
+from PIL import Image
+
+from text4vis.data.annotations import VideoRecord, write_annotations
+from text4vis.data.labels import write_labels
 
 __all__ = [
     "CODE_BITS",
@@ -142,8 +147,6 @@ def write_mp4(
     Returns:
         The written path.
     """
-    import av
-
     path = Path(path)
     frames = np.ascontiguousarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -209,8 +212,6 @@ def write_frame_folder(
     quality: int = 95,
 ) -> Path:
     """Write frames [T, H, W, 3] as JPEG files ``template.format(start_index + k)``."""
-    from PIL import Image
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for k, array in enumerate(frames):
@@ -263,8 +264,6 @@ def write_synthetic_dataset(
         fps: frame rate of the mp4 files.
         list_name: prefix of the list files.
     """
-    from text4vis.data.annotations import VideoRecord, write_annotations, write_labels
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     total = num_classes * videos_per_class

@@ -34,6 +34,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
 from text4vis.errors import ConfigError
 
@@ -129,8 +132,6 @@ class TrainTransform:
         randaugment_n: int = 2,
         randaugment_m: int = 9,
     ) -> None:
-        from torchvision.transforms import v2
-
         steps: list[Any] = []
         if random_resized_crop:
             steps.append(v2.RandomResizedCrop(input_size, scale=crop_scale, antialias=True))
@@ -147,8 +148,6 @@ class TrainTransform:
 
     def __call__(self, frames: Any) -> torch.Tensor:
         """uint8 [T, H, W, 3] -> uint8 [1, T, 3, S, S] (random parameters drawn from torch's RNG)."""
-        from torchvision import tv_tensors
-
         video = tv_tensors.Video(_to_video_tensor(frames))  # a view of the [T,H,W,3] frames
         first, *rest = self.augment.transforms
         # The crop of the channels-last view is channels-last; one small copy to contiguous
@@ -194,8 +193,6 @@ class EvalTransform:
     def __init__(
         self, input_size: int = 224, *, resize_size: int = 256, num_crops: int = 1
     ) -> None:
-        from torchvision.transforms import v2
-
         if num_crops not in (1, 3):
             raise ConfigError(f"data.num_crops must be 1 or 3, got {num_crops}")
         if resize_size < input_size:
@@ -208,8 +205,6 @@ class EvalTransform:
 
     def __call__(self, frames: Any) -> torch.Tensor:
         """uint8 [T, H, W, 3] -> uint8 [num_crops, T, 3, S, S]."""
-        from torchvision.transforms.v2 import functional as F
-
         video = self.resize(_to_video_tensor(frames))  # [T,3,h,w] uint8, short side resized
         if self.num_crops == 1:
             crops = [F.center_crop(video, [self.input_size, self.input_size])]
@@ -412,9 +407,6 @@ _FAST_OPS = {
 
 @functools.cache
 def _rand_augment_class() -> type:
-    from torchvision import tv_tensors
-    from torchvision.transforms import v2
-
     class RandAugment(v2.RandAugment):
         """``v2.RandAugment`` (same operations, magnitudes and random draws) whose colour,
         sharpness, solarize, equalize and geometric operations on uint8 video tensors run

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from open_clip.modified_resnet import ModifiedResNet
 from torch import nn
 
 from text4vis.errors import ConfigError
@@ -55,8 +56,6 @@ def apply_channels_last(model: nn.Module) -> bool:
     Returns:
         True when the encoder was converted; False (with a warning) for other encoders.
     """
-    from open_clip.modified_resnet import ModifiedResNet
-
     visual = getattr(model, "visual", None)
     if not isinstance(visual, ModifiedResNet):
         log.warning(

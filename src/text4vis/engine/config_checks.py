@@ -8,11 +8,22 @@ the first epoch. Every problem found is listed in one error.
 
 from __future__ import annotations
 
-from text4vis.config import AGGREGATIONS, PROTOCOLS, Config, ConfigError
+import typing
+
+import open_clip
+
+from text4vis.config import AGGREGATIONS, PROTOCOLS, Config, ConfigError, PromptForm
+from text4vis.engine.loops import parse_views
+from text4vis.engine.objectives import available_objectives
+from text4vis.models.backbones import register_model_configs
+from text4vis.models.classifier import CONFIG_CLASSIFIERS
+from text4vis.models.temporal import TEMPORAL_HEADS
+from text4vis.runtime import TRAIN_PRECISIONS
 
 __all__ = ["config_problems", "validate_config"]
 
-PROMPTS = ("classname", "template", "templates", "coop")
+# The prompt forms (model.prompt), as typed in the config.
+PROMPTS: tuple[str, ...] = typing.get_args(PromptForm)
 
 
 def config_problems(cfg: Config, *, check_arch: bool = True) -> list[str]:
@@ -20,14 +31,8 @@ def config_problems(cfg: Config, *, check_arch: bool = True) -> list[str]:
 
     Args:
         cfg: the resolved config.
-        check_arch: look ``model.arch`` up in open_clip's registry (imports open_clip).
+        check_arch: look ``model.arch`` up in open_clip's list of architectures.
     """
-    from text4vis.engine.loops import parse_views
-    from text4vis.engine.objectives import available_objectives
-    from text4vis.models.classifier import CONFIG_CLASSIFIERS
-    from text4vis.models.temporal import HEADS
-    from text4vis.runtime import TRAIN_PRECISIONS
-
     problems: list[str] = []
     d, m, t, e = cfg.data, cfg.model, cfg.train, cfg.eval
 
@@ -42,7 +47,10 @@ def config_problems(cfg: Config, *, check_arch: bool = True) -> list[str]:
     need(d.input_size >= 1, f"data.input_size={d.input_size}: must be >= 1")
     need(d.sampling in ("segment", "dense"), f"data.sampling={d.sampling!r}: segment | dense")
     need(d.num_crops in (1, 3), f"data.num_crops={d.num_crops}: 1 or 3")
-    need(m.temporal in HEADS, f"model.temporal={m.temporal!r}: choose one of {list(HEADS)}")
+    need(
+        m.temporal in TEMPORAL_HEADS,
+        f"model.temporal={m.temporal!r}: choose one of {list(TEMPORAL_HEADS.names())}",
+    )
     need(
         m.classifier in CONFIG_CLASSIFIERS,
         f"model.classifier={m.classifier!r}: one of {CONFIG_CLASSIFIERS}",
@@ -96,10 +104,6 @@ def config_problems(cfg: Config, *, check_arch: bool = True) -> list[str]:
     )
     need(cfg.run.log_every >= 1, f"run.log_every={cfg.run.log_every}: must be >= 1")
     if check_arch and not m.arch.startswith(("hf-hub:", "local-dir:")):
-        import open_clip
-
-        from text4vis.models.backbones import register_model_configs
-
         register_model_configs()  # the package's tiny test architectures
         known = open_clip.list_models()
         need(

@@ -46,18 +46,26 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import open_clip
 import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from text4vis.engine.objectives import ObjectiveBase, register_objective
-from text4vis.errors import ConfigError
+from text4vis.config import Config, ConfigError
+from text4vis.data.labels import normalize_class_name
+from text4vis.engine.objective_base import ObjectiveBase, register_objective
+from text4vis.models.backbones import create_clip, register_model_configs
+from text4vis.models.text import (
+    HFTextEncoder,
+    TransformerTextTower,
+    build_text_encoder,
+    resolve_templates,
+)
 from text4vis.models.video import TEXT_ENCODER_DIR, TEXT_TOWER_FILE
-
-if TYPE_CHECKING:
-    from text4vis.config import Config
 
 __all__ = [
     "ContrastiveObjective",
@@ -85,8 +93,6 @@ logger = logging.getLogger("text4vis.engine.contrastive")
 
 def _process_group() -> Any | None:
     """``torch.distributed`` when a process group of more than one rank runs, else None."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         return dist
     return None
@@ -110,8 +116,6 @@ def gather_sizes(n: int, device: torch.device | str = "cpu") -> list[int]:
 
 def _all_gather_rows(x: Tensor, sizes: tuple[int, ...] | list[int]) -> Tensor:
     """Plain all-gather along dim 0 (no autograd) of rows whose count differs per rank."""
-    import torch.distributed as dist
-
     # all_gather needs equal shapes: pad to the largest local batch, strip afterwards.
     max_n = max(sizes)
     x = x.detach().contiguous()
@@ -127,15 +131,11 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, sizes: tuple[int, ...]) -> Tensor:  # type: ignore[override]
-        import torch.distributed as dist
-
         ctx.sizes, ctx.rank = sizes, dist.get_rank()
         return _all_gather_rows(x, sizes)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        import torch.distributed as dist
-
         # Every rank holds d(L_rank)/d(gathered); the sum over ranks of this rank's slice is
         # d(sum of all ranks' losses)/d(local rows). all_reduce works on gloo and NCCL alike
         # (gloo has no reduce_scatter), and [NM, D] is small next to the model's gradients.
@@ -260,8 +260,6 @@ def contrastive_loss(
     video = F.normalize(video.float(), dim=-1)
     text = F.normalize(text.float(), dim=-1)
     if gather and _process_group() is not None:
-        import torch.distributed as dist
-
         sizes = gather_sizes(video.shape[0], video.device)
         offset = sum(sizes[: dist.get_rank()])
         all_video = gather_with_grad(video, sizes)  # [NM, D]
@@ -486,7 +484,6 @@ class ContrastiveObjective(ObjectiveBase):
         """
         if not isinstance(self.text, OnlineTextTower):
             return None
-        from text4vis.models.text import TransformerTextTower
 
         if isinstance(self.text.text_model, TransformerTextTower):
             folder = self.text.text_model.save(Path(directory) / TEXT_ENCODER_DIR)
@@ -496,9 +493,6 @@ class ContrastiveObjective(ObjectiveBase):
                 folder,
             )
             return folder
-        from safetensors.torch import save_file
-
-        from text4vis.models.backbones import create_clip
 
         state, filled = _complete_clip_state(
             create_clip(arch).state_dict(),
@@ -550,8 +544,6 @@ def _complete_clip_state(
 
 
 def _check_config(cfg: Config) -> None:
-    from text4vis.config import ConfigError
-
     model_cfg = cfg.model
     if model_cfg.classifier != "text":
         raise ConfigError(
@@ -587,19 +579,12 @@ def build_online_text_tower(
         class_names: the classes, in id order.
         embed_dim: D of the video model (needed for a projection of a non-CLIP encoder).
     """
-    from text4vis.data.labels import normalize_class_name
-    from text4vis.models.text import resolve_templates
-
     model_cfg = cfg.model
     templates = resolve_templates(model_cfg.prompt, model_cfg.template, model_cfg.template_set)
     names = [normalize_class_name(n) for n in class_names]
     texts = [t.format(n) for n in names for t in templates]  # class-major: C*P texts
     text_model: nn.Module
     if model_cfg.text_encoder == "clip":
-        import open_clip
-
-        from text4vis.models.backbones import create_clip, register_model_configs
-
         register_model_configs()
         text_model = create_clip(model_cfg.arch, model_cfg.text_pretrained or model_cfg.pretrained)
         text_model.visual = nn.Identity()  # only encode_text is used; no second image tower
@@ -609,8 +594,6 @@ def build_online_text_tower(
                 param.requires_grad_(False)
         tokens = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))(texts)  # [C*P, L]
     else:
-        from text4vis.models.text import HFTextEncoder, TransformerTextTower, build_text_encoder
-
         encoder = build_text_encoder(model_cfg, embed_dim=embed_dim)
         assert isinstance(encoder, HFTextEncoder)
         text_model = TransformerTextTower(encoder)

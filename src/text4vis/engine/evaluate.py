@@ -13,6 +13,9 @@ from pathlib import Path
 
 from text4vis import distributed as dist_utils
 from text4vis.config import Config
+from text4vis.data.dataset import build_dataset
+from text4vis.data.labels import read_labels
+from text4vis.data.loaders import build_loader
 from text4vis.engine.loops import parse_views, predict_scores, prepare_inference
 from text4vis.engine.metrics import EvalResult, evaluate_scores
 from text4vis.errors import DataError
@@ -52,10 +55,6 @@ def evaluate_checkpoint(
     Returns:
         The result (identical on every rank) and the class names.
     """
-    from text4vis.data.annotations import read_labels
-    from text4vis.data.dataset import build_dataset
-    from text4vis.data.loaders import build_loader
-
     cfg = with_views(cfg, views)
     with dist_utils.process_group(cfg.run.device) as device:
         model = load_model(checkpoint, device)

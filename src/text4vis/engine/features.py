@@ -17,9 +17,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from text4vis import distributed as dist_utils
 from text4vis.config import Config
+from text4vis.data.annotations import read_annotations
+from text4vis.data.dataset import build_dataset
+from text4vis.data.labels import read_labels
+from text4vis.data.loaders import build_loader
 from text4vis.engine.evaluate import with_views
 from text4vis.engine.loops import extract_features, prepare_inference
 from text4vis.errors import ConfigError, DataError, MissingFileError
@@ -58,8 +64,6 @@ class FeatureSet:
 
 def save_features(feature_set: FeatureSet, path: str | Path) -> Path:
     """Write a features file (format in the module docstring)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FEATURES_FORMAT, "paths": json.dumps(feature_set.paths)}
@@ -81,8 +85,6 @@ def load_features(path: str | Path) -> FeatureSet:
         MissingFileError: no file.
         Text4VisError: not a text4vis features file.
     """
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(
@@ -153,10 +155,6 @@ def extract_checkpoint_features(
         precision: ``auto`` or a name of :data:`text4vis.runtime.INFERENCE_PRECISIONS` (e.g.
             ``int8`` on the CPU); None runs in ``train.precision``.
     """
-    from text4vis.data.annotations import read_annotations, read_labels
-    from text4vis.data.dataset import build_dataset
-    from text4vis.data.loaders import build_loader
-
     cfg = with_views(cfg, views)
     list_file = {"train": cfg.data.train_list, "val": cfg.data.val_list}.get(
         split, cfg.data.test_list or cfg.data.val_list

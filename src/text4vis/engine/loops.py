@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from text4vis import distributed
 from text4vis.config import AGGREGATIONS
@@ -106,8 +108,6 @@ def gather_by_index(
     """
     local = (indices.cpu(), values.detach().float().cpu(), labels.cpu())
     if distributed.is_distributed():
-        import torch.distributed as dist
-
         parts: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(parts, local)
     else:
@@ -343,7 +343,6 @@ def extract_features(
 def _progress(iterable: Iterable[Any], desc: str, enabled: bool, total: int | None) -> Any:
     if not (enabled and distributed.is_main_process()):
         return iterable
-    from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False)
 
@@ -362,8 +361,6 @@ def _account_skipped(
 ) -> int | None:
     """Gather skipped videos from every rank, log them, return the reduced expected count."""
     if distributed.is_distributed():
-        import torch.distributed as dist
-
         parts: list[Any] = [None] * dist.get_world_size()
         dist.all_gather_object(parts, local)
         every = sorted({tuple(item) for part in parts for item in part})

@@ -16,25 +16,33 @@ An objective is an ``nn.Module`` with
   ``params``, ``weight_decay`` and ``lr_ratio`` (the scheduler sets ``lr = schedule * lr_ratio``).
 
 New objectives register a factory ``factory(cfg, model, class_names) -> Objective`` with
-:func:`register_objective`. ``"contrastive"`` lives in :mod:`text4vis.engine.contrastive`, which is
-imported on first use.
+:func:`~text4vis.engine.objective_base.register_objective` (the registry :data:`OBJECTIVES`, the
+protocol and the base class live in :mod:`text4vis.engine.objective_base`, below every objective).
+``"ce"`` is defined here, ``"contrastive"`` in :mod:`text4vis.engine.contrastive`; this module
+imports both, so every objective is registered before one is built by name.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+# Imported for its registration of the "contrastive" objective.
+import text4vis.engine.contrastive  # noqa: F401
+from text4vis.config import Config
+from text4vis.engine.objective_base import (
+    OBJECTIVES,
+    Objective,
+    ObjectiveBase,
+    TrainStep,
+    register_objective,
+)
 from text4vis.errors import ConfigError
 
-if TYPE_CHECKING:
-    from text4vis.config import Config
-
 __all__ = [
+    "OBJECTIVES",
     "CrossEntropyObjective",
     "Objective",
     "ObjectiveBase",
@@ -43,89 +51,6 @@ __all__ = [
     "build_objective",
     "register_objective",
 ]
-
-
-@runtime_checkable
-class Objective(Protocol):
-    """What the trainer needs from an objective (see the module docstring)."""
-
-    def __call__(
-        self, model: nn.Module, video: Tensor, labels: Tensor
-    ) -> tuple[Tensor, Tensor | None]: ...
-
-    def extra_parameters(self) -> list[nn.Parameter]: ...
-
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]: ...
-
-
-class ObjectiveBase(nn.Module):
-    """Base class with the bookkeeping every objective shares.
-
-    Subclasses implement :meth:`forward`. Trainable parameters registered on the objective (as
-    submodules or ``nn.Parameter``) are found by :meth:`extra_parameters` and put in optimizer
-    groups by :meth:`param_groups` (override it for a learning-rate ratio of their own).
-    """
-
-    #: learning-rate ratio of the objective's own parameters (relative to ``train.lr``)
-    lr_ratio: float = 1.0
-
-    def forward(  # type: ignore[override]
-        self, model: nn.Module, video: Tensor, labels: Tensor
-    ) -> tuple[Tensor, Tensor | None]:
-        raise NotImplementedError
-
-    def export_classifier(self, model: nn.Module) -> None:
-        """Bring the model's classifier up to date with what the objective trained.
-
-        Called before every validation, checkpoint and export. The default does nothing (the
-        classifier is frozen); an objective that trains its own text side (the contrastive
-        paradigm with an online text tower) writes its class embeddings into the model here.
-        """
-
-    def save_artifacts(self, directory: Any, model: nn.Module, cfg: Any) -> None:
-        """Write what the objective trained beside an exported model (default: nothing)."""
-
-    def extra_parameters(self) -> list[nn.Parameter]:
-        """Trainable parameters that belong to the objective, not to the model."""
-        return [p for p in self.parameters() if p.requires_grad]
-
-    def no_weight_decay_names(self) -> set[str]:
-        """Names (relative to the objective) of parameters without weight decay.
-
-        Default: every parameter with fewer than two dimensions (biases, norms, scales) and
-        every parameter whose name mentions an embedding.
-        """
-        return {
-            name
-            for name, p in self.named_parameters()
-            if p.ndim < 2 or "embed" in name or "logit_scale" in name
-        }
-
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-        """Optimizer groups for :meth:`extra_parameters` (decay / no decay), ``lr * lr_ratio``."""
-        no_decay = self.no_weight_decay_names()
-        decay_params: list[nn.Parameter] = []
-        plain_params: list[nn.Parameter] = []
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            (plain_params if name in no_decay else decay_params).append(p)
-        groups = []
-        for params, wd, tag in (
-            (decay_params, weight_decay, "decay"),
-            (plain_params, 0.0, "no_decay"),
-        ):
-            if params:
-                groups.append(
-                    {
-                        "params": params,
-                        "weight_decay": wd,
-                        "lr": lr * self.lr_ratio,
-                        "lr_ratio": self.lr_ratio,
-                        "name": f"objective_{tag}",
-                    }
-                )
-        return groups
 
 
 class CrossEntropyObjective(ObjectiveBase):
@@ -154,59 +79,18 @@ class CrossEntropyObjective(ObjectiveBase):
         return loss, logits
 
 
-class TrainStep(nn.Module):
-    """Model and objective as one module, so one DDP wrapper covers both.
-
-    ``forward(video, labels)`` returns ``(loss, logits | None)``.
-    """
-
-    def __init__(self, model: nn.Module, objective: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.objective = objective
-
-    def forward(self, video: Tensor, labels: Tensor) -> tuple[Tensor, Tensor | None]:
-        return self.objective(self.model, video, labels)
-
-
-ObjectiveFactory = Callable[["Config", nn.Module, list[str]], nn.Module]
-
-_REGISTRY: dict[str, ObjectiveFactory] = {}
-# Objectives defined in other modules, imported (which registers them) on first use.
-_LAZY_MODULES = {"contrastive": "text4vis.engine.contrastive"}
-
-
-def register_objective(name: str) -> Callable[[ObjectiveFactory], ObjectiveFactory]:
-    """Decorator registering ``factory(cfg, model, class_names) -> objective`` under ``name``."""
-
-    def decorator(factory: ObjectiveFactory) -> ObjectiveFactory:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ValueError(f"objective {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorator
-
-
 def available_objectives() -> list[str]:
     """Names accepted by ``train.objective``."""
-    return sorted(set(_REGISTRY) | set(_LAZY_MODULES))
+    return sorted(OBJECTIVES.names())
 
 
 def build_objective(cfg: Config, model: nn.Module, class_names: list[str]) -> nn.Module:
     """The objective named by ``cfg.train.objective``.
 
     Raises:
-        ValueError: an unknown name (the message lists the valid ones).
+        ConfigError: an unknown name (the message lists the valid ones).
     """
-    name = cfg.train.objective
-    if name not in _REGISTRY and name in _LAZY_MODULES:
-        importlib.import_module(_LAZY_MODULES[name])
-    if name not in _REGISTRY:
-        raise ConfigError(
-            f"unknown train.objective {name!r}; choose one of {available_objectives()}"
-        )
-    objective = _REGISTRY[name](cfg, model, class_names)
+    objective = OBJECTIVES.get(cfg.train.objective)(cfg, model, class_names)
     _check_objective(objective)
     return objective
 

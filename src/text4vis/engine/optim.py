@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from text4vis.engine.acceleration import use_fused_adamw
 from text4vis.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -223,8 +224,6 @@ def build_train_optimizer(
     """The trainer's AdamW: :func:`build_optimizer` with the settings of the ``train`` config
     section (``lr``, ``weight_decay``, ``visual_lr_ratio``, ``betas``, ``eps``, and
     ``fused_adamw`` resolved for ``device``)."""
-    from text4vis.engine.acceleration import use_fused_adamw
-
     return build_optimizer(
         model,
         objective,

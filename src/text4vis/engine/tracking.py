@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from text4vis.distributed import is_main_process
 
 __all__ = ["MetricsWriter", "plot_confusion_matrix", "plot_curves", "write_per_class_csv"]
@@ -93,7 +95,7 @@ class MetricsWriter:
 
 
 def _pyplot() -> Any:
-    import matplotlib
+    import matplotlib  # on use: slow to import, and only plots need it
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -133,8 +135,6 @@ def plot_curves(
 
 def plot_confusion_matrix(confusion: Any, class_names: Sequence[str], path: str | Path) -> Path:
     """PNG of a row-normalised confusion matrix (rows = true class); names shown up to 40."""
-    import numpy as np
-
     plt = _pyplot()
     counts = np.asarray(confusion, dtype=np.float64)
     rows = counts.sum(axis=1, keepdims=True)

@@ -39,10 +39,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from text4vis import distributed as dist_utils
 from text4vis.config import Config, config_to_dict, dump_config
-from text4vis.data.loaders import set_epoch
+from text4vis.data.dataset import FAILED_VIDEOS_FILE, FailureTracker, build_dataset
+from text4vis.data.few_shot import write_few_shot_list
+from text4vis.data.labels import read_labels
+from text4vis.data.loaders import build_loader, set_epoch
 from text4vis.engine.acceleration import apply_channels_last, compile_model
 from text4vis.engine.checkpoint import (
     CHECKPOINT_DIR,
@@ -51,6 +55,7 @@ from text4vis.engine.checkpoint import (
     resolve_resume,
     restore_rng_state,
 )
+from text4vis.engine.config_checks import validate_config
 from text4vis.engine.loops import predict_scores
 from text4vis.engine.metrics import EvalResult, evaluate_scores
 from text4vis.engine.numerics import NonFiniteSteps, check_finite_weights, gradient_norm
@@ -66,7 +71,8 @@ from text4vis.models.factory import (
     load_checkpoint,
     load_initial_weights,
 )
-from text4vis.runtime import autocast_context, check_train_precision
+from text4vis.runs import create_run_dir
+from text4vis.runtime import autocast_context, check_train_precision, set_tf32
 
 __all__ = [
     "STOP_ENV",
@@ -241,9 +247,6 @@ def _read_data(cfg: Config) -> _TrainData:
     Raises:
         ValueError / FileNotFoundError / AnnotationError: naming the key or file at fault.
     """
-    from text4vis.data.annotations import read_labels
-    from text4vis.data.dataset import build_dataset
-
     if not cfg.data.labels:
         raise ConfigError("data.labels is empty; set it to the label CSV (id,name)")
     if not cfg.data.train_list:
@@ -268,9 +271,6 @@ class _Trainer:
         checkpoint: dict[str, Any] | None,
         data: _TrainData,
     ) -> None:
-        from text4vis.data.dataset import FAILED_VIDEOS_FILE, FailureTracker
-        from text4vis.data.loaders import build_loader
-
         self.cfg = cfg
         self.device = device
         self.run_path = run_path
@@ -418,7 +418,6 @@ class _Trainer:
     def _progress(self, epoch: int) -> Any:
         if not (self.cfg.run.progress and self.rank == 0):
             return None
-        from tqdm.auto import tqdm
 
         return tqdm(
             total=self.steps_per_epoch,
@@ -737,10 +736,6 @@ def fit(
     Returns:
         The :class:`TrainSummary` of the run (``preempted`` when SIGTERM / SIGUSR1 stopped it).
     """
-    from text4vis.engine.config_checks import validate_config
-    from text4vis.runs import create_run_dir
-    from text4vis.runtime import set_tf32
-
     validate_config(cfg)
     with dist_utils.process_group(cfg.run.device) as device:
         set_tf32(device, cfg.run.tf32)
@@ -767,8 +762,6 @@ def fit(
             cfg, path=run_dir, resumed_from=None if ckpt_path is None else str(ckpt_path)
         )
         if data.train_set.few_shot is not None and dist_utils.is_main_process():
-            from text4vis.data.few_shot import write_few_shot_list
-
             write_few_shot_list(run.path, *data.train_set.few_shot)
         if checkpoint is not None:
             logger.info("resuming from %s", ckpt_path)

@@ -21,6 +21,9 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from text4vis.config import PROTOCOLS, Config
+from text4vis.data.annotations import read_annotations
+from text4vis.data.few_shot import class_subset_ids, half_class_splits
+from text4vis.data.labels import read_labels
 from text4vis.engine.features import FeatureSet, extract_checkpoint_features, load_features
 from text4vis.engine.metrics import classification_metrics
 from text4vis.errors import ConfigError, DataError
@@ -131,8 +134,6 @@ def _check_cached_features(
     A features file of another list (``--split train``), of a ``--per-class`` subset or of an
     edited list would otherwise be scored silently in place of the test videos.
     """
-    from text4vis.data.annotations import read_annotations
-
     list_file = cfg.data.test_list or cfg.data.val_list
     if not list_file:
         return  # nothing to compare with; the features are all there is
@@ -208,9 +209,6 @@ def zero_shot(
     Returns:
         The per-subset metrics and their summary.
     """
-    from text4vis.data.annotations import read_labels
-    from text4vis.data.few_shot import class_subset_ids, half_class_splits
-
     protocol = protocol or cfg.eval.protocol
     if protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol {protocol!r}: choose one of {list(PROTOCOLS)}")

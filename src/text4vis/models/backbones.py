@@ -29,13 +29,19 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 import logging
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import open_clip
 import torch
+from open_clip.model import convert_to_custom_text_state_dict, resize_pos_embed
+from open_clip.transformer import QuickGELU
+from safetensors.torch import load_file
 from torch import nn
 
 from text4vis.errors import CheckpointError, ConfigError, MissingFileError, load_failure_reason
@@ -73,8 +79,6 @@ def register_model_configs(path: str | Path = MODEL_CONFIG_DIR) -> None:
 
     The file stem becomes the architecture name (``tiny-vit.json`` -> ``"tiny-vit"``).
     """
-    import open_clip
-
     key = str(Path(path).resolve())
     if key in _REGISTERED:
         return
@@ -96,10 +100,6 @@ def register_model_config_file(path: str | Path) -> str:
         MissingFileError: the file does not exist.
         BackboneError: the file is not such a config, or its name clashes.
     """
-    import json
-
-    import open_clip
-
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"model config {path} does not exist")
@@ -183,8 +183,6 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     if not path.is_file():
         raise MissingFileError(f"weight file {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             state, kind = load_file(str(path), device="cpu"), "safetensors"
         except Exception as exc:  # safetensors raises its own error types for a damaged file
@@ -193,7 +191,6 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
             ) from None
     elif _is_torchscript_archive(path):
         # TorchScript is not a pickle: loading it runs no Python code; only tensors are kept.
-        import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # jit is deprecated, not the format
@@ -232,8 +229,6 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def _check_arch(arch: str) -> None:
-    import open_clip
-
     if arch.startswith(("hf-hub:", "local-dir:")):
         return
     known = open_clip.list_models()
@@ -268,8 +263,6 @@ def create_clip(
             fit the architecture.
         MissingFileError: ``pretrained`` looks like a path but the file does not exist.
     """
-    import open_clip
-
     register_model_configs()
     _check_arch(arch)
     kwargs: dict[str, Any] = {}
@@ -321,8 +314,6 @@ def create_clip(
 
 
 def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    from open_clip.model import convert_to_custom_text_state_dict, resize_pos_embed
-
     if "positional_embedding" in state and not hasattr(model, "positional_embedding"):
         state = convert_to_custom_text_state_dict(state)
     if "logit_scale" in state and hasattr(model, "logit_scale"):
@@ -354,8 +345,6 @@ def _load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path) 
 
 def uses_quick_gelu(module: nn.Module) -> bool:
     """Whether a model (or tower) uses QuickGELU activations (as OpenAI's CLIP does)."""
-    from open_clip.transformer import QuickGELU
-
     return any(isinstance(m, QuickGELU) for m in module.modules())
 
 

@@ -30,15 +30,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import open_clip
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from text4vis.errors import CheckpointError, ConfigError, MissingFileError
+from text4vis.models.backbones import create_clip, weights_loaded_afterwards
+from text4vis.models.text import (
+    CoOpClassifier,
+    TextEncoder,
+    build_text_classifier,
+    build_text_encoder,
+    resolve_templates,
+    template_embeddings,
+)
+from text4vis.registry import Registry
 
 if TYPE_CHECKING:
     from text4vis.config import ModelConfig
-    from text4vis.models.text import TextEncoder
 
 __all__ = [
     "CLASSIFIERS",
@@ -56,6 +68,9 @@ __all__ = [
     "build_classifier",
     "build_classifier_module",
     "classifier_name",
+    "register_classifier",
+    "register_initializer",
+    "register_storage",
     "rebuild_classifier_module",
     "storage_of",
     "lda_coefficients",
@@ -296,8 +311,6 @@ class ClassifierArtifact:
 
 def save_classifier(artifact: ClassifierArtifact, path: str | Path) -> Path:
     """Write an artifact as safetensors (tensor ``weight`` + string metadata)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     weight = artifact.weight.detach().float().cpu().contiguous()
@@ -322,8 +335,6 @@ def load_classifier(path: str | Path) -> ClassifierArtifact:
         FileNotFoundError: no such file.
         ClassifierError: not a classifier artifact, or the hash does not match the weight.
     """
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"classifier file {path} does not exist")
@@ -356,64 +367,7 @@ def load_classifier(path: str | Path) -> ClassifierArtifact:
 
 
 # ----------------------------------------------------------------------------------------------
-# Fixed-matrix initialisers (each returns the unnormalised weight and its metadata)
-# ----------------------------------------------------------------------------------------------
-
-
-def _random_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
-    seed = inputs["seed"]
-    return ClassifierArtifact(random_weight(len(names), embed_dim, seed), {"extra": {"seed": seed}})
-
-
-def _orthogonal_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
-    seed = inputs["seed"]
-    weight = orthogonal_weight(len(names), embed_dim, seed)
-    return ClassifierArtifact(weight, {"extra": {"seed": seed}})
-
-
-def _lda_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
-    features, labels = inputs["features"], inputs["labels"]
-    if features is None or labels is None:
-        raise ClassifierError(
-            "the lda initialiser needs visual features and labels: extract them with "
-            "`text4vis features CONFIG --checkpoint CKPT --out feats.safetensors` and pass "
-            "`--features feats.safetensors`"
-        )
-    if features.shape[1] != embed_dim:
-        raise ClassifierError(
-            f"LDA features have width {features.shape[1]}, the model embeds to D={embed_dim}"
-        )
-    weight = lda_coefficients(features, labels, len(names))
-    return ClassifierArtifact(weight, {"extra": {"num_features": int(features.shape[0])}})
-
-
-def _text_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
-    encoder = inputs["text_encoder"]
-    if encoder is None:
-        raise ClassifierError("the text initialiser needs a text encoder")
-    from text4vis.models.text import build_text_classifier, resolve_templates
-
-    prompt, template, templates = inputs["prompt"], inputs["template"], inputs["templates"]
-    chosen = resolve_templates(prompt, template, templates)
-    weight = build_text_classifier(
-        encoder, names, prompt=prompt, template=template, templates=templates
-    )
-    return ClassifierArtifact(weight, {**encoder.describe(), "prompt": prompt, "templates": chosen})
-
-
-def _file_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
-    path = inputs["path"]
-    if not path:
-        raise ClassifierError(
-            "the file initialiser needs a classifier artifact: set model.classifier_file"
-        )
-    artifact = load_classifier(path)
-    artifact.check(names, embed_dim)
-    return artifact
-
-
-# ----------------------------------------------------------------------------------------------
-# Classifier modules of a model config
+# The registry: every classifier registers itself below
 # ----------------------------------------------------------------------------------------------
 
 
@@ -434,6 +388,66 @@ class ClassifierRequest:
     embed_dim: int
 
 
+ModuleBuilder = Callable[["ClassifierRequest"], tuple[nn.Module, dict[str, Any]]]
+ArtifactMaker = Callable[..., "ClassifierArtifact"]
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """One classifier of the registry.
+
+    Attributes:
+        build: ``ClassifierRequest -> (module, metadata)``, the classifier of a model config.
+        storage: how a model saves and rebuilds it (a key of :data:`STORAGES`).
+        artifact: for fixed-matrix initialisers, ``(class_names, embed_dim, **inputs) ->
+            ClassifierArtifact`` (used by :func:`build_classifier` and ``text4vis classifier``).
+        selected_by: the config key that selects it (``model.classifier`` or ``model.prompt``).
+    """
+
+    build: Callable[[ClassifierRequest], tuple[nn.Module, dict[str, Any]]]
+    storage: str
+    artifact: Callable[..., ClassifierArtifact] | None = None
+    selected_by: str = "model.classifier"
+
+
+# The paper's classifiers (section 2.2, table 6), by name; each registers itself below with
+# :func:`register_classifier` or :func:`register_initializer`. Adding one is one decorated function.
+CLASSIFIERS: Registry[ClassifierSpec] = Registry(
+    "classifier", key="model.classifier", error=ClassifierError
+)
+
+
+def register_classifier(
+    name: str, *, storage: str, selected_by: str = "model.classifier"
+) -> Callable[[ModuleBuilder], ModuleBuilder]:
+    """Decorator registering a classifier by its module builder
+    ``ClassifierRequest -> (module, metadata)``.
+
+    Args:
+        name: the registry name.
+        storage: how a model saves and rebuilds it (a key of :data:`STORAGES`).
+        selected_by: the config key that selects it.
+    """
+
+    def decorator(build: ModuleBuilder) -> ModuleBuilder:
+        CLASSIFIERS.register(name)(ClassifierSpec(build, storage, selected_by=selected_by))
+        return build
+
+    return decorator
+
+
+def register_initializer(name: str) -> Callable[[ArtifactMaker], ArtifactMaker]:
+    """Decorator registering a fixed-matrix initialiser by its artifact function
+    ``(class_names, embed_dim, **inputs) -> ClassifierArtifact``; the classifier of a model config
+    that selects it is that artifact, frozen."""
+
+    def decorator(make: ArtifactMaker) -> ArtifactMaker:
+        CLASSIFIERS.register(name)(ClassifierSpec(_frozen_from_artifact(name), "frozen", make))
+        return make
+
+    return decorator
+
+
 def _frozen_from_artifact(name: str) -> Callable[[ClassifierRequest], tuple[nn.Module, dict]]:
     """The module builder of a fixed-matrix initialiser: its artifact, frozen."""
 
@@ -441,8 +455,6 @@ def _frozen_from_artifact(name: str) -> Callable[[ClassifierRequest], tuple[nn.M
         mc = request.model_cfg
         inputs: dict[str, Any] = {"seed": mc.classifier_seed, "path": mc.classifier_file}
         if name == "text":
-            from text4vis.models.text import build_text_encoder
-
             if mc.template_mode not in ("average", "sample"):
                 raise ClassifierError(
                     f"model.template_mode={mc.template_mode!r}; choose 'average' or 'sample'"
@@ -471,36 +483,29 @@ def _frozen_from_artifact(name: str) -> Callable[[ClassifierRequest], tuple[nn.M
     return build
 
 
-def _build_learnable(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
-    generator = torch.Generator().manual_seed(request.model_cfg.classifier_seed)
-    module = LearnableClassifier(len(request.class_names), request.embed_dim, generator)
-    return module, {"initializer": "learnable"}
+# ----------------------------------------------------------------------------------------------
+# The classifiers (registration order is the order names are listed in)
+# ----------------------------------------------------------------------------------------------
 
 
-def _build_coop(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
-    import open_clip
+@register_initializer("text")
+def _text_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
+    encoder = inputs["text_encoder"]
+    if encoder is None:
+        raise ClassifierError("the text initialiser needs a text encoder")
 
-    from text4vis.models.text import CoOpClassifier
-
-    mc = request.model_cfg
-    if mc.text_encoder != "clip":
-        raise ClassifierError("prompt 'coop' runs the CLIP text tower; set model.text_encoder=clip")
-    weights = mc.text_pretrained or mc.pretrained
-    text_clip = request.clip if weights == mc.pretrained else None
-    if text_clip is None:
-        from text4vis.models.backbones import create_clip
-
-        text_clip = create_clip(mc.arch, weights)
-    tokenizer = open_clip.get_tokenizer(mc.arch.replace("/", "-"))
-    module = CoOpClassifier(
-        text_clip, tokenizer, request.class_names, mc.coop_context, mc.classifier_seed
+    prompt, template, templates = inputs["prompt"], inputs["template"], inputs["templates"]
+    chosen = resolve_templates(prompt, template, templates)
+    weight = build_text_classifier(
+        encoder, names, prompt=prompt, template=template, templates=templates
     )
-    return module, {"initializer": "text", "prompt": "coop"}
+    return ClassifierArtifact(weight, {**encoder.describe(), "prompt": prompt, "templates": chosen})
 
 
+@register_classifier(
+    "templates", storage="templates", selected_by="model.prompt=templates, template_mode=sample"
+)
 def _build_template_bank(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
-    from text4vis.models.text import build_text_encoder, resolve_templates, template_embeddings
-
     mc, names = request.model_cfg, request.class_names
     encoder = build_text_encoder(mc, clip_model=request.clip, embed_dim=request.embed_dim)
     bank = template_embeddings(encoder, names, "templates", templates=mc.template_set)
@@ -514,46 +519,77 @@ def _build_template_bank(request: ClassifierRequest) -> tuple[nn.Module, dict[st
     return TemplateBankClassifier(bank, eval_weight, mc.classifier_seed), meta
 
 
+@register_classifier("coop", storage="coop", selected_by="model.prompt=coop")
+def _build_coop(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
+    mc = request.model_cfg
+    if mc.text_encoder != "clip":
+        raise ClassifierError("prompt 'coop' runs the CLIP text tower; set model.text_encoder=clip")
+    weights = mc.text_pretrained or mc.pretrained
+    text_clip = request.clip if weights == mc.pretrained else None
+    if text_clip is None:
+        text_clip = create_clip(mc.arch, weights)
+    tokenizer = open_clip.get_tokenizer(mc.arch.replace("/", "-"))
+    module = CoOpClassifier(
+        text_clip, tokenizer, request.class_names, mc.coop_context, mc.classifier_seed
+    )
+    return module, {"initializer": "text", "prompt": "coop"}
+
+
+@register_initializer("lda")
+def _lda_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
+    features, labels = inputs["features"], inputs["labels"]
+    if features is None or labels is None:
+        raise ClassifierError(
+            "the lda initialiser needs visual features and labels: extract them with "
+            "`text4vis features CONFIG --checkpoint CKPT --out feats.safetensors` and pass "
+            "`--features feats.safetensors`"
+        )
+    if features.shape[1] != embed_dim:
+        raise ClassifierError(
+            f"LDA features have width {features.shape[1]}, the model embeds to D={embed_dim}"
+        )
+    weight = lda_coefficients(features, labels, len(names))
+    return ClassifierArtifact(weight, {"extra": {"num_features": int(features.shape[0])}})
+
+
+@register_initializer("random")
+def _random_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
+    seed = inputs["seed"]
+    return ClassifierArtifact(random_weight(len(names), embed_dim, seed), {"extra": {"seed": seed}})
+
+
+@register_initializer("orthogonal")
+def _orthogonal_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
+    seed = inputs["seed"]
+    weight = orthogonal_weight(len(names), embed_dim, seed)
+    return ClassifierArtifact(weight, {"extra": {"seed": seed}})
+
+
+@register_initializer("file")
+def _file_artifact(names: list[str], embed_dim: int, **inputs: Any) -> ClassifierArtifact:
+    path = inputs["path"]
+    if not path:
+        raise ClassifierError(
+            "the file initialiser needs a classifier artifact: set model.classifier_file"
+        )
+    artifact = load_classifier(path)
+    artifact.check(names, embed_dim)
+    return artifact
+
+
+@register_classifier("learnable", storage="learnable")
+def _build_learnable(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
+    generator = torch.Generator().manual_seed(request.model_cfg.classifier_seed)
+    module = LearnableClassifier(len(request.class_names), request.embed_dim, generator)
+    return module, {"initializer": "learnable"}
+
+
 # ----------------------------------------------------------------------------------------------
 # How a model saves and rebuilds its classifier
 # ----------------------------------------------------------------------------------------------
 
 
-def _rebuild_frozen(
-    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
-) -> nn.Module:
-    if "weight" not in head:
-        raise CheckpointError(f"{where}: no classifier.weight tensor")
-    return FrozenClassifier(head["weight"])
-
-
-def _rebuild_templates(
-    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
-) -> nn.Module:
-    if not {"bank", "weight"} <= set(head):
-        raise CheckpointError(f"{where}: no classifier.bank / classifier.weight tensors")
-    return TemplateBankClassifier(head["bank"], head["weight"], model_cfg.classifier_seed)
-
-
-def _rebuild_learnable(
-    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
-) -> nn.Module:
-    return LearnableClassifier(len(class_names), embed_dim)  # weights loaded afterwards
-
-
-def _rebuild_coop(
-    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
-) -> nn.Module:
-    """A CoOp classifier with a randomly initialised text tower (weights loaded afterwards)."""
-    import open_clip
-
-    from text4vis.models.backbones import create_clip, weights_loaded_afterwards
-    from text4vis.models.text import CoOpClassifier
-
-    with weights_loaded_afterwards():  # its text tower is loaded from the saved state
-        clip = create_clip(model_cfg.arch, "")
-    tokenizer = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))
-    return CoOpClassifier(clip, tokenizer, class_names, model_cfg.coop_context)
+Rebuild = Callable[["ModelConfig", list[str], int, dict[str, torch.Tensor], str], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -569,32 +605,75 @@ class Storage:
             weights from the model's state dict afterwards).
     """
 
-    module_type: type[nn.Module] | None  # None: the CoOp module, which lives in models.text
+    module_type: type[nn.Module]
     separate_file: bool
-    rebuild: Callable[[ModelConfig, list[str], int, dict[str, torch.Tensor], str], nn.Module]
+    rebuild: Rebuild
 
 
-# Keys are the ``classifier_kind`` of a saved model's config.json.
-STORAGES: dict[str, Storage] = {
-    "frozen": Storage(FrozenClassifier, True, _rebuild_frozen),
-    "templates": Storage(TemplateBankClassifier, True, _rebuild_templates),
-    "learnable": Storage(LearnableClassifier, False, _rebuild_learnable),
-    "coop": Storage(None, False, _rebuild_coop),
-}
+# The storage kinds by name: the ``classifier_kind`` of a saved model's config.json.
+STORAGES: Registry[Storage] = Registry(
+    "classifier storage", key="classifier_kind", error=ClassifierError
+)
+
+
+def register_storage(
+    kind: str, module_type: type[nn.Module], *, separate_file: bool
+) -> Callable[[Rebuild], Rebuild]:
+    """Decorator registering a storage kind by its rebuild function (see :class:`Storage`)."""
+
+    def decorator(rebuild: Rebuild) -> Rebuild:
+        STORAGES.register(kind)(Storage(module_type, separate_file, rebuild))
+        return rebuild
+
+    return decorator
+
+
+@register_storage("frozen", FrozenClassifier, separate_file=True)
+def _rebuild_frozen(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    if "weight" not in head:
+        raise CheckpointError(f"{where}: no classifier.weight tensor")
+    return FrozenClassifier(head["weight"])
+
+
+@register_storage("templates", TemplateBankClassifier, separate_file=True)
+def _rebuild_templates(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    if not {"bank", "weight"} <= set(head):
+        raise CheckpointError(f"{where}: no classifier.bank / classifier.weight tensors")
+    return TemplateBankClassifier(head["bank"], head["weight"], model_cfg.classifier_seed)
+
+
+@register_storage("learnable", LearnableClassifier, separate_file=False)
+def _rebuild_learnable(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    return LearnableClassifier(len(class_names), embed_dim)  # weights loaded afterwards
+
+
+@register_storage("coop", CoOpClassifier, separate_file=False)
+def _rebuild_coop(
+    model_cfg: ModelConfig, class_names: list[str], embed_dim: int, head: dict, where: str
+) -> nn.Module:
+    """A CoOp classifier with a randomly initialised text tower (weights loaded afterwards)."""
+    with weights_loaded_afterwards():  # its text tower is loaded from the saved state
+        clip = create_clip(model_cfg.arch, "")
+    tokenizer = open_clip.get_tokenizer(model_cfg.arch.replace("/", "-"))
+    return CoOpClassifier(clip, tokenizer, class_names, model_cfg.coop_context)
 
 
 def storage_of(module: nn.Module | None) -> str:
     """The storage kind of a classifier module (``none`` for no classifier)."""
-    from text4vis.models.text import CoOpClassifier
-
     if module is None:
         return "none"
     for kind, storage in STORAGES.items():
-        if isinstance(module, storage.module_type or CoOpClassifier):
+        if isinstance(module, storage.module_type):
             return kind
     raise ClassifierError(
         f"classifier module {type(module).__name__} is not one of the registry's "
-        f"{sorted(STORAGES)}; add it to text4vis.models.classifier.STORAGES"
+        f"{list(STORAGES)}; register it with text4vis.models.classifier.register_storage"
     )
 
 
@@ -615,49 +694,8 @@ def rebuild_classifier_module(
         raise ClassifierError(
             f"{where}: unknown classifier_kind {kind!r}; choose one of {sorted(STORAGES)} (or none)"
         )
-    return STORAGES[kind].rebuild(model_cfg, class_names, embed_dim, head, where)
+    return STORAGES.get(kind).rebuild(model_cfg, class_names, embed_dim, head, where)
 
-
-# ----------------------------------------------------------------------------------------------
-# The registry
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClassifierSpec:
-    """One classifier of the registry.
-
-    Attributes:
-        build: ``ClassifierRequest -> (module, metadata)``, the classifier of a model config.
-        storage: how a model saves and rebuilds it (a key of :data:`STORAGES`).
-        artifact: for fixed-matrix initialisers, ``(class_names, embed_dim, **inputs) ->
-            ClassifierArtifact`` (used by :func:`build_classifier` and ``text4vis classifier``).
-        selected_by: the config key that selects it (``model.classifier`` or ``model.prompt``).
-    """
-
-    build: Callable[[ClassifierRequest], tuple[nn.Module, dict[str, Any]]]
-    storage: str
-    artifact: Callable[..., ClassifierArtifact] | None = None
-    selected_by: str = "model.classifier"
-
-
-# The paper's classifiers (section 2.2, table 6). Adding one is one entry.
-CLASSIFIERS: dict[str, ClassifierSpec] = {
-    "text": ClassifierSpec(_frozen_from_artifact("text"), "frozen", _text_artifact),
-    "templates": ClassifierSpec(
-        _build_template_bank,
-        "templates",
-        selected_by="model.prompt=templates, template_mode=sample",
-    ),
-    "coop": ClassifierSpec(_build_coop, "coop", selected_by="model.prompt=coop"),
-    "lda": ClassifierSpec(_frozen_from_artifact("lda"), "frozen", _lda_artifact),
-    "random": ClassifierSpec(_frozen_from_artifact("random"), "frozen", _random_artifact),
-    "orthogonal": ClassifierSpec(
-        _frozen_from_artifact("orthogonal"), "frozen", _orthogonal_artifact
-    ),
-    "file": ClassifierSpec(_frozen_from_artifact("file"), "frozen", _file_artifact),
-    "learnable": ClassifierSpec(_build_learnable, "learnable"),
-}
 
 # The values ``model.classifier`` takes, and the initialisers of fixed classifier artifacts.
 CONFIG_CLASSIFIERS = tuple(n for n, s in CLASSIFIERS.items() if s.selected_by == "model.classifier")
@@ -686,7 +724,7 @@ def classifier_name(model_cfg: ModelConfig) -> str:
 
 def build_classifier_module(request: ClassifierRequest) -> tuple[nn.Module, dict[str, Any]]:
     """The classifier module a model config asks for, and its metadata."""
-    return CLASSIFIERS[classifier_name(request.model_cfg)].build(request)
+    return CLASSIFIERS.get(classifier_name(request.model_cfg)).build(request)
 
 
 def build_classifier(
@@ -731,7 +769,7 @@ def build_classifier(
             f"unknown classifier initialiser {init!r}; choose one of {list(INITIALIZERS)}"
         )
     names = list(class_names)
-    make = CLASSIFIERS[init].artifact
+    make = CLASSIFIERS.get(init).artifact
     assert make is not None
     made = make(
         names,

@@ -28,11 +28,12 @@ import torch
 
 from text4vis.config import Config, ModelConfig, config_from_dict, load_config
 from text4vis.errors import CheckpointError, MissingFileError, load_failure_reason
+from text4vis.models.official import official_model
+from text4vis.models.video import CONFIG_NAME, VideoRecognizer
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from text4vis.models.video import VideoRecognizer
 
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION",
@@ -66,8 +67,6 @@ def build_model(cfg: Config, class_names: list[str]) -> VideoRecognizer:
     which is seeded with ``train.seed`` here so that every rank and every run builds the same model.
     ``model.grad_checkpointing`` is applied by the model's constructor.
     """
-    from text4vis.models.video import VideoRecognizer
-
     torch.manual_seed(cfg.train.seed)
     return VideoRecognizer.from_config(
         cfg.model, class_names, num_frames=cfg.data.num_segments, image_size=cfg.data.input_size
@@ -143,8 +142,6 @@ def model_from_checkpoint(state: dict[str, Any], path: str | Path) -> VideoRecog
         CheckpointError: no stored architecture.
         Text4VisError: the weights do not fit the architecture.
     """
-    from text4vis.models.video import VideoRecognizer
-
     architecture = state.get("architecture")
     if architecture is None:
         raise CheckpointError(
@@ -189,8 +186,6 @@ class SavedModel:
 def _folder_config(path: Path, model_section: ModelConfig) -> tuple[Config, int | None]:
     """The config of a model folder: ``train_config.yaml`` (when written) with
     ``model_section``, and the image size ``config.json`` records."""
-    from text4vis.models.video import CONFIG_NAME
-
     try:
         saved = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
@@ -214,8 +209,6 @@ def load_saved_model(path: str | Path) -> SavedModel:
         CheckpointError: a file that is neither a complete training checkpoint nor readable.
         Text4VisError: the tensors do not fit the recorded architecture.
     """
-    from text4vis.models.video import VideoRecognizer
-
     path = Path(path)
     if path.is_dir():
         model = VideoRecognizer.from_pretrained(path)
@@ -241,7 +234,6 @@ def load_saved_model(path: str | Path) -> SavedModel:
         return SavedModel(
             model_from_checkpoint(state, path), cfg, cfg.data.input_size, "checkpoint"
         )
-    from text4vis.models.official import official_model
 
     model = official_model(path)
     return SavedModel(model, Config(model=model.model_cfg), model.image_size, "official")

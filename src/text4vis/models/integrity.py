@@ -1,4 +1,9 @@
-"""Checksums of the files of a saved model folder, recorded in ``config.json`` and checked on load.
+"""Checksums of a model: of the files of a saved folder, and of its content.
+
+:func:`model_identity` hashes what a model computes (architecture config, class names, tensors):
+a video index records it, so that it is searched and updated with the same model.
+
+Checksums of the files of a saved model folder are recorded in ``config.json`` and checked on load.
 
 :meth:`~text4vis.models.video.VideoRecognizer.save_pretrained` records the SHA-256 and size of
 ``model.safetensors`` and ``classifier.safetensors`` under ``"files"``; ``from_pretrained`` checks
@@ -9,14 +14,18 @@ load without the check.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from text4vis.errors import CheckpointError
 
-__all__ = ["ModelFolderError", "check_files", "record_files"]
+__all__ = ["ModelFolderError", "check_files", "model_identity", "record_files"]
 
 _CHUNK = 1 << 20
 
@@ -65,3 +74,24 @@ def check_files(directory: str | Path, recorded: Mapping[str, Any] | None) -> No
                 f"({size} bytes, recorded {expected.get('bytes')}): the file was edited, "
                 "truncated or replaced after saving; copy the folder again or re-export the model"
             )
+
+
+def model_identity(model: Any) -> str:
+    """A content hash of a video model: its architecture config, class names and every tensor.
+
+    Two models with the same hash embed videos and text identically, so an index built with one
+    can be searched with the other.
+    """
+    digest = hashlib.sha256()
+    cfg = getattr(model, "model_cfg", None)
+    config = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}
+    # A weight file's location says nothing about its content (which the tensors below hash).
+    for key in ("pretrained", "text_pretrained", "classifier_file"):
+        config.pop(key, None)
+    header = {"config": config, "classes": list(getattr(model, "class_names", []) or [])}
+    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

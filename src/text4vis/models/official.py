@@ -34,9 +34,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import open_clip
 import torch
 
-from text4vis.errors import CheckpointError, MissingFileError, UsageError, load_failure_reason
+from text4vis.config import ModelConfig
+from text4vis.errors import (
+    CheckpointError,
+    MissingFileError,
+    UsageError,
+    load_failure_reason,
+)
+from text4vis.models.backbones import (
+    create_clip,
+    register_model_config_file,
+    register_model_configs,
+)
+from text4vis.models.classifier import build_classifier
+from text4vis.models.text import build_text_encoder
 from text4vis.models.video import MODEL_CONFIGS_DIR, VideoRecognizer
 
 __all__ = [
@@ -125,10 +139,6 @@ def infer_vision_config(visual: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 def match_architecture(vision: dict[str, Any]) -> str:
     """The open_clip architecture whose image tower has these hyper-parameters."""
-    import open_clip
-
-    from text4vis.models.backbones import register_model_configs
-
     register_model_configs()
     matches = []
     for name in open_clip.list_models():
@@ -182,8 +192,6 @@ def official_model(
     Returns:
         The model. Without a classifier, ``forward`` raises a message saying how to attach one.
     """
-    from text4vis.config import ModelConfig
-
     state = read_official(checkpoint)
     visual = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
     fusion = {
@@ -202,8 +210,6 @@ def official_model(
             "config file names the architecture (its file stem)"
         )
     if model_config is not None:
-        from text4vis.models.backbones import register_model_config_file
-
         arch = register_model_config_file(model_config)
     arch = arch or match_architecture(vision)
     layers = len(
@@ -245,10 +251,6 @@ def official_model(
             model.logit_scale.copy_(state["logit_scale"].float().reshape(()))
     model.classifier = None
     if class_names is not None and text_weights:
-        from text4vis.models.backbones import create_clip
-        from text4vis.models.classifier import build_classifier
-        from text4vis.models.text import build_text_encoder
-
         clip = create_clip(arch, text_weights)
         encoder = build_text_encoder(model_cfg, clip_model=clip, embed_dim=model.embed_dim)
         artifact = build_classifier(

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from text4vis.data.labels import match_class_names
 from text4vis.models.classifier import ClassifierArtifact, ClassifierError
 
 __all__ = ["class_similarity", "plot_class_similarity", "select_rows"]
@@ -30,7 +31,6 @@ def select_rows(
     if not classes:
         rows = list(range(min(max_classes, len(names))))
         return rows, [names[i] for i in rows]
-    from text4vis.data.labels import match_class_names
 
     rows = []
     # A name as written or normalised ("playing guitar" = "playing_guitar"), else a row number.
@@ -55,7 +55,7 @@ def plot_class_similarity(
     max_classes: int = 40,
 ) -> Path:
     """Write a PNG heat map of the inter-class cosine similarity of chosen classifier rows."""
-    import matplotlib
+    import matplotlib  # on use: slow to import, and only this plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

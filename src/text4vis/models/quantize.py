@@ -22,6 +22,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
 from text4vis.runtime import PrecisionError
 
@@ -109,8 +110,6 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     Returns:
         ``model`` itself, with quantized layers.
     """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
     model = model.cpu().eval()
     attentions = _linearize_attention(model)
     with warnings.catch_warnings():

@@ -25,22 +25,28 @@ paper's code uses for ResNets); the other channels are the identity. They reshap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import torch
 import torch.nn.functional as F
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transformer import LayerNorm, QuickGELU, Transformer, VisionTransformer
 from torch import nn
 
 from text4vis.errors import ConfigError
+from text4vis.registry import Registry
 
 __all__ = [
-    "HEADS",
     "MeanPooling",
+    "TEMPORAL_HEADS",
     "TEMPORAL_LAYER_NORM_EPS",
     "T1D",
     "TemporalConv",
     "TemporalHead",
+    "TemporalHeadError",
+    "TemporalHeadRequest",
     "TemporalTransformer",
     "TokenT1D",
     "build_temporal_head",
@@ -86,8 +92,6 @@ class TemporalTransformer(TemporalHead):
         self, width: int, layers: int = 6, heads: int | None = None, max_frames: int = 77
     ) -> None:
         super().__init__()
-        from open_clip.transformer import LayerNorm, QuickGELU, Transformer
-
         self.width = width
         self.max_frames = max_frames
         self.frame_position_embeddings = nn.Embedding(max_frames, width)
@@ -209,8 +213,6 @@ class TokenT1D(_InBackboneHead):
 
     def __init__(self, visual: nn.Module, blocks: Sequence[int] | None = None) -> None:
         super().__init__()
-        from open_clip.transformer import VisionTransformer
-
         if not isinstance(visual, VisionTransformer):
             raise TemporalHeadError(
                 f"temporal head 'tokent1d' needs a ViT image encoder, got {type(visual).__name__}; "
@@ -243,8 +245,6 @@ class T1D(_InBackboneHead):
 
     def __init__(self, visual: nn.Module) -> None:
         super().__init__()
-        from open_clip.modified_resnet import ModifiedResNet
-
         if not isinstance(visual, ModifiedResNet):
             raise TemporalHeadError(
                 f"temporal head 't1d' needs a ResNet image encoder, got {type(visual).__name__}; "
@@ -260,7 +260,49 @@ class T1D(_InBackboneHead):
         self.convs = nn.ModuleDict(convs)
 
 
-HEADS = ("mean", "transformer", "tokent1d", "t1d")
+@dataclass(frozen=True)
+class TemporalHeadRequest:
+    """What a temporal head is built from.
+
+    Attributes:
+        embed_dim: D, the frame embedding width.
+        visual: the image encoder (hooked by ``tokent1d`` / ``t1d``).
+        layers: depth of the temporal transformer.
+        max_frames: frame positions of the temporal transformer.
+        tokent1d_blocks: ViT blocks with TokenT1D ([] or None = all).
+    """
+
+    embed_dim: int
+    visual: nn.Module
+    layers: int = 6
+    max_frames: int = 77
+    tokent1d_blocks: Sequence[int] | None = None
+
+
+# The temporal heads by name (``model.temporal``): builders ``TemporalHeadRequest -> head``.
+TEMPORAL_HEADS: Registry[Callable[[TemporalHeadRequest], TemporalHead]] = Registry(
+    "temporal head", key="model.temporal", error=TemporalHeadError
+)
+
+
+@TEMPORAL_HEADS.register("mean")
+def _build_mean(request: TemporalHeadRequest) -> TemporalHead:
+    return MeanPooling()
+
+
+@TEMPORAL_HEADS.register("transformer")
+def _build_transformer(request: TemporalHeadRequest) -> TemporalHead:
+    return TemporalTransformer(request.embed_dim, request.layers, max_frames=request.max_frames)
+
+
+@TEMPORAL_HEADS.register("tokent1d")
+def _build_tokent1d(request: TemporalHeadRequest) -> TemporalHead:
+    return TokenT1D(request.visual, request.tokent1d_blocks)
+
+
+@TEMPORAL_HEADS.register("t1d")
+def _build_t1d(request: TemporalHeadRequest) -> TemporalHead:
+    return T1D(request.visual)
 
 
 def build_temporal_head(
@@ -275,7 +317,7 @@ def build_temporal_head(
     """Build a temporal head by name.
 
     Args:
-        name: one of :data:`HEADS`.
+        name: one of :data:`TEMPORAL_HEADS`.
         embed_dim: D, the frame embedding width.
         visual: the image encoder (hooked by ``tokent1d`` / ``t1d``).
         layers: depth of the temporal transformer.
@@ -286,14 +328,5 @@ def build_temporal_head(
         TemporalHeadError: unknown name (the message lists the valid ones) or a head that does
             not fit the backbone.
     """
-    if name == "mean":
-        return MeanPooling()
-    if name == "transformer":
-        return TemporalTransformer(embed_dim, layers, max_frames=max_frames)
-    if name == "tokent1d":
-        return TokenT1D(visual, tokent1d_blocks)
-    if name == "t1d":
-        return T1D(visual)
-    raise TemporalHeadError(
-        f"unknown temporal head {name!r} (model.temporal); choose one of {HEADS}"
-    )
+    build = TEMPORAL_HEADS.get(name)
+    return build(TemporalHeadRequest(embed_dim, visual, layers, max_frames, tokent1d_blocks))

@@ -27,12 +27,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import text_global_pool
 from torch import nn
 
 from text4vis.data.labels import normalize_class_name
 from text4vis.errors import ConfigError
+from text4vis.models.backbones import create_clip, embed_dim_of, register_model_configs
 
 if TYPE_CHECKING:
     from text4vis.config import ModelConfig
@@ -210,7 +213,6 @@ class ClipTextEncoder(TextEncoder):
 
     def __init__(self, clip_model: nn.Module, tokenizer: Any, name: str = "clip") -> None:
         super().__init__()
-        from text4vis.models.backbones import embed_dim_of
 
         self.model, self.tokenizer, self.name = clip_model, tokenizer, name
         self.dim = embed_dim_of(clip_model)
@@ -252,7 +254,7 @@ class HFTextEncoder(TextEncoder):
         source = self._resolve(name)
         try:
             if kind == "sentence-transformers":
-                from sentence_transformers import SentenceTransformer
+                from sentence_transformers import SentenceTransformer  # optional: text4vis[text]
 
                 self.model = SentenceTransformer(str(source), device=device)
                 get_dim = getattr(self.model, "get_embedding_dimension", None) or (
@@ -260,7 +262,7 @@ class HFTextEncoder(TextEncoder):
                 )
                 self.dim = int(get_dim())
             else:
-                from transformers import AutoModel, AutoTokenizer
+                from transformers import AutoModel, AutoTokenizer  # optional: text4vis[text]
 
                 self.tokenizer = AutoTokenizer.from_pretrained(str(source))
                 self.model = AutoModel.from_pretrained(str(source)).to(device).eval()
@@ -434,10 +436,6 @@ def build_text_encoder(
     """
     spec = model_cfg.text_encoder
     if spec == "clip":
-        import open_clip
-
-        from text4vis.models.backbones import create_clip, register_model_configs
-
         register_model_configs()
         weights = model_cfg.text_pretrained or model_cfg.pretrained
         if clip_model is None or weights != model_cfg.pretrained:
@@ -563,8 +561,6 @@ class CoOpClassifier(nn.Module):
             self.text_projection.requires_grad_(False)
 
     def forward(self) -> torch.Tensor:
-        from open_clip.transformer import text_global_pool
-
         c = self.prefix.shape[0]
         context = self.context.unsqueeze(0).expand(c, -1, -1)  # [C, M, W]
         x = torch.cat([self.prefix, context, self.suffix], dim=1)  # [C, L, W]

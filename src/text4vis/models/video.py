@@ -11,24 +11,34 @@ model was trained with), ``model.safetensors`` (every persistent tensor except t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
-from text4vis.config import ModelConfig
+from text4vis.config import DataConfig, ModelConfig, config_from_dict
+from text4vis.data.transforms import CLIP_MEAN, CLIP_STD, normalization_affine
 from text4vis.errors import (
     CheckpointError,
     ConfigError,
     MissingFileError,
     UsageError,
+)
+from text4vis.models.backbones import (
+    create_clip,
+    embed_dim_of,
+    register_model_configs,
+    uses_quick_gelu,
+    weights_loaded_afterwards,
 )
 from text4vis.models.classifier import (
     STORAGES,
@@ -44,9 +54,6 @@ from text4vis.models.classifier import (
 )
 from text4vis.models.integrity import check_files, record_files
 from text4vis.models.temporal import TemporalHead, build_temporal_head
-
-if TYPE_CHECKING:
-    from text4vis.config import DataConfig
 
 __all__ = ["VideoRecognizer", "preprocessing_from_data_config", "scaled_cosine_logits"]
 
@@ -107,8 +114,6 @@ def preprocessing_from_data_config(data_config: DataConfig) -> dict[str, Any]:
         T frames per clip, short side resized to R then centre-cropped to S, pixels
         ``(x / 255 - mean) / std`` (CLIP's mean/std, which every text4vis transform uses).
     """
-    from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
-
     return {
         "num_segments": int(data_config.num_segments),
         "input_size": int(data_config.input_size),
@@ -211,7 +216,6 @@ class VideoRecognizer(nn.Module):
         self.preprocessing: dict[str, Any] | None = None
         # CLIP's pixel normalisation for uint8 input, as buffers that move with the model, so
         # no step copies constants to the device; not saved (they are not learnt).
-        from text4vis.data.transforms import normalization_affine
 
         scale, shift = normalization_affine()
         self.register_buffer("pixel_scale", scale, persistent=False)
@@ -250,7 +254,6 @@ class VideoRecognizer(nn.Module):
         Raises:
             Text4VisError subclasses: unknown architecture / head / initialiser, missing files.
         """
-        from text4vis.models.backbones import embed_dim_of, uses_quick_gelu
 
         clip = _create_backbone(model_cfg, load_weights, image_size, quick_gelu)
         embed_dim = embed_dim_of(clip)
@@ -435,8 +438,6 @@ class VideoRecognizer(nn.Module):
             ValueError: ``data_config.input_size`` differs from the resolution the image encoder
                 was built for.
         """
-        from safetensors.torch import save_file
-
         if data_config is not None:
             block = preprocessing_from_data_config(data_config)
             size = self._input_size()
@@ -494,8 +495,6 @@ class VideoRecognizer(nn.Module):
             MissingFileError: the folder or one of its files is missing.
             Text4VisError: the files do not fit together.
         """
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         config_path = directory / CONFIG_NAME
         if not config_path.is_file():
@@ -511,8 +510,6 @@ class VideoRecognizer(nn.Module):
                 "or re-export the model"
             ) from None
         if (directory / MODEL_CONFIGS_DIR).is_dir():
-            from text4vis.models.backbones import register_model_configs
-
             register_model_configs(directory / MODEL_CONFIGS_DIR)
         check_files(directory, config.get("files"))
         try:
@@ -573,8 +570,6 @@ class VideoRecognizer(nn.Module):
         Raises:
             Text4VisError: the tensors do not fit the config.
         """
-        from text4vis.config import config_from_dict
-
         config_where = config_where or where
         preprocessing = config.get("preprocessing")
         if preprocessing is not None:
@@ -625,9 +620,6 @@ def _create_backbone(
 ) -> nn.Module:
     """The open_clip model of ``model_cfg.arch``, with its pretrained weights when
     ``load_weights`` (else random: the caller loads saved tensors next)."""
-    import contextlib
-
-    from text4vis.models.backbones import create_clip, weights_loaded_afterwards
 
     # Without load_weights the caller loads saved tensors next: open_clip's "initialized
     # randomly" warning would be false, so it is silenced (and only then).

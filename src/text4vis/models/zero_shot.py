@@ -22,11 +22,19 @@ from typing import TYPE_CHECKING
 import torch
 
 from text4vis.errors import UsageError
+from text4vis.models.backbones import create_clip, embed_dim_of
+from text4vis.models.text import (
+    TEMPLATE_SETS,
+    TextEncoder,
+    TextEncoderError,
+    build_text_classifier,
+    build_text_encoder,
+    resolve_templates,
+)
 
 if TYPE_CHECKING:
     from text4vis.config import ModelConfig
     from text4vis.models.factory import SavedModel
-    from text4vis.models.text import TextEncoder
 
 __all__ = [
     "ZeroShotError",
@@ -54,8 +62,6 @@ def zero_shot_templates(
         ZeroShotError: a CoOp model and no ``templates``.
         TextEncoderError: an unknown set name or a template without ``{}``.
     """
-    from text4vis.models.text import TEMPLATE_SETS, TextEncoderError, resolve_templates
-
     if templates is None:
         prompt = model_cfg.prompt
         if prompt == "coop":
@@ -90,8 +96,6 @@ def build_zero_shot_classifier(
     """Text classifier ``W [C, D]`` of ``class_names``: per class, the normalised mean of its
     normalised template embeddings (class names are normalised first). No gradient; a new tensor.
     """
-    from text4vis.models.text import build_text_classifier
-
     with torch.no_grad():
         return build_text_classifier(
             encoder, list(class_names), prompt="templates", templates=list(templates)
@@ -105,9 +109,6 @@ def saved_text_encoder(saved: SavedModel, *, seed: int | None = None) -> TextEnc
     and the image size the backbone was built for, so that it is the tower the model was trained
     with (the frozen classifier of its own classes is reproduced exactly).
     """
-    from text4vis.models.backbones import create_clip, embed_dim_of
-    from text4vis.models.text import build_text_encoder
-
     mc = saved.config.model
     # Same seed and image size as build_model: a random tower is rebuilt identically.
     torch.manual_seed(saved.config.train.seed if seed is None else seed)
