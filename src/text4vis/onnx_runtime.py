@@ -239,7 +239,9 @@ class HFTokenizer:
         try:
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise ExportFolderError(f"this text encoder needs tokenizers: {_RUNTIME_EXTRA}") from exc
+            raise ExportFolderError(
+                f"this text encoder needs tokenizers: {_RUNTIME_EXTRA}"
+            ) from exc
         if not path.is_file():
             raise ExportFolderError(f"{path} not found; export the model again")
         self.tokenizer = Tokenizer.from_file(str(path))
@@ -289,9 +291,13 @@ def crop_views(frames: np.ndarray, size: int, num_crops: int) -> list[np.ndarray
         return [frames[..., top : top + size, left : left + size, :]]
     if w >= h:
         top = (h - size) // 2
-        return [frames[..., top : top + size, x : x + size, :] for x in (0, (w - size) // 2, w - size)]
+        return [
+            frames[..., top : top + size, x : x + size, :] for x in (0, (w - size) // 2, w - size)
+        ]
     left = (w - size) // 2
-    return [frames[..., y : y + size, left : left + size, :] for y in (0, (h - size) // 2, h - size)]
+    return [
+        frames[..., y : y + size, left : left + size, :] for y in (0, (h - size) // 2, h - size)
+    ]
 
 
 def _parse_views(views: str) -> tuple[int, int]:
@@ -301,7 +307,9 @@ def _parse_views(views: str) -> tuple[int, int]:
     except ValueError:
         num_clips = num_crops = 0
     if num_clips < 1 or num_crops not in (1, 3):
-        raise ValueError(f"views {views!r}: expected CLIPSxCROPS with CROPS 1 or 3, e.g. 1x1 or 4x3")
+        raise ValueError(
+            f"views {views!r}: expected CLIPSxCROPS with CROPS 1 or 3, e.g. 1x1 or 4x3"
+        )
     return num_clips, num_crops
 
 

@@ -178,10 +178,27 @@ def _projection_buffer(projection: torch.Tensor | None) -> torch.Tensor:
 
 @contextlib.contextmanager
 def _quiet_exporter() -> Iterator[None]:
-    """The dynamo exporter prints its progress on standard output; keep it in the debug log."""
+    """Keep the exporters' chatter out of the user's console: the dynamo exporter prints its
+    progress on standard output (moved to the debug log), onnxscript / onnx_ir log every
+    optimisation pass at INFO, ONNX Runtime's quantizer logs on the root logger and advises a
+    pre-processing step the dynamic quantization of MatMuls does not need."""
+    import warnings
+
+    names = ("onnxscript", "onnx_ir", "torch.onnx", "")
+    loggers = [logging.getLogger(name) if name else logging.getLogger() for name in names]
+    levels = [lg.level for lg in loggers]
     buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        yield
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buffer):
+            # "The axis name: texts will not be used, since it shares the same shape
+            # constraints": the two text inputs share their axes, as intended.
+            warnings.filterwarnings("ignore", message=".*axis name.*", category=UserWarning)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
     for line in buffer.getvalue().splitlines():
         if line.strip():
             logger.debug("torch.onnx: %s", line)
@@ -422,8 +439,10 @@ def _export_text(encoder: TextEncoder, directory: Path, *, opset: int | None) ->
         texts = torch.export.Dim("texts", min=1, max=MAX_BATCH)
         dynamic = {"input_ids": {0: texts}}
     elif isinstance(encoder, HFTextEncoder):
-        hf_tokenizer = encoder.model.tokenizer if encoder.kind == "sentence-transformers" else (
-            encoder.tokenizer
+        hf_tokenizer = (
+            encoder.model.tokenizer
+            if encoder.kind == "sentence-transformers"
+            else (encoder.tokenizer)
         )
         tokenizer = _hf_tokenizer_block(encoder, hf_tokenizer)
         hf_tokenizer.backend_tokenizer.save(str(tokenizer_dir / HF_TOKENIZER_FILE))
@@ -540,13 +559,14 @@ def quantize_onnx_int8(source: str | Path, target: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target = Path(target)
-    quantize_dynamic(
-        str(source),
-        str(target),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul", "Gemm"],
-    )
+    with _quiet_exporter():
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )
     logger.info("wrote %s (dynamic int8)", target)
     return target
 
@@ -609,6 +629,11 @@ def export_saved_model(
     except ZeroShotError:
         templates = None  # CoOp: the runtime asks for templates, as Predictor does
     return export_onnx(
-        model, directory, data=data, text_encoder=encoder, templates=templates, int8=int8,
+        model,
+        directory,
+        data=data,
+        text_encoder=encoder,
+        templates=templates,
+        int8=int8,
         opset=opset,
     )
