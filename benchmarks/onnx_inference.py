@@ -11,15 +11,18 @@
    and CPU time of the process (with ``--threads 1`` the CPU time is the work per core). The
    cosine of each variant's video embeddings to torch fp32's and the top-1 agreement of their
    logits are measured on the same clips.
-3. **Agreement on a trained model** (``--model DIR --videos DIR``): the model exported with
-   ``--int8``; per video, the top-1 label of ONNX Runtime fp32 and int8 (:class:`OnnxPredictor`)
-   against :class:`text4vis.Predictor` fp32, on the model's own classes.
+3. **Agreement on a trained model** (``--model DIR --videos DIR [--labels FILE]``): the model
+   exported with ``--int8``; per video, the top-1 label of ONNX Runtime fp32 and int8
+   (:class:`OnnxPredictor`) against :class:`text4vis.Predictor` fp32, on the model's own
+   classes and on new label names (through the text graph).
 
 Run::
 
     .venv/bin/python benchmarks/onnx_inference.py                       # ViT-B-32, T=8, 224 px
     .venv/bin/python benchmarks/onnx_inference.py --arch tiny-vit --size 32 --frames 4
-    .venv/bin/python benchmarks/onnx_inference.py --model /tmp/dq/.../model --videos /tmp/dq/data
+    .venv/bin/python -m text4vis demo --quick --out /tmp/dq      # the demo's quick model, then:
+    .venv/bin/python benchmarks/onnx_inference.py --skip-speed --model /tmp/dq/model \
+        --videos /tmp/dq/data/videos --labels /tmp/dq/data/labels_unseen.csv
 """
 
 from __future__ import annotations
@@ -156,8 +159,10 @@ def measure(args: argparse.Namespace, directory: Path) -> list[str]:
 
 
 def agreement_on_model(args: argparse.Namespace, directory: Path) -> list[str]:
-    """Top-1 of ONNX Runtime fp32 / int8 against Predictor fp32 on a trained model's videos."""
+    """Top-1 of ONNX Runtime fp32 / int8 against Predictor fp32 on a trained model's videos,
+    for its own classes and (``--labels``) new label names."""
     from text4vis.data.discovery import find_videos
+    from text4vis.data.labels import parse_labels
     from text4vis.models.export import export_saved_model
     from text4vis.onnx_runtime import OnnxPredictor
     from text4vis.predict import Predictor
@@ -165,22 +170,30 @@ def agreement_on_model(args: argparse.Namespace, directory: Path) -> list[str]:
     export_saved_model(args.model, directory, int8=True)
     videos = find_videos([args.videos])[: args.max_videos]
     reference = Predictor.from_pretrained(args.model, precision="fp32", num_workers=0)
-    want = [r[0]["label"] for r in reference.predict(videos, top_k=1)]
+    runtimes = {
+        precision: OnnxPredictor.from_export(directory, precision=precision, batch_size=8)
+        for precision in ("fp32", "int8")
+    }
     rows = [
         "",
-        f"trained model {args.model}: top-1 on {len(videos)} videos of {args.videos}, own classes",
+        f"trained model {args.model}: top-1 on {len(videos)} videos of {args.videos}",
         "",
-        "| runtime | top-1 agreement with Predictor fp32 | with ONNX Runtime fp32 |",
-        "|---|---:|---:|",
+        "| labels | runtime | top-1 agreement with Predictor fp32 | with ONNX Runtime fp32 |",
+        "|---|---|---:|---:|",
     ]
-    labels = {}
-    for precision in ("fp32", "int8"):
-        runtime = OnnxPredictor.from_export(directory, precision=precision, batch_size=8)
-        labels[precision] = [r[0]["label"] for r in runtime.predict(videos, top_k=1)]
-    for precision in ("fp32", "int8"):
-        to_torch = np.mean([a == b for a, b in zip(labels[precision], want)])
-        to_fp32 = np.mean([a == b for a, b in zip(labels[precision], labels["fp32"])])
-        rows.append(f"| ONNX Runtime {precision} | {to_torch:.4f} | {to_fp32:.4f} |")
+    label_sets: dict[str, list[str] | None] = {"own classes": None}
+    if args.labels:
+        label_sets[f"{args.labels} (new names, text graph)"] = parse_labels(args.labels)
+    for name, labels in label_sets.items():
+        want = [r[0]["label"] for r in reference.predict(videos, labels=labels, top_k=1)]
+        got = {
+            precision: [r[0]["label"] for r in runtime.predict(videos, labels=labels, top_k=1)]
+            for precision, runtime in runtimes.items()
+        }
+        for precision, top1 in got.items():
+            to_torch = np.mean([a == b for a, b in zip(top1, want)])
+            to_fp32 = np.mean([a == b for a, b in zip(top1, got["fp32"])])
+            rows.append(f"| {name} | ONNX Runtime {precision} | {to_torch:.4f} | {to_fp32:.4f} |")
     return rows
 
 
@@ -197,6 +210,7 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--model", default=None, help="a trained model folder (agreement)")
     parser.add_argument("--videos", default=None, help="its videos (a folder), for agreement")
+    parser.add_argument("--labels", default=None, help="new label names (a CSV or a,b,c)")
     parser.add_argument("--max-videos", type=int, default=400)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -49,6 +49,7 @@ from torch import nn
 
 from text4vis.errors import Text4VisError
 from text4vis.models.text import _masked_mean
+from text4vis.models.video import scaled_cosine_logits
 
 if TYPE_CHECKING:
     from text4vis.config import DataConfig
@@ -114,19 +115,29 @@ class ExportSummary:
 
 class VideoGraph(nn.Module):
     """The exported video tower: uint8 ``[B, T, H, W, 3]`` -> ``(logits [B, C], embeddings
-    [B, D])``, or ``(embeddings,)`` for a model without a classifier."""
+    [B, D])``, or ``(embeddings,)`` for a model without a classifier.
+
+    The classifier enters as its normalised ``W [C, D]`` (a constant of the graph), so a
+    classifier computed by a module (CoOp's prompts through the text tower) is not run again
+    at every call.
+    """
+
+    weight: torch.Tensor
 
     def __init__(self, model: VideoRecognizer) -> None:
         super().__init__()
         self.model = model
         self.has_classifier = model.classifier is not None
+        weight = model.classifier_weight().detach() if self.has_classifier else torch.zeros(0)
+        self.register_buffer("weight", weight, persistent=False)
 
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, ...]:
         frames = video.permute(0, 1, 4, 2, 3)  # [B, T, H, W, 3] -> [B, T, 3, H, W]
         embeddings = self.model.encode_video(frames)  # uint8: normalised inside; [B, D]
         if not self.has_classifier:
             return (embeddings,)
-        return self.model.logits_from_embeddings(embeddings), embeddings  # [B, C], [B, D]
+        scale = self.model.logit_scale.exp()
+        return scaled_cosine_logits(embeddings, self.weight, scale), embeddings  # [B, C], [B, D]
 
 
 class _ClipTextGraph(nn.Module):
@@ -295,8 +306,10 @@ def export_onnx(
     model.eval()
     try:
         start = time.perf_counter()
-        graph = VideoGraph(model).eval()
-        example = torch.zeros(2, num_frames, size, size, 3, dtype=torch.uint8)
+        device = model.logit_scale.device  # the graph is the same wherever it is traced
+        example = torch.zeros(2, num_frames, size, size, 3, dtype=torch.uint8, device=device)
+        with torch.no_grad():
+            graph = VideoGraph(model).eval()
         outputs = ["logits", "embeddings"] if graph.has_classifier else ["embeddings"]
         batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
         with torch.no_grad():
@@ -314,7 +327,7 @@ def export_onnx(
 
         classifier: dict[str, Any] | None = None
         if graph.has_classifier:
-            weight = model.classifier_weight().detach().float().cpu().numpy()  # [C, D]
+            weight = graph.weight.float().cpu().numpy()  # [C, D]
             np.save(directory / CLASSIFIER_FILE, weight)
             classifier = {
                 "file": CLASSIFIER_FILE,
@@ -322,7 +335,11 @@ def export_onnx(
                 "num_classes": int(weight.shape[0]),
             }
         text_block = None
-        if text_encoder is not None:
+        if text_encoder is None:  # never a stale text side beside an export without one
+            (directory / TEXT_GRAPH).unlink(missing_ok=True)
+            for name in (CLIP_TOKENIZER_FILE, HF_TOKENIZER_FILE):
+                (directory / TOKENIZER_DIR / name).unlink(missing_ok=True)
+        else:
             start = time.perf_counter()
             text_block = _export_text(text_encoder, directory, opset=opset)
             text_block["templates"] = list(templates) if templates is not None else None
@@ -428,7 +445,6 @@ def _export_text(encoder: TextEncoder, directory: Path, *, opset: int | None) ->
     tokenizer_dir.mkdir(exist_ok=True)
     for stale in (CLIP_TOKENIZER_FILE, HF_TOKENIZER_FILE):
         (tokenizer_dir / stale).unlink(missing_ok=True)
-    texts = dynamic = None
     if isinstance(encoder, ClipTextEncoder):
         tokenizer = _clip_tokenizer_block(encoder.tokenizer, encoder.name)
         (tokenizer_dir / CLIP_TOKENIZER_FILE).write_text(json.dumps(tokenizer.pop("data")))
