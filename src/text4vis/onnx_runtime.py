@@ -2,9 +2,12 @@
 
 This module imports onnxruntime, numpy, PyAV (through :mod:`text4vis.data.decoders`), Pillow
 (resizing), and for new label names ``tokenizers`` (sentence-transformers / ``hf:`` text
-encoders) or ``regex`` and ``ftfy`` (CLIP's BPE tokenizer); never torch. Install it alone with
-``pip install 'text4vis[runtime]'`` (the package itself still lists torch among its dependencies;
-``pip install --no-deps text4vis`` beside the runtime extra's packages leaves it out).
+encoders) or ``regex`` and ``ftfy`` (CLIP's BPE tokenizer); never torch. The package's own
+dependencies include torch, so a machine without it installs the ``runtime`` extra's packages
+and the package without its dependencies::
+
+    pip install onnxruntime numpy av pillow simplejpeg tokenizers regex ftfy
+    pip install --no-deps text4vis
 
 ::
 

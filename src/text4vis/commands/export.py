@@ -18,7 +18,7 @@ examples:
   text4vis export runs/k400/model --format onnx --out exported/
   text4vis export runs/k400/model --format onnx --out exported/ --int8
 
-then, with only `pip install 'text4vis[runtime]'`:
+then, on a machine with onnxruntime and no torch (see text4vis.onnx_runtime for the install):
   from text4vis.onnx_runtime import OnnxPredictor
   OnnxPredictor.from_export("exported/").predict(["a.mp4"], labels=["dancing", "cooking"])
 """
