@@ -34,6 +34,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,7 +96,7 @@ def measure(args: argparse.Namespace, directory: Path) -> list[str]:
     def forward(variant: str) -> tuple[np.ndarray, np.ndarray]:
         """(logits, embeddings) of one forward pass."""
         if variant.startswith("torch"):
-            net = model if variant == "torch fp32" else int8_model
+            net: Any = model if variant == "torch fp32" else int8_model
             with torch.inference_mode():
                 emb = net.encode_video(video)
                 return net.logits_from_embeddings(emb).numpy(), emb.numpy()

@@ -23,7 +23,7 @@ from conftest import write_colour_clips
 from text4vis.config import DataConfig, ModelConfig
 from text4vis.models.export import VideoGraph, export_onnx, quantize_onnx_int8
 from text4vis.models.video import VideoRecognizer
-from text4vis.onnx_runtime import ExportFolderError, OnnxPredictor, read_export
+from text4vis.onnx_runtime import ExportFolderError, OnnxPredictor, is_export, read_export
 from text4vis.predict import PredictError, Predictor
 
 ort = pytest.importorskip("onnxruntime")
@@ -214,10 +214,21 @@ def minilm_export(tmp_path_factory):
     model.save_pretrained(root / "model", data_config=small_data())
     assert main(["export", str(root / "model"), "--format", "onnx", "--out", str(root / "exp"),
                  "--int8"]) == 0  # fmt: skip
+    # One video as a frame folder (img_00001.jpg ...), which both predictors read too.
+    from PIL import Image
+
+    from text4vis.data.decoders import open_video
+
+    reader = open_video(root / records[-1].path)
+    frames = reader.frames(list(range(reader.num_frames)))
+    (root / "frames").mkdir()
+    for i, frame in enumerate(frames, start=1):
+        Image.fromarray(frame).save(root / "frames" / f"img_{i:05d}.jpg", quality=95)
     return {
         "model": root / "model",
         "export": root / "exp",
         "videos": [str(root / r.path) for r in records],
+        "frames": str(root / "frames"),
     }
 
 
@@ -249,7 +260,7 @@ def test_text_graph_matches_the_encoder_on_new_labels(minilm_export):
 
 
 def test_runtime_predicts_as_predictor(minilm_export):
-    videos = minilm_export["videos"]
+    videos = [*minilm_export["videos"], minilm_export["frames"]]
     predictor = Predictor.from_pretrained(minilm_export["model"], num_workers=0)
     runtime = OnnxPredictor.from_export(minilm_export["export"], batch_size=3)
     for labels in (None, ["yellow", "red"], NEW_LABELS):
@@ -268,6 +279,9 @@ def test_runtime_predicts_as_predictor(minilm_export):
         videos[:2], top_k=2
     )
     assert [r[0]["label"] for r in got] == [r[0]["label"] for r in want]
+    # Decoding in threads changes nothing.
+    threaded = OnnxPredictor.from_export(minilm_export["export"], batch_size=4, num_workers=2)
+    assert threaded.predict(videos, top_k=2) == runtime.predict(videos, top_k=2)
 
 
 def test_runtime_errors(minilm_export, tmp_path):
@@ -283,6 +297,11 @@ def test_runtime_errors(minilm_export, tmp_path):
         runtime.predict(minilm_export["videos"][:1], labels=["new one"], templates=["no slot"])
     with pytest.raises(ExportFolderError, match="export.json not found"):
         OnnxPredictor.from_export(tmp_path)
+    assert is_export(minilm_export["export"]) and not is_export(minilm_export["model"])
+    (tmp_path / "export.json").write_text('{"format": "text4vis-onnx", "format_version": 99}')
+    assert is_export(tmp_path)
+    with pytest.raises(ExportFolderError, match="format_version 99"):
+        read_export(tmp_path)
 
 
 def test_int8_agrees_with_fp32(minilm_export):
@@ -400,3 +419,24 @@ def test_int8_graph_of_every_backbone_runs(tmp_path):
     fp32 = OnnxPredictor.from_export(tmp_path).run_video(clips)["logits"]
     int8 = OnnxPredictor.from_export(tmp_path, precision="int8").run_video(clips)["logits"]
     assert (fp32.argmax(-1) == int8.argmax(-1)).mean() >= 0.9
+
+
+@pytest.mark.slow
+def test_export_of_a_training_checkpoint_reads_videos_as_its_config(tmp_path):
+    """`text4vis export CKPT`: the data settings are the checkpoint config's, as Predictor's."""
+    from conftest import train_tiny_model
+    from text4vis.cli import main
+    from text4vis.data import write_annotations, write_labels
+
+    write_labels(tmp_path / "labels.csv", COLOURS)
+    write_annotations(tmp_path / "train.txt", write_colour_clips(tmp_path, per_class=1))
+    write_annotations(tmp_path / "val.txt", write_colour_clips(tmp_path, per_class=1, seed=1))
+    trained = train_tiny_model(tmp_path, "config.yaml", "train.epochs=1", "data.resize_size=40")
+    out = tmp_path / "exp"
+    assert main(["export", str(trained["ckpt"]), "--out", str(out)]) == 0
+    pre = read_export(out)["preprocessing"]
+    assert (pre["num_segments"], pre["input_size"], pre["resize_size"]) == (4, 32, 40)
+    videos = [str(p) for p in sorted((tmp_path / "clips").glob("*.mp4"))]
+    want = Predictor.from_pretrained(trained["ckpt"], num_workers=0).predict(videos, top_k=1)
+    got = OnnxPredictor.from_export(out).predict(videos, top_k=1)
+    assert [r[0]["label"] for r in got] == [r[0]["label"] for r in want]

@@ -279,7 +279,9 @@ def resize_short_side(frames: np.ndarray, size: int) -> np.ndarray:
         return frames
     out = np.empty((t, new_h, new_w, 3), dtype=np.uint8)
     for i, frame in enumerate(frames):
-        out[i] = np.asarray(Image.fromarray(frame).resize((new_w, new_h), Image.BILINEAR))
+        out[i] = np.asarray(
+            Image.fromarray(frame).resize((new_w, new_h), Image.Resampling.BILINEAR)
+        )
     return out
 
 

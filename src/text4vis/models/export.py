@@ -143,6 +143,9 @@ class VideoGraph(nn.Module):
 class _ClipTextGraph(nn.Module):
     """CLIP token ids ``[N, L]`` -> L2-normalised text embeddings ``[N, D]``."""
 
+    clip: Any  # an open_clip model (its encode_text)
+    projection: torch.Tensor
+
     def __init__(self, clip_model: nn.Module, projection: torch.Tensor | None) -> None:
         super().__init__()
         self.clip = clip_model
@@ -160,6 +163,9 @@ class _TransformerTextGraph(nn.Module):
     ``[N, L]`` -> L2-normalised text embeddings ``[N, D]`` (the encoder's own pooling for
     sentence-transformers, the masked mean of the last hidden state for ``hf:``, as
     :class:`~text4vis.models.text.HFTextEncoder` computes them)."""
+
+    model: Any  # a SentenceTransformer or a transformers model
+    projection: torch.Tensor
 
     def __init__(self, model: nn.Module, kind: str, projection: torch.Tensor | None) -> None:
         super().__init__()
