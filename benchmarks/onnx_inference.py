@@ -143,7 +143,7 @@ def measure(args: argparse.Namespace, directory: Path) -> list[str]:
         + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in files.items()),
         "",
         "| variant | clips/s (wall, median) | speed-up (wall): median [min-max] "
-        "| CPU s/clip (median) | speed-up (CPU time): median [min-max] "
+        "| CPU ms/clip (median) | speed-up (CPU time): median [min-max] "
         "| min cosine to torch fp32 | top-1 agreement |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -152,7 +152,7 @@ def measure(args: argparse.Namespace, directory: Path) -> list[str]:
         rows.append(
             f"| {variant} | {args.batch / statistics.median(wall[variant]):.2f} "
             f"| {statistics.median(w):.2f}x [{w[0]:.2f}-{w[-1]:.2f}] "
-            f"| {statistics.median(cpu[variant]) / args.batch:.3f} "
+            f"| {1000 * statistics.median(cpu[variant]) / args.batch:.2f} "
             f"| {statistics.median(c):.2f}x [{c[0]:.2f}-{c[-1]:.2f}] "
             f"| {cosine[variant]:.5f} | {agreement[variant]:.2f} |"
         )
