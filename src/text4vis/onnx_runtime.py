@@ -45,7 +45,8 @@ from text4vis.data.decoders import VideoDecodeError, open_video
 from text4vis.data.labels import check_labels, match_class_names, normalize_class_name
 from text4vis.data.sampling import build_sampler
 from text4vis.errors import Text4VisError
-from text4vis.predict import PredictError, VideoPrediction
+from text4vis.errors import UsageError as PredictError
+from text4vis.results import VideoPrediction
 
 __all__ = [
     "ClipBpeTokenizer",

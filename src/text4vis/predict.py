@@ -36,7 +36,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +60,7 @@ from text4vis.models.temporal import build_temporal_head
 from text4vis.models.text import ClipTextEncoder, TextEncoder, build_text_encoder
 from text4vis.models.video import VideoRecognizer, scaled_cosine_logits
 from text4vis.models.zero_shot import build_zero_shot_classifier, zero_shot_templates
+from text4vis.results import VideoPrediction
 from text4vis.runtime import inference_precision, select_device
 
 __all__ = [
@@ -78,26 +78,6 @@ PredictError = UsageError  # the older name, kept importable
 # ----------------------------------------------------------------------------------------------
 # Results
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class VideoPrediction:
-    """The result for one video: ranked labels, or the reason it could not be read."""
-
-    video: str  # the path as given
-    predictions: list[dict[str, Any]] | None = None  # [{"label", "score"}], best first
-    error: str | None = None  # why the video could not be labelled (None when it was)
-
-    @property
-    def ok(self) -> bool:
-        """Whether the video was labelled."""
-        return self.error is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"video", "predictions"}`` or ``{"video", "error"}`` (the JSON schema)."""
-        if self.error is not None:
-            return {"video": self.video, "error": self.error}
-        return {"video": self.video, "predictions": self.predictions}
 
 
 class _ReportingDataset:
