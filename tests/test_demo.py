@@ -16,12 +16,12 @@ import pytest
 from PIL import Image
 
 from test_demo_statistics import _compare, _stats
-from text4vis.demo.report import format_stats as _fmt
-from text4vis.demo.report import render_report
-from text4vis.demo.runs import RunSpec, run_specs
-from text4vis.demo.settings import TABLE6_TEMPORAL, DemoSettings, demo_settings
+from text4vis_demo.report import format_stats as _fmt
+from text4vis_demo.report import render_report
+from text4vis_demo.runs import RunSpec, run_specs
+from text4vis_demo.settings import TABLE6_TEMPORAL, DemoSettings, demo_settings
 
-PROBE_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "probe_temporal_head.py"
+PROBE = [sys.executable, "-m", "text4vis_demo.probe"]
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_quick_demo_exports_a_model_that_loads_and_beats_chance(quick_demo: Path
 @pytest.mark.process
 def test_probe_command_on_the_quick_demo(quick_demo: Path):
     result = subprocess.run(
-        [sys.executable, str(PROBE_SCRIPT), str(quick_demo), "--epochs", "2", "--json"],
+        [*PROBE, str(quick_demo), "--epochs", "2", "--json"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -202,14 +202,14 @@ def test_probe_command_on_the_quick_demo(quick_demo: Path):
     for h in out["history"]:
         assert 0.0 <= h["top1"] <= 100.0 and h["direction_top1"] is not None
     missing = subprocess.run(
-        [sys.executable, str(PROBE_SCRIPT), str(quick_demo), "--run", "nope"],
+        [*PROBE, str(quick_demo), "--run", "nope"],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert missing.returncode == 2 and "nope" in missing.stderr and "runs" in missing.stderr
     zero = subprocess.run(
-        [sys.executable, str(PROBE_SCRIPT), str(quick_demo), "--feature-scale", "0"],
+        [*PROBE, str(quick_demo), "--feature-scale", "0"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -324,7 +324,7 @@ def test_report_prints_only_given_numbers():
 def test_report_prints_early_accuracy_per_class_group():
     """Table 6's early accuracy per class group: one row per initialiser with the four given
     numbers, and text minus random and orthogonal per group; nothing when the runs kept none."""
-    from text4vis.demo.report import _render_table6_early_groups
+    from text4vis_demo.report import _render_table6_early_groups
 
     def row(first_dir, first_other, early_dir, early_other):
         return {

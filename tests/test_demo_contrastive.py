@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from text4vis.demo.contrastive import ROWS
-from text4vis.demo.contrastive import judge_table9 as _claims
-from text4vis.demo.paper import PAPER_TABLE9
-from text4vis.demo.report import render_contrastive_report
-from text4vis.demo.statistics import ranking as _ranking
+from text4vis_demo.contrastive import ROWS
+from text4vis_demo.contrastive import judge_table9 as _claims
+from text4vis_demo.paper import PAPER_TABLE9
+from text4vis_demo.report import render_contrastive_report
+from text4vis_demo.statistics import ranking as _ranking
 
 KEYS = [row.key for row in ROWS]
 
@@ -156,7 +156,7 @@ def test_contrastive_flag_rejects_seeds(capsys) -> None:
 
 
 def test_missing_pretrained_file_is_named_before_any_work(tmp_path: Path) -> None:
-    from text4vis.demo import run_contrastive_demo
+    from text4vis_demo import run_contrastive_demo
 
     missing = tmp_path / "nope.safetensors"
     with pytest.raises(FileNotFoundError, match="nope.safetensors: no such weight file"):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from text4vis.demo.runs import RunSpec
-from text4vis.demo.settings import DEMO_ARCH_TEXT, TABLE6_TEMPORAL
+from text4vis_demo.runs import RunSpec
+from text4vis_demo.settings import DEMO_ARCH_TEXT, TABLE6_TEMPORAL
 
 __all__ = ["format_stats", "render_contrastive_report", "render_report"]
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from text4vis.demo.paper import PAPER
-from text4vis.demo.runs import RunResult
-from text4vis.demo.settings import DemoSettings
-from text4vis.demo.statistics import Estimate, Judgement, Record, Stats
+from text4vis_demo.paper import PAPER
+from text4vis_demo.runs import RunResult
+from text4vis_demo.settings import DemoSettings
+from text4vis_demo.statistics import Estimate, Judgement, Record, Stats
 
 __all__ = [
     "DatasetSummary",
@@ -105,7 +105,7 @@ class ScratchRow(Record):
 
 @dataclass
 class DemoTables:
-    """Tables 6-8: what the claims of :data:`text4vis.demo.paper.TABLE_CLAIMS` are judged on."""
+    """Tables 6-8: what the claims of :data:`text4vis_demo.paper.TABLE_CLAIMS` are judged on."""
 
     table6: dict[str, Table6Row]  # by initialiser, in the order of INITS
     table7: Table7

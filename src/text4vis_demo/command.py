@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.contrastive:
         if args.seeds is not None:
             raise ValueError("--seeds applies to the main demo; use --seed with --contrastive")
-        from text4vis.demo import run_contrastive_demo
+        from text4vis_demo import run_contrastive_demo
 
         result = run_contrastive_demo(
             args.out,
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             "--pretrained applies to --contrastive; the main demo runs its own stage 0"
         )
-    from text4vis.demo import run_demo
+    from text4vis_demo import run_demo
 
     metrics = run_demo(args.out, quick=args.quick, seeds=args.seeds, progress=not args.no_progress)
     print(f"report: {metrics.out}/report.md")

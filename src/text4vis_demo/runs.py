@@ -8,7 +8,6 @@ import contextlib
 import csv
 import dataclasses
 import json
-import logging
 import os
 import shutil
 import socket
@@ -19,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from text4vis.demo.settings import INITS, TABLE6_TEMPORAL, TWO_SHOT_INITS, DemoSettings
-from text4vis.demo.statistics import Record, mean_and_std
+from text4vis_demo.log import get_logger
+from text4vis_demo.settings import INITS, TABLE6_TEMPORAL, TWO_SHOT_INITS, DemoSettings
+from text4vis_demo.statistics import Record, mean_and_std
 
 __all__ = [
     "JobResult",
@@ -41,7 +41,7 @@ __all__ = [
     "train_run",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # Environment variables of an enclosing torchrun that must not leak into the jobs we launch.
 _DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -155,7 +155,7 @@ def train_run(spec: RunSpec, base: dict[str, Any], class_names: list[str], out: 
 
     Args:
         spec: the run.
-        base: the shared config (:func:`~text4vis.demo.settings.base_config_dict`).
+        base: the shared config (:func:`~text4vis_demo.settings.base_config_dict`).
         class_names: the seen classes.
         out: the report folder.
     """

@@ -26,12 +26,13 @@ side is all-MiniLM-L6-v2 (``model.text_encoder``), which stays frozen in both st
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from text4vis_demo.log import get_logger
 
 __all__ = [
     "PRETRAINED_FILE",
@@ -42,7 +43,7 @@ __all__ = [
     "zero_shot_attributes",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: name of the stage-0 weight file inside the stage-0 folder
 PRETRAINED_FILE = "demo_pretrained.safetensors"

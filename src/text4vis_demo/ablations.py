@@ -1,9 +1,9 @@
 """The main demo: tables 6-8 of the paper at toy scale (:func:`run_demo`).
 
-It writes the synthetic-actions dataset, trains the runs of :func:`~text4vis.demo.runs.run_specs`
+It writes the synthetic-actions dataset, trains the runs of :func:`~text4vis_demo.runs.run_specs`
 with the library's trainer, adds the evaluations the tables need beyond validation top-1
 (zero-shot on the unseen classes, the direction-dependent classes), builds the tables, judges
-the paper's claims (:data:`~text4vis.demo.paper.TABLE_CLAIMS`), draws the figures, exports the
+the paper's claims (:data:`~text4vis_demo.paper.TABLE_CLAIMS`), draws the figures, exports the
 main model and writes ``metrics.json`` and ``report.md``.
 """
 
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from text4vis.demo.metrics import (
+from text4vis_demo.log import get_logger
+from text4vis_demo.metrics import (
     DatasetSummary,
     DemoMetrics,
     DemoTables,
@@ -32,16 +33,16 @@ from text4vis.demo.metrics import (
     Table8,
     Table8Row,
 )
-from text4vis.demo.paper import PAPER, TABLE_CLAIMS
-from text4vis.demo.plots import (
+from text4vis_demo.paper import PAPER, TABLE_CLAIMS
+from text4vis_demo.plots import (
     offdiagonal_correlation,
     partner_cosine_by_group,
     partner_similarity,
     plot_correlation_maps,
     plot_init_curves,
 )
-from text4vis.demo.report import render_report
-from text4vis.demo.runs import (
+from text4vis_demo.report import render_report
+from text4vis_demo.runs import (
     RunResult,
     RunSpec,
     direction_groups,
@@ -52,7 +53,7 @@ from text4vis.demo.runs import (
     run_specs,
     train_run,
 )
-from text4vis.demo.settings import (
+from text4vis_demo.settings import (
     DEMO_ARCH,
     INITS,
     TABLE6_TEMPORAL,
@@ -63,11 +64,11 @@ from text4vis.demo.settings import (
     demo_threads,
     make_demo_dataset,
 )
-from text4vis.demo.statistics import Stats, accuracy_stats, judge_claims
+from text4vis_demo.statistics import Stats, accuracy_stats, judge_claims
 
 __all__ = ["ExtraEvaluations", "build_tables", "run_demo", "stage0_seen_attributes"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def run_demo(
@@ -245,8 +246,8 @@ def run_stage0(
 ) -> tuple[dict[str, Any], Path]:
     """Run stage 0 into ``out/pretrain``: its results (paths relative to ``out``) and the
     weight file the video runs load."""
-    from text4vis.demo.pretrain import pretrain_settings, run_pretraining
     from text4vis.runs import setup_logging
+    from text4vis_demo.pretrain import pretrain_settings, run_pretraining
 
     log_level = logging.getLevelName(logging.getLogger("text4vis").getEffectiveLevel())
     logger.info("stage 0: image-text pretraining on captioned stills")
@@ -272,8 +273,8 @@ def _stage0_video_zero_shot(
 ) -> float:
     """Stage 0's model itself, before any video training (mean pooling of its frame embeddings),
     against the unseen names: how much of the zero-shot comes from stage 0 alone."""
-    from text4vis.demo.runs import spec_config
     from text4vis.models.factory import build_model
+    from text4vis_demo.runs import spec_config
 
     cfg = spec_config(base, RunSpec("text", "mean", 0, 0))
     model = build_model(cfg, unseen_names)
@@ -292,8 +293,8 @@ def stage0_seen_attributes(
         share of the seen classes that agree with the true one on that attribute (what a
         uniformly random prediction scores), averaged over the clips.
     """
-    from text4vis.demo.runs import spec_config
     from text4vis.models.factory import build_model
+    from text4vis_demo.runs import spec_config
 
     cfg = spec_config(base, RunSpec("text", "mean", 0, 0))
     result = evaluate_list(build_model(cfg, seen_names), base_cfg, dataset.val_list, seen_names)
@@ -507,7 +508,7 @@ def build_tables(
 
     Args:
         settings: the demo's sizes (seeds, clips per class, shots).
-        results: every run of :func:`~text4vis.demo.runs.run_specs`, by key.
+        results: every run of :func:`~text4vis_demo.runs.run_specs`, by key.
         extra: zero-shot and direction metrics per seed.
         early_epoch: the epoch (1-based) whose validation top-1 is table 6's "early" column.
         num_seen: seen classes.

@@ -1,7 +1,7 @@
 """The paper's table 9 at toy scale: the frozen text classifier vs the contrastive paradigm.
 
 :func:`run_contrastive_demo` writes the synthetic-actions dataset of the demo
-(:func:`text4vis.demo.settings.make_demo_dataset`), runs stage 0, then trains the demo's small
+(:func:`text4vis_demo.settings.make_demo_dataset`), runs stage 0, then trains the demo's small
 model five times, each as a real DDP job of 2 gloo processes (1 torch thread each) launched the
 way a user launches one::
 
@@ -23,7 +23,7 @@ writes into ``out_dir``:
   console output).
 
 **The pretrained pair.** Every row starts from the pair the main demo transfers: the image
-encoder of stage 0 (:mod:`text4vis.demo.pretrain`, run here first, or a weight file passed as
+encoder of stage 0 (:mod:`text4vis_demo.pretrain`, run here first, or a weight file passed as
 ``pretrained``) and the frozen all-MiniLM-L6-v2 it was aligned with. The CE and offline rows keep
 MiniLM's class embeddings fixed; the online rows train MiniLM's own weights
 (``train.text_online=true``, :class:`~text4vis.models.text.TransformerTextTower`). Both
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import os
 import time
@@ -43,11 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from text4vis.demo.ablations import run_stage0
-from text4vis.demo.paper import PAPER_TABLE9, TABLE9_CLAIMS
-from text4vis.demo.report import render_contrastive_report
-from text4vis.demo.runs import JobResult, log_run_start, run_torchrun_job
-from text4vis.demo.settings import (
+from text4vis_demo.ablations import run_stage0
+from text4vis_demo.log import get_logger
+from text4vis_demo.paper import PAPER_TABLE9, TABLE9_CLAIMS
+from text4vis_demo.report import render_contrastive_report
+from text4vis_demo.runs import JobResult, log_run_start, run_torchrun_job
+from text4vis_demo.settings import (
     DEMO_ARCH,
     TEXT_ENCODER,
     DemoSettings,
@@ -56,7 +56,7 @@ from text4vis.demo.settings import (
     demo_threads,
     make_demo_dataset,
 )
-from text4vis.demo.statistics import Estimate, Judgement, binomial_se, judge_claims, ranking
+from text4vis_demo.statistics import Estimate, Judgement, binomial_se, judge_claims, ranking
 
 __all__ = [
     "PAPER_TABLE9",
@@ -71,7 +71,7 @@ __all__ = [
     "table9_quantities",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 REPORT_FILE = "contrastive_report.md"
 METRICS_FILE = "contrastive_metrics.json"
@@ -117,7 +117,7 @@ _RUN_ORDER = ("ce", "gather_online", "gather_offline", "local_online", "local_of
 
 
 def contrastive_demo_settings(quick: bool = False) -> DemoSettings:
-    """The demo's settings (:func:`text4vis.demo.settings.demo_settings`) resized for five DDP runs.
+    """The demo's settings (:func:`text4vis_demo.settings.demo_settings`) resized for five DDP runs.
 
     Model, frame size, frames, learning rates and the global batch are the demo's; the number
     of clips and epochs are set here so that the five runs fit about 5 minutes on 2 cores
@@ -178,7 +178,7 @@ def _trained_class_embeddings(run_dir: Path) -> Any:
 
 
 def table9_quantities(rows: dict[str, Any]) -> dict[str, Estimate]:
-    """What :data:`~text4vis.demo.paper.TABLE9_CLAIMS` compare, per row: ``top1.<row>`` (in %,
+    """What :data:`~text4vis_demo.paper.TABLE9_CLAIMS` compare, per row: ``top1.<row>`` (in %,
     with its binomial standard error) and ``epoch_time.<row>`` (the steady time per epoch, with
     the standard error of its mean over the epochs; unknown for a single epoch)."""
     found: dict[str, Estimate] = {}
@@ -328,7 +328,7 @@ def run_contrastive_demo(
         quick: the much smaller version (for tests, about a minute and a half).
         seed: training seed of every run (initial weights of the new modules, data order,
             augmentation); the dataset is the demo's (``settings.data_seed``).
-        settings: a :class:`text4vis.demo.DemoSettings` (default:
+        settings: a :class:`text4vis_demo.DemoSettings` (default:
             :func:`contrastive_demo_settings`); ``batch_size`` is the global batch.
         nproc: gloo processes per run (``batch_size`` must be a multiple of it).
         progress: progress bar while writing the dataset.

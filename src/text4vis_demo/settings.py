@@ -126,7 +126,7 @@ def base_config_dict(
 ) -> dict[str, Any]:
     """The config shared by every run (as a dict for :func:`~text4vis.config.config_from_dict`).
 
-    With ``pretrained`` (stage 0's weight file, :mod:`text4vis.demo.pretrain`) the visual
+    With ``pretrained`` (stage 0's weight file, :mod:`text4vis_demo.pretrain`) the visual
     encoder starts from it and learns at ``lr * settings.visual_lr_ratio``, as the paper
     fine-tunes CLIP; without, it starts random and learns at ``lr``.
 
