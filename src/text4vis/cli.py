@@ -30,11 +30,11 @@ def discover_commands() -> dict[str, ModuleType]:
     """Command name -> module: every public module of :mod:`text4vis.commands`, then every
     module registered under the entry-point group :data:`ENTRY_POINT_GROUP`.
 
-    Other installed packages add commands that way, with the same module contract; the
-    ``text4vis_demo`` package declares ``text4vis demo`` in ``pyproject.toml``::
+    Other installed packages add commands that way, with the same module contract, in their
+    ``pyproject.toml`` (the demo package beside the library declares ``text4vis demo`` so)::
 
         [project.entry-points."text4vis.commands"]
-        demo = "text4vis_demo.command"
+        my-command = "my_package.my_command"
 
     Raises:
         RuntimeError: two modules define the same command, a plugin module fails to import, or
