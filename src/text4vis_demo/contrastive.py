@@ -375,22 +375,12 @@ def run_contrastive_demo(
         FileNotFoundError: ``pretrained`` is not a file.
         RuntimeError: a run failed (the message names its log file).
     """
-    from text4vis.config import config_from_dict, dump_config
+    from text4vis.config import config_from_dict
     from text4vis.data import read_labels
     from text4vis.runs import create_run_dir
 
     settings = settings or contrastive_demo_settings(quick)
-    if pretrained is not None and not Path(pretrained).is_file():
-        raise FileNotFoundError(
-            f"pretrained={pretrained}: no such weight file; give the stage-0 file of a main "
-            "demo (<report>/pretrain/demo_pretrained.safetensors) or leave it out to run stage 0"
-        )
-    if nproc < 2:
-        raise ValueError(f"nproc must be at least 2 (batch gather needs processes), got {nproc}")
-    if settings.batch_size % nproc:
-        raise ValueError(
-            f"batch_size {settings.batch_size} (global) must be a multiple of nproc={nproc}"
-        )
+    _check_arguments(settings, nproc, pretrained)
     start = time.perf_counter()
     placeholder = config_from_dict({"run": {"root": "runs", "name": "demo_contrastive"}})
     run = create_run_dir(placeholder, path=out_dir)
@@ -402,8 +392,8 @@ def run_contrastive_demo(
     dataset_s = time.perf_counter() - t0
     class_names = read_labels(dataset.labels_seen)
 
-    stage0: PretrainResult | None = None
     t0 = time.perf_counter()
+    stage0: PretrainResult | None = None
     if pretrained is None:
         # Stage 0 in-process as the main demo runs it (its decoding workers and torch threads;
         # no DDP job is running yet), so its weight file is the main demo's.
@@ -415,74 +405,13 @@ def run_contrastive_demo(
         weights = Path(pretrained).resolve()
         pretrained_text = str(weights)
     stage0_s = time.perf_counter() - t0
-    values = base_config_dict(settings, dataset, out, pretrained=weights)
-    values["data"]["batch_size"] = settings.batch_size // nproc  # per process
-    values["data"]["num_workers"] = settings.num_workers  # per process
-    values["model"].update(
-        {
-            "temporal": "transformer",  # T-Trans, as in the paper's table 9
-            "classifier": "text",  # MiniLM's class embeddings (base_config_dict's encoder)
-        }
-    )
-    values["train"].update(
-        {
-            "seed": seed,
-            "eval_every": 0,  # validate once, at the end
-            "text_lr_ratio": settings.visual_lr_ratio,  # pretrained, fine-tuned as the image side
-            "same_class_positive": True,
-        }
-    )
-    values["run"].update({"device": "cpu", "name": "demo_contrastive"})
-    cfg = config_from_dict(values)
-    config_path = out / "config.yaml"
-    dump_config(cfg, config_path)
+    cfg, config_path = _write_config(settings, dataset, out, weights, nproc=nproc, seed=seed)
     initial = _initial_class_embeddings(cfg, class_names)
 
-    jobs: dict[str, JobResult] = {}
-    by_key = {row.key: row for row in ROWS}
     t0 = time.perf_counter()
-    for number, key in enumerate(_RUN_ORDER, 1):
-        row = by_key[key]
-        overrides = " ".join(row.overrides)
-        log_run_start(number, len(ROWS), t0, f"{key}: {overrides} on {nproc} gloo processes")
-        job = run_torchrun_job(
-            key,
-            config_path,
-            out / "runs" / key,
-            row.overrides,
-            nproc=nproc,
-            epochs=settings.epochs,
-            timeout_s=run_timeout_s,
-        )
-        jobs[key] = job
-        logger.info(
-            "[run %d/%d] %s: top-1 %.1f%%, training %.1fs, wall %.1fs",
-            number,
-            len(ROWS),
-            key,
-            100 * job.top1,
-            job.train_time_s,
-            job.wall_s,
-        )
+    jobs = _run_rows(settings, config_path, out, nproc=nproc, run_timeout_s=run_timeout_s)
     training_s = time.perf_counter() - t0
-    ce = jobs["ce"]
-    results: dict[str, Table9Result] = {}
-    for row in ROWS:
-        job = jobs[row.key]
-        trained = None
-        if row.text_online:
-            trained = _similarity_stats(_trained_class_embeddings(Path(job.run_dir)))
-        results[row.key] = Table9Result(
-            row=row,
-            job=dataclasses.replace(
-                job,
-                run_dir=str(Path(job.run_dir).relative_to(out)),
-                log=str(Path(job.log).relative_to(out)),
-            ),
-            train_time_ratio_vs_ce=job.train_time_s / ce.train_time_s,
-            wall_ratio_vs_ce=job.wall_s / ce.wall_s,
-            trained_text_classifier=trained,
-        )
+    results = _table9_results(jobs, out)
     rows = {key: result.to_dict() for key, result in results.items()}
     metrics = ContrastiveMetrics(
         mode="quick" if quick else "full",
@@ -510,6 +439,109 @@ def run_contrastive_demo(
     )
     metrics.out = out
     return metrics
+
+
+def _check_arguments(settings: DemoSettings, nproc: int, pretrained: str | Path | None) -> None:
+    """Refuse what cannot run, before any work (see :func:`run_contrastive_demo`)."""
+    if pretrained is not None and not Path(pretrained).is_file():
+        raise FileNotFoundError(
+            f"pretrained={pretrained}: no such weight file; give the stage-0 file of a main "
+            "demo (<report>/pretrain/demo_pretrained.safetensors) or leave it out to run stage 0"
+        )
+    if nproc < 2:
+        raise ValueError(f"nproc must be at least 2 (batch gather needs processes), got {nproc}")
+    if settings.batch_size % nproc:
+        raise ValueError(
+            f"batch_size {settings.batch_size} (global) must be a multiple of nproc={nproc}"
+        )
+
+
+def _write_config(
+    settings: DemoSettings, dataset: Any, out: Path, weights: Path, *, nproc: int, seed: int
+) -> tuple[Any, Path]:
+    """The config every row shares (``out/config.yaml``): the main demo's, with the temporal
+    transformer and the text classifier, per-process batches and one validation at the end."""
+    from text4vis.config import config_from_dict, dump_config
+
+    values = base_config_dict(settings, dataset, out, pretrained=weights)
+    values["data"]["batch_size"] = settings.batch_size // nproc  # per process
+    values["data"]["num_workers"] = settings.num_workers  # per process
+    values["model"].update(
+        {
+            "temporal": "transformer",  # T-Trans, as in the paper's table 9
+            "classifier": "text",  # MiniLM's class embeddings (base_config_dict's encoder)
+        }
+    )
+    values["train"].update(
+        {
+            "seed": seed,
+            "eval_every": 0,  # validate once, at the end
+            "text_lr_ratio": settings.visual_lr_ratio,  # pretrained, fine-tuned as the image side
+            "same_class_positive": True,
+        }
+    )
+    values["run"].update({"device": "cpu", "name": "demo_contrastive"})
+    cfg = config_from_dict(values)
+    config_path = out / "config.yaml"
+    dump_config(cfg, config_path)
+    return cfg, config_path
+
+
+def _run_rows(
+    settings: DemoSettings, config_path: Path, out: Path, *, nproc: int, run_timeout_s: float
+) -> dict[str, JobResult]:
+    """Train every row of table 9 as a torchrun job, CE first; results by row key."""
+    jobs: dict[str, JobResult] = {}
+    by_key = {row.key: row for row in ROWS}
+    t0 = time.perf_counter()
+    for number, key in enumerate(_RUN_ORDER, 1):
+        row = by_key[key]
+        overrides = " ".join(row.overrides)
+        log_run_start(number, len(ROWS), t0, f"{key}: {overrides} on {nproc} gloo processes")
+        job = run_torchrun_job(
+            key,
+            config_path,
+            out / "runs" / key,
+            row.overrides,
+            nproc=nproc,
+            epochs=settings.epochs,
+            timeout_s=run_timeout_s,
+        )
+        jobs[key] = job
+        logger.info(
+            "[run %d/%d] %s: top-1 %.1f%%, training %.1fs, wall %.1fs",
+            number,
+            len(ROWS),
+            key,
+            100 * job.top1,
+            job.train_time_s,
+            job.wall_s,
+        )
+    return jobs
+
+
+def _table9_results(jobs: dict[str, JobResult], out: Path) -> dict[str, Table9Result]:
+    """Table 9's rows in the order of :data:`ROWS`: each job (paths relative to ``out``), its
+    times over the CE row's, and the online rows' trained class embeddings."""
+    ce = jobs["ce"]
+    results: dict[str, Table9Result] = {}
+    for row in ROWS:
+        job = jobs[row.key]
+        trained = None
+        if row.text_online:
+            trained = _similarity_stats(_trained_class_embeddings(Path(job.run_dir)))
+        results[row.key] = Table9Result(
+            row=row,
+            job=dataclasses.replace(
+                job,
+                run_dir=str(Path(job.run_dir).relative_to(out)),
+                log=str(Path(job.log).relative_to(out)),
+            ),
+            train_time_ratio_vs_ce=job.train_time_s / ce.train_time_s,
+            wall_ratio_vs_ce=job.wall_s / ce.wall_s,
+            trained_text_classifier=trained,
+        )
+    return results
 
 
 def _embed_dim(arch: str) -> int:

@@ -468,10 +468,51 @@ def run_torchrun_job(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     command = _job_command(config, run_dir, [*overrides, f"run.name={name}"], nproc)
-    env = {k: v for k, v in os.environ.items() if k not in _DIST_ENV}
-    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     log_path = run_dir / "torchrun.log"
     load_before = os.getloadavg()[0]  # other work on the machine slows the run down
+    start = time.perf_counter()
+    returncode = _watch_job(name, command, run_dir, log_path, epochs, timeout_s)
+    wall = time.perf_counter() - start
+    load_after = os.getloadavg()[0]
+    if returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(
+            f"run {name}: torchrun exited with status {returncode} (a worker failed); "
+            f"full output in {log_path}:\n{tail}"
+        )
+    history = read_epochs(run_dir)
+    if len(history) != epochs or not (run_dir / "model").is_dir():
+        raise RuntimeError(
+            f"run {name} exited 0 but finished {len(history)} of {epochs} epochs or exported "
+            f"no model; see {log_path}"
+        )
+    return _job_result(
+        history,
+        wall_s=wall,
+        load_avg_1min=[load_before, load_after],
+        exit_code=returncode,
+        run_dir=run_dir,
+        log_path=log_path,
+        command=command,
+    )
+
+
+def _watch_job(
+    name: str,
+    command: list[str],
+    run_dir: Path,
+    log_path: Path,
+    epochs: int,
+    timeout_s: float,
+) -> int:
+    """Run ``command`` with its output in ``log_path``, logging each epoch it finishes; stop it
+    after ``timeout_s``. Returns its exit status.
+
+    Raises:
+        RuntimeError: the job ran past ``timeout_s``.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in _DIST_ENV}
+    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     start = time.perf_counter()
     with log_path.open("w") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
@@ -495,20 +536,20 @@ def run_torchrun_job(
                     epochs,
                     time.perf_counter() - start,
                 )
-    wall = time.perf_counter() - start
-    load_after = os.getloadavg()[0]
-    if process.returncode != 0:
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
-        raise RuntimeError(
-            f"run {name}: torchrun exited with status {process.returncode} (a worker failed); "
-            f"full output in {log_path}:\n{tail}"
-        )
-    history = read_epochs(run_dir)
-    if len(history) != epochs or not (run_dir / "model").is_dir():
-        raise RuntimeError(
-            f"run {name} exited 0 but finished {len(history)} of {epochs} epochs or exported "
-            f"no model; see {log_path}"
-        )
+    return process.returncode
+
+
+def _job_result(
+    history: list[dict[str, float]],
+    *,
+    wall_s: float,
+    load_avg_1min: list[float],
+    exit_code: int,
+    run_dir: Path,
+    log_path: Path,
+    command: list[str],
+) -> JobResult:
+    """A finished job's result from rank 0's epoch rows and what the launcher measured."""
     epoch_times = [r["epoch_time_s"] for r in history]
     mean, std = mean_and_std(epoch_times)
     # Epoch 1 also pays one-off costs (first batches, allocator warm-up): the per-epoch cost the
@@ -529,10 +570,10 @@ def run_torchrun_job(
         steady_epochs=len(steady),
         steady_epoch_time_mean_s=steady_mean,
         steady_epoch_time_std_s=steady_std,
-        wall_s=wall,
-        load_avg_1min=[load_before, load_after],
+        wall_s=wall_s,
+        load_avg_1min=load_avg_1min,
         peak_mem_mb_rank0=max(r["peak_mem_mb"] for r in history),
-        exit_code=process.returncode,
+        exit_code=exit_code,
         run_dir=str(run_dir),
         log=str(log_path),
         command=command,
