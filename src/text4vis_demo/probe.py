@@ -160,13 +160,13 @@ def train_probe(
     rows = F.normalize(weight.float(), dim=-1)
     is_direction = torch.zeros(rows.shape[0], dtype=torch.bool)
     is_direction[list(direction_classes)] = True
-    history, step = [], 0
+    history = []
     for epoch in range(1, epochs + 1):
         head.train()
         order = torch.randperm(len(x_train), generator=generator)
         losses = []
         for i in range(steps_per_epoch):
-            set_lr(optimizer, schedule(step))
+            set_lr(optimizer, schedule((epoch - 1) * steps_per_epoch + i))
             batch = order[i * batch_size : (i + 1) * batch_size]
             logits = logit_scale * F.normalize(head(x_train[batch]), dim=-1) @ rows.T
             loss = F.cross_entropy(logits, y_train[batch])
@@ -174,21 +174,32 @@ def train_probe(
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
-            step += 1
-        head.eval()
-        with torch.no_grad():
-            hits = (F.normalize(head(x_val), dim=-1) @ rows.T).argmax(-1) == y_val
-        direction = is_direction[y_val]
-        history.append(
-            ProbeEpoch(
-                epoch=epoch,
-                train_loss=sum(losses) / len(losses),
-                top1=_top1(hits) or 0.0,
-                direction_top1=_top1(hits[direction]),
-                other_top1=_top1(hits[~direction]),
-            )
-        )
+        history.append(_validate(head, val, rows, is_direction, epoch, sum(losses) / len(losses)))
     return history
+
+
+def _validate(
+    head: torch.nn.Module,
+    val: tuple[torch.Tensor, torch.Tensor],
+    rows: torch.Tensor,
+    is_direction: torch.Tensor,
+    epoch: int,
+    train_loss: float,
+) -> ProbeEpoch:
+    """Validation top-1 of the probe after ``epoch``: all clips, direction-dependent classes
+    (``is_direction[label]``) and the others; ``rows`` is the normalised classifier."""
+    x_val, y_val = val
+    head.eval()
+    with torch.no_grad():
+        hits = (F.normalize(head(x_val), dim=-1) @ rows.T).argmax(-1) == y_val  # [N]
+    direction = is_direction[y_val]
+    return ProbeEpoch(
+        epoch=epoch,
+        train_loss=train_loss,
+        top1=_top1(hits) or 0.0,
+        direction_top1=_top1(hits[direction]),
+        other_top1=_top1(hits[~direction]),
+    )
 
 
 def run_probe(
