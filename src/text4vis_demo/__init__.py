@@ -1,5 +1,14 @@
 """The embedded default: the paper's ablations at toy scale on synthetic actions, on the CPU.
 
+This package lives beside the library (as ``open_clip_train`` beside ``open_clip``): it imports
+:mod:`text4vis`, never the reverse. ``text4vis demo`` reaches it through the CLI's entry-point
+group ``text4vis.commands`` (:mod:`text4vis_demo.command`); ``python -m text4vis_demo`` is the
+same command. ``python -m text4vis_demo.compare`` compares two ``metrics.json`` files number by
+number, ``python -m text4vis_demo.probe`` trains the temporal transformer alone on a report's
+stage-0 frame embeddings. The synthetic worlds it draws (:mod:`text4vis.data.actions`,
+:mod:`text4vis.data.captions`) stay in the library, where the tests and users can make toy
+datasets too.
+
 :func:`run_demo` (``text4vis demo``) writes a synthetic-actions dataset
 (:mod:`text4vis.data.actions`: real mp4 files, list files, label CSVs), trains small video
 recognizers on it with the library's own trainer (:func:`text4vis.engine.train.fit`: real
@@ -45,9 +54,11 @@ shared config, the dataset),
 :mod:`~text4vis_demo.runs` (training runs and torchrun jobs), :mod:`~text4vis_demo.statistics`
 (accuracy summaries, standard errors, judging a claim), :mod:`~text4vis_demo.paper` (the paper's
 numbers and claims, as data), :mod:`~text4vis_demo.metrics` (typed results),
-:mod:`~text4vis_demo.plots`, :mod:`~text4vis_demo.report`, :mod:`~text4vis_demo.ablations`
-(tables 6-8), :mod:`~text4vis_demo.contrastive` (table 9), :mod:`~text4vis_demo.compare`
-(two ``metrics.json`` files number by number).
+:mod:`~text4vis_demo.plots`, :mod:`~text4vis_demo.report` (the reports: Jinja2 templates in
+``templates/`` rendered from the typed metrics), :mod:`~text4vis_demo.ablations` (tables 6-8),
+:mod:`~text4vis_demo.contrastive` (table 9), :mod:`~text4vis_demo.compare` (two ``metrics.json``
+files number by number), :mod:`~text4vis_demo.probe`, :mod:`~text4vis_demo.command` (the
+``demo`` command), :mod:`~text4vis_demo.log` (loggers under the library's ``text4vis``).
 """
 
 from text4vis_demo.ablations import run_demo
