@@ -564,6 +564,47 @@ def _epoch_group_stats(
     return accuracy_stats(values, total) if values else None
 
 
+def _table6_row(
+    init: str,
+    settings: DemoSettings,
+    results: dict[str, RunResult],
+    extra: ExtraEvaluations,
+    early_epoch: int,
+    num_seen: int,
+    direction_classes: Sequence[int],
+    n_dir: int,
+    n_other: int,
+) -> Table6Row:
+    """Table 6's row of one initialiser: final, early and mean-over-epochs top-1, per class
+    group (final, after epoch 1 and after the early epoch), and 2-shot where it was trained."""
+    seeds = range(settings.seeds)
+    n_val = settings.val_per_class * num_seen
+    direction = set(direction_classes)
+    other = set(range(num_seen)) - direction if direction else set()  # no split: no groups
+    runs = [results[RunSpec(init, TABLE6_TEMPORAL, 0, s).key] for s in seeds]
+    histories = [run.history for run in runs]
+    groups = extra.table6_direction.get(init)
+    two_shot = [RunSpec(init, "mean", settings.shot, s).key for s in seeds]
+    return Table6Row(
+        top1=accuracy_stats([run.val_top1 for run in runs], n_val),
+        early_top1=accuracy_stats([h[early_epoch - 1]["val_top1"] for h in histories], n_val),
+        mean_curve_top1=accuracy_stats(
+            [sum(r["val_top1"] for r in h) / len(h) for h in histories], n_val
+        ),
+        paper_top1=PAPER["table6"][init],
+        direction_top1=_group_stats(groups, "direction_top1", n_dir),
+        other_top1=_group_stats(groups, "other_top1", n_other),
+        reversed_partner_rate=_group_stats(groups, "reversed_partner_rate", n_dir),
+        two_shot_top1=accuracy_stats([results[k].val_top1 for k in two_shot], n_val)
+        if all(k in results for k in two_shot)
+        else None,
+        first_direction_top1=_epoch_group_stats(histories, 1, direction),
+        first_other_top1=_epoch_group_stats(histories, 1, other),
+        early_direction_top1=_epoch_group_stats(histories, early_epoch, direction),
+        early_other_top1=_epoch_group_stats(histories, early_epoch, other),
+    )
+
+
 def build_tables(
     settings: DemoSettings,
     results: dict[str, RunResult],
@@ -587,8 +628,6 @@ def build_tables(
             time-reversed partner is also a class), for table 6's early accuracy per class group.
     """
     seeds = range(settings.seeds)
-    direction = set(direction_classes)
-    other = set(range(num_seen)) - direction if direction else set()  # no split: no groups
 
     def top1s(init: str, temporal: str = "mean", shot: int = 0) -> list[float]:
         return [results[RunSpec(init, temporal, shot, s).key].val_top1 for s in seeds]
@@ -597,28 +636,12 @@ def build_tables(
     n_unseen = settings.unseen_per_class * num_unseen
     n_dir = int(extra.direction["mean"][0]["num_direction_videos"])
     n_other = int(extra.direction["mean"][0]["num_other_videos"])
-    table6 = {}
-    for init in INITS:
-        histories = [results[RunSpec(init, TABLE6_TEMPORAL, 0, s).key].history for s in seeds]
-        groups = extra.table6_direction.get(init)
-        table6[init] = Table6Row(
-            top1=accuracy_stats(top1s(init, TABLE6_TEMPORAL), n_val),
-            early_top1=accuracy_stats([h[early_epoch - 1]["val_top1"] for h in histories], n_val),
-            mean_curve_top1=accuracy_stats(
-                [sum(r["val_top1"] for r in h) / len(h) for h in histories], n_val
-            ),
-            paper_top1=PAPER["table6"][init],
-            direction_top1=_group_stats(groups, "direction_top1", n_dir),
-            other_top1=_group_stats(groups, "other_top1", n_other),
-            reversed_partner_rate=_group_stats(groups, "reversed_partner_rate", n_dir),
-            two_shot_top1=accuracy_stats(top1s(init, shot=settings.shot), n_val)
-            if all(RunSpec(init, "mean", settings.shot, s).key in results for s in seeds)
-            else None,
-            first_direction_top1=_epoch_group_stats(histories, 1, direction),
-            first_other_top1=_epoch_group_stats(histories, 1, other),
-            early_direction_top1=_epoch_group_stats(histories, early_epoch, direction),
-            early_other_top1=_epoch_group_stats(histories, early_epoch, other),
+    table6 = {
+        init: _table6_row(
+            init, settings, results, extra, early_epoch, num_seen, direction_classes, n_dir, n_other
         )
+        for init in INITS
+    }
     table7 = Table7(
         vision_text=Regimes(
             zero_shot=accuracy_stats(extra.zero_shot["vision_text"], n_unseen),
