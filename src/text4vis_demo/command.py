@@ -1,4 +1,8 @@
-"""`text4vis demo [--out DIR] [--quick] [--seeds N]`: the paper's ablations on synthetic actions."""
+"""`text4vis demo [--out DIR] [--quick] [--seeds N]`: the paper's ablations on synthetic actions.
+
+A command module of the CLI's contract (COMMAND, HELP, add_arguments, run), registered under the
+entry-point group ``text4vis.commands`` in pyproject.toml; ``python -m text4vis_demo`` runs it too.
+"""
 
 from __future__ import annotations
 
