@@ -141,8 +141,9 @@ def _training_fit(m: DemoMetrics) -> list[str]:
     parts = []
     for init in m.tables.table6:
         keys = [RunSpec(init, TABLE6_TEMPORAL, 0, seed).key for seed in m.seeds]
-        values = [m.runs[k].history[-1].get("train_top1") for k in keys if k in m.runs]
-        if len(values) == len(m.seeds) and all(v is not None for v in values):
+        last = [m.runs[k].history[-1].get("train_top1") for k in keys if k in m.runs]
+        values = [float(v) for v in last if v is not None]
+        if len(values) == len(m.seeds):
             parts.append(f"{_INIT_LABELS.get(init, init)} {100 * sum(values) / len(values):.1f}")
     return parts
 
