@@ -87,6 +87,7 @@ def test_the_demo_command_comes_through_the_entry_point(capsys: pytest.CaptureFi
     commands = cli.discover_commands()
     assert commands["demo"] is text4vis_demo.command
     assert "train" in commands  # the library's own commands are still found
+    assert list(commands) == sorted(commands)  # `text4vis --help` lists them by name, demo too
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["demo", "--help"])
     assert exit_info.value.code == 0

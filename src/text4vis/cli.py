@@ -27,7 +27,7 @@ ENTRY_POINT_GROUP = "text4vis.commands"
 
 
 def discover_commands() -> dict[str, ModuleType]:
-    """Command name -> module: every public module of :mod:`text4vis.commands`, then every
+    """Command name -> module, by name: every public module of :mod:`text4vis.commands` and every
     module registered under the entry-point group :data:`ENTRY_POINT_GROUP`.
 
     Other installed packages add commands that way, with the same module contract, in their
@@ -73,7 +73,7 @@ def discover_commands() -> dict[str, ModuleType]:
                 f"{where} defines {entry.name!r}, which {found[entry.name].__name__} defines too"
             )
         found[entry.name] = module
-    return found
+    return dict(sorted(found.items()))  # `text4vis --help` lists them alphabetically
 
 
 def build_parser(commands: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:
