@@ -143,9 +143,9 @@ def measure_agreement(args: argparse.Namespace) -> list[str]:
         title = f"exported model of the demo report {report}"
         return _agreement_rows(report / "model", videos, labels, title)
 
-    from text4vis.demo.runs import RunSpec, spec_config
-    from text4vis.demo.settings import DemoSettings, base_config_dict, make_demo_dataset
     from text4vis.engine.train import fit
+    from text4vis_demo.runs import RunSpec, spec_config
+    from text4vis_demo.settings import DemoSettings, base_config_dict, make_demo_dataset
 
     settings = DemoSettings(
         epochs=args.demo_epochs, val_per_class=args.val_per_class, num_workers=0

@@ -204,8 +204,8 @@ def demo_search_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
     import torch
 
     from text4vis.config import config_from_dict
-    from text4vis.demo.settings import base_config_dict, demo_settings, make_demo_dataset
     from text4vis.engine.train import fit
+    from text4vis_demo.settings import base_config_dict, demo_settings, make_demo_dataset
 
     root = tmp_path_factory.mktemp("demo_search")
     settings = dataclasses.replace(

@@ -15,13 +15,26 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from test_demo_statistics import _compare, _stats
-from text4vis.demo.report import format_stats as _fmt
-from text4vis.demo.report import render_report
-from text4vis.demo.runs import RunSpec, run_specs
-from text4vis.demo.settings import TABLE6_TEMPORAL, DemoSettings, demo_settings
+from text4vis_demo.metrics import (
+    DatasetSummary,
+    DemoMetrics,
+    DemoTables,
+    DemoTiming,
+    Figure1,
+    PeakMemory,
+    Regimes,
+    Table6Row,
+    Table7,
+    Table8,
+    Table8Row,
+)
+from text4vis_demo.report import format_stats as _fmt
+from text4vis_demo.report import render_report
+from text4vis_demo.runs import LabelScore, PredictExample, RunSpec, run_specs
+from text4vis_demo.settings import TABLE6_TEMPORAL, DemoSettings, demo_settings
+from text4vis_demo.statistics import Claim, Stats, accuracy_stats, judge_claims
 
-PROBE_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "probe_temporal_head.py"
+PROBE = [sys.executable, "-m", "text4vis_demo.probe"]
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +132,7 @@ def test_quick_demo_writes_a_well_formed_report(quick_demo: Path):
         assert heading in report
     # The report prints the measured numbers of metrics.json, next to the paper's.
     text6 = metrics["table6"]["text"]
-    assert f"| {text6['paper_top1']:.1f} | {_fmt(text6['top1'])} |" in report
+    assert f"| {text6['paper_top1']:.1f} | {_fmt(Stats(**text6['top1']))} |" in report
     assert f"{text6['top1']['mean']:.1f} (SE " in report  # one seed: value and standard error
     assert "text4vis predict" in report and "--model model" in report
     # Table 6 per class group and with 2 shots: every initialiser's final model split into the
@@ -190,7 +203,7 @@ def test_quick_demo_exports_a_model_that_loads_and_beats_chance(quick_demo: Path
 @pytest.mark.process
 def test_probe_command_on_the_quick_demo(quick_demo: Path):
     result = subprocess.run(
-        [sys.executable, str(PROBE_SCRIPT), str(quick_demo), "--epochs", "2", "--json"],
+        [*PROBE, str(quick_demo), "--epochs", "2", "--json"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -202,14 +215,14 @@ def test_probe_command_on_the_quick_demo(quick_demo: Path):
     for h in out["history"]:
         assert 0.0 <= h["top1"] <= 100.0 and h["direction_top1"] is not None
     missing = subprocess.run(
-        [sys.executable, str(PROBE_SCRIPT), str(quick_demo), "--run", "nope"],
+        [*PROBE, str(quick_demo), "--run", "nope"],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert missing.returncode == 2 and "nope" in missing.stderr and "runs" in missing.stderr
     zero = subprocess.run(
-        [sys.executable, str(PROBE_SCRIPT), str(quick_demo), "--feature-scale", "0"],
+        [*PROBE, str(quick_demo), "--feature-scale", "0"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -254,98 +267,74 @@ def test_settings_and_run_plan():
     assert [s.temporal for s in specs if s.visual == "scratch"] == ["transformer"] * 2
 
 
+def fake_demo_metrics(**table6_extra: dict[str, Stats]) -> DemoMetrics:
+    """Typed demo metrics made by hand: every accuracy is 29.0 ± 23.5 (12.3 and 45.6 over two
+    seeds); ``table6_extra`` adds fields to table 6's rows, by initialiser."""
+    s = accuracy_stats([0.123, 0.456], 10)
+    table6 = {
+        init: Table6Row(s, s, s, paper_top1=1.0, **table6_extra.get(init, {}))
+        for init in ("text", "lda", "random", "orthogonal", "learnable")
+    }
+    table8 = Table8(Table8Row(s, s, s, s, 2.0), Table8Row(s, s, s, s, 2.0), 1, 1)
+    tables = DemoTables(table6, Table7(Regimes(s, s, s), Regimes(s, s, s), 5.0, 10.0), table8)
+    claim = Claim("6", "c", "table6.text.top1", "table6.lda.top1", "a", "b")
+    return DemoMetrics(
+        mode="full",
+        settings=DemoSettings(seeds=2),
+        dataset=DatasetSummary("data", ["a b"], ["c d"], 1, 1, 1),
+        runs={},
+        tables=tables,
+        figure1=Figure1(0.5, 0.0, "r", 0.9, 0.5),
+        claims=judge_claims([claim], tables.quantities()),
+        early_epoch=3,
+        main_model_from_run="m",
+        predict_example=PredictExample("v.mp4", [LabelScore("c d", 0.9)]),
+        timing_s=DemoTiming(1.0, 2.0, 3.0, 4.0, 10.0),
+        peak_rss_mb=PeakMemory(100.0, 50.0),
+        torch_threads=2,
+    )
+
+
 def test_report_prints_only_given_numbers():
-    """render_report writes the numbers it is given (a made-up metrics dict here)."""
-    s = _stats([0.123, 0.456], 10)
-    row = {"top1": s, "early_top1": s, "mean_curve_top1": s, "paper_top1": 1.0}
-    regime = {"zero_shot": s, "two_shot": s, "full": s}
-    t8 = {
-        "top1": s,
-        "direction_top1": s,
-        "other_top1": s,
-        "reversed_partner_rate": s,
-        "paper_top1": 2.0,
-    }
-    metrics = {
-        "mode": "full",
-        "settings": vars(DemoSettings()),
-        "seeds": [0, 1],
-        "dataset": {
-            "seen_classes": ["a b"],
-            "unseen_classes": ["c d"],
-            "train_clips": 1,
-            "val_clips": 1,
-            "unseen_clips": 1,
-        },
-        "table6": {k: row for k in ("text", "lda", "random", "orthogonal", "learnable")},
-        "table7": {
-            "vision_text": regime,
-            "vision_only": regime,
-            "chance_seen": 5.0,
-            "chance_unseen": 10.0,
-            "paper": {
-                "vision_text": {"zero_shot": 1, "two_shot": 2, "full": 3},
-                "vision_only": {"zero_shot": 1, "two_shot": 2, "full": 3},
-            },
-        },
-        "table8": {
-            "mean": t8,
-            "transformer": t8,
-            "num_direction_videos": 1,
-            "num_other_videos": 1,
-        },
-        "claims": [_compare("c", "6", s, s, ("a", "b"))],
-        "early_epoch": 3,
-        "figure1": {
-            "learned_from_run": "r",
-            "offdiagonal_pearson_text_vs_learned": 0.5,
-            "offdiagonal_pearson_text_vs_random": 0.0,
-            "text_cosine_reversed_partners": 0.9,
-            "text_cosine_other_pairs": 0.5,
-        },
-        "main_model": {"from_run": "m"},
-        "predict_example": {"video": "v.mp4", "top3": [{"label": "c d", "score": 0.9}]},
-        "timing_s": {
-            "dataset_s": 1,
-            "training_s": 2,
-            "evaluation_s": 3,
-            "figures_export_s": 4,
-            "total_s": 10,
-        },
-        "peak_rss_mb": {"main_process": 100.0},
-        "torch_threads": 2,
-        "runs": {},
-    }
-    report = render_report(metrics)
-    assert "29.0 ± 23.5" in report  # mean and std of 12.3 and 45.6
-    assert "**tie**" in report
+    """render_report writes the numbers of the typed metrics it is given (made up here)."""
+    report = render_report(fake_demo_metrics())
+    assert report.startswith("# text4vis demo: the paper's ablations at toy scale\n\nMode **full**")
+    assert "| random normal | 1.0 | 29.0 ± 23.5 | 29.0 ± 23.5 | 29.0 ± 23.5 | — |" in report
+    assert "| table | claim | measured | verdict |" in report
+    assert "| 6 | c | a 29.0 vs b 29.0 | **tie** (" in report  # equal numbers tie
+    assert "Dataset 1 s, training 2 s (0 runs), evaluations 3 s, figures and export 4 s" in report
+    assert "Stage 0" not in report and "CPU time" not in report  # not measured: not printed
+    assert "text4vis predict v.mp4 --model model" in report and "- c d: 0.900" in report
+    assert "\n\n\n" not in report and report.endswith(" total 10 s.\n")
 
 
 def test_report_prints_early_accuracy_per_class_group():
     """Table 6's early accuracy per class group: one row per initialiser with the four given
     numbers, and text minus random and orthogonal per group; nothing when the runs kept none."""
-    from text4vis.demo.report import _render_table6_early_groups
 
     def row(first_dir, first_other, early_dir, early_other):
         return {
-            "first_direction_top1": _stats([first_dir], 100),
-            "first_other_top1": _stats([first_other], 20),
-            "early_direction_top1": _stats([early_dir], 100),
-            "early_other_top1": _stats([early_other], 20),
+            "first_direction_top1": accuracy_stats([first_dir], 100),
+            "first_other_top1": accuracy_stats([first_other], 20),
+            "early_direction_top1": accuracy_stats([early_dir], 100),
+            "early_other_top1": accuracy_stats([early_other], 20),
         }
 
-    t6 = {
+    groups = {
         "text": row(0.50, 0.90, 0.52, 1.0),
         "random": row(0.40, 0.60, 0.51, 0.95),
         "orthogonal": row(0.45, 0.70, 0.50, 1.0),
     }
-    lines = "\n".join(_render_table6_early_groups(t6, 3))
-    assert "after epoch 1 and after epoch 3" in lines
-    assert "| text (MiniLM; paper: DistilBERT) | 50.0 (SE 5.0) | 90.0 (SE 6.7) |" in lines
+    report = render_report(fake_demo_metrics(**groups))
+    assert "after epoch 1 and after epoch 3" in report
+    assert "| text (MiniLM; paper: DistilBERT) | 50.0 (SE 5.0) | 90.0 (SE 6.7) |" in report
     assert (
         "in points: after epoch 1, direction-dependent classes +10.0 and +5.0, other classes "
         "+30.0 and +20.0; after epoch 3, direction-dependent classes +1.0 and +2.0, other "
         "classes +5.0 and +0.0."
-    ) in lines
-    empty = {k: {**v, "early_other_top1": None} for k, v in t6.items()}
-    assert _render_table6_early_groups(empty, 3) == []
+    ) in report
+    no_split = render_report(fake_demo_metrics())
+    assert "Early in training, per class group" not in no_split
+    assert "Early in training, per class group" not in render_report(
+        fake_demo_metrics(**{k: {**v, "early_other_top1": None} for k, v in groups.items()})
+    )

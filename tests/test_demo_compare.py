@@ -1,4 +1,4 @@
-"""Comparing two demo metrics files number by number (text4vis.demo.compare and its script)."""
+"""Comparing two demo metrics files number by number (text4vis_demo.compare and its command line)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from text4vis.demo.compare import TIMING_KEYS, compare_metrics, load_metrics
+from text4vis_demo.compare import TIMING_KEYS, compare_metrics, load_metrics
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_demo_metrics.py"
+COMPARE = [sys.executable, "-m", "text4vis_demo.compare"]
 
 A = {
     "table6": {"text": {"top1": {"mean": 15.0, "per_seed": [15.0], "std": None}}},
@@ -89,7 +89,7 @@ def test_script_prints_differences_and_exits_1_when_they_differ(tmp_path: Path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(A))
     b.write_text(json.dumps(changed(table6__text__top1__mean=17.5)))
-    run = [sys.executable, str(SCRIPT), str(a), str(b)]
+    run = [*COMPARE, str(a), str(b)]
     result = subprocess.run(run, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stderr
     assert "table6.text.top1.mean: 15.0 vs 17.5  |diff| 2.5" in result.stdout

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from text4vis.demo.contrastive import ROWS
-from text4vis.demo.contrastive import judge_table9 as _claims
-from text4vis.demo.paper import PAPER_TABLE9
-from text4vis.demo.report import render_contrastive_report
-from text4vis.demo.statistics import ranking as _ranking
+from text4vis_demo.contrastive import ROWS, ContrastiveMetrics, Table9Result, table9_quantities
+from text4vis_demo.contrastive import judge_table9 as _claims
+from text4vis_demo.paper import PAPER_TABLE9, TABLE9_CLAIMS
+from text4vis_demo.report import render_contrastive_report
+from text4vis_demo.runs import JobResult
+from text4vis_demo.settings import DemoSettings
+from text4vis_demo.statistics import judge_claims
 
 KEYS = [row.key for row in ROWS]
 
@@ -73,34 +75,49 @@ def fake_rows(top1: dict[str, float], epoch_s: dict[str, float]) -> dict[str, An
     return rows
 
 
-def fake_metrics(rows: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "mode": "quick",
-        "seed": 0,
-        "settings": {"epochs": 4, "lr": 1e-3},
-        "processes": 2,
-        "torch_threads_per_process": 1,
-        "global_batch": 16,
-        "per_process_batch": 8,
-        "dataset": {"seen_classes": 20, "train_clips": 40, "val_clips": 100},
-        "image_encoder": {
-            "arch": "demo-rn",
-            "weights": "pretrain/demo_pretrained.safetensors",
-            "lr_ratio": 0.1,
-        },
-        "text_tower": {
-            "encoder": "sentence-transformers:all-MiniLM-L6-v2",
-            "weights": "pretrained all-MiniLM-L6-v2",
-            "lr_ratio": 0.1,
-            "initial_text_classifier": {"offdiag_cos_mean": 0.7, "offdiag_cos_max": 0.99},
-        },
-        "stage0": None,
-        "rows": rows,
-        "paper_ranking_top1": _ranking({k: v["top1"] for k, v in PAPER_TABLE9.items()}),
-        "demo_ranking_top1": _ranking({k: v["top1"] for k, v in rows.items()}),
-        "claims": _claims(rows),
-        "timing_s": {"dataset_s": 1.0, "stage0_s": 0.0, "training_s": 2.0, "total_s": 3.0},
-    }
+def fake_metrics(top1: dict[str, float], epoch_s: dict[str, float]) -> ContrastiveMetrics:
+    """Typed table-9 metrics with the given top-1 (fraction) and steady epoch time per row."""
+    results = {}
+    for row in ROWS:
+        times = [3.0, epoch_s[row.key], epoch_s[row.key] + 0.01, epoch_s[row.key] - 0.01]
+        job = JobResult(
+            top1=top1[row.key],
+            top5=1.0,
+            num_val_videos=100,
+            final_train_loss=1.0,
+            steps=12,
+            train_time_s=sum(times),
+            epoch_time_s=times,
+            epoch_time_mean_s=sum(times) / 4,
+            epoch_time_std_s=0.5,
+            steady_epochs=3,
+            steady_epoch_time_mean_s=epoch_s[row.key],
+            steady_epoch_time_std_s=0.01,
+            wall_s=10.0 + sum(times),
+            load_avg_1min=[1.5, 2.5],
+            peak_mem_mb_rank0=100.0,
+            exit_code=0,
+            run_dir=f"runs/{row.key}",
+            log=f"runs/{row.key}/torchrun.log",
+            command=["torchrun"],
+        )
+        trained = {"offdiag_cos_mean": 0.5, "offdiag_cos_max": 0.9} if row.text_online else None
+        results[row.key] = Table9Result(row, job, 1.0, 1.0, trained)
+    rows = {key: result.to_dict() for key, result in results.items()}
+    return ContrastiveMetrics(
+        mode="quick",
+        seed=0,
+        settings=DemoSettings(epochs=4, lr=1e-3, batch_size=16, train_per_class=2),
+        processes=2,
+        cpu_count=2,
+        num_classes=20,
+        initial_text_classifier={"offdiag_cos_mean": 0.7, "offdiag_cos_max": 0.99},
+        pretrained="pretrain/demo_pretrained.safetensors",
+        stage0=None,
+        rows=results,
+        claims=judge_claims(TABLE9_CLAIMS, table9_quantities(rows)),
+        timing_s={"dataset_s": 1.0, "stage0_s": 0.0, "training_s": 2.0, "total_s": 3.0},
+    )
 
 
 PAPER_LIKE_TOP1 = {k: v["top1"] / 100 for k, v in PAPER_TABLE9.items()}
@@ -140,9 +157,9 @@ def test_accuracy_gap_within_the_sampling_error_is_not_conclusive() -> None:
 
 
 def test_report_table_lists_the_five_rows_with_their_numbers() -> None:
-    metrics = fake_metrics(fake_rows(PAPER_LIKE_TOP1, PAPER_LIKE_TIME))
+    metrics = fake_metrics(PAPER_LIKE_TOP1, PAPER_LIKE_TIME)
     report = render_contrastive_report(metrics)
-    check_table(report, metrics)
+    check_table(report, metrics.to_dict())
     assert "ce > gather_online > gather_offline > local_online > local_offline (the same)" in report
 
 
@@ -156,7 +173,7 @@ def test_contrastive_flag_rejects_seeds(capsys) -> None:
 
 
 def test_missing_pretrained_file_is_named_before_any_work(tmp_path: Path) -> None:
-    from text4vis.demo import run_contrastive_demo
+    from text4vis_demo import run_contrastive_demo
 
     missing = tmp_path / "nope.safetensors"
     with pytest.raises(FileNotFoundError, match="nope.safetensors: no such weight file"):

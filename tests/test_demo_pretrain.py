@@ -20,7 +20,7 @@ from text4vis.data.captions import (
     make_captioned_images,
     render_still,
 )
-from text4vis.demo.pretrain import export_open_clip_weights, zero_shot_attributes
+from text4vis_demo.pretrain import export_open_clip_weights, zero_shot_attributes
 
 
 def read_list(path: Path) -> list[tuple[str, int]]:

@@ -1,4 +1,4 @@
-"""The temporal-head probe (text4vis.demo.probe) on embeddings whose classes differ only in order.
+"""The temporal-head probe (text4vis_demo.probe) on embeddings whose classes differ only in order.
 
 Its command line on a finished quick demo is tested in test_demo.py."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from text4vis.demo.probe import train_probe
+from text4vis_demo.probe import train_probe
 
 
 def _order_only(n_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

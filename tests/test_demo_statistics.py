@@ -1,4 +1,4 @@
-"""The demos' statistics and claims (text4vis.demo.statistics, text4vis.demo.paper) on hand-made
+"""The demos' statistics and claims (text4vis_demo.statistics, text4vis_demo.paper) on hand-made
 numbers: no training, milliseconds."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from text4vis.demo.metrics import DemoTables, Regimes, Table6Row, Table7, Table8, Table8Row
-from text4vis.demo.paper import PAPER, PAPER_TABLE9, TABLE9_CLAIMS, TABLE_CLAIMS
-from text4vis.demo.settings import INITS
-from text4vis.demo.statistics import (
+from text4vis_demo.metrics import DemoTables, Regimes, Table6Row, Table7, Table8, Table8Row
+from text4vis_demo.paper import PAPER, PAPER_TABLE9, TABLE9_CLAIMS, TABLE_CLAIMS
+from text4vis_demo.settings import INITS
+from text4vis_demo.statistics import (
     Claim,
     Estimate,
     accuracy_stats,
@@ -196,7 +196,7 @@ def test_table9_claims_state_the_papers_direction():
 
 
 def test_eta_is_the_mean_time_of_the_runs_so_far_times_the_runs_left():
-    from text4vis.demo.runs import eta_seconds
+    from text4vis_demo.runs import eta_seconds
 
     assert math.isnan(eta_seconds(0.0, 1, 8))
     # Runs 1-3 took 30 s (10 s each); runs 4 to 8 are still to do: 5 x 10 s.

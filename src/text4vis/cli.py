@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import os
 import pkgutil
@@ -23,9 +24,24 @@ from text4vis.errors import Text4VisError, unwrap_worker_error
 
 __all__ = ["bug_report_line", "build_parser", "discover_commands", "main", "user_error_message"]
 
+#: Entry-point group through which other installed packages add commands.
+ENTRY_POINT_GROUP = "text4vis.commands"
+
 
 def discover_commands() -> dict[str, ModuleType]:
-    """Command name -> module, for every public module of :mod:`text4vis.commands`."""
+    """Command name -> module, by name: every public module of :mod:`text4vis.commands` and every
+    module registered under the entry-point group :data:`ENTRY_POINT_GROUP`.
+
+    Other installed packages add commands that way, with the same module contract, in their
+    ``pyproject.toml`` (the demo package beside the library declares ``text4vis demo`` so)::
+
+        [project.entry-points."text4vis.commands"]
+        my-command = "my_package.my_command"
+
+    Raises:
+        RuntimeError: two modules define the same command, a plugin module fails to import, or
+            its ``COMMAND`` differs from its entry-point name.
+    """
     found: dict[str, ModuleType] = {}
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -37,7 +53,27 @@ def discover_commands() -> dict[str, ModuleType]:
         if name in found:
             raise RuntimeError(f"two command modules define {name!r}")
         found[name] = module
-    return found
+    plugins = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+    for entry in plugins:
+        where = f"entry point {entry.name} = {entry.value!r} (group {ENTRY_POINT_GROUP!r})"
+        try:
+            module = entry.load()
+        except ImportError as exc:
+            raise RuntimeError(
+                f"{where} failed to import; reinstall the package that declares it "
+                "(`python -m pip install -e .` in a checkout) or uninstall it"
+            ) from exc
+        if getattr(module, "COMMAND", None) != entry.name:
+            raise RuntimeError(
+                f"{where}: the module's COMMAND is {getattr(module, 'COMMAND', None)!r}, "
+                f"expected {entry.name!r}"
+            )
+        if entry.name in found:
+            raise RuntimeError(
+                f"{where} defines {entry.name!r}, which {found[entry.name].__name__} defines too"
+            )
+        found[entry.name] = module
+    return dict(sorted(found.items()))  # `text4vis --help` lists them alphabetically
 
 
 def build_parser(commands: dict[str, ModuleType] | None = None) -> argparse.ArgumentParser:

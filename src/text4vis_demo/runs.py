@@ -8,7 +8,6 @@ import contextlib
 import csv
 import dataclasses
 import json
-import logging
 import os
 import shutil
 import socket
@@ -19,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from text4vis.demo.settings import INITS, TABLE6_TEMPORAL, TWO_SHOT_INITS, DemoSettings
-from text4vis.demo.statistics import Record, mean_and_std
+from text4vis_demo.log import get_logger
+from text4vis_demo.settings import INITS, TABLE6_TEMPORAL, TWO_SHOT_INITS, DemoSettings
+from text4vis_demo.statistics import Record, mean_and_std
 
 __all__ = [
     "JobResult",
+    "LabelScore",
+    "PredictExample",
     "RunResult",
     "RunSpec",
     "direction_groups",
@@ -41,7 +43,7 @@ __all__ = [
     "train_run",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 # Environment variables of an enclosing torchrun that must not leak into the jobs we launch.
 _DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -155,7 +157,7 @@ def train_run(spec: RunSpec, base: dict[str, Any], class_names: list[str], out: 
 
     Args:
         spec: the run.
-        base: the shared config (:func:`~text4vis.demo.settings.base_config_dict`).
+        base: the shared config (:func:`~text4vis_demo.settings.base_config_dict`).
         class_names: the seen classes.
         out: the report folder.
     """
@@ -332,13 +334,34 @@ def direction_groups(result: Any, classes: list[Any]) -> dict[str, dict[str, flo
     }
 
 
-def predict_example(model_dir: Path, video: Path, labels: list[str]) -> dict[str, Any]:
+@dataclass
+class LabelScore(Record):
+    """One ranked label of a prediction."""
+
+    label: str
+    score: float
+
+
+@dataclass
+class PredictExample(Record):
+    """The exported model's zero-shot top-3 for one unseen clip (what ``text4vis predict``
+    prints for it)."""
+
+    video: str  # relative to the report folder
+    top3: list[LabelScore]
+    true_label: str | None = None
+
+
+def predict_example(model_dir: Path, video: Path, labels: list[str]) -> PredictExample:
     """Rank ``labels`` for one clip with an exported model, as ``text4vis predict`` does."""
     from text4vis.predict import Predictor
 
     predictor = Predictor.from_pretrained(model_dir, device="cpu")
     ranked = predictor.predict([video], labels=labels, top_k=3)[0]
-    return {"video": str(video.relative_to(model_dir.parent)), "top3": ranked}
+    return PredictExample(
+        video=str(video.relative_to(model_dir.parent)),
+        top3=[LabelScore(item["label"], item["score"]) for item in ranked],
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,10 +468,51 @@ def run_torchrun_job(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     command = _job_command(config, run_dir, [*overrides, f"run.name={name}"], nproc)
-    env = {k: v for k, v in os.environ.items() if k not in _DIST_ENV}
-    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     log_path = run_dir / "torchrun.log"
     load_before = os.getloadavg()[0]  # other work on the machine slows the run down
+    start = time.perf_counter()
+    returncode = _watch_job(name, command, run_dir, log_path, epochs, timeout_s)
+    wall = time.perf_counter() - start
+    load_after = os.getloadavg()[0]
+    if returncode != 0:
+        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(
+            f"run {name}: torchrun exited with status {returncode} (a worker failed); "
+            f"full output in {log_path}:\n{tail}"
+        )
+    history = read_epochs(run_dir)
+    if len(history) != epochs or not (run_dir / "model").is_dir():
+        raise RuntimeError(
+            f"run {name} exited 0 but finished {len(history)} of {epochs} epochs or exported "
+            f"no model; see {log_path}"
+        )
+    return _job_result(
+        history,
+        wall_s=wall,
+        load_avg_1min=[load_before, load_after],
+        exit_code=returncode,
+        run_dir=run_dir,
+        log_path=log_path,
+        command=command,
+    )
+
+
+def _watch_job(
+    name: str,
+    command: list[str],
+    run_dir: Path,
+    log_path: Path,
+    epochs: int,
+    timeout_s: float,
+) -> int:
+    """Run ``command`` with its output in ``log_path``, logging each epoch it finishes; stop it
+    after ``timeout_s``. Returns its exit status.
+
+    Raises:
+        RuntimeError: the job ran past ``timeout_s``.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in _DIST_ENV}
+    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     start = time.perf_counter()
     with log_path.open("w") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
@@ -472,20 +536,20 @@ def run_torchrun_job(
                     epochs,
                     time.perf_counter() - start,
                 )
-    wall = time.perf_counter() - start
-    load_after = os.getloadavg()[0]
-    if process.returncode != 0:
-        tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
-        raise RuntimeError(
-            f"run {name}: torchrun exited with status {process.returncode} (a worker failed); "
-            f"full output in {log_path}:\n{tail}"
-        )
-    history = read_epochs(run_dir)
-    if len(history) != epochs or not (run_dir / "model").is_dir():
-        raise RuntimeError(
-            f"run {name} exited 0 but finished {len(history)} of {epochs} epochs or exported "
-            f"no model; see {log_path}"
-        )
+    return process.returncode
+
+
+def _job_result(
+    history: list[dict[str, float]],
+    *,
+    wall_s: float,
+    load_avg_1min: list[float],
+    exit_code: int,
+    run_dir: Path,
+    log_path: Path,
+    command: list[str],
+) -> JobResult:
+    """A finished job's result from rank 0's epoch rows and what the launcher measured."""
     epoch_times = [r["epoch_time_s"] for r in history]
     mean, std = mean_and_std(epoch_times)
     # Epoch 1 also pays one-off costs (first batches, allocator warm-up): the per-epoch cost the
@@ -506,10 +570,10 @@ def run_torchrun_job(
         steady_epochs=len(steady),
         steady_epoch_time_mean_s=steady_mean,
         steady_epoch_time_std_s=steady_std,
-        wall_s=wall,
-        load_avg_1min=[load_before, load_after],
+        wall_s=wall_s,
+        load_avg_1min=load_avg_1min,
         peak_mem_mb_rank0=max(r["peak_mem_mb"] for r in history),
-        exit_code=process.returncode,
+        exit_code=exit_code,
         run_dir=str(run_dir),
         log=str(log_path),
         command=command,

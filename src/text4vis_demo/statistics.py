@@ -3,8 +3,8 @@ that judges a claim of the paper against the demo's numbers.
 
 A claim (:class:`Claim`) is data: which table it comes from, what the paper says, the two measured
 quantities it compares (by name) and the direction the paper reports between them. The demos
-declare their claims as lists (:data:`text4vis.demo.paper.TABLE_CLAIMS`,
-:data:`text4vis.demo.paper.TABLE9_CLAIMS`), measure the quantities, and call
+declare their claims as lists (:data:`text4vis_demo.paper.TABLE_CLAIMS`,
+:data:`text4vis_demo.paper.TABLE9_CLAIMS`), measure the quantities, and call
 :func:`judge_claims`. The judgement says whether the demo orders the two quantities as the paper
 does, and whether the gap is beyond the noise: the spread between training seeds and two
 standard errors of the measurement.

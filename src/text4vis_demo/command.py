@@ -1,4 +1,8 @@
-"""`text4vis demo [--out DIR] [--quick] [--seeds N]`: the paper's ablations on synthetic actions."""
+"""`text4vis demo [--out DIR] [--quick] [--seeds N]`: the paper's ablations on synthetic actions.
+
+A command module of the CLI's contract (COMMAND, HELP, add_arguments, run), registered under the
+entry-point group ``text4vis.commands`` in pyproject.toml; ``python -m text4vis_demo`` runs it too.
+"""
 
 from __future__ import annotations
 
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.contrastive:
         if args.seeds is not None:
             raise UsageError("--seeds applies to the main demo; use --seed with --contrastive")
-        from text4vis.demo import run_contrastive_demo
+        from text4vis_demo import run_contrastive_demo
 
         result = run_contrastive_demo(
             args.out,
@@ -79,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "--pretrained applies to --contrastive; the main demo runs its own stage 0"
         )
-    from text4vis.demo import run_demo
+    from text4vis_demo import run_demo
 
     metrics = run_demo(args.out, quick=args.quick, seeds=args.seeds, progress=not args.no_progress)
     print(f"report: {metrics.out}/report.md")

@@ -1,17 +1,17 @@
 """What the paper reports, as data: its numbers beside the demos' tables, and the orderings the
-demos check (each a :class:`~text4vis.demo.statistics.Claim` naming two measured quantities).
+demos check (each a :class:`~text4vis_demo.statistics.Claim` naming two measured quantities).
 
 The quantity names of :data:`TABLE_CLAIMS` are those of
-:meth:`text4vis.demo.metrics.DemoTables.quantities` (``table6.<init>.top1``,
+:meth:`text4vis_demo.metrics.DemoTables.quantities` (``table6.<init>.top1``,
 ``table7.<side>.<regime>``, ...); those of :data:`TABLE9_CLAIMS` are those of
-:func:`text4vis.demo.contrastive.table9_quantities` (``top1.<row>``, ``epoch_time.<row>``).
+:func:`text4vis_demo.contrastive.table9_quantities` (``top1.<row>``, ``epoch_time.<row>``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from text4vis.demo.statistics import Claim
+from text4vis_demo.statistics import Claim
 
 __all__ = ["PAPER", "PAPER_TABLE9", "TABLE9_CLAIMS", "TABLE_CLAIMS"]
 

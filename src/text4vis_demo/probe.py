@@ -17,13 +17,22 @@ loop an epoch costs a few seconds on a CPU (measured on the demo's 800 clips: 12
 2 minutes, embedding included, with a second probe beside it on 2 cores), so long schedules are
 cheaper to try than with video runs.
 
-:func:`run_probe` does it for a demo report folder; ``scripts/probe_temporal_head.py`` is its
-command line.
+:func:`run_probe` does it for a demo report folder; :func:`main` is its command line::
+
+    python -m text4vis_demo.probe REPORT [--classifier text|orthogonal|random]
+        [--epochs N] [--seed S] [--run NAME] [--feature-scale X] [--json]
+
+REPORT is a finished ``text4vis demo --out`` folder. It prints the validation top-1 after each
+epoch, split into direction-dependent classes and the others. Exit status 2 for a bad argument.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ProbeEpoch", "frame_embeddings", "run_probe", "train_probe"]
+__all__ = ["ProbeEpoch", "frame_embeddings", "main", "run_probe", "train_probe"]
 
 
 @dataclass(frozen=True)
@@ -151,13 +160,13 @@ def train_probe(
     rows = F.normalize(weight.float(), dim=-1)
     is_direction = torch.zeros(rows.shape[0], dtype=torch.bool)
     is_direction[list(direction_classes)] = True
-    history, step = [], 0
+    history = []
     for epoch in range(1, epochs + 1):
         head.train()
         order = torch.randperm(len(x_train), generator=generator)
         losses = []
         for i in range(steps_per_epoch):
-            set_lr(optimizer, schedule(step))
+            set_lr(optimizer, schedule((epoch - 1) * steps_per_epoch + i))
             batch = order[i * batch_size : (i + 1) * batch_size]
             logits = logit_scale * F.normalize(head(x_train[batch]), dim=-1) @ rows.T
             loss = F.cross_entropy(logits, y_train[batch])
@@ -165,21 +174,32 @@ def train_probe(
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
-            step += 1
-        head.eval()
-        with torch.no_grad():
-            hits = (F.normalize(head(x_val), dim=-1) @ rows.T).argmax(-1) == y_val
-        direction = is_direction[y_val]
-        history.append(
-            ProbeEpoch(
-                epoch=epoch,
-                train_loss=sum(losses) / len(losses),
-                top1=_top1(hits) or 0.0,
-                direction_top1=_top1(hits[direction]),
-                other_top1=_top1(hits[~direction]),
-            )
-        )
+        history.append(_validate(head, val, rows, is_direction, epoch, sum(losses) / len(losses)))
     return history
+
+
+def _validate(
+    head: torch.nn.Module,
+    val: tuple[torch.Tensor, torch.Tensor],
+    rows: torch.Tensor,
+    is_direction: torch.Tensor,
+    epoch: int,
+    train_loss: float,
+) -> ProbeEpoch:
+    """Validation top-1 of the probe after ``epoch``: all clips, direction-dependent classes
+    (``is_direction[label]``) and the others; ``rows`` is the normalised classifier."""
+    x_val, y_val = val
+    head.eval()
+    with torch.no_grad():
+        hits = (F.normalize(head(x_val), dim=-1) @ rows.T).argmax(-1) == y_val  # [N]
+    direction = is_direction[y_val]
+    return ProbeEpoch(
+        epoch=epoch,
+        train_loss=train_loss,
+        top1=_top1(hits) or 0.0,
+        direction_top1=_top1(hits[direction]),
+        other_top1=_top1(hits[~direction]),
+    )
 
 
 def run_probe(
@@ -280,3 +300,60 @@ def run_probe(
         "position_embedding_norm_at_init": math.sqrt(dim) * 0.02,
     }
     return history, summary
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: probe a demo report folder; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], prog="python -m text4vis_demo.probe"
+    )
+    parser.add_argument("report", help="a finished demo report folder (text4vis demo --out)")
+    parser.add_argument("--classifier", default="text", choices=("text", "orthogonal", "random"))
+    parser.add_argument("--epochs", type=int, default=32, help="probe epochs (the demo trains 8)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", default="text-transformer-full-s0", help="run whose config to use")
+    parser.add_argument(
+        "--feature-scale",
+        type=float,
+        default=1.0,
+        help="multiply the frame embeddings by X (does their norm slow the probe?)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the history as JSON")
+    args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    try:
+        history, summary = run_probe(
+            args.report,
+            classifier=args.classifier,
+            epochs=args.epochs,
+            seed=args.seed,
+            run=args.run,
+            feature_scale=args.feature_scale,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"summary": summary, "history": [dataclasses.asdict(h) for h in history]}))
+        return 0
+    print(
+        ", ".join(
+            f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()
+        )
+    )
+    print("epoch  loss    top-1  direction  other")
+    for h in history:
+        print(
+            f"{h.epoch:5d}  {h.train_loss:6.3f}  {h.top1:5.1f}  {_pct(h.direction_top1):>9}  "
+            f"{_pct(h.other_top1):>5}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -109,10 +109,10 @@ def partner_similarity(weight: Any, classes: list[Any]) -> dict[str, float]:
 
 def partner_cosine_by_group(weight: Any, classes: list[Any]) -> dict[str, float]:
     """Mean cosine between the rows of time-reversed partners, per direction pair
-    (:func:`~text4vis.demo.runs.motion_group`)."""
+    (:func:`~text4vis_demo.runs.motion_group`)."""
     from text4vis.data.actions import direction_dependent
-    from text4vis.demo.runs import motion_group
     from text4vis.models.plots import class_similarity
+    from text4vis_demo.runs import motion_group
 
     sim = class_similarity(weight)
     values: dict[str, list[float]] = {}

@@ -1,14 +1,15 @@
 """The main demo: tables 6-8 of the paper at toy scale (:func:`run_demo`).
 
-It writes the synthetic-actions dataset, trains the runs of :func:`~text4vis.demo.runs.run_specs`
+It writes the synthetic-actions dataset, trains the runs of :func:`~text4vis_demo.runs.run_specs`
 with the library's trainer, adds the evaluations the tables need beyond validation top-1
 (zero-shot on the unseen classes, the direction-dependent classes), builds the tables, judges
-the paper's claims (:data:`~text4vis.demo.paper.TABLE_CLAIMS`), draws the figures, exports the
+the paper's claims (:data:`~text4vis_demo.paper.TABLE_CLAIMS`), draws the figures, exports the
 main model and writes ``metrics.json`` and ``report.md``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,28 +21,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from text4vis.demo.metrics import (
+from text4vis_demo.log import get_logger
+from text4vis_demo.metrics import (
+    CpuTime,
     DatasetSummary,
     DemoMetrics,
     DemoTables,
+    DemoTiming,
     Figure1,
+    LoadAverage,
+    PeakMemory,
     Regimes,
     ScratchRow,
+    Stage0Summary,
     Table6Row,
     Table7,
     Table8,
     Table8Row,
+    ZeroShotSummary,
 )
-from text4vis.demo.paper import PAPER, TABLE_CLAIMS
-from text4vis.demo.plots import (
+from text4vis_demo.paper import PAPER, TABLE_CLAIMS
+from text4vis_demo.plots import (
     offdiagonal_correlation,
     partner_cosine_by_group,
     partner_similarity,
     plot_correlation_maps,
     plot_init_curves,
 )
-from text4vis.demo.report import render_report
-from text4vis.demo.runs import (
+from text4vis_demo.pretrain import PretrainResult
+from text4vis_demo.report import render_report
+from text4vis_demo.runs import (
+    PredictExample,
     RunResult,
     RunSpec,
     direction_groups,
@@ -52,7 +62,7 @@ from text4vis.demo.runs import (
     run_specs,
     train_run,
 )
-from text4vis.demo.settings import (
+from text4vis_demo.settings import (
     DEMO_ARCH,
     INITS,
     TABLE6_TEMPORAL,
@@ -63,11 +73,11 @@ from text4vis.demo.settings import (
     demo_threads,
     make_demo_dataset,
 )
-from text4vis.demo.statistics import Stats, accuracy_stats, judge_claims
+from text4vis_demo.statistics import Stats, accuracy_stats, judge_claims
 
 __all__ = ["ExtraEvaluations", "build_tables", "run_demo", "stage0_seen_attributes"]
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 
 def run_demo(
@@ -96,109 +106,70 @@ def run_demo(
         return _run_demo(out, quick=quick, settings=settings, progress=progress)
 
 
+@dataclass
+class _DemoData:
+    """The report folder, the dataset and the shared config that every step of the demo uses."""
+
+    out: Path
+    dataset: Any  # text4vis.data.actions.ActionsDataset
+    seen_names: list[str]
+    unseen_names: list[str]
+    base: dict[str, Any]  # the shared config as a dict (each run's config starts from it)
+    base_cfg: Any  # the same, as a text4vis.config.Config
+
+
 def _run_demo(
     out: str | Path | None, *, quick: bool, settings: DemoSettings, progress: bool
 ) -> DemoMetrics:
-    import torch
-
-    from text4vis.config import config_from_dict, dump_config
-    from text4vis.data import read_labels
-    from text4vis.data.actions import direction_dependent
-    from text4vis.runs import create_run_dir
-
     start = time.perf_counter()
     timing: dict[str, float] = {}
     load_at_start = _load_average()
+    data, stage0 = _prepare(out, quick, settings, progress, timing)
 
-    # The report folder is a run folder: config.yaml (the shared config), meta.json, log.txt.
-    placeholder = config_from_dict({"run": {"root": "runs", "name": "demo"}})
-    run = create_run_dir(placeholder, path=out)
-    out = run.path.resolve()  # relative report folders (the default) must still compare
-    logger.info("demo report folder: %s (%s)", out, "quick" if quick else "full")
-
-    # 1. The data.
     t0 = time.perf_counter()
-    dataset = make_demo_dataset(out / "data", settings, progress=progress)
-    timing["dataset_s"] = time.perf_counter() - t0
-    seen_names = read_labels(dataset.labels_seen)
-    unseen_names = read_labels(dataset.labels_unseen)
-
-    # 1b. Stage 0: the demo's own vision-language model (image-text pretraining on stills).
-    stage0: dict[str, Any] | None = None
-    pretrained: Path | str = ""
-    if settings.pretrain:
-        t0 = time.perf_counter()
-        stage0, pretrained = run_stage0(settings, quick, out, progress)
-        timing["pretrain_s"] = time.perf_counter() - t0
-    base = base_config_dict(settings, dataset, out, pretrained)
-    base_cfg = config_from_dict(base)
-    dump_config(base_cfg, out / "config.yaml")
-
-    # 2. The training runs.
-    t0 = time.perf_counter()
-    results = _train_runs(run_specs(settings), base, seen_names, out)
+    results = _train_runs(run_specs(settings), data.base, data.seen_names, data.out)
     timing["training_s"] = time.perf_counter() - t0
 
-    # 3. Evaluations beyond validation top-1: zero-shot, direction-dependent classes.
+    # Evaluations beyond validation top-1: zero-shot, direction-dependent classes.
     t0 = time.perf_counter()
     logger.info("zero-shot and per-class evaluations")
-    text_weight = _text_weight_builder(base_cfg)
+    text_weight = _text_weight_builder(data.base_cfg)
 
     def load(spec: RunSpec) -> Any:
         from text4vis.models.video import VideoRecognizer
 
-        return VideoRecognizer.from_pretrained(out / results[spec.key].model_dir)
+        return VideoRecognizer.from_pretrained(data.out / results[spec.key].model_dir)
 
     extra = _extra_evaluations(
-        settings, base_cfg, dataset, seen_names, unseen_names, load, text_weight
+        settings,
+        data.base_cfg,
+        data.dataset,
+        data.seen_names,
+        data.unseen_names,
+        load,
+        text_weight,
     )
     if settings.pretrain:
-        extra.zero_shot["stage0"] = [_stage0_video_zero_shot(base, base_cfg, dataset, unseen_names)]
+        extra.zero_shot["stage0"] = [
+            _stage0_video_zero_shot(data.base, data.base_cfg, data.dataset, data.unseen_names)
+        ]
     if stage0 is not None:
-        stage0["seen_video_attributes"] = stage0_seen_attributes(
-            base, base_cfg, dataset, seen_names
+        stage0.seen_video_attributes = stage0_seen_attributes(
+            data.base, data.base_cfg, data.dataset, data.seen_names
         )
     timing["evaluation_s"] = time.perf_counter() - t0
 
-    # 4. Tables and the paper's claims.
     early_epoch = max(1, round(settings.epochs * settings.early_fraction))
-    tables = build_tables(
-        settings,
-        results,
-        extra,
-        early_epoch,
-        len(seen_names),
-        len(unseen_names),
-        direction_classes=direction_dependent(dataset.seen),
-    )
-    claims = judge_claims(TABLE_CLAIMS, tables.quantities(), early_epoch=early_epoch)
-    n_unseen = settings.unseen_per_class * len(unseen_names)
-    scratch = _scratch_row(settings, results, extra, early_epoch, len(seen_names), n_unseen)
-    if stage0 is not None:
-        stage0["zero_shot_unseen_video"] = accuracy_stats(
-            extra.zero_shot["stage0"], n_unseen
-        ).to_dict()
-        # Where the head start of pretraining shows: validation top-1 after the first epoch.
-        n_val = settings.val_per_class * len(seen_names)
-        seeds = range(settings.seeds)
-        first_specs = {
-            init: [RunSpec(init, TABLE6_TEMPORAL, 0, s) for s in seeds] for init in INITS
-        }
-        first_specs["scratch"] = [RunSpec("text", TABLE6_TEMPORAL, 0, s, "scratch") for s in seeds]
-        first = {
-            key: [results[spec.key].history[0]["val_top1"] for spec in specs]
-            for key, specs in first_specs.items()
-        }
-        stage0["first_epoch_top1"] = {
-            key: accuracy_stats(values, n_val).to_dict() for key, values in first.items()
-        }
+    tables = _tables_and_stage0(settings, data, results, extra, early_epoch, stage0)
 
-    # 5. Figures, exported model, predict example.
+    # Figures, exported model, predict example.
     t0 = time.perf_counter()
-    figure1 = _figures(settings, results, dataset, seen_names, load, text_weight, out)
+    figure1 = _figures(
+        settings, results, data.dataset, data.seen_names, load, text_weight, data.out
+    )
     main_spec = RunSpec("text", "transformer", 0, 0)
     prediction, main_zero_shot = _export_main_model(
-        load(main_spec), dataset, unseen_names, out, base_cfg, text_weight
+        load(main_spec), data.dataset, data.unseen_names, data.out, data.base_cfg, text_weight
     )
     timing["figures_export_s"] = time.perf_counter() - t0
     timing["total_s"] = time.perf_counter() - start
@@ -206,47 +177,147 @@ def _run_demo(
     metrics = DemoMetrics(
         mode="quick" if quick else "full",
         settings=settings,
-        dataset=DatasetSummary(
-            root="data",
-            seen_classes=seen_names,
-            unseen_classes=unseen_names,
-            train_clips=settings.train_per_class * len(seen_names),
-            val_clips=settings.val_per_class * len(seen_names),
-            unseen_clips=settings.unseen_per_class * len(unseen_names),
-        ),
+        dataset=_dataset_summary(settings, data),
         runs=results,
         tables=tables,
         figure1=figure1,
-        claims=claims,
+        claims=judge_claims(TABLE_CLAIMS, tables.quantities(), early_epoch=early_epoch),
         early_epoch=early_epoch,
         main_model_from_run=main_spec.key,
         predict_example=prediction,
-        timing_s=timing,
+        timing_s=DemoTiming(**timing),
         peak_rss_mb=_peak_rss_mb(),
-        torch_threads=torch.get_num_threads(),
+        torch_threads=_torch_threads(),
         stage0=stage0,
-        scratch=scratch,
+        scratch=_scratch_row(
+            settings,
+            results,
+            extra,
+            early_epoch,
+            len(data.seen_names),
+            settings.unseen_per_class * len(data.unseen_names),
+        ),
         main_model_zero_shot=main_zero_shot,
         cpu_s=_cpu_seconds(),
-        load_average_1min={"start": load_at_start, "end": _load_average()},
+        load_average_1min=LoadAverage(start=load_at_start, end=_load_average()),
     )
-    values = metrics.to_dict()
-    (out / "metrics.json").write_text(json.dumps(values, indent=2) + "\n")
-    (out / "report.md").write_text(render_report(values))
+    _write_report(metrics, data.out)
+    return metrics
+
+
+def _prepare(
+    out: str | Path | None,
+    quick: bool,
+    settings: DemoSettings,
+    progress: bool,
+    timing: dict[str, float],
+) -> tuple[_DemoData, Stage0Summary | None]:
+    """The report folder (a run folder: ``config.yaml``, ``meta.json``, ``log.txt``), the
+    dataset, stage 0 (when the settings ask for it) and the shared config; their times go into
+    ``timing``."""
+    from text4vis.config import config_from_dict, dump_config
+    from text4vis.data import read_labels
+    from text4vis.runs import create_run_dir
+
+    placeholder = config_from_dict({"run": {"root": "runs", "name": "demo"}})
+    run = create_run_dir(placeholder, path=out)
+    folder = run.path.resolve()  # relative report folders (the default) must still compare
+    logger.info("demo report folder: %s (%s)", folder, "quick" if quick else "full")
+
+    t0 = time.perf_counter()
+    dataset = make_demo_dataset(folder / "data", settings, progress=progress)
+    timing["dataset_s"] = time.perf_counter() - t0
+    seen_names = read_labels(dataset.labels_seen)
+    unseen_names = read_labels(dataset.labels_unseen)
+
+    # Stage 0: the demo's own vision-language model (image-text pretraining on stills).
+    stage0: Stage0Summary | None = None
+    pretrained: Path | str = ""
+    if settings.pretrain:
+        t0 = time.perf_counter()
+        result, pretrained = run_stage0(settings, quick, folder, progress)
+        stage0 = Stage0Summary(result)
+        timing["pretrain_s"] = time.perf_counter() - t0
+    base = base_config_dict(settings, dataset, folder, pretrained)
+    base_cfg = config_from_dict(base)
+    dump_config(base_cfg, folder / "config.yaml")
+    return _DemoData(folder, dataset, seen_names, unseen_names, base, base_cfg), stage0
+
+
+def _tables_and_stage0(
+    settings: DemoSettings,
+    data: _DemoData,
+    results: dict[str, RunResult],
+    extra: ExtraEvaluations,
+    early_epoch: int,
+    stage0: Stage0Summary | None,
+) -> DemoTables:
+    """Tables 6-8; with stage 0, its zero-shot on the unseen videos and the runs' validation
+    top-1 after the first epoch (where the head start of pretraining shows) go into ``stage0``."""
+    from text4vis.data.actions import direction_dependent
+
+    tables = build_tables(
+        settings,
+        results,
+        extra,
+        early_epoch,
+        len(data.seen_names),
+        len(data.unseen_names),
+        direction_classes=direction_dependent(data.dataset.seen),
+    )
+    if stage0 is not None:
+        n_unseen = settings.unseen_per_class * len(data.unseen_names)
+        stage0.zero_shot_unseen_video = accuracy_stats(extra.zero_shot["stage0"], n_unseen)
+        n_val = settings.val_per_class * len(data.seen_names)
+        seeds = range(settings.seeds)
+        first_specs = {
+            init: [RunSpec(init, TABLE6_TEMPORAL, 0, s) for s in seeds] for init in INITS
+        }
+        first_specs["scratch"] = [RunSpec("text", TABLE6_TEMPORAL, 0, s, "scratch") for s in seeds]
+        stage0.first_epoch_top1 = {
+            key: accuracy_stats([results[spec.key].history[0]["val_top1"] for spec in specs], n_val)
+            for key, specs in first_specs.items()
+        }
+    return tables
+
+
+def _dataset_summary(settings: DemoSettings, data: _DemoData) -> DatasetSummary:
+    return DatasetSummary(
+        root="data",
+        seen_classes=data.seen_names,
+        unseen_classes=data.unseen_names,
+        train_clips=settings.train_per_class * len(data.seen_names),
+        val_clips=settings.val_per_class * len(data.seen_names),
+        unseen_clips=settings.unseen_per_class * len(data.unseen_names),
+    )
+
+
+def _write_report(metrics: DemoMetrics, out: Path) -> None:
+    """Write ``metrics.json`` and ``report.md`` into the report folder; set ``metrics.out``."""
+    (out / "metrics.json").write_text(json.dumps(metrics.to_dict(), indent=2) + "\n")
+    (out / "report.md").write_text(render_report(metrics))
     logger.info(
-        "demo finished in %.0fs: %s, %s", timing["total_s"], out / "report.md", out / "metrics.json"
+        "demo finished in %.0fs: %s, %s",
+        metrics.timing_s.total_s,
+        out / "report.md",
+        out / "metrics.json",
     )
     metrics.out = out
-    return metrics
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def run_stage0(
     settings: DemoSettings, quick: bool, out: Path, progress: bool
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[PretrainResult, Path]:
     """Run stage 0 into ``out/pretrain``: its results (paths relative to ``out``) and the
     weight file the video runs load."""
-    from text4vis.demo.pretrain import pretrain_settings, run_pretraining
     from text4vis.runs import setup_logging
+    from text4vis_demo.pretrain import pretrain_settings, run_pretraining
 
     log_level = logging.getLevelName(logging.getLogger("text4vis").getEffectiveLevel())
     logger.info("stage 0: image-text pretraining on captioned stills")
@@ -261,10 +332,10 @@ def run_stage0(
         progress=progress,
     )
     setup_logging(log_level, out / "log.txt")  # fit logged into its own run folder
-    values = result.to_dict()
-    values["weights"] = str(result.weights.relative_to(out))
-    values["run_dir"] = str(result.run_dir.relative_to(out))
-    return values, result.weights
+    relative = dataclasses.replace(
+        result, weights=result.weights.relative_to(out), run_dir=result.run_dir.relative_to(out)
+    )
+    return relative, result.weights
 
 
 def _stage0_video_zero_shot(
@@ -272,8 +343,8 @@ def _stage0_video_zero_shot(
 ) -> float:
     """Stage 0's model itself, before any video training (mean pooling of its frame embeddings),
     against the unseen names: how much of the zero-shot comes from stage 0 alone."""
-    from text4vis.demo.runs import spec_config
     from text4vis.models.factory import build_model
+    from text4vis_demo.runs import spec_config
 
     cfg = spec_config(base, RunSpec("text", "mean", 0, 0))
     model = build_model(cfg, unseen_names)
@@ -292,8 +363,8 @@ def stage0_seen_attributes(
         share of the seen classes that agree with the true one on that attribute (what a
         uniformly random prediction scores), averaged over the clips.
     """
-    from text4vis.demo.runs import spec_config
     from text4vis.models.factory import build_model
+    from text4vis_demo.runs import spec_config
 
     cfg = spec_config(base, RunSpec("text", "mean", 0, 0))
     result = evaluate_list(build_model(cfg, seen_names), base_cfg, dataset.val_list, seen_names)
@@ -493,6 +564,47 @@ def _epoch_group_stats(
     return accuracy_stats(values, total) if values else None
 
 
+def _table6_row(
+    init: str,
+    settings: DemoSettings,
+    results: dict[str, RunResult],
+    extra: ExtraEvaluations,
+    early_epoch: int,
+    num_seen: int,
+    direction_classes: Sequence[int],
+    n_dir: int,
+    n_other: int,
+) -> Table6Row:
+    """Table 6's row of one initialiser: final, early and mean-over-epochs top-1, per class
+    group (final, after epoch 1 and after the early epoch), and 2-shot where it was trained."""
+    seeds = range(settings.seeds)
+    n_val = settings.val_per_class * num_seen
+    direction = set(direction_classes)
+    other = set(range(num_seen)) - direction if direction else set()  # no split: no groups
+    runs = [results[RunSpec(init, TABLE6_TEMPORAL, 0, s).key] for s in seeds]
+    histories = [run.history for run in runs]
+    groups = extra.table6_direction.get(init)
+    two_shot = [RunSpec(init, "mean", settings.shot, s).key for s in seeds]
+    return Table6Row(
+        top1=accuracy_stats([run.val_top1 for run in runs], n_val),
+        early_top1=accuracy_stats([h[early_epoch - 1]["val_top1"] for h in histories], n_val),
+        mean_curve_top1=accuracy_stats(
+            [sum(r["val_top1"] for r in h) / len(h) for h in histories], n_val
+        ),
+        paper_top1=PAPER["table6"][init],
+        direction_top1=_group_stats(groups, "direction_top1", n_dir),
+        other_top1=_group_stats(groups, "other_top1", n_other),
+        reversed_partner_rate=_group_stats(groups, "reversed_partner_rate", n_dir),
+        two_shot_top1=accuracy_stats([results[k].val_top1 for k in two_shot], n_val)
+        if all(k in results for k in two_shot)
+        else None,
+        first_direction_top1=_epoch_group_stats(histories, 1, direction),
+        first_other_top1=_epoch_group_stats(histories, 1, other),
+        early_direction_top1=_epoch_group_stats(histories, early_epoch, direction),
+        early_other_top1=_epoch_group_stats(histories, early_epoch, other),
+    )
+
+
 def build_tables(
     settings: DemoSettings,
     results: dict[str, RunResult],
@@ -507,7 +619,7 @@ def build_tables(
 
     Args:
         settings: the demo's sizes (seeds, clips per class, shots).
-        results: every run of :func:`~text4vis.demo.runs.run_specs`, by key.
+        results: every run of :func:`~text4vis_demo.runs.run_specs`, by key.
         extra: zero-shot and direction metrics per seed.
         early_epoch: the epoch (1-based) whose validation top-1 is table 6's "early" column.
         num_seen: seen classes.
@@ -516,8 +628,6 @@ def build_tables(
             time-reversed partner is also a class), for table 6's early accuracy per class group.
     """
     seeds = range(settings.seeds)
-    direction = set(direction_classes)
-    other = set(range(num_seen)) - direction if direction else set()  # no split: no groups
 
     def top1s(init: str, temporal: str = "mean", shot: int = 0) -> list[float]:
         return [results[RunSpec(init, temporal, shot, s).key].val_top1 for s in seeds]
@@ -526,28 +636,12 @@ def build_tables(
     n_unseen = settings.unseen_per_class * num_unseen
     n_dir = int(extra.direction["mean"][0]["num_direction_videos"])
     n_other = int(extra.direction["mean"][0]["num_other_videos"])
-    table6 = {}
-    for init in INITS:
-        histories = [results[RunSpec(init, TABLE6_TEMPORAL, 0, s).key].history for s in seeds]
-        groups = extra.table6_direction.get(init)
-        table6[init] = Table6Row(
-            top1=accuracy_stats(top1s(init, TABLE6_TEMPORAL), n_val),
-            early_top1=accuracy_stats([h[early_epoch - 1]["val_top1"] for h in histories], n_val),
-            mean_curve_top1=accuracy_stats(
-                [sum(r["val_top1"] for r in h) / len(h) for h in histories], n_val
-            ),
-            paper_top1=PAPER["table6"][init],
-            direction_top1=_group_stats(groups, "direction_top1", n_dir),
-            other_top1=_group_stats(groups, "other_top1", n_other),
-            reversed_partner_rate=_group_stats(groups, "reversed_partner_rate", n_dir),
-            two_shot_top1=accuracy_stats(top1s(init, shot=settings.shot), n_val)
-            if all(RunSpec(init, "mean", settings.shot, s).key in results for s in seeds)
-            else None,
-            first_direction_top1=_epoch_group_stats(histories, 1, direction),
-            first_other_top1=_epoch_group_stats(histories, 1, other),
-            early_direction_top1=_epoch_group_stats(histories, early_epoch, direction),
-            early_other_top1=_epoch_group_stats(histories, early_epoch, other),
+    table6 = {
+        init: _table6_row(
+            init, settings, results, extra, early_epoch, num_seen, direction_classes, n_dir, n_other
         )
+        for init in INITS
+    }
     table7 = Table7(
         vision_text=Regimes(
             zero_shot=accuracy_stats(extra.zero_shot["vision_text"], n_unseen),
@@ -636,7 +730,7 @@ def _export_main_model(
     out: Path,
     base_cfg: Any,
     text_weight: Callable[[list[str], int], Any],
-) -> tuple[dict[str, Any], dict[str, float]]:
+) -> tuple[PredictExample, ZeroShotSummary]:
     """Save the main model to ``out/model``, check it loads, measure its zero-shot top-1 on the
     unseen classes, and label one unseen clip with it.
 
@@ -655,26 +749,26 @@ def _export_main_model(
         text_weight(unseen_names, exported.embed_dim), unseen_names, {"initializer": "text"}
     )
     result = evaluate_list(exported, base_cfg, dataset.unseen_list, unseen_names)
-    zero_shot = {
-        "top1": 100.0 * float(result.metrics["top1"]),
-        "chance": 100.0 / len(unseen_names),
-        "num_videos": int(result.labels.numel()),
-    }
+    zero_shot = ZeroShotSummary(
+        top1=100.0 * float(result.metrics["top1"]),
+        chance=100.0 / len(unseen_names),
+        num_videos=int(result.labels.numel()),
+    )
     path, label = dataset.unseen_list.read_text().split()[:2]
     example = predict_example(model_dir, dataset.root / Path(path), unseen_names)
-    example["true_label"] = unseen_names[int(label)]
+    example.true_label = unseen_names[int(label)]
     return example, zero_shot
 
 
-def _cpu_seconds() -> dict[str, float]:
+def _cpu_seconds() -> CpuTime:
     """User + system CPU time of this process and of its finished children (decoding workers):
     on a shared machine, wall time depends on the load and CPU time much less."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {
-        "main_process": own.ru_utime + own.ru_stime,
-        "children": children.ru_utime + children.ru_stime,
-    }
+    return CpuTime(
+        main_process=own.ru_utime + own.ru_stime,
+        children=children.ru_utime + children.ru_stime,
+    )
 
 
 def _load_average() -> float | None:
@@ -684,8 +778,8 @@ def _load_average() -> float | None:
         return None
 
 
-def _peak_rss_mb() -> dict[str, float]:
-    return {
-        "main_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "largest_child": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-    }
+def _peak_rss_mb() -> PeakMemory:
+    return PeakMemory(
+        main_process=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        largest_child=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    )

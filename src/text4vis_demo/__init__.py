@@ -1,5 +1,14 @@
 """The embedded default: the paper's ablations at toy scale on synthetic actions, on the CPU.
 
+This package lives beside the library (as ``open_clip_train`` beside ``open_clip``): it imports
+:mod:`text4vis`, never the reverse. ``text4vis demo`` reaches it through the CLI's entry-point
+group ``text4vis.commands`` (:mod:`text4vis_demo.command`); ``python -m text4vis_demo`` is the
+same command. ``python -m text4vis_demo.compare`` compares two ``metrics.json`` files number by
+number, ``python -m text4vis_demo.probe`` trains the temporal transformer alone on a report's
+stage-0 frame embeddings. The synthetic worlds it draws (:mod:`text4vis.data.actions`,
+:mod:`text4vis.data.captions`) stay in the library, where the tests and users can make toy
+datasets too.
+
 :func:`run_demo` (``text4vis demo``) writes a synthetic-actions dataset
 (:mod:`text4vis.data.actions`: real mp4 files, list files, label CSVs), trains small video
 recognizers on it with the library's own trainer (:func:`text4vis.engine.train.fit`: real
@@ -34,28 +43,30 @@ frozen text classifier vs four contrastive variants, each a torchrun job.
 
 The visual encoder is a small CLIP ResNet (``demo-rn``). No pretrained CLIP weights are available
 offline, so the main demo first makes its own vision-language model (stage 0,
-:mod:`~text4vis.demo.pretrain`: image-text pretraining on captioned stills of the same world
+:mod:`~text4vis_demo.pretrain`: image-text pretraining on captioned stills of the same world
 against the frozen all-MiniLM-L6-v2 caption embeddings); every run of tables 6-8 loads that weight
 file with ``model.pretrained`` and fine-tunes it at ``lr * visual_lr_ratio`` (0.1), as the paper
 fine-tunes CLIP, and one text run per seed starts from a random encoder instead, to show what
 pretraining changes. Every number in the report is measured in the run that writes it.
 
-Modules: :mod:`~text4vis.demo.pretrain` (stage 0), :mod:`~text4vis.demo.settings` (sizes,
+Modules: :mod:`~text4vis_demo.pretrain` (stage 0), :mod:`~text4vis_demo.settings` (sizes,
 shared config, the dataset),
-:mod:`~text4vis.demo.runs` (training runs and torchrun jobs), :mod:`~text4vis.demo.statistics`
-(accuracy summaries, standard errors, judging a claim), :mod:`~text4vis.demo.paper` (the paper's
-numbers and claims, as data), :mod:`~text4vis.demo.metrics` (typed results),
-:mod:`~text4vis.demo.plots`, :mod:`~text4vis.demo.report`, :mod:`~text4vis.demo.ablations`
-(tables 6-8), :mod:`~text4vis.demo.contrastive` (table 9), :mod:`~text4vis.demo.compare`
-(two ``metrics.json`` files number by number).
+:mod:`~text4vis_demo.runs` (training runs and torchrun jobs), :mod:`~text4vis_demo.statistics`
+(accuracy summaries, standard errors, judging a claim), :mod:`~text4vis_demo.paper` (the paper's
+numbers and claims, as data), :mod:`~text4vis_demo.metrics` (typed results),
+:mod:`~text4vis_demo.plots`, :mod:`~text4vis_demo.report` (the reports: Jinja2 templates in
+``templates/`` rendered from the typed metrics), :mod:`~text4vis_demo.ablations` (tables 6-8),
+:mod:`~text4vis_demo.contrastive` (table 9), :mod:`~text4vis_demo.compare` (two ``metrics.json``
+files number by number), :mod:`~text4vis_demo.probe`, :mod:`~text4vis_demo.command` (the
+``demo`` command), :mod:`~text4vis_demo.log` (loggers under the library's ``text4vis``).
 """
 
-from text4vis.demo.ablations import run_demo
-from text4vis.demo.contrastive import run_contrastive_demo
-from text4vis.demo.metrics import DemoMetrics
-from text4vis.demo.paper import PAPER, PAPER_TABLE9, TABLE9_CLAIMS, TABLE_CLAIMS
-from text4vis.demo.settings import DemoSettings, demo_settings, make_demo_dataset
-from text4vis.demo.statistics import Claim, Judgement, judge_claim
+from text4vis_demo.ablations import run_demo
+from text4vis_demo.contrastive import run_contrastive_demo
+from text4vis_demo.metrics import DemoMetrics
+from text4vis_demo.paper import PAPER, PAPER_TABLE9, TABLE9_CLAIMS, TABLE_CLAIMS
+from text4vis_demo.settings import DemoSettings, demo_settings, make_demo_dataset
+from text4vis_demo.statistics import Claim, Judgement, judge_claim
 
 __all__ = [
     "PAPER",
