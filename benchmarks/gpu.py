@@ -361,7 +361,8 @@ def measure_trainer(
     without the time its steps waited for batches."""
     from text4vis.config import Config, DataConfig, ModelConfig, RunConfig, TrainConfig
     from text4vis.data import read_annotations
-    from text4vis.data.annotations import write_annotations, write_labels
+    from text4vis.data.annotations import write_annotations
+    from text4vis.data.labels import write_labels
     from text4vis.engine.train import fit
 
     workers = setting.loader_workers or os.cpu_count() or 1

@@ -37,24 +37,33 @@ import io
 import json
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from text4vis import __version__
+from text4vis.config import DataConfig
+from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
 from text4vis.errors import Text4VisError
-from text4vis.models.text import _masked_mean
-from text4vis.models.video import scaled_cosine_logits
-
-if TYPE_CHECKING:
-    from text4vis.config import DataConfig
-    from text4vis.models.text import TextEncoder
-    from text4vis.models.video import VideoRecognizer
+from text4vis.models.factory import load_saved_model
+from text4vis.models.text import (
+    TEMPLATE_SETS,
+    ClipTextEncoder,
+    HFTextEncoder,
+    TextEncoder,
+    _masked_mean,
+    build_text_encoder,
+)
+from text4vis.models.video import VideoRecognizer, scaled_cosine_logits
+from text4vis.models.zero_shot import ZeroShotError, zero_shot_templates
+from text4vis.predict import Predictor
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -199,7 +208,6 @@ def _quiet_exporter() -> Iterator[None]:
     progress on standard output (moved to the debug log), onnxscript / onnx_ir log every
     optimisation pass at INFO, ONNX Runtime's quantizer logs on the root logger and advises a
     pre-processing step the dynamic quantization of MatMuls does not need."""
-    import warnings
 
     names = ("onnxscript", "onnx_ir", "torch.onnx", "")
     loggers = [logging.getLogger(name) if name else logging.getLogger() for name in names]
@@ -296,8 +304,6 @@ def export_onnx(
     Raises:
         ExportError: the model or its text side cannot be exported (the message says why).
     """
-    from text4vis import __version__
-    from text4vis.predict import Predictor
 
     if data is None:
         data = Predictor.default_data_config(model)
@@ -364,8 +370,6 @@ def export_onnx(
     else:
         (directory / VIDEO_GRAPH_INT8).unlink(missing_ok=True)  # never a stale variant
 
-    from text4vis.models.text import TEMPLATE_SETS
-
     description = {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
@@ -416,13 +420,11 @@ def export_onnx(
 
 
 def _clip_mean() -> list[float]:
-    from text4vis.data.transforms import CLIP_MEAN
 
     return [float(m) for m in CLIP_MEAN]
 
 
 def _clip_std() -> list[float]:
-    from text4vis.data.transforms import CLIP_STD
 
     return [float(s) for s in CLIP_STD]
 
@@ -445,7 +447,6 @@ def _versions(text4vis_version: str) -> dict[str, str]:
 def _export_text(encoder: TextEncoder, directory: Path, *, opset: int | None) -> dict[str, Any]:
     """Write ``text.onnx`` and the tokenizer files of ``encoder``; return export.json's
     ``text`` block."""
-    from text4vis.models.text import ClipTextEncoder, HFTextEncoder
 
     tokenizer_dir = directory / TOKENIZER_DIR
     tokenizer_dir.mkdir(exist_ok=True)
@@ -596,7 +597,6 @@ def quantize_onnx_int8(source: str | Path, target: str | Path) -> Path:
 def _default_text_encoder(model: VideoRecognizer) -> TextEncoder | None:
     """The encoder :class:`~text4vis.predict.Predictor` builds for new labels, or None (with a
     log line saying why) when the model cannot take new labels."""
-    from text4vis.models.text import build_text_encoder
 
     cfg = model.model_cfg
     if model.classifier is not None and cfg.classifier != "text":
@@ -637,9 +637,6 @@ def export_saved_model(
         int8: also write the dynamic int8 video graph.
         opset: ONNX opset (default: the exporter's).
     """
-    from text4vis.models.factory import load_saved_model
-    from text4vis.models.zero_shot import ZeroShotError, zero_shot_templates
-    from text4vis.predict import Predictor
 
     saved = load_saved_model(path)
     model = saved.model.eval()
