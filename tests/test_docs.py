@@ -12,7 +12,7 @@ How each fenced block is checked, by its language:
   TARGET`` must be a target of the Makefile, ``python benchmarks/X.py`` an existing script, and
   ``python -m text4vis_demo.X`` a module of the demo package (parsed by its ``build_parser`` when
   it has one).
-- ``yaml`` / ``text`` / ``json`` / ``csv`` / ``svg``: shown, not run (output, file formats).
+- ``yaml`` / ``toml`` / ``text`` / ``json`` / ``csv`` / ``svg``: shown, not run (output, file formats).
   A block without a language fails: every block says what it is.
 
 A hidden HTML comment on the line just before a block changes what happens to it:
@@ -68,7 +68,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PAGES = sorted(DOCS.glob("*.md")) + [ROOT / "README.md"]
-SHOWN_ONLY = {"yaml", "text", "json", "csv", "svg"}
+SHOWN_ONLY = {"yaml", "toml", "text", "json", "csv", "svg"}
 SHELL = {"bash", "console"}
 DIRECTIVE = re.compile(r"<!--\s*docs-test:\s*(.*?)\s*-->")
 FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
