@@ -177,3 +177,112 @@ def test_ddp_two_processes_match_one_process(colour_data, tmp_path):
     cfg_single = load_config(None, overrides(colour_data, tmp_path / "one", *common))
     initial = build_model(cfg_single, read_labels(cfg_single.data.labels)).state_dict()
     assert (initial["visual.conv1.weight"] - got["visual.conv1.weight"]).abs().max() > 1e-4
+
+
+def test_resume_honours_a_changed_fused_adamw_setting(caplog):
+    """Optimizer.load_state_dict would restore the checkpoint's implementation choice."""
+    from text4vis.engine.optim import build_optimizer, load_optimizer_state
+
+    def make(fused: bool) -> tuple[torch.nn.Linear, torch.optim.AdamW]:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3)
+        opt = build_optimizer(
+            model, None, lr=0.1, weight_decay=0.1, visual_lr_ratio=1.0, fused=fused
+        )
+        return model, opt
+
+    def step(model: torch.nn.Linear, opt: torch.optim.AdamW) -> None:
+        model(torch.ones(2, 4)).sum().backward()
+        opt.step()
+        opt.zero_grad()
+
+    model, loop = make(fused=False)
+    step(model, loop)
+    saved = loop.state_dict()
+    resumed_model, fused = make(fused=True)
+    resumed_model.load_state_dict(model.state_dict())
+    with caplog.at_level("INFO", logger="text4vis.engine.optim"):
+        load_optimizer_state(fused, saved)
+    assert all(group["fused"] for group in fused.param_groups)
+    assert "fused: None -> True" in caplog.text
+    # The moments and step count are the checkpoint's: the next step equals the loop's.
+    step(model, loop)
+    step(resumed_model, fused)
+    for a, b in zip(model.parameters(), resumed_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_the_loaded_checkpoint_is_not_kept_during_the_run(colour_data, tmp_path, monkeypatch):
+    """fit drops the CPU checkpoint (weights and optimizer moments) once the trainer restored
+    it, instead of holding it in host memory for the whole run."""
+    import gc
+    import weakref
+
+    from text4vis.engine import train as train_module
+
+    cfg = load_config(None, overrides(colour_data, tmp_path, "train.epochs=1", "run.name=drop"))
+    first = fit(cfg, stop_after_steps=2)
+    assert first.stopped
+
+    class Checkpoint(dict):  # a dict that can be referenced weakly
+        pass
+
+    refs = []
+    load = train_module.load_checkpoint
+
+    def tracked_load(path):
+        checkpoint = Checkpoint(load(path))
+        refs.append(weakref.ref(checkpoint))
+        return checkpoint
+
+    alive = []
+    run = train_module._Trainer.run
+
+    def checking_run(self, stop_at):
+        gc.collect()
+        alive.append(refs[-1]() is not None)
+        return run(self, stop_at)
+
+    monkeypatch.setattr(train_module, "load_checkpoint", tracked_load)
+    monkeypatch.setattr(train_module._Trainer, "run", checking_run)
+    resumed = fit(cfg, resume=first.run_dir)
+    assert resumed.step == 6 and refs and alive == [False]
+
+
+def test_cuda_n_is_refused_under_torchrun(monkeypatch):
+    """run.device=cuda:N would put every torchrun process on GPU N: refused before any CUDA
+    work, with the fix; cuda / auto resolve per LOCAL_RANK."""
+    from text4vis import distributed as dist_utils
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    refused = pytest.raises(ValueError, match=r"run.device='cuda:0'.*run.device=cuda.*LOCAL_RANK")
+    with refused, dist_utils.process_group("cuda:0"):
+        pass
+    dist_utils.check_device_for_ranks("cuda")
+    dist_utils.check_device_for_ranks("auto")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    dist_utils.check_device_for_ranks("cuda:1")  # one process: any GPU
+
+
+def test_ddp_broadcasts_buffers_only_when_training_changes_them():
+    """Frozen classifier, CoOp prompts and pixel normalisation are constants (no broadcast);
+    a ResNet's BatchNorm running statistics change in training (broadcast kept)."""
+    from text4vis.config import config_from_dict
+    from text4vis.engine.acceleration import buffers_change_in_training
+    from text4vis.engine.objectives import TrainStep, build_objective
+    from text4vis.models.video import VideoRecognizer
+
+    names = ["a", "b", "c"]
+    expected = {("tiny-vit", "orthogonal"): False, ("tiny-vit", "text"): False}
+    expected[("tiny-rn", "orthogonal")] = True
+    for (arch, classifier), changes in expected.items():
+        cfg = config_from_dict({"model": {"arch": arch, "classifier": classifier}})
+        model = VideoRecognizer.from_config(cfg.model, names, num_frames=2, image_size=32)
+        step = TrainStep(model, build_objective(cfg, model, names))
+        assert any(True for _ in step.buffers())
+        assert buffers_change_in_training(step) is changes, (arch, classifier)
+    coop = config_from_dict({"model": {"arch": "tiny-vit", "prompt": "coop"}})
+    model = VideoRecognizer.from_config(coop.model, names, num_frames=2, image_size=32)
+    assert any("prefix" in n or "suffix" in n for n, _ in model.named_buffers())
+    assert not buffers_change_in_training(model)
