@@ -286,3 +286,51 @@ def test_ddp_broadcasts_buffers_only_when_training_changes_them():
     model = VideoRecognizer.from_config(coop.model, names, num_frames=2, image_size=32)
     assert any("prefix" in n or "suffix" in n for n, _ in model.named_buffers())
     assert not buffers_change_in_training(model)
+
+
+@pytest.mark.slow
+def test_compile_covers_encode_video_and_the_contrastive_step():
+    """train.compile compiles what forward, encode_video (contrastive objective, embedding
+    loops) and the training step call, with the outputs of the eager model."""
+    import copy
+    import shutil
+
+    from torch._dynamo.utils import counters
+
+    from text4vis.config import config_from_dict
+    from text4vis.engine.acceleration import compile_model
+    from text4vis.engine.objectives import TrainStep, build_objective
+    from text4vis.models.video import VideoRecognizer
+
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        pytest.skip("torch.compile (inductor) on the CPU needs a C compiler; no gcc or cc found")
+    names = ["a", "b", "c"]
+    cfg = config_from_dict(
+        {
+            "model": {"arch": "tiny-vit", "temporal": "transformer", "classifier": "text"},
+            "train": {"objective": "contrastive"},
+        }
+    )
+    torch.manual_seed(0)
+    model = VideoRecognizer.from_config(cfg.model, names, num_frames=2, image_size=32)
+    eager = copy.deepcopy(model)
+    names_before = list(model.state_dict())
+    assert compile_model(model) is model and list(model.state_dict()) == names_before
+    video = torch.randn(4, 2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 0])
+    counters.clear()
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_video(video), eager.encode_video(video))
+        assert counters["stats"]["unique_graphs"] >= 1  # encode_video ran compiled graphs
+        torch.testing.assert_close(model(video), eager(video))
+    # The trainer's training step: model and objective compiled together (after DDP there).
+    step = torch.compile(TrainStep(model, build_objective(cfg, model, names)))
+    eager_step = TrainStep(eager, build_objective(cfg, eager, names))
+    loss, _ = step(video, labels)
+    eager_loss, _ = eager_step(video, labels)
+    torch.testing.assert_close(loss, eager_loss)
+    loss.backward()
+    eager_loss.backward()
+    for (name, p), q in zip(model.named_parameters(), eager.parameters()):
+        if p.requires_grad:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)

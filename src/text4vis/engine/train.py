@@ -4,13 +4,20 @@ One code path for every setting:
 
 - launched plainly, it trains in one process on ``run.device`` (CPU or one GPU); launched with
   ``torchrun --nproc_per_node N -m text4vis train ...`` it starts a process group (nccl on GPU,
-  gloo on CPU) and wraps model and objective together in ``DistributedDataParallel``;
+  gloo on CPU; each process on ``cuda:LOCAL_RANK``, an explicit ``cuda:N`` is refused) and wraps
+  model and objective together in ``DistributedDataParallel`` (buffers broadcast only when a
+  step changes some, i.e. BatchNorm running statistics; ``train.compile`` compiles the wrapped
+  step, see :mod:`text4vis.engine.acceleration`);
 - autocast in bf16 / fp16 (with a gradient scaler) / fp32; gradient accumulation over
   ``train.grad_accum`` micro-batches with ``no_sync`` on all but the last, so gradients are
   all-reduced once per optimizer step; optional gradient-norm clipping; the learning rate is set
   from :func:`~text4vis.engine.optim.lr_at_step` before every optimizer step;
 - the loss comes from an objective object (:mod:`text4vis.engine.objectives`), so the contrastive
   paradigm uses the same loop;
+- few host synchronisations: the running loss and accuracy sums live on the device
+  (:class:`EpochTotals`) and are read every ``run.log_every`` steps and at the epoch's end; a
+  step reads one small tensor, the all-reduced flags every rank needs to agree on (non-finite
+  step, preemption request, timed checkpoint due by rank 0's clock);
 - ``last`` is written after every epoch and every ``train.checkpoint_minutes``; ``best`` when the
   validation top-1 improves; the trained model is exported with ``save_pretrained`` into
   ``<run>/model``.
