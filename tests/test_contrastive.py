@@ -240,3 +240,43 @@ def test_table9_configs_cover_the_four_rows(monkeypatch: pytest.MonkeyPatch) -> 
             values["data"] = {k: v for k, v in values["data"].items() if k not in paths}
         for section in ("model", "data", "train"):  # eval / run settings may differ
             assert ce[section] == recipes[0][section], section
+
+
+def test_similarities_are_float32_under_bf16_autocast() -> None:
+    """At logit scale 100 bf16 would round the logits by up to about 0.25; the loss computes
+    them in float32 whatever the autocast or the input dtype."""
+    video, text, labels = features(16, 0), features(16, 1), torch.tensor([0, 1, 2, 3] * 4)
+    scale = torch.tensor(100.0)
+    want = contrastive_loss(video, text, labels, scale)
+    for inputs in ((video, text), (video.bfloat16(), text.bfloat16())):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = contrastive_loss(*inputs, labels, scale)
+        plain = contrastive_loss(inputs[0].float(), inputs[1].float(), labels, scale)
+        for name in ("logits_video", "logits_text", "loss"):
+            value = getattr(got, name)
+            assert value.dtype == torch.float32, name
+            assert torch.equal(value, getattr(plain, name)), name
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what the loss must not do
+        rounded = scale * F.normalize(video, dim=-1) @ F.normalize(text, dim=-1).t()
+    assert rounded.dtype == torch.bfloat16
+    assert (rounded.float() - want.logits_video).abs().max() > 1e-2
+
+
+def test_offline_logits_are_float32_under_bf16_autocast() -> None:
+    model = TinyVideoModel()
+    objective = make_objective(online=False)
+    video = torch.randn(5, 2, 3, 4, 4, generator=torch.Generator().manual_seed(8))
+    labels = torch.tensor([0, 1, 3, 2, 1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, logits = objective(model, video, labels)
+        emb = model.encode_video(video)  # bf16 under autocast, as the objective gets it
+    assert logits is not None and logits.dtype == torch.float32 and loss.dtype == torch.float32
+    weight = F.normalize(objective.text.weight, dim=-1)
+    want = 20.0 * F.normalize(emb.float(), dim=-1) @ weight.t()
+    torch.testing.assert_close(logits, want, rtol=0, atol=1e-5)
+
+
+def test_a_half_precision_online_tower_trains_in_float32() -> None:
+    tokens = torch.randint(0, 20, (NUM_CLASSES, 2, 3), generator=torch.Generator().manual_seed(1))
+    tower = OnlineTextTower(TinyTextModel(DIM).half(), tokens)
+    assert {p.dtype for p in tower.parameters()} == {torch.float32}

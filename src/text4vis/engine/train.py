@@ -4,13 +4,20 @@ One code path for every setting:
 
 - launched plainly, it trains in one process on ``run.device`` (CPU or one GPU); launched with
   ``torchrun --nproc_per_node N -m text4vis train ...`` it starts a process group (nccl on GPU,
-  gloo on CPU) and wraps model and objective together in ``DistributedDataParallel``;
+  gloo on CPU; each process on ``cuda:LOCAL_RANK``, an explicit ``cuda:N`` is refused) and wraps
+  model and objective together in ``DistributedDataParallel`` (buffers broadcast only when a
+  step changes some, i.e. BatchNorm running statistics; ``train.compile`` compiles the wrapped
+  step, see :mod:`text4vis.engine.acceleration`);
 - autocast in bf16 / fp16 (with a gradient scaler) / fp32; gradient accumulation over
   ``train.grad_accum`` micro-batches with ``no_sync`` on all but the last, so gradients are
   all-reduced once per optimizer step; optional gradient-norm clipping; the learning rate is set
   from :func:`~text4vis.engine.optim.lr_at_step` before every optimizer step;
 - the loss comes from an objective object (:mod:`text4vis.engine.objectives`), so the contrastive
   paradigm uses the same loop;
+- few host synchronisations: the running loss and accuracy sums live on the device
+  (:class:`EpochTotals`) and are read every ``run.log_every`` steps and at the epoch's end; a
+  step reads one small tensor, the all-reduced flags every rank needs to agree on (non-finite
+  step, preemption request, timed checkpoint due by rank 0's clock);
 - ``last`` is written after every epoch and every ``train.checkpoint_minutes``; ``best`` when the
   validation top-1 improves; the trained model is exported with ``save_pretrained`` into
   ``<run>/model``.
@@ -38,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from text4vis import distributed as dist_utils
@@ -47,7 +54,11 @@ from text4vis.data.dataset import FAILED_VIDEOS_FILE, FailureTracker, build_data
 from text4vis.data.few_shot import write_few_shot_list
 from text4vis.data.labels import read_labels
 from text4vis.data.loaders import build_loader, set_epoch
-from text4vis.engine.acceleration import apply_channels_last, compile_model
+from text4vis.engine.acceleration import (
+    apply_channels_last,
+    buffers_change_in_training,
+    compile_model,
+)
 from text4vis.engine.checkpoint import (
     CHECKPOINT_DIR,
     atomic_torch_save,
@@ -58,9 +69,14 @@ from text4vis.engine.checkpoint import (
 from text4vis.engine.config_checks import validate_config
 from text4vis.engine.loops import predict_scores
 from text4vis.engine.metrics import EvalResult, evaluate_scores
-from text4vis.engine.numerics import NonFiniteSteps, check_finite_weights, gradient_norm
+from text4vis.engine.numerics import NonFiniteSteps, check_finite_weights
 from text4vis.engine.objectives import TrainStep, build_objective
-from text4vis.engine.optim import LRSchedule, build_train_optimizer, set_lr
+from text4vis.engine.optim import (
+    LRSchedule,
+    build_train_optimizer,
+    load_optimizer_state,
+    set_lr,
+)
 from text4vis.engine.preemption import PreemptionHandler
 from text4vis.engine.tracking import MetricsWriter, plot_curves
 from text4vis.errors import CheckpointError, ConfigError, UsageError
@@ -76,6 +92,7 @@ from text4vis.runtime import autocast_context, check_train_precision, set_tf32
 
 __all__ = [
     "STOP_ENV",
+    "EpochTotals",
     "TrainState",
     "TrainSummary",
     "fit",
@@ -260,6 +277,100 @@ def _read_data(cfg: Config) -> _TrainData:
     return _TrainData(class_names, train_set, val_set)
 
 
+@dataclass
+class EpochTotals:
+    """Running sums of one epoch on this rank, kept on the training device.
+
+    Each micro-batch adds its loss, correct predictions and clip count with device operations
+    only, so a training step reads none of them back to the host (on a GPU every read waits for
+    the queued kernels). The host reads the logging window every ``run.log_every`` steps
+    (:meth:`read_window`) and the epoch sums at the epoch's end or at a mid-epoch checkpoint
+    (:meth:`global_sums`), all-reduced over the ranks. Micro-batches with a non-finite loss are
+    left out, as their optimizer step is skipped.
+
+    Attributes:
+        sums: float64 ``[5]`` on the device: ``loss * clips``, correct predictions and clips
+            since the epoch's start (on rank 0 including the global sums of the steps done
+            before a resume), then ``loss * clips`` and clips of the current logging window.
+        resumed_clips: the clips of the steps done before a resume (all ranks; rank 0 only).
+        clips: clips this rank processed in this process (the throughput's numerator).
+        data_time: seconds spent waiting for batches.
+        start: ``time.perf_counter()`` when the epoch (or its resumed part) started.
+    """
+
+    sums: Tensor
+    resumed_clips: float = 0.0
+    clips: int = 0
+    data_time: float = 0.0
+    start: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def begin(cls, device: torch.device, partial: dict[str, float]) -> EpochTotals:
+        """Totals of an epoch starting now; ``partial`` holds the global sums of its steps done
+        before a resume (``TrainState.partial_epoch``; pass it on rank 0 only)."""
+        first = [
+            partial.get("loss_sum", 0.0),
+            partial.get("correct", 0.0),
+            partial.get("seen", 0.0),
+        ]
+        sums = torch.tensor([*first, 0.0, 0.0], dtype=torch.float64, device=device)
+        return cls(sums=sums, resumed_clips=float(partial.get("seen", 0.0)))
+
+    def add(self, loss: Tensor, logits: Tensor | None, labels: Tensor) -> Tensor:
+        """Add one micro-batch (nothing when its loss is not finite).
+
+        Returns:
+            Whether the loss is finite: a boolean tensor on the device (not read here).
+        """
+        n = labels.shape[0]
+        self.clips += n
+        value = loss.detach().to(torch.float64)
+        finite = torch.isfinite(value)
+        if logits is not None:
+            correct = (logits.argmax(dim=1) == labels).sum().to(torch.float64)
+        else:
+            correct = value.new_zeros(())
+        clips = value.new_full((), float(n))
+        update = torch.stack([value * n, correct, clips, value * n, clips])
+        self.sums += torch.where(finite, update, 0.0)
+        return finite
+
+    def read_window(self) -> float:
+        """The mean loss of the logging window over all ranks (one host read), and a new window."""
+        window = dist_utils.all_reduce_tensor(self.sums[3:].clone())
+        loss_sum, count = window.tolist()
+        self.sums[3:] = 0.0
+        return loss_sum / max(count, 1)
+
+    def global_sums(self) -> dict[str, float]:
+        """``loss_sum``, ``correct`` and ``seen`` of the epoch so far, summed over all ranks."""
+        total = dist_utils.all_reduce_tensor(self.sums[:3].clone())
+        return dict(zip(("loss_sum", "correct", "seen"), total.tolist()))
+
+    def summary(self, *, with_accuracy: bool) -> dict[str, Any]:
+        """The epoch's training metrics (all ranks; one all-reduce and one host read)."""
+        elapsed = time.perf_counter() - self.start
+        values = torch.cat([self.sums[:3], self.sums.new_full((1,), float(self.clips))])
+        loss_sum, correct, seen, clips = dist_utils.all_reduce_tensor(values).tolist()
+        return {
+            "train_loss": loss_sum / max(seen, 1),
+            "train_top1": correct / max(seen, 1) if with_accuracy else None,
+            "clips_per_s": clips / max(elapsed, 1e-9),
+            "data_wait": self.data_time / max(elapsed, 1e-9),
+            "epoch_time_s": elapsed,
+        }
+
+
+@dataclass
+class _StepOutcome:
+    """What every rank agreed on after an optimizer step (one all-reduce, one host read)."""
+
+    lr: float
+    finite: bool
+    preempted: bool
+    checkpoint_due: bool
+
+
 class _Trainer:
     """State and pieces of one :func:`fit` call (kept together to keep the loop readable)."""
 
@@ -282,21 +393,9 @@ class _Trainer:
         check_train_precision(tc.precision)
 
         self.class_names = data.class_names
-        self.model = build_model(cfg, self.class_names)
-        if tc.init_from and checkpoint is None:  # on resume the checkpoint has the weights
-            load_initial_weights(self.model, tc.init_from)
-        self.model.to(device)
-        if tc.channels_last:
-            apply_channels_last(self.model)
-        if tc.compile:
-            compile_model(self.model)  # in place: parameter names and checkpoints unchanged
-        self.objective = build_objective(cfg, self.model, self.class_names).to(device)
-        self.step_module: nn.Module = TrainStep(self.model, self.objective)
-        if dist_utils.is_distributed():
-            self.step_module = nn.parallel.DistributedDataParallel(
-                self.step_module, device_ids=[device] if device.type == "cuda" else None
-            )
+        self._build_modules(fresh=checkpoint is None)
         self.optimizer = build_train_optimizer(self.model, self.objective, tc, device)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
 
         self.train_set = data.train_set
@@ -330,8 +429,42 @@ class _Trainer:
         )
         self.last_checkpoint_time = time.monotonic()
         self.logits_in_training = True  # False once the objective returns no logits
+        self._epoch_train: dict[str, Any] = {}
         # Installed by fit(); polled after every optimizer step (all ranks agree).
         self.preemption = PreemptionHandler()
+
+    def _build_modules(self, *, fresh: bool) -> None:
+        """The model on the device, the objective, and the module a training step calls.
+
+        Under ``torchrun`` the step module (model and objective) is wrapped in DDP, which
+        broadcasts buffers only when a training step changes some (BatchNorm running stats);
+        with ``train.compile`` it is compiled after the wrapping (see
+        :mod:`text4vis.engine.acceleration`).
+        """
+        cfg, device, tc = self.cfg, self.device, self.cfg.train
+        self.model = build_model(cfg, self.class_names)
+        if tc.init_from and fresh:  # on resume the checkpoint has the weights
+            load_initial_weights(self.model, tc.init_from)
+        self.model.to(device)
+        if tc.channels_last:
+            apply_channels_last(self.model)
+        if tc.compile:
+            # In place (parameter names and checkpoints unchanged): forward and encode_video,
+            # as validation runs them; the training step below inlines them.
+            compile_model(self.model)
+        self.objective = build_objective(cfg, self.model, self.class_names).to(device)
+        step: nn.Module = TrainStep(self.model, self.objective)
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
+        if dist_utils.is_distributed():
+            self.ddp = nn.parallel.DistributedDataParallel(
+                step,
+                device_ids=[device] if device.type == "cuda" else None,
+                broadcast_buffers=buffers_change_in_training(step),
+            )
+            step = self.ddp
+        if tc.compile:
+            step = torch.compile(step)  # after DDP: its buckets' all-reduce overlaps backward
+        self.step_module = step
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -378,15 +511,16 @@ class _Trainer:
                 logger.info("saved %s (epoch %d, step %d)", path, self.state.epoch, self.state.step)
         self.last_checkpoint_time = time.monotonic()
 
-    def _checkpoint_due(self) -> bool:
-        """Whether ``train.checkpoint_minutes`` have passed (rank 0's clock, agreed by all)."""
+    def _checkpoint_clock(self) -> float:
+        """1.0 when ``train.checkpoint_minutes`` have passed by rank 0's clock, else 0.0.
+
+        Only rank 0 ever says 1.0, so the sum over ranks (taken with the step's other flags in
+        :meth:`_agree_on_step`) is rank 0's decision, the same on every rank.
+        """
         minutes = self.cfg.train.checkpoint_minutes
-        if minutes <= 0:
-            return False
-        due = float(time.monotonic() - self.last_checkpoint_time > 60 * minutes)
-        if dist_utils.is_distributed():
-            due = float(dist_utils.broadcast_object(due))
-        return bool(due)
+        if minutes <= 0 or self.rank != 0:
+            return 0.0
+        return float(time.monotonic() - self.last_checkpoint_time > 60 * minutes)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         if ckpt.get("scheduler") and ckpt["scheduler"] != self.schedule.state_dict():
@@ -399,7 +533,8 @@ class _Trainer:
             raise CheckpointError("the checkpoint was trained on other class names (data.labels)")
         self.model.load_state_dict(ckpt["model"])
         self.objective.load_state_dict(ckpt["objective"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        # This run's train.fused_adamw, not the checkpoint's.
+        load_optimizer_state(self.optimizer, ckpt["optimizer"])
         if ckpt.get("scaler") is not None:
             self.scaler.load_state_dict(ckpt["scaler"])
         restore_rng_state(ckpt["rng"])
@@ -427,141 +562,180 @@ class _Trainer:
         )
 
     def train_epoch(self, epoch: int, stop_at: int | None) -> bool:
-        """Run the rest of ``epoch``; returns True when stopped early by ``stop_at``."""
-        tc = self.cfg.train
-        accum = tc.grad_accum
-        ddp: Any = self.step_module if dist_utils.is_distributed() else None
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        """Run the rest of ``epoch``; returns True when stopped early (``stop_at`` or a
+        preemption signal)."""
         set_epoch(self.train_loader, epoch)
-        batches = _skip_batches(self.train_loader, self.state.epoch_step * accum)
+        batches = _skip_batches(
+            self.train_loader, self.state.epoch_step * self.cfg.train.grad_accum
+        )
         bar = self._progress(epoch)
         self.step_module.train()
         # The sums of steps done before a resume are carried by rank 0 (they are global sums).
-        partial = self.state.partial_epoch if self.rank == 0 else {}
-        loss_sum = partial.get("loss_sum", 0.0)
-        correct = partial.get("correct", 0.0)
-        seen = partial.get("seen", 0.0)
+        totals = EpochTotals.begin(self.device, self.state.partial_epoch if self.rank == 0 else {})
         self.state.partial_epoch = {}
-        window_loss = window_count = 0.0
-        data_time = 0.0
-        clips = 0
-        start = time.perf_counter()
         stopped = False
         try:
-            while self.state.epoch_step < self.steps_per_epoch:
-                step_finite = True
-                step_indices: list[int] = []  # this rank's videos of the step, for messages
-                for micro in range(accum):
-                    t0 = time.perf_counter()
-                    batch = next(batches)
-                    data_time += time.perf_counter() - t0
-                    # Local failures only; ranks merge them at the end of the epoch.
-                    self.failures.update(batch.get("failures", []), check=False)
-                    video = batch["video"].to(self.device, non_blocking=True)
-                    labels = torch.as_tensor(batch["label"]).to(self.device, non_blocking=True)
-                    if video.ndim != 6 or video.shape[1] != 1:
-                        raise ValueError(
-                            f"training batches must hold video [B, 1, T, 3, H, W] (one view per "
-                            f"clip, as the training transform gives), got {tuple(video.shape)}"
-                        )
-                    video = video[:, 0]  # [B, 1, T, 3, H, W] -> [B, T, 3, H, W]
-                    last_micro = micro == accum - 1
-                    sync = ddp.no_sync() if ddp is not None and not last_micro else nullcontext()
-                    with sync:
-                        with autocast_context(self.device, tc.precision):
-                            loss, logits = self.step_module(video, labels)
-                        self.scaler.scale(loss / accum).backward()
-                    loss_value = float(loss.detach())
-                    step_indices += [int(i) for i in batch["index"]]
-                    if not math.isfinite(loss_value):  # the step is skipped (see numerics)
-                        step_finite = False
-                        continue
-                    n = labels.shape[0]
-                    loss_sum += loss_value * n
-                    window_loss += loss_value * n
-                    window_count += n
-                    seen += n
-                    clips += n
-                    if logits is not None:
-                        correct += float((logits.argmax(dim=1) == labels).sum())
-                    else:  # e.g. the contrastive objective: no class scores in training
-                        self.logits_in_training = False
-                lr = self.schedule(self.state.step)
-                set_lr(self.optimizer, lr)
-                grad_norm = 0.0
-                if tc.clip_grad > 0:
-                    self.scaler.unscale_(self.optimizer)
-                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tc.clip_grad))
-                elif not self.scaler.is_enabled():
-                    grad_norm = gradient_norm(params)
-                # fp16: infinite gradients are the scaler's to handle (it skips the step).
-                local_ok = step_finite and (self.scaler.is_enabled() or math.isfinite(grad_norm))
-                # One collective per step: every rank skips the same steps and stops after the
-                # same step (a stop asked for during the rest of this step is seen at the next).
-                flags = [float(not local_ok), self.preemption.local_request()]
-                if dist_utils.is_distributed():
-                    flags = dist_utils.all_reduce_sum(flags)
-                finite = flags[0] == 0
-                preempted = self.preemption.agree(flags[1])
-                if finite or self.scaler.is_enabled():
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.nonfinite.record(
-                    finite=finite,
-                    step=self.state.step + 1,
-                    loss=loss_value,
-                    grad_norm=grad_norm,
-                    videos=[self.train_set.path_of(i) for i in step_indices] if not finite else [],
-                )
-                self.state.step += 1
-                self.state.epoch_step += 1
-
-                elapsed = time.perf_counter() - start
-                clips_per_s = clips * self.world_size / max(elapsed, 1e-9)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(
-                        loss=f"{loss_value:.4f}",
-                        lr=f"{lr:.2e}",
-                        clips_s=f"{clips_per_s:.1f}",
-                        data=f"{data_time / max(elapsed, 1e-9):.0%}",
-                    )
-                if self.state.step % max(1, self.cfg.run.log_every) == 0:
-                    total_loss, total_n = dist_utils.all_reduce_sum([window_loss, window_count])
-                    self.metrics.log(
-                        "train",
-                        {
-                            "step": self.state.step,
-                            "epoch": epoch + self.state.epoch_step / self.steps_per_epoch,
-                            "loss": total_loss / max(total_n, 1),
-                            "lr": lr,
-                            "clips_per_s": clips_per_s,
-                            "data_wait": data_time / max(elapsed, 1e-9),
-                        },
-                    )
-                    window_loss = window_count = 0.0
-                stopped = preempted or (stop_at is not None and self.state.step >= stop_at)
-                mid_epoch = self.state.epoch_step < self.steps_per_epoch  # else saved after it
-                if (stopped or self._checkpoint_due()) and mid_epoch:
-                    sums = dist_utils.all_reduce_sum([loss_sum, correct, seen])
-                    self.state.partial_epoch = dict(zip(("loss_sum", "correct", "seen"), sums))
-                    self.save("last")
-                    self.state.partial_epoch = {}
-                if stopped:
-                    break
+            while self.state.epoch_step < self.steps_per_epoch and not stopped:
+                outcome = self._train_step(batches, totals)
+                stopped = self._after_step(epoch, outcome, totals, bar, stop_at)
         finally:
             if bar is not None:
                 bar.close()
-        elapsed = time.perf_counter() - start
-        totals = dist_utils.all_reduce_sum([loss_sum, correct, seen, float(clips)])
-        self._epoch_train = {
-            "train_loss": totals[0] / max(totals[2], 1),
-            "train_top1": totals[1] / max(totals[2], 1) if self.logits_in_training else None,
-            "clips_per_s": totals[3] / max(elapsed, 1e-9),
-            "data_wait": data_time / max(elapsed, 1e-9),
-            "epoch_time_s": elapsed,
-        }
+        self._epoch_train = totals.summary(with_accuracy=self.logits_in_training)
+        return stopped
+
+    def _forward_backward(
+        self, batches: Iterator[Any], totals: EpochTotals, *, last_micro: bool
+    ) -> tuple[Tensor, Tensor, Any]:
+        """One micro-batch: forward, backward (gradients all-reduced only on the last one).
+
+        Returns:
+            ``(loss, finite, indices)``: the detached loss and whether it is finite (device
+            tensors, not read here) and the batch's dataset indices.
+        """
+        tc = self.cfg.train
+        t0 = time.perf_counter()
+        batch = next(batches)
+        totals.data_time += time.perf_counter() - t0
+        # Local failures only; ranks merge them at the end of the epoch.
+        self.failures.update(batch.get("failures", []), check=False)
+        video = batch["video"].to(self.device, non_blocking=True)
+        labels = torch.as_tensor(batch["label"]).to(self.device, non_blocking=True)
+        if video.ndim != 6 or video.shape[1] != 1:
+            raise ValueError(
+                f"training batches must hold video [B, 1, T, 3, H, W] (one view per "
+                f"clip, as the training transform gives), got {tuple(video.shape)}"
+            )
+        video = video[:, 0]  # [B, 1, T, 3, H, W] -> [B, T, 3, H, W]
+        sync = self.ddp.no_sync() if self.ddp is not None and not last_micro else nullcontext()
+        with sync:
+            with autocast_context(self.device, tc.precision):
+                loss, logits = self.step_module(video, labels)
+            self.scaler.scale(loss / tc.grad_accum).backward()
+        if logits is None:  # e.g. the contrastive objective: no class scores in training
+            self.logits_in_training = False
+        finite = totals.add(loss, logits, labels)
+        return loss.detach(), finite, batch["index"]
+
+    def _gradient_norm(self) -> Tensor:
+        """Clip the gradients (``train.clip_grad``) and return their total norm (a device
+        tensor; 0 under fp16 without clipping, where the scaler finds infinite gradients)."""
+        tc = self.cfg.train
+        if tc.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            return torch.nn.utils.clip_grad_norm_(self.params, tc.clip_grad)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if self.scaler.is_enabled() or not grads:
+            return torch.zeros((), device=self.device)
+        return torch.nn.utils.get_total_norm(grads)
+
+    def _agree_on_step(self, bad: Tensor) -> tuple[bool, bool, bool]:
+        """``(finite, preempted, checkpoint_due)`` as every rank agrees on them.
+
+        One all-reduce of three numbers and one host read per step (the only ones a step
+        makes): whether the step was non-finite on some rank, whether some rank was asked to
+        stop (:mod:`text4vis.engine.preemption`) and whether rank 0's clock says a timed
+        checkpoint is due. So every rank skips the same steps and stops and saves after the
+        same step (a stop asked for during the rest of this step is seen at the next).
+        """
+        flags = torch.stack(
+            [
+                bad.to(torch.float64),
+                bad.new_full((), self.preemption.local_request(), dtype=torch.float64),
+                bad.new_full((), self._checkpoint_clock(), dtype=torch.float64),
+            ]
+        )
+        nonfinite, requests, due = dist_utils.all_reduce_tensor(flags).tolist()
+        return nonfinite == 0, self.preemption.agree(requests), due > 0
+
+    def _train_step(self, batches: Iterator[Any], totals: EpochTotals) -> _StepOutcome:
+        """``train.grad_accum`` micro-batches and one optimizer step (skipped, on every rank,
+        when a loss or the gradient is not finite on some rank)."""
+        accum = self.cfg.train.grad_accum
+        losses, finite_parts, indices = [], [], []
+        for micro in range(accum):
+            loss, finite, index = self._forward_backward(
+                batches, totals, last_micro=micro == accum - 1
+            )
+            losses.append(loss)
+            finite_parts.append(finite)
+            indices.append(index)
+        lr = self.schedule(self.state.step)
+        set_lr(self.optimizer, lr)
+        grad_norm = self._gradient_norm()
+        bad = ~torch.stack(finite_parts).all()
+        if not self.scaler.is_enabled():  # fp16: infinite gradients are the scaler's to handle
+            bad = bad | ~torch.isfinite(grad_norm)
+        finite, preempted, due = self._agree_on_step(bad)
+        if finite or self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._record_finiteness(finite, losses, grad_norm, indices)
+        self.state.step += 1
+        self.state.epoch_step += 1
+        return _StepOutcome(lr=lr, finite=finite, preempted=preempted, checkpoint_due=due)
+
+    def _record_finiteness(
+        self, finite: bool, losses: list[Tensor], grad_norm: Tensor, indices: list[Any]
+    ) -> None:
+        """Count a skipped step (:class:`NonFiniteSteps`); its values are read only then."""
+        if finite:
+            self.nonfinite.record(
+                finite=True, step=self.state.step + 1, loss=0.0, grad_norm=0.0, videos=[]
+            )
+            return
+        values = torch.stack([*losses, grad_norm.to(losses[0])]).tolist()
+        loss = next((v for v in values[:-1] if not math.isfinite(v)), values[-2])
+        self.nonfinite.record(
+            finite=False,
+            step=self.state.step + 1,
+            loss=loss,
+            grad_norm=values[-1],
+            videos=[self.train_set.path_of(int(i)) for part in indices for i in part],
+        )
+
+    def _after_step(
+        self,
+        epoch: int,
+        outcome: _StepOutcome,
+        totals: EpochTotals,
+        bar: Any,
+        stop_at: int | None,
+    ) -> bool:
+        """Progress, the logging window every ``run.log_every`` steps, and a mid-epoch
+        checkpoint when stopping or when one is due; returns True when the run stops here."""
+        elapsed = time.perf_counter() - totals.start
+        clips_per_s = totals.clips * self.world_size / max(elapsed, 1e-9)
+        data_wait = totals.data_time / max(elapsed, 1e-9)
+        if bar is not None:
+            bar.update(1)
+        if self.state.step % max(1, self.cfg.run.log_every) == 0:
+            loss = totals.read_window()
+            if bar is not None:
+                bar.set_postfix(
+                    loss=f"{loss:.4f}",
+                    lr=f"{outcome.lr:.2e}",
+                    clips_s=f"{clips_per_s:.1f}",
+                    data=f"{data_wait:.0%}",
+                )
+            self.metrics.log(
+                "train",
+                {
+                    "step": self.state.step,
+                    "epoch": epoch + self.state.epoch_step / self.steps_per_epoch,
+                    "loss": loss,
+                    "lr": outcome.lr,
+                    "clips_per_s": clips_per_s,
+                    "data_wait": data_wait,
+                },
+            )
+        stopped = outcome.preempted or (stop_at is not None and self.state.step >= stop_at)
+        mid_epoch = self.state.epoch_step < self.steps_per_epoch  # else saved after it
+        if (stopped or outcome.checkpoint_due) and mid_epoch:
+            self.state.partial_epoch = totals.global_sums()
+            self.save("last")
+            self.state.partial_epoch = {}
         return stopped
 
     def validate(self) -> EvalResult:
@@ -594,65 +768,76 @@ class _Trainer:
                 f"stop_after_steps={stop_at} but the run is already at step {self.state.step}"
             )
         while self.state.epoch < cfg.train.epochs:
-            epoch = self.state.epoch
-            stopped = self.train_epoch(epoch, stop_at)
+            stopped = self.train_epoch(self.state.epoch, stop_at)
             if stopped and self.state.epoch_step < self.steps_per_epoch:
                 return self._stop()
-            self.state.epoch += 1
-            self.state.epoch_step = 0
-            row: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.step}
-            row.update(self._epoch_train)
-            row["lr"] = self.schedule(max(0, self.state.step - 1))
-            row["peak_mem_mb"] = peak_memory_mb(self.device)
-            self.failures.synchronize()
-            row["decode_failures"] = len(self.failures.failed)
-            row["skipped_steps"] = self.nonfinite.total  # non-finite loss or gradient, all epochs
-            self.state.decode_failures = len(self.failures.failed)
-            self.failures.check()
-            is_last = self.state.epoch == cfg.train.epochs
-            every = cfg.train.eval_every
-            if self.val_loader is not None and (
-                is_last or (every > 0 and self.state.epoch % every == 0)
-            ):
-                result = self.validate()
-                val = result.metrics
-                row.update({f"val_{k}": v for k, v in val.items()})
-                self.metrics.log("val", {"step": self.state.step, "epoch": self.state.epoch, **val})
-                # Per class, in label order: which classes lag, and when each is learnt.
-                self.metrics.log(
-                    "val_per_class",
-                    {
-                        "step": self.state.step,
-                        "epoch": self.state.epoch,
-                        "correct": result.confusion.diagonal().tolist(),
-                        "videos": result.confusion.sum(dim=1).tolist(),
-                    },
-                )
-            self.state.history.append(row)
-            self.metrics.write_epochs(self.state.history)
-            logger.info(
-                "epoch %d: loss %.4f%s%s, %.1f clips/s, data wait %.0f%%, peak memory %.0f MiB",
-                self.state.epoch,
-                row["train_loss"],
-                f", train top-1 {row['train_top1']:.3f}" if row["train_top1"] is not None else "",
-                f", val top-1 {row['val_top1']:.3f}" if "val_top1" in row else "",
-                row["clips_per_s"],
-                100 * row["data_wait"],
-                row["peak_mem_mb"],
-            )
-            names = ["last"]
-            top1 = row.get("val_top1")
-            if top1 is not None and (self.state.best_top1 is None or top1 > self.state.best_top1):
-                self.state.best_top1 = float(top1)
-                self.state.best_epoch = self.state.epoch
-                names.append("best")
-            self.save(*names)
+            self._end_epoch()
             if self.state.epoch < cfg.train.epochs and self.preemption.should_stop():
                 stopped = True  # a signal during validation or the save: stop at the epoch's end
             if stopped:
                 return self._stop()
         self._finish()
         return self._summary(stopped=False)
+
+    def _end_epoch(self) -> None:
+        """Close the epoch just trained: its row of metrics (validation when due), the log
+        line, and the ``last`` (and ``best``) checkpoints."""
+        self.state.epoch += 1
+        self.state.epoch_step = 0
+        row: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.step}
+        row.update(self._epoch_train)
+        row["lr"] = self.schedule(max(0, self.state.step - 1))
+        row["peak_mem_mb"] = peak_memory_mb(self.device)
+        self.failures.synchronize()
+        row["decode_failures"] = len(self.failures.failed)
+        row["skipped_steps"] = self.nonfinite.total  # non-finite loss or gradient, all epochs
+        self.state.decode_failures = len(self.failures.failed)
+        self.failures.check()
+        if self._validation_due():
+            row.update(self._validate_and_log())
+        self.state.history.append(row)
+        self.metrics.write_epochs(self.state.history)
+        logger.info(
+            "epoch %d: loss %.4f%s%s, %.1f clips/s, data wait %.0f%%, peak memory %.0f MiB",
+            self.state.epoch,
+            row["train_loss"],
+            f", train top-1 {row['train_top1']:.3f}" if row["train_top1"] is not None else "",
+            f", val top-1 {row['val_top1']:.3f}" if "val_top1" in row else "",
+            row["clips_per_s"],
+            100 * row["data_wait"],
+            row["peak_mem_mb"],
+        )
+        names = ["last"]
+        top1 = row.get("val_top1")
+        if top1 is not None and (self.state.best_top1 is None or top1 > self.state.best_top1):
+            self.state.best_top1 = float(top1)
+            self.state.best_epoch = self.state.epoch
+            names.append("best")
+        self.save(*names)
+
+    def _validation_due(self) -> bool:
+        every = self.cfg.train.eval_every
+        is_last = self.state.epoch == self.cfg.train.epochs
+        return self.val_loader is not None and (
+            is_last or (every > 0 and self.state.epoch % every == 0)
+        )
+
+    def _validate_and_log(self) -> dict[str, Any]:
+        """Validate, log the metrics and the per-class counts; returns the ``val_*`` columns."""
+        result = self.validate()
+        val = result.metrics
+        self.metrics.log("val", {"step": self.state.step, "epoch": self.state.epoch, **val})
+        # Per class, in label order: which classes lag, and when each is learnt.
+        self.metrics.log(
+            "val_per_class",
+            {
+                "step": self.state.step,
+                "epoch": self.state.epoch,
+                "correct": result.confusion.diagonal().tolist(),
+                "videos": result.confusion.sum(dim=1).tolist(),
+            },
+        )
+        return {f"val_{k}": v for k, v in val.items()}
 
     def _finish(self) -> None:
         self.objective.export_classifier(self.model)
@@ -773,5 +958,8 @@ def fit(
             for diff in diffs:
                 logger.warning("config differs from the checkpoint's: %s", diff)
         trainer = _Trainer(cfg, device, run.path, checkpoint, data)
+        # The trainer copied what it needs; the whole CPU checkpoint (weights and optimizer
+        # moments, several times the model's size) is not kept for the rest of the run.
+        del checkpoint
         with trainer.preemption:  # SIGTERM / SIGUSR1: finish the step, save, stop
             return trainer.run(_stop_after_steps(stop_after_steps))

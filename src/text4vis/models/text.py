@@ -52,6 +52,7 @@ __all__ = [
     "build_text_classifier",
     "build_text_encoder",
     "fixed_projection",
+    "float32_master_weights",
     "resolve_templates",
 ]
 
@@ -317,6 +318,24 @@ def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
+def float32_master_weights(module: nn.Module, what: str = "text tower") -> None:
+    """Cast a module to be trained whose weights are half precision (fp16 / bf16) to float32.
+
+    A Hugging Face folder saved in fp16 loads as fp16 (``transformers`` keeps the saved dtype);
+    trained as it is, AdamW updates below fp16's resolution are rounded away and fp16 gradients
+    overflow. Autocast gives the speed of half precision while the trained weights stay
+    float32. In place; logged when it casts.
+    """
+    half = {p.dtype for p in module.parameters() if p.is_floating_point()} - {torch.float32}
+    if half:
+        module.float()
+        log.info(
+            "%s loaded in %s: trained with float32 weights (autocast computes in half precision)",
+            what,
+            ", ".join(sorted(str(dtype).removeprefix("torch.") for dtype in half)),
+        )
+
+
 class TransformerTextTower(nn.Module):
     """The trainable form of an :class:`HFTextEncoder`, for a contrastive objective that trains
     the text side (``train.text_online=true`` with a sentence-transformers or ``hf:`` encoder).
@@ -335,6 +354,8 @@ class TransformerTextTower(nn.Module):
         super().__init__()
         self.kind, self.name = encoder.kind, encoder.name
         self.model: nn.Module = encoder.model
+        # Trained: float32 master weights, even from a half-precision folder.
+        float32_master_weights(self.model, f"text encoder {encoder.name}")
         self.model.train()  # dropout on while fine-tuning, as the encoder was trained
         st = encoder.kind == "sentence-transformers"
         self.tokenizer = encoder.model.tokenizer if st else encoder.tokenizer
