@@ -95,10 +95,9 @@ def _config(tmp_path: Path, *extra: str) -> Any:
 @pytest.fixture
 def counted_fit(monkeypatch: pytest.MonkeyPatch) -> Any:
     """``fit`` on in-memory batches; returns (summary, reads per epoch, micro-batch losses)."""
-    import text4vis.data.loaders as loaders
-
     loader = _Loader()
-    monkeypatch.setattr(loaders, "build_loader", lambda *args, **kwargs: loader)
+    # train.py imports build_loader at the top: patch the name it calls.
+    monkeypatch.setattr(train_module, "build_loader", lambda *args, **kwargs: loader)
     monkeypatch.setattr(
         train_module,
         "_read_data",
