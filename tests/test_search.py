@@ -148,8 +148,12 @@ def test_embeddings_and_text_scores_restate_the_model(
     meta = json.loads((tmp_path / "index" / META_NAME).read_text())
     assert meta["model"]["identity"] == model_identity(predictor.model)
     assert meta["data"]["views"] == "1x1" and meta["data"]["num_segments"] == 8
-    assert {"path", "size", "mtime_ns"} <= set(meta["videos"][0])
-    assert (tmp_path / "index" / EMBEDDINGS_NAME).is_file()
+    # The header names the generation whose columns hold the rows.
+    store = tmp_path / "index" / meta["store"]["folder"]
+    assert set(meta["store"]["columns"]) == {"size", "mtime_ns"} and "videos" not in meta
+    np.testing.assert_array_equal(np.load(store / "vectors.npy"), index.embeddings)
+    assert np.load(store / "size.npy").tolist() == [c.stat().st_size for c in clips]
+    assert not (tmp_path / "index" / EMBEDDINGS_NAME).exists()
 
 
 def test_several_views_are_averaged_as_directions(

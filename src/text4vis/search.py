@@ -11,13 +11,14 @@ sentence nobody trained it on can be matched against a whole folder of clips::
 
 An index is a folder:
 
-- ``embeddings.safetensors``: float32 ``[N, D]``, one L2-normalised embedding per video (with
-  several views per video, the mean of the normalised view embeddings, normalised again);
-- ``index.json``: format version, the model's identity (a hash of its weights and config, so that
-  an index is never searched with text embeddings of another model), the data settings and views
-  the embeddings were made with, the inputs that were scanned, per video its absolute path, size
-  and modification time (the row of its embedding), and the videos that could not be read, with
-  the reason;
+- ``index.json``: the header: format version, the model's identity (a hash of its weights and
+  config, so that an index is never searched with text embeddings of another model), the data
+  settings and views the embeddings were made with, the inputs that were scanned, the videos that
+  could not be read, with the reason, and ``store``, naming the generation folder of the rows;
+- ``v<NNNNNN>/``: the rows (:mod:`text4vis.index_store`): ``vectors.npy``, float32 or float16
+  ``[N, D]``, one L2-normalised embedding per video (with several views per video, the mean of
+  the normalised view embeddings, normalised again), memory-mapped when the index is opened, and
+  per video its absolute path, size and modification time as columns (NumPy arrays);
 - ``backend-<name>.faiss`` and ``backend-<name>.json`` (approximate backends only): the FAISS
   index built for the embeddings, saved at its first search and read again while the
   embeddings and the build options are the same (the JSON holds their hash), so the k-means of
@@ -51,6 +52,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from text4vis.errors import Text4VisError
+from text4vis.index_store import (
+    HEADER_NAME,
+    LEGACY_VECTORS_NAME,
+    STORAGE_DTYPES,
+    VideoTable,
+    read_index,
+    write_index,
+)
 
 if TYPE_CHECKING:
     from text4vis.predict import Predictor
@@ -78,9 +87,12 @@ __all__ = [
 
 logger = logging.getLogger("text4vis.search")
 
-INDEX_FORMAT = 1
-EMBEDDINGS_NAME = "embeddings.safetensors"
-META_NAME = "index.json"
+# Format 2: memory-mapped vectors and columnar rows named by a small header (index_store);
+# format 1 (every row in index.json, embeddings.safetensors) is read and written as format 2.
+INDEX_FORMAT = 2
+READABLE_FORMATS = (1, 2)
+EMBEDDINGS_NAME = LEGACY_VECTORS_NAME  # format 1's vectors file
+META_NAME = HEADER_NAME
 
 
 class VideoIndexError(Text4VisError, ValueError):
@@ -144,7 +156,8 @@ class IndexMeta:
     """
 
     model: IndexModel
-    videos: list[IndexedVideo]  # row i of the embeddings is videos[i]
+    # Row i of the embeddings is videos[i]: a columnar table (a list of IndexedVideo is taken).
+    videos: VideoTable
     failures: list[IndexFailure] = field(default_factory=list)  # tried again at the next update
     # The data settings and views the embeddings were made with (:func:`_data_settings`), kept
     # as recorded: an index from an older text4vis may lack a setting, and then it differs.
@@ -153,23 +166,34 @@ class IndexMeta:
     format: int = INDEX_FORMAT
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back as read
 
+    def __post_init__(self) -> None:
+        self.videos = VideoTable.of(self.videos)
+
     @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str | Path = META_NAME) -> IndexMeta:
-        """Parse ``index.json``'s contents.
+    def from_dict(
+        cls,
+        values: dict[str, Any],
+        where: str | Path = META_NAME,
+        videos: VideoTable | None = None,
+    ) -> IndexMeta:
+        """Parse ``index.json``'s contents: a format-1 file listing every video, or a header
+        (format 2) whose rows are given as ``videos``.
 
         Raises:
             VideoIndexError: a required key (``model.identity``, ``videos``) is missing, or an
                 entry has the wrong fields.
         """
         model = values.get("model")
-        if "videos" not in values or not isinstance(model, dict) or "identity" not in model:
-            missing = "videos" if "videos" not in values else "model.identity"
+        has_videos = "videos" in values or videos is not None
+        if not has_videos or not isinstance(model, dict) or "identity" not in model:
+            missing = "videos" if not has_videos else "model.identity"
             raise VideoIndexError(
                 f"{where}: no {missing!r}; the index is damaged, build it again "
                 "(text4vis index ... --rebuild)"
             )
         try:
-            videos = [IndexedVideo(**v) for v in values["videos"]]
+            if videos is None:
+                videos = VideoTable.from_records(IndexedVideo(**v) for v in values["videos"])
             failures = [IndexFailure(**f) for f in values.get("failures", [])]
         except TypeError as exc:
             raise VideoIndexError(
@@ -182,17 +206,20 @@ class IndexMeta:
             data=dict(values.get("data", {})),
             inputs=[str(i) for i in values.get("inputs", [])],
             format=values.get("format", INDEX_FORMAT),
-            extra=_unknown(cls, values),
+            extra={k: v for k, v in _unknown(cls, values).items() if k != "store"},
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """``index.json``'s contents (JSON types only)."""
+        """Everything as one JSON dict, every video listed (format 1's ``index.json``)."""
+        return {**self.header_dict(), "videos": [v.to_dict() for v in self.videos]}
+
+    def header_dict(self) -> dict[str, Any]:
+        """The header's contents (JSON types only): all but the rows, which are columns."""
         return {
             "format": self.format,
             "model": self.model.to_dict(),
             "data": dict(self.data),
             "inputs": list(self.inputs),
-            "videos": [v.to_dict() for v in self.videos],
             "failures": [f.to_dict() for f in self.failures],
             **self.extra,
         }
@@ -250,31 +277,67 @@ class SearchHit:
 
 
 class ExactBackend:
-    """Exact cosine search: one matrix product of the queries with every embedding, then top-k."""
+    """Exact cosine search: the queries' inner products with every stored vector, then top-k.
+
+    The scan is memory-bound, so it reads the stored matrix once per call, as stored (a
+    memory-mapped array is not copied): float32 through NumPy's matrix product (BLAS), float16
+    through PyTorch's half-precision matrix-vector product, one query at a time, which reads half
+    the bytes (``benchmarks/search_exact.py`` measures both against one streaming read of the
+    matrix, and float16's recall@10 against float32's). Rows are taken in blocks so that the
+    scores of a large batch never fill memory; each block keeps its top k.
+    """
 
     name = "exact"
+    BLOCK_SCORES = 1 << 22  # scores held at once: queries x rows of a block (16 MiB of float32)
 
     def __init__(self, vectors: np.ndarray) -> None:
-        import torch
-
-        # float32 [N, D], rows normalised; torch's matmul uses every core and is exact.
-        self._vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+        vectors = np.asarray(vectors)
+        if vectors.dtype not in (np.float32, np.float16):
+            vectors = vectors.astype(np.float32)
+        self._vectors = vectors  # [N, D], rows normalised; kept as given (memory-mapped too)
 
     def __len__(self) -> int:
         return int(self._vectors.shape[0])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and row ids ``[Q, k']`` (k' = min(k, N)), best first."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)  # [Q, D]
+        n, k = len(self), min(k, len(self))
+        if k == 0:
+            empty = np.zeros((queries.shape[0], 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
+        block = max(k, 4096, self.BLOCK_SCORES // queries.shape[0])
+        kept_scores, kept_ids = [], []
+        for start in range(0, n, block):
+            scores = self._scores(queries, start, min(n, start + block))  # [Q, b] float32
+            if scores.shape[1] > k:
+                top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # [Q, k], unordered
+                scores = np.take_along_axis(scores, top, axis=1)
+            else:
+                top = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+            kept_scores.append(scores)
+            kept_ids.append(top + start)
+        scores, ids = np.concatenate(kept_scores, axis=1), np.concatenate(kept_ids, axis=1)
+        # Best first; equal scores by row, so that the order never depends on the blocks.
+        order = np.lexsort((ids, -scores), axis=1)[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+    def _scores(self, queries: np.ndarray, start: int, end: int) -> np.ndarray:
+        """Inner products ``[Q, end - start]`` of the queries with rows ``start:end``."""
+        rows = self._vectors[start:end]
+        if rows.dtype == np.float32:
+            return queries @ rows.T
+        import warnings
+
         import torch
 
-        k = min(k, len(self))
-        q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))  # [Q, D]
-        if k == 0:
-            empty = np.zeros((q.shape[0], 0))
-            return empty.astype(np.float32), empty.astype(np.int64)
-        scores = q @ self._vectors.T  # [Q, N]
-        values, ids = scores.topk(k, dim=1)  # sorted, best first
-        return values.numpy(), ids.numpy()
+        with warnings.catch_warnings():  # a read-only memory map: torch only reads it
+            warnings.simplefilter("ignore", UserWarning)
+            matrix = torch.from_numpy(rows)  # [b, D] float16, no copy
+        half = torch.from_numpy(queries).half()
+        # One matrix-vector product per query: PyTorch's fp16 GEMV streams the rows and
+        # accumulates in float32; its fp16 GEMM is compute-bound on CPUs without fp16 units.
+        return torch.stack([torch.mv(matrix, q) for q in half]).float().numpy()
 
 
 def _faiss() -> Any:
@@ -505,7 +568,9 @@ class VideoIndex:
     Args:
         path: the index folder.
         meta: the contents of ``index.json`` (as read: a dict; or parsed).
-        embeddings: float32 ``[N, D]``, row ``i`` for ``meta.videos[i]``.
+        embeddings: ``[N, D]``, row ``i`` for ``meta.videos[i]``: float32, or float16 to store
+            and search at half the memory (:attr:`storage`); other types become float32. A
+            memory-mapped array stays mapped.
         predictor: the model (checked against the index's model identity).
         backend: search backend name (:data:`BACKENDS`), ``"exact"`` by default.
         backend_options: keyword arguments of the backend (``nprobe``, ``ef_search`` ...).
@@ -525,7 +590,10 @@ class VideoIndex:
         if not isinstance(meta, IndexMeta):
             meta = IndexMeta.from_dict(meta, self.path / META_NAME)
         self.info = meta  # index.json, typed; the index's videos and failures are its lists
-        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        embeddings = np.asanyarray(embeddings)  # a memory map stays one
+        if embeddings.dtype.name not in STORAGE_DTYPES:
+            embeddings = embeddings.astype(np.float32)
+        self.embeddings = embeddings
         if len(self.videos) != self.embeddings.shape[0]:
             raise VideoIndexError(
                 f"{self.path}: {META_NAME} lists {len(self.videos)} videos but "
@@ -539,16 +607,33 @@ class VideoIndex:
         self.backend_name = backend
         self.backend_options = dict(backend_options or {})
         self._backend: Any = None
-        self._rows = {v.path: i for i, v in enumerate(self.videos)}
         self._predictor: Predictor | None = None
         self.last_update: IndexUpdate | None = None  # what the last build or update did
         if predictor is not None:
             self.predictor = predictor
 
     @property
-    def videos(self) -> list[IndexedVideo]:
-        """The indexed videos; row ``i`` of :attr:`embeddings` is ``videos[i]``."""
+    def videos(self) -> VideoTable:
+        """The indexed videos, a columnar table; row ``i`` of :attr:`embeddings` is
+        ``videos[i]``."""
+        if not isinstance(self.info.videos, VideoTable):  # a list assigned to info.videos
+            self.info.videos = VideoTable.of(self.info.videos)
         return self.info.videos
+
+    @property
+    def storage(self) -> str:
+        """How the vectors are stored and searched: ``"float32"`` or ``"float16"``."""
+        return self.embeddings.dtype.name
+
+    @storage.setter
+    def storage(self, dtype: str) -> None:
+        if dtype not in STORAGE_DTYPES:
+            raise VideoIndexError(
+                f"unknown vector storage {dtype!r}; choose one of {sorted(STORAGE_DTYPES)}"
+            )
+        if dtype != self.storage:
+            self.embeddings = np.asarray(self.embeddings).astype(STORAGE_DTYPES[dtype])
+            self._backend = None
 
     @property
     def failures(self) -> list[IndexFailure]:
@@ -574,6 +659,7 @@ class VideoIndex:
         *,
         progress: bool = False,
         model_source: str = "",
+        storage: str = "float32",
         **kwargs: Any,
     ) -> VideoIndex:
         """Embed every video found in ``videos`` and write a new index to ``path``.
@@ -584,13 +670,16 @@ class VideoIndex:
             path: the index folder (created; an index already there is replaced).
             progress: show a progress bar over videos.
             model_source: where the model came from (a folder or checkpoint), recorded for people.
+            storage: ``"float32"`` or ``"float16"`` (half the memory and scan time; its recall
+                is measured by ``benchmarks/search_exact.py``).
             **kwargs: ``backend`` / ``backend_options`` for searching.
 
         Returns:
             The index; :attr:`last_update` says what was embedded and what failed.
         """
         meta = cls._new_meta(predictor, model_source)
-        index = cls(path, meta, np.zeros((0, 0), np.float32), predictor=predictor, **kwargs)
+        empty = np.zeros((0, meta.model.embed_dim or 0), STORAGE_DTYPES[storage])
+        index = cls(path, meta, empty, predictor=predictor, **kwargs)
         index.update(videos, progress=progress)
         return index
 
@@ -625,8 +714,6 @@ class VideoIndex:
             FileNotFoundError: no index there.
             VideoIndexError: an unreadable or damaged index, or another model.
         """
-        from safetensors.numpy import load_file
-
         path = Path(path)
         meta_path = path / META_NAME
         if not meta_path.is_file():
@@ -635,40 +722,27 @@ class VideoIndex:
                 f"`text4vis index VIDEOS... --model MODEL --out {path}`"
             )
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise VideoIndexError(f"{meta_path}: not a readable index file ({exc})") from None
-        if meta.get("format") != INDEX_FORMAT:
+            stored = read_index(path)
+        except ValueError as exc:
+            raise VideoIndexError(f"{exc}; build the index again with --rebuild") from None
+        meta = stored.header
+        if meta.get("format") not in READABLE_FORMATS:
             raise VideoIndexError(
-                f"{meta_path}: index format {meta.get('format')!r}, this text4vis reads format "
-                f"{INDEX_FORMAT}; build the index again with --rebuild"
+                f"{meta_path}: index format {meta.get('format')!r}, this text4vis reads formats "
+                f"{list(READABLE_FORMATS)}; build the index again with --rebuild"
             )
-        embeddings_path = path / EMBEDDINGS_NAME
-        if not embeddings_path.is_file():
-            raise VideoIndexError(
-                f"{path}: {EMBEDDINGS_NAME} is missing; build again with --rebuild"
-            )
-        embeddings = load_file(str(embeddings_path))["embeddings"]
-        info = IndexMeta.from_dict(meta, meta_path)
-        return cls(path, info, embeddings, predictor=predictor, **kwargs)
+        info = IndexMeta.from_dict(meta, meta_path, videos=stored.table)
+        return cls(path, info, stored.vectors, predictor=predictor, **kwargs)
 
     def save(self) -> None:
-        """Write ``embeddings.safetensors`` and ``index.json`` (each atomically, embeddings first)."""
-        from safetensors.numpy import save_file
-
-        self.path.mkdir(parents=True, exist_ok=True)
-        target = self.path / EMBEDDINGS_NAME
-        partial = target.with_name(target.name + ".partial")
-        save_file(
-            {"embeddings": self.embeddings},
-            str(partial),
-            metadata={"format": "text4vis-index", "model": self.info.model.identity},
-        )
-        os.replace(partial, target)
-        meta_target = self.path / META_NAME
-        partial = meta_target.with_name(meta_target.name + ".partial")
-        partial.write_text(json.dumps(self.info.to_dict(), indent=1) + "\n", encoding="utf-8")
-        os.replace(partial, meta_target)
+        """Write the index atomically (:func:`text4vis.index_store.write_index`): the vectors and
+        rows as a new generation, then the header that names it; a process killed at any moment
+        leaves the previous index or the new one. A format-1 index is written in format 2."""
+        self.info.format = INDEX_FORMAT
+        vectors = self.embeddings
+        if vectors.ndim != 2 or vectors.shape[1] == 0:
+            vectors = np.zeros((len(self.videos), self.info.model.embed_dim or 0), vectors.dtype)
+        write_index(self.path, self.info.header_dict(), vectors, self.videos)
 
     # ------------------------------------------------------------------------------------------
     # The model
@@ -717,11 +791,11 @@ class VideoIndex:
 
     def __contains__(self, video: object) -> bool:
         """Whether a video path (as given or absolute) is in the index."""
-        return isinstance(video, (str, Path)) and str(Path(video).resolve()) in self._rows
+        return isinstance(video, (str, Path)) and self.row_of(video) is not None
 
     def row_of(self, video: str | Path) -> int | None:
         """The row of a video's embedding, or None when it is not indexed."""
-        return self._rows.get(str(Path(video).resolve()))
+        return self.videos.row_of(str(Path(video).resolve()))
 
     def update(
         self,
@@ -784,22 +858,24 @@ class VideoIndex:
             the order of ``signatures``.
         """
         report = IndexUpdate()
-        keep = [
-            i for i, v in enumerate(self.videos) if signatures.get(v.path) == (v.size, v.mtime_ns)
-        ]
-        kept_paths = {self.videos[i].path for i in keep}
-        report.removed = sorted(v.path for v in self.videos if v.path not in signatures)
+        table = self.videos
+        paths = table.paths()
+        sizes, mtimes = table.column("size").tolist(), table.column("mtime_ns").tolist()
+        keep = [i for i, p in enumerate(paths) if signatures.get(p) == (sizes[i], mtimes[i])]
+        kept_paths = {paths[i] for i in keep}
+        indexed = set(paths)
+        report.removed = sorted(p for p in paths if p not in signatures)
         to_embed = [p for p in signatures if p not in kept_paths]
-        report.changed = [p for p in to_embed if p in self._rows]
-        report.added = [p for p in to_embed if p not in self._rows]
+        report.changed = [p for p in to_embed if p in indexed]
+        report.added = [p for p in to_embed if p not in indexed]
         report.unchanged = len(keep)
-        self.info.videos = [self.videos[i] for i in keep]
-        self.embeddings = (
-            self.embeddings[keep]
-            if self.embeddings.size
-            else np.zeros((0, int(self.info.model.embed_dim)), np.float32)  # type: ignore[arg-type]
-        )
-        self._rows = {v.path: i for i, v in enumerate(self.videos)}
+        if len(keep) != len(paths):  # else the rows (memory-mapped, perhaps) are kept as they are
+            self.info.videos = table.take(keep)
+            if self.embeddings.size:
+                self.embeddings = np.asarray(self.embeddings[keep])
+        if not self.embeddings.size:
+            dim = int(self.info.model.embed_dim)  # type: ignore[arg-type]
+            self.embeddings = np.zeros((0, dim), self.embeddings.dtype)
         self._backend = None
         return report, to_embed
 
@@ -827,13 +903,14 @@ class VideoIndex:
                 report.embedded += len(part)
                 done = [i for i in range(len(part)) if i in rows]
                 if done:
-                    self.embeddings = np.concatenate(
-                        [self.embeddings, np.stack([rows[i] for i in done])]
+                    new = np.stack([rows[i] for i in done]).astype(self.embeddings.dtype)
+                    self.embeddings = np.concatenate([self.embeddings, new])
+                    self.info.videos = self.videos.concat(
+                        [IndexedVideo(part[i], *signatures[part[i]]) for i in done]
                     )
-                    self.info.videos += [IndexedVideo(part[i], *signatures[part[i]]) for i in done]
                     self._record_precision(predictor.precision)
+                    self._backend = None
                 self.info.failures += [IndexFailure(part[i], errors[i]) for i in sorted(errors)]
-                self._rows = {v.path: i for i, v in enumerate(self.videos)}
                 self.save()
                 if bar is not None:
                     bar.update(len(part))
@@ -896,12 +973,12 @@ class VideoIndex:
 
         path = Path(video)
         resolved = str(path.resolve())
-        row = self._rows.get(resolved)
+        row = self.videos.row_of(resolved)
         if row is not None:
             entry = self.videos[row]
             try:
                 if file_signature(resolved) == (entry.size, entry.mtime_ns):
-                    return self.embeddings[row]
+                    return np.asarray(self.embeddings[row], dtype=np.float32)
             except OSError:
                 pass
         rows, errors = self._embed([str(path)])
@@ -979,7 +1056,7 @@ class VideoIndex:
         results = []
         for row_scores, row_ids in zip(scores, ids):
             hits = [
-                SearchHit(rank, self.videos[int(i)].path, float(s))
+                SearchHit(rank, self.videos.path(int(i)), float(s))
                 for rank, (s, i) in enumerate(
                     ((s, i) for s, i in zip(row_scores, row_ids) if i >= 0), start=1
                 )
