@@ -94,26 +94,37 @@ def test_float16_storage_halves_the_bytes_and_finds_the_same_neighbours(tmp_path
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_exact_search_in_blocks_is_the_formula(monkeypatch, dtype: str):
-    vectors = _unit(1000, 24, 3)
+    """Blocks of rows (each keeping its top k) give the top k of the formula ``q . v`` over the
+    stored vectors (float16 widened to float32 exactly)."""
+    vectors = _unit(1000, 24, 3).astype(dtype)
     queries = _unit(6, 24, 4)
-    monkeypatch.setattr(ExactBackend, "BLOCK_SCORES", 6 * 64)  # blocks of 4096 rows minimum
-    backend = ExactBackend(vectors.astype(dtype))
-    monkeypatch.setattr(ExactBackend, "BLOCK_SCORES", 1)
-    scores, ids = backend.search(queries, 7)
-    expected = queries @ vectors.astype(dtype).astype(np.float32).T
-    np.testing.assert_allclose(scores, np.take_along_axis(expected, ids, 1), atol=2e-3)
-    if dtype == "float32":
-        np.testing.assert_array_equal(ids, np.argsort(-expected, axis=1, kind="stable")[:, :7])
-    else:  # half-precision scores may swap near-ties
-        assert (
-            np.mean([len(set(a) & set(b)) for a, b in zip(ids, np.argsort(-expected)[:, :7])]) > 6
-        )
-    # a block smaller than the collection: ExactBackend keeps each block's top k
-    small = ExactBackend(vectors)
-    monkeypatch.setattr(ExactBackend, "BLOCK_SCORES", 0)
-    small_scores, small_ids = small.search(queries, 3)
-    exact = queries @ vectors.T
-    np.testing.assert_array_equal(small_ids, np.argsort(-exact, axis=1)[:, :3])
+    expected = queries @ vectors.astype(np.float32).T  # [Q, N]
+    truth = np.argsort(-expected, axis=1, kind="stable")[:, :7]
+    for block_scores in (1 << 20, 6 * 50, 1):  # one block; blocks of 50 rows; of k rows
+        monkeypatch.setattr(ExactBackend, "BLOCK_SCORES", block_scores)
+        scores, ids = ExactBackend(vectors).search(queries, 7)
+        np.testing.assert_array_equal(ids, truth)
+        np.testing.assert_allclose(scores, np.take_along_axis(expected, ids, 1), rtol=1e-6)
+
+
+def test_float16_single_queries_rescored_give_the_widened_answer(monkeypatch):
+    """One float16 query goes through the fp16 GEMV and a float32 rescoring of the near-ties:
+    the same rows and scores as the widened scan, even among many near-equal scores."""
+    base = _unit(1, 32, 0)
+    near = base + 0.002 * _unit(3000, 32, 1)  # 3000 rows within a hair of each other
+    vectors = np.concatenate([_unit(3000, 32, 2), near / np.linalg.norm(near, axis=1)[:, None]])
+    vectors = vectors.astype(np.float16)
+    backend = ExactBackend(vectors)
+    for query in [base[0], _unit(1, 32, 5)[0]]:
+        monkeypatch.setattr(ExactBackend, "BLOCK_ROWS", 1000)  # the GEMV in blocks too
+        scores, ids = backend.search(query[None], 10)
+        monkeypatch.setattr(ExactBackend, "GEMV_QUERIES", 0)  # the widened scan
+        widened_scores, widened_ids = backend.search(query[None], 10)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(ids, widened_ids)
+        np.testing.assert_allclose(scores, widened_scores, rtol=1e-6)
+        expected = vectors.astype(np.float32) @ query
+        assert ids[0].tolist() == np.argsort(-expected, kind="stable")[:10].tolist()
 
 
 def test_opening_maps_the_vectors_and_reads_no_row_until_asked(tmp_path: Path):
