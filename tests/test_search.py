@@ -8,6 +8,7 @@ checked by counting the videos that go through the model.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import shutil
@@ -294,9 +295,11 @@ def test_cli_index_and_search(
     out, err = capsys.readouterr()
     assert f"{len(clips)} videos indexed" in out and "cannot read" in err and "zz_broken" in err
     (folder / "zz_broken.mp4").unlink()
-    assert main(["index", *common, "--json", "--device", "cpu"]) == 0  # update, stored inputs
+    # update from the stored inputs, now storing float16 (converted, nothing embedded again)
+    assert main(["index", *common, "--json", "--device", "cpu", "--storage", "float16"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["embedded"] == 0 and report["unchanged"] == len(clips) and not report["failed"]
+    assert VideoIndex.load(index).storage == "float16"
 
     query = "a yellow circle moving up"
     assert main(["search", index, query, "--top-k", "3", "--json", "--device", "cpu"]) == 0
@@ -312,6 +315,11 @@ def test_cli_index_and_search(
     assert len(lines) == 2 and lines[0].split()[0] == "1"
     assert main(["search", index]) == 2
     assert "give a sentence or --like" in capsys.readouterr().err
+    if importlib.util.find_spec("faiss") is not None:  # tuned for a recall, said on stderr
+        args = ["search", index, query, "--backend", "faiss-ivf", "--recall", "0.9", "--json"]
+        assert main([*args, "--device", "cpu"]) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)["hits"] and "faiss-ivf:" in err and "recall@10" in err
 
 
 def test_cli_takes_a_training_checkpoint(

@@ -443,14 +443,22 @@ class FaissIVFBackend(_FaissBackend):
     The vectors are clustered into ``nlist`` k-means cells (default ``sqrt(N)``), trained on at
     most ``64 * nlist`` of them (a seeded sample: enough for the centroids, and k-means time
     stays seconds at 10^6); a query scans the ``nprobe`` nearest cells only, so recall grows with
-    ``nprobe`` and so does latency.
+    ``nprobe`` and so does latency. With ``recall`` (e.g. 0.95), ``nprobe`` is the smallest that
+    reaches it on held-out queries drawn from these vectors
+    (:func:`text4vis.search_tuning.tune_nprobe`); :attr:`tuning` then says what was reached.
     """
 
     name = "faiss-ivf"
-    BUILD_OPTIONS = ("nlist", "seed")
+    BUILD_OPTIONS = ("nlist", "seed", "recall")
 
     def __init__(
-        self, vectors: np.ndarray, *, nlist: int | None = None, nprobe: int = 32, seed: int = 0
+        self,
+        vectors: np.ndarray,
+        *,
+        nlist: int | None = None,
+        nprobe: int = 32,
+        seed: int = 0,
+        recall: float | None = None,
     ) -> None:
         faiss = _faiss()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -467,6 +475,11 @@ class FaissIVFBackend(_FaissBackend):
         self._index.add(vectors)
         self._set_query_options(nprobe=nprobe)
         self._quantizer = quantizer  # the index holds a pointer to it: keep it alive
+        self.tuning: Any = None  # IVFTuning when nprobe was tuned for a recall
+        if recall is not None:
+            from text4vis.search_tuning import tune_nprobe
+
+            self.tuning = tune_nprobe(self._index, vectors, recall, seed=seed)
 
     def _set_query_options(self, *, nprobe: int = 32) -> None:
         self.nlist = int(self._index.nlist)
@@ -1064,7 +1077,7 @@ class VideoIndex:
                 saved_key = None
             if saved_key == key:
                 try:
-                    return cls.read(index_file, **options)
+                    return self._read_backend(cls, index_file, key_file, options)
                 except Exception as exc:  # FAISS raises RuntimeError for a damaged file
                     logger.warning("%s could not be read (%s); building it again", index_file, exc)
         backend = build_backend(name, self.embeddings, **options)
@@ -1077,14 +1090,27 @@ class VideoIndex:
                 key_file.unlink(missing_ok=True)
                 backend.write(partial)
                 os.replace(partial, index_file)
-                key_partial.write_text(
-                    json.dumps({"key": key, "backend": name, "build_options": build_options})
-                    + "\n",
-                    encoding="utf-8",
-                )
+                tuning = getattr(backend, "tuning", None)
+                saved = {"key": key, "backend": name, "build_options": build_options}
+                if tuning is not None:
+                    saved["tuning"] = tuning.to_dict()
+                key_partial.write_text(json.dumps(saved) + "\n", encoding="utf-8")
                 os.replace(key_partial, key_file)
             except (OSError, RuntimeError) as exc:  # a read-only folder: search all the same
                 logger.warning("could not save the %s index in %s (%s)", name, self.path, exc)
+        return backend
+
+    @staticmethod
+    def _read_backend(cls: Any, index_file: Path, key_file: Path, options: dict[str, Any]) -> Any:
+        """A saved FAISS backend, with the ``nprobe`` it was tuned to (unless one is given)."""
+        saved = json.loads(key_file.read_text(encoding="utf-8")).get("tuning")
+        if saved is None:
+            return cls.read(index_file, **options)
+        from text4vis.search_tuning import IVFTuning
+
+        tuning = IVFTuning(**saved)
+        backend = cls.read(index_file, **({"nprobe": tuning.nprobe} | options))
+        backend.tuning = tuning
         return backend
 
     def search_vectors(self, queries: np.ndarray, top_k: int = 10) -> list[list[SearchHit]]:
