@@ -720,6 +720,7 @@ class VideoIndex:
         progress: bool = False,
         model_source: str = "",
         storage: str = "float32",
+        chunk_size: int | None = None,
         **kwargs: Any,
     ) -> VideoIndex:
         """Embed every video found in ``videos`` and write a new index to ``path``.
@@ -732,6 +733,7 @@ class VideoIndex:
             model_source: where the model came from (a folder or checkpoint), recorded for people.
             storage: ``"float32"`` or ``"float16"`` (half the memory and scan time; its recall
                 is measured by ``benchmarks/search_exact.py``).
+            chunk_size: videos embedded between saves (see :meth:`update`).
             **kwargs: ``backend`` / ``backend_options`` for searching.
 
         Returns:
@@ -740,7 +742,7 @@ class VideoIndex:
         meta = cls._new_meta(predictor, model_source)
         empty = np.zeros((0, meta.model.embed_dim or 0), STORAGE_DTYPES[storage])
         index = cls(path, meta, empty, predictor=predictor, **kwargs)
-        index.update(videos, progress=progress)
+        index.update(videos, progress=progress, chunk_size=chunk_size)
         return index
 
     @staticmethod
@@ -876,6 +878,11 @@ class VideoIndex:
             chunk_size: videos per call of the embedding loop (default ``64 * batch_size``); the
                 index is saved after each chunk, so an interrupted update keeps what it did.
 
+        Under ``torchrun`` (a process group of several ranks), every rank calls this: the
+        chunks are spread over the ranks and written as shards, and rank 0 merges them
+        (:func:`text4vis.index_shards.update_sharded`); a stopped run embeds again only the
+        chunks without a shard.
+
         Returns:
             What was added, changed, removed, kept and what failed (also :attr:`last_update`).
         """
@@ -883,6 +890,17 @@ class VideoIndex:
         inputs = [str(v) for v in videos] if videos is not None else list(self.info.inputs)
         if not inputs:
             raise VideoIndexError("no videos to index: give video files, frame folders or folders")
+        chunk = chunk_size or 64 * predictor.batch_size
+        from text4vis import distributed
+
+        if distributed.is_distributed():  # under torchrun: units spread over the ranks
+            from text4vis.index_shards import update_sharded
+
+            report = update_sharded(self, inputs, chunk=chunk, progress=progress)
+            if distributed.is_main_process():
+                for failure in report.failed:
+                    logger.warning("cannot index %s: %s", failure.path, failure.reason)
+            return report
         signatures, failures = _scan_videos(inputs, predictor)
         report, to_embed = self._drop_stale(signatures)
         self.info.inputs = inputs
@@ -895,7 +913,6 @@ class VideoIndex:
             len(report.removed),
             report.unchanged,
         )
-        chunk = chunk_size or 64 * predictor.batch_size
         self._embed_in_chunks(to_embed, signatures, report, chunk=chunk, progress=progress)
         self.save()
         report.failed = list(self.failures)
