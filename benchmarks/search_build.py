@@ -7,7 +7,7 @@
   from the index (:func:`text4vis.search_tuning.tune_nprobe`), and what it reached, also on
   held-out queries from the same distribution.
 
-Vectors are the clustered unit vectors of ``benchmarks/search.py``.
+Vectors are the clustered unit vectors of ``benchmarks/search.py`` (``--data random``: Gaussian).
 
     .venv/bin/python benchmarks/search_build.py --sizes 100000 --hnsw 32,80,1 16,40,1 16,40,2
 """
@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as benchmarks/search.py
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search import clustered_vectors, git_commit  # noqa: E402
+from search import clustered_vectors, git_commit, unit_vectors  # noqa: E402
 from text4vis.search import ExactBackend, FaissIVFBackend  # noqa: E402
 
 
@@ -53,18 +53,21 @@ def main() -> None:
     )
     parser.add_argument("--recall", type=float, default=0.95, help="faiss-ivf target")
     parser.add_argument("--no-ivf", action="store_true")
+    parser.add_argument("--data", choices=["clustered", "random"], default="clustered")
     args = parser.parse_args()
     import faiss
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, 1-minute load "
-        f"{os.getloadavg()[0]:.1f}, commit {git_commit()}, faiss {faiss.__version__}"
+        f"{os.getloadavg()[0]:.1f}, commit {git_commit()}, faiss {faiss.__version__}, "
+        f"data {args.data}"
     )
     print("| N | backend | settings | threads | build s | recall@10 | ms/query |")
     print("|---|---|---|---|---|---|---|")
     for n in args.sizes:
-        vectors = clustered_vectors(n, args.dim, seed=0)
-        queries = clustered_vectors(200, args.dim, seed=1)
+        make = clustered_vectors if args.data == "clustered" else unit_vectors
+        vectors = make(n, args.dim, seed=0)
+        queries = make(200, args.dim, seed=1)
         faiss.omp_set_num_threads(1)
         truth = ExactBackend(vectors).search(queries, 10)[1]
         if not args.no_ivf:

@@ -244,19 +244,18 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` as a ``.npy`` file in blocks (a memory-mapped array is read as it goes)
-    and fsync it."""
-    array = np.asarray(array)
+    """Write ``array`` (or anything with ``shape``, ``dtype`` and row slices, such as a memory
+    map) as a ``.npy`` file, 64 MiB of rows at a time, and fsync it."""
+    dtype = np.dtype(array.dtype)
+    shape = tuple(array.shape)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize if shape else 0
+    block = max(1, (64 << 20) // max(1, row_bytes))
     with _open_for_write(path) as handle:
-        np.lib.format.write_array_header_1_0(
-            handle,
-            np.lib.format.header_data_from_array_1_0(np.ascontiguousarray(array[:0]))
-            | {"shape": array.shape},
-        )
-        flat = array.reshape(len(array), -1) if array.ndim > 1 else array.reshape(-1, 1)
-        block = max(1, (64 << 20) // max(1, flat.shape[1] * array.itemsize))
-        for start in range(0, len(flat), block):
-            handle.write(np.ascontiguousarray(flat[start : start + block]).tobytes())
+        np.lib.format.write_array_header_1_0(handle, header)
+        for start in range(0, shape[0] if shape else 0, block):
+            rows = np.ascontiguousarray(array[start : start + block], dtype=dtype)
+            handle.write(rows.tobytes())
         handle.flush()
         os.fsync(handle.fileno())
 

@@ -490,14 +490,15 @@ class FaissHNSWBackend(_FaissBackend):
     """Approximate search with FAISS's HNSW graph (``IndexHNSWFlat``, inner product).
 
     No training; build time is the graph construction (slower than IVF), queries are fast and
-    recall is set by ``ef_search``.
+    recall is set by ``ef_search``. ``ef_construction`` 40 builds 10^5 clustered vectors 2.7x
+    faster than 80 at the same recall (``benchmarks/search_build.py``).
     """
 
     name = "faiss-hnsw"
     BUILD_OPTIONS = ("m", "ef_construction")
 
     def __init__(
-        self, vectors: np.ndarray, *, m: int = 32, ef_construction: int = 80, ef_search: int = 64
+        self, vectors: np.ndarray, *, m: int = 32, ef_construction: int = 40, ef_search: int = 64
     ) -> None:
         faiss = _faiss()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
