@@ -50,7 +50,9 @@ def _write_index(folder: Path, meta: dict[str, Any], vectors: np.ndarray) -> Non
     (folder / META_NAME).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
-def test_an_index_of_the_first_format_loads_and_is_written_back_as_read(tmp_path: Path):
+def test_an_index_of_the_first_format_loads_and_is_written_back_as_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     meta = _first_version_meta(3)
     vectors = np.eye(3, 4, dtype=np.float32)
     _write_index(tmp_path / "old", meta, vectors)
@@ -65,7 +67,9 @@ def test_an_index_of_the_first_format_loads_and_is_written_back_as_read(tmp_path
     # Written again (in the current format), the index says what it said: unknown keys kept,
     # no precisions invented; the rows are columns, not JSON, and format 1's file is gone.
     assert index.meta == meta
-    index.save()
+    with caplog.at_level("INFO", logger="text4vis.index_store"):
+        index.save()
+    assert "converted from format 1 to format 2" in caplog.text
     header = json.loads((tmp_path / "old" / META_NAME).read_text())
     assert header["format"] == INDEX_FORMAT == 2 and "videos" not in header
     assert header["note"] == meta["note"] and header["model"] == meta["model"]

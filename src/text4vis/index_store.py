@@ -339,8 +339,16 @@ def _remove_stale(folder: Path, keep: str, previous: str | None) -> None:
     for generation in _generations(folder):
         if generation.name != keep:
             shutil.rmtree(generation, ignore_errors=True)
-    (folder / LEGACY_VECTORS_NAME).unlink(missing_ok=True)
-    if previous is None:
+    legacy = folder / LEGACY_VECTORS_NAME
+    if legacy.exists():
+        legacy.unlink()
+        logger.info(
+            "index %s converted from format 1 to format 2 (rows in %s/, %s removed)",
+            folder,
+            keep,
+            LEGACY_VECTORS_NAME,
+        )
+    elif previous is None:
         logger.debug("index %s written in format 2 (%s)", folder, keep)
 
 

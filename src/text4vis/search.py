@@ -703,8 +703,9 @@ class VideoIndex:
 
     @property
     def meta(self) -> dict[str, Any]:
-        """The contents of ``index.json`` as a new dict, every video listed (read one field, or
-        change the index, through :attr:`info`)."""
+        """The index's record as one new dict, every video listed (format 1's ``index.json``;
+        format 2 keeps the rows as columns): read one field, or change the index, through
+        :attr:`info`."""
         return self.info.to_dict()
 
     # ------------------------------------------------------------------------------------------
