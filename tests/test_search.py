@@ -455,3 +455,36 @@ def test_approximate_backend_of_an_unsaved_index_writes_nothing(tmp_path: Path):
     index = VideoIndex(tmp_path / "never_saved", meta, vectors, backend="faiss-ivf")
     assert len(index.search_vectors(vectors[:2], top_k=3)[0]) == 3
     assert not (tmp_path / "never_saved").exists()
+
+
+@pytest.mark.parametrize(("interval", "saves"), [(0.0, 3 + 1), (1e9, 1)])
+def test_an_update_saves_between_chunks_at_most_every_interval(
+    demo_search_model: dict[str, Any],
+    predictor: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    interval: float,
+    saves: int,
+):
+    """Saving writes the whole index, so an update saves between chunks only once
+    ``SAVE_INTERVAL_S`` has passed (0: after every chunk), and always at its end; the rows are
+    the same either way."""
+    clips = _clips(demo_search_model)[:3]
+    calls: list[int] = []
+    real_save = VideoIndex.save
+
+    def counted(index: VideoIndex) -> None:
+        calls.append(len(index))
+        real_save(index)
+
+    monkeypatch.setattr(VideoIndex, "save", counted)
+    monkeypatch.setattr(VideoIndex, "SAVE_INTERVAL_S", interval)
+    monkeypatch.setattr(VideoIndex, "SAVE_SHARE", 1e9)  # the share of time saving: no limit
+    index = VideoIndex.build(clips, predictor, tmp_path / "index", chunk_size=1)
+    assert len(calls) == saves
+    if interval == 0.0:
+        assert calls == [1, 2, 3, 3]  # each chunk's rows saved as they come
+    assert [v.path for v in VideoIndex.load(tmp_path / "index").videos] == [
+        str(c.resolve()) for c in clips
+    ]
+    assert len(index) == 3

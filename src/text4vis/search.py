@@ -44,6 +44,7 @@ import json
 import logging
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -637,6 +638,11 @@ class VideoIndex:
         backend_options: keyword arguments of the backend (``nprobe``, ``ef_search`` ...).
     """
 
+    # Saves during an update (see _embed_in_chunks): at least this many seconds apart, and at
+    # most this share of the time (a save writes the whole index).
+    SAVE_INTERVAL_S = 60.0
+    SAVE_SHARE = 0.1
+
     def __init__(
         self,
         path: str | Path,
@@ -878,7 +884,8 @@ class VideoIndex:
             videos: video files, frame folders or folders; None = the inputs of the last run.
             progress: show a progress bar over the videos to embed.
             chunk_size: videos per call of the embedding loop (default ``64 * batch_size``); the
-                index is saved after each chunk, so an interrupted update keeps what it did.
+                index is saved between chunks (every :attr:`SAVE_INTERVAL_S` seconds at most),
+                so an interrupted update keeps what it did.
 
         Under ``torchrun`` (a process group of several ranks), every rank calls this: the
         chunks are spread over the ranks and written as shards, and rank 0 merges them
@@ -967,14 +974,24 @@ class VideoIndex:
         chunk: int,
         progress: bool,
     ) -> None:
-        """Embed ``paths`` ``chunk`` at a time, appending rows (or failures) and saving the index
-        after each chunk, so that an interrupted update keeps what it did."""
+        """Embed ``paths`` ``chunk`` at a time, appending rows (or failures), and save the index
+        between chunks, so that an interrupted update keeps what it did.
+
+        A save writes the whole index (atomically), so at 10^5-10^6 rows saving after every chunk
+        would cost more than embedding: the index is saved after a chunk once
+        :attr:`SAVE_INTERVAL_S` seconds, and the last save's duration divided by
+        :attr:`SAVE_SHARE`, have passed (an interrupted update loses at most that much work). New rows are gathered and
+        appended at each save, not copied per chunk.
+        """
         predictor = self._require_predictor("embedding videos")
         bar = None
         if progress and paths:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(paths), desc="index", unit="video", dynamic_ncols=True)
+        new_vectors: list[np.ndarray] = []
+        new_videos: list[IndexedVideo] = []
+        last_save, save_seconds = time.monotonic(), 0.0
         try:
             for start in range(0, len(paths), chunk):
                 part = paths[start : start + chunk]
@@ -982,20 +999,34 @@ class VideoIndex:
                 report.embedded += len(part)
                 done = [i for i in range(len(part)) if i in rows]
                 if done:
-                    new = np.stack([rows[i] for i in done]).astype(self.embeddings.dtype)
-                    self.embeddings = np.concatenate([self.embeddings, new])
-                    self.info.videos = self.videos.concat(
-                        [IndexedVideo(part[i], *signatures[part[i]]) for i in done]
-                    )
+                    new_vectors.append(np.stack([rows[i] for i in done]))
+                    new_videos += [IndexedVideo(part[i], *signatures[part[i]]) for i in done]
                     self._record_precision(predictor.precision)
-                    self._backend = None
                 self.info.failures += [IndexFailure(part[i], errors[i]) for i in sorted(errors)]
-                self.save()
                 if bar is not None:
                     bar.update(len(part))
+                waited = time.monotonic() - last_save
+                if waited >= self.SAVE_INTERVAL_S and waited * self.SAVE_SHARE >= save_seconds:
+                    self._append_rows(new_vectors, new_videos)
+                    started = time.monotonic()
+                    self.save()
+                    last_save = time.monotonic()
+                    save_seconds = last_save - started
         finally:
+            self._append_rows(new_vectors, new_videos)
             if bar is not None:
                 bar.close()
+
+    def _append_rows(self, vectors: list[np.ndarray], videos: list[IndexedVideo]) -> None:
+        """Append gathered rows (``vectors`` blocks ``[b, D]``) and empty the lists."""
+        if not videos:
+            return
+        new = np.concatenate(vectors).astype(self.embeddings.dtype)
+        self.embeddings = np.concatenate([self.embeddings, new])
+        self.info.videos = self.videos.concat(videos)
+        self._backend = None
+        vectors.clear()
+        videos.clear()
 
     def _record_precision(self, precision: str) -> None:
         # Which inference precisions the stored embeddings were made at (index.json's
