@@ -149,6 +149,32 @@ def test_a_save_leaves_one_generation_and_a_damaged_store_is_named(tmp_path: Pat
         VideoIndex.load(tmp_path / "i")
 
 
+def test_a_full_disk_leaves_the_previous_index_and_nothing_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import errno
+
+    index = _index(tmp_path / "i", 30)
+    index.save()
+    before = sorted(p.name for p in (tmp_path / "i").iterdir())
+    real_open = index_store._open_for_write
+    opened: list[Path] = []
+
+    def full_disk(path: Path):
+        opened.append(path)
+        if len(opened) == 3:  # the third file of the save
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path)
+
+    monkeypatch.setattr(index_store, "_open_for_write", full_disk)
+    index.embeddings = index.embeddings[:10]
+    index.info.videos = index.videos[:10]
+    with pytest.raises(OSError, match="No space left"):
+        index.save()
+    assert sorted(p.name for p in (tmp_path / "i").iterdir()) == before
+    assert len(VideoIndex.load(tmp_path / "i")) == 30
+
+
 class _DyingFile(FileWrapper):
     """A file of the save that SIGKILLs the process once the save has written ``budget[0]``
     bytes over all its files."""

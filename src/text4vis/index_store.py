@@ -57,7 +57,6 @@ GENERATION_PREFIX = "v"
 # Storage precisions of the vectors: float16 halves the memory and the time of an exact scan;
 # benchmarks/search_exact.py measures its recall@10 against float32.
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
-_REQUIRED = ("path", "size", "mtime_ns")
 
 
 class VideoTable(Sequence):
@@ -273,6 +272,27 @@ def _generations(folder: Path) -> list[Path]:
     )
 
 
+def _write_generation(target: Path, vectors: np.ndarray, table: VideoTable) -> dict[str, Any]:
+    """Write the vectors and the columns into the folder ``target``; return the header's
+    ``store`` entry that names them."""
+    _write_npy(target / VECTORS_NAME, vectors)
+    _write_npy(target / "path.utf8.npy", table.path_bytes)
+    _write_npy(target / "path.offsets.npy", table.path_offsets)
+    columns = {}
+    for column, values in table.columns.items():
+        _write_npy(target / f"{column}.npy", values)
+        columns[column] = np.dtype(np.asarray(values).dtype).str
+    _fsync_folder(target)
+    store = {
+        "folder": target.name,
+        "rows": len(table),
+        "dim": int(vectors.shape[1]) if vectors.ndim == 2 else 0,
+        "dtype": np.dtype(vectors.dtype).name,
+        "columns": columns,
+    }
+    return store
+
+
 def write_index(
     folder: str | Path, header: dict[str, Any], vectors: np.ndarray, table: VideoTable
 ) -> str:
@@ -301,23 +321,15 @@ def write_index(
     name = f"{GENERATION_PREFIX}{number:06d}"
     target = folder / name
     target.mkdir()
-    _write_npy(target / VECTORS_NAME, vectors)
-    _write_npy(target / "path.utf8.npy", table.path_bytes)
-    _write_npy(target / "path.offsets.npy", table.path_offsets)
-    columns = {}
-    for column, values in table.columns.items():
-        _write_npy(target / f"{column}.npy", values)
-        columns[column] = np.dtype(np.asarray(values).dtype).str
-    _fsync_folder(target)
-    store = {
-        "folder": name,
-        "rows": len(table),
-        "dim": int(vectors.shape[1]) if vectors.ndim == 2 else 0,
-        "dtype": dtype,
-        "columns": columns,
-    }
     partial = folder / f"{HEADER_NAME}.partial"
-    _write_json(partial, {**header, "store": store})
+    try:
+        store = _write_generation(target, vectors, table)
+        _write_json(partial, {**header, "store": store})
+    except OSError:
+        # A full disk, say: leave nothing half-written beside the previous index.
+        shutil.rmtree(target, ignore_errors=True)
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, folder / HEADER_NAME)  # the switch
     _fsync_folder(folder)
     _remove_stale(folder, keep=name, previous=current)
