@@ -8,6 +8,7 @@ checked by counting the videos that go through the model.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import shutil
@@ -148,8 +149,12 @@ def test_embeddings_and_text_scores_restate_the_model(
     meta = json.loads((tmp_path / "index" / META_NAME).read_text())
     assert meta["model"]["identity"] == model_identity(predictor.model)
     assert meta["data"]["views"] == "1x1" and meta["data"]["num_segments"] == 8
-    assert {"path", "size", "mtime_ns"} <= set(meta["videos"][0])
-    assert (tmp_path / "index" / EMBEDDINGS_NAME).is_file()
+    # The header names the generation whose columns hold the rows.
+    store = tmp_path / "index" / meta["store"]["folder"]
+    assert set(meta["store"]["columns"]) == {"size", "mtime_ns"} and "videos" not in meta
+    np.testing.assert_array_equal(np.load(store / "vectors.npy"), index.embeddings)
+    assert np.load(store / "size.npy").tolist() == [c.stat().st_size for c in clips]
+    assert not (tmp_path / "index" / EMBEDDINGS_NAME).exists()
 
 
 def test_several_views_are_averaged_as_directions(
@@ -290,9 +295,11 @@ def test_cli_index_and_search(
     out, err = capsys.readouterr()
     assert f"{len(clips)} videos indexed" in out and "cannot read" in err and "zz_broken" in err
     (folder / "zz_broken.mp4").unlink()
-    assert main(["index", *common, "--json", "--device", "cpu"]) == 0  # update, stored inputs
+    # update from the stored inputs, now storing float16 (converted, nothing embedded again)
+    assert main(["index", *common, "--json", "--device", "cpu", "--storage", "float16"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["embedded"] == 0 and report["unchanged"] == len(clips) and not report["failed"]
+    assert VideoIndex.load(index).storage == "float16"
 
     query = "a yellow circle moving up"
     assert main(["search", index, query, "--top-k", "3", "--json", "--device", "cpu"]) == 0
@@ -308,6 +315,11 @@ def test_cli_index_and_search(
     assert len(lines) == 2 and lines[0].split()[0] == "1"
     assert main(["search", index]) == 2
     assert "give a sentence or --like" in capsys.readouterr().err
+    if importlib.util.find_spec("faiss") is not None:  # tuned for a recall, said on stderr
+        args = ["search", index, query, "--backend", "faiss-ivf", "--recall", "0.9", "--json"]
+        assert main([*args, "--device", "cpu"]) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)["hits"] and "faiss-ivf:" in err and "recall@10" in err
 
 
 def test_cli_takes_a_training_checkpoint(
@@ -443,3 +455,36 @@ def test_approximate_backend_of_an_unsaved_index_writes_nothing(tmp_path: Path):
     index = VideoIndex(tmp_path / "never_saved", meta, vectors, backend="faiss-ivf")
     assert len(index.search_vectors(vectors[:2], top_k=3)[0]) == 3
     assert not (tmp_path / "never_saved").exists()
+
+
+@pytest.mark.parametrize(("interval", "saves"), [(0.0, 3 + 1), (1e9, 1)])
+def test_an_update_saves_between_chunks_at_most_every_interval(
+    demo_search_model: dict[str, Any],
+    predictor: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    interval: float,
+    saves: int,
+):
+    """Saving writes the whole index, so an update saves between chunks only once
+    ``SAVE_INTERVAL_S`` has passed (0: after every chunk), and always at its end; the rows are
+    the same either way."""
+    clips = _clips(demo_search_model)[:3]
+    calls: list[int] = []
+    real_save = VideoIndex.save
+
+    def counted(index: VideoIndex) -> None:
+        calls.append(len(index))
+        real_save(index)
+
+    monkeypatch.setattr(VideoIndex, "save", counted)
+    monkeypatch.setattr(VideoIndex, "SAVE_INTERVAL_S", interval)
+    monkeypatch.setattr(VideoIndex, "SAVE_SHARE", 1e9)  # the share of time saving: no limit
+    index = VideoIndex.build(clips, predictor, tmp_path / "index", chunk_size=1)
+    assert len(calls) == saves
+    if interval == 0.0:
+        assert calls == [1, 2, 3, 3]  # each chunk's rows saved as they come
+    assert [v.path for v in VideoIndex.load(tmp_path / "index").videos] == [
+        str(c.resolve()) for c in clips
+    ]
+    assert len(index) == 3

@@ -1,4 +1,5 @@
-"""index.json as a dataclass: files written by earlier versions load and are written back as read."""
+"""index.json as a dataclass: files written by earlier versions load, and are written back in the
+current format with what they said (unknown keys kept)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _first_version_meta(num_videos: int) -> dict[str, Any]:
     """index.json as the first version of the index wrote it (no ``model.precisions``), with a
     key at each level that this version does not know."""
     return {
-        "format": INDEX_FORMAT,
+        "format": 1,
         "model": {
             "identity": "abc123",
             "embed_dim": 4,
@@ -49,7 +50,9 @@ def _write_index(folder: Path, meta: dict[str, Any], vectors: np.ndarray) -> Non
     (folder / META_NAME).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
-def test_an_index_of_the_first_format_loads_and_is_written_back_as_read(tmp_path: Path):
+def test_an_index_of_the_first_format_loads_and_is_written_back_as_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     meta = _first_version_meta(3)
     vectors = np.eye(3, 4, dtype=np.float32)
     _write_index(tmp_path / "old", meta, vectors)
@@ -61,10 +64,21 @@ def test_an_index_of_the_first_format_loads_and_is_written_back_as_read(tmp_path
     assert index.info.inputs == ["/videos"] and index.info.data["views"] == "1x1"
     hits = index.search_vectors(vectors[1:2], top_k=1)[0]
     assert hits[0].video == "/videos/v1.mp4" and hits[0].score == pytest.approx(1.0)
-    # Written again, the file says what it said: unknown keys kept, no precisions invented.
+    # Written again (in the current format), the index says what it said: unknown keys kept,
+    # no precisions invented; the rows are columns, not JSON, and format 1's file is gone.
     assert index.meta == meta
-    index.save()
-    assert json.loads((tmp_path / "old" / META_NAME).read_text()) == meta
+    with caplog.at_level("INFO", logger="text4vis.index_store"):
+        index.save()
+    assert "converted from format 1 to format 2" in caplog.text
+    header = json.loads((tmp_path / "old" / META_NAME).read_text())
+    assert header["format"] == INDEX_FORMAT == 2 and "videos" not in header
+    assert header["note"] == meta["note"] and header["model"] == meta["model"]
+    assert header["store"]["rows"] == 3 and header["store"]["dtype"] == "float32"
+    assert not (tmp_path / "old" / EMBEDDINGS_NAME).exists()
+    again = VideoIndex.load(tmp_path / "old")
+    assert again.meta == meta | {"format": INDEX_FORMAT}
+    assert isinstance(again.embeddings, np.memmap)  # format 2 maps the vectors
+    np.testing.assert_array_equal(again.embeddings, vectors)
     # The record of precisions starts when embeddings are made at one.
     index._record_precision("int8")
     index._record_precision("int8")
@@ -80,7 +94,7 @@ def test_meta_is_a_copy_and_the_typed_record_is_the_state(tmp_path: Path):
     index.info.videos = index.info.videos[:1]
     index.embeddings = index.embeddings[:1]
     index.save()
-    saved = json.loads((tmp_path / "i" / META_NAME).read_text())
+    saved = VideoIndex.load(tmp_path / "i").meta
     assert saved["model"]["source"] == "elsewhere" and len(saved["videos"]) == 1
     assert IndexMeta.from_dict(saved).to_dict() == saved
 

@@ -11,13 +11,14 @@ sentence nobody trained it on can be matched against a whole folder of clips::
 
 An index is a folder:
 
-- ``embeddings.safetensors``: float32 ``[N, D]``, one L2-normalised embedding per video (with
-  several views per video, the mean of the normalised view embeddings, normalised again);
-- ``index.json``: format version, the model's identity (a hash of its weights and config, so that
-  an index is never searched with text embeddings of another model), the data settings and views
-  the embeddings were made with, the inputs that were scanned, per video its absolute path, size
-  and modification time (the row of its embedding), and the videos that could not be read, with
-  the reason;
+- ``index.json``: the header: format version, the model's identity (a hash of its weights and
+  config, so that an index is never searched with text embeddings of another model), the data
+  settings and views the embeddings were made with, the inputs that were scanned, the videos that
+  could not be read, with the reason, and ``store``, naming the generation folder of the rows;
+- ``v<NNNNNN>/``: the rows (:mod:`text4vis.index_store`): ``vectors.npy``, float32 or float16
+  ``[N, D]``, one L2-normalised embedding per video (with several views per video, the mean of
+  the normalised view embeddings, normalised again), memory-mapped when the index is opened, and
+  per video its absolute path, size and modification time as columns (NumPy arrays);
 - ``backend-<name>.faiss`` and ``backend-<name>.json`` (approximate backends only): the FAISS
   index built for the embeddings, saved at its first search and read again while the
   embeddings and the build options are the same (the JSON holds their hash), so the k-means of
@@ -43,18 +44,27 @@ import json
 import logging
 import math
 import os
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from text4vis.data.decoders import VideoDecodeError
 from text4vis.data.discovery import find_videos
 from text4vis.errors import DataError, MissingFileError, UsageError
+from text4vis.index_store import (
+    HEADER_NAME,
+    LEGACY_VECTORS_NAME,
+    STORAGE_DTYPES,
+    VideoTable,
+    read_index,
+    write_index,
+)
 from text4vis.registry import Registry
 
 if TYPE_CHECKING:
@@ -82,9 +92,12 @@ __all__ = [
 
 logger = logging.getLogger("text4vis.search")
 
-INDEX_FORMAT = 1
-EMBEDDINGS_NAME = "embeddings.safetensors"
-META_NAME = "index.json"
+# Format 2: memory-mapped vectors and columnar rows named by a small header (index_store);
+# format 1 (every row in index.json, embeddings.safetensors) is read and written as format 2.
+INDEX_FORMAT = 2
+READABLE_FORMATS = (1, 2)
+EMBEDDINGS_NAME = LEGACY_VECTORS_NAME  # format 1's vectors file
+META_NAME = HEADER_NAME
 
 
 VideoIndexError = DataError  # the older name, kept importable
@@ -147,7 +160,8 @@ class IndexMeta:
     """
 
     model: IndexModel
-    videos: list[IndexedVideo]  # row i of the embeddings is videos[i]
+    # Row i of the embeddings is videos[i]: a columnar table (a list of IndexedVideo is taken).
+    videos: VideoTable
     failures: list[IndexFailure] = field(default_factory=list)  # tried again at the next update
     # The data settings and views the embeddings were made with (:func:`_data_settings`), kept
     # as recorded: an index from an older text4vis may lack a setting, and then it differs.
@@ -156,23 +170,34 @@ class IndexMeta:
     format: int = INDEX_FORMAT
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back as read
 
+    def __post_init__(self) -> None:
+        self.videos = VideoTable.of(self.videos)
+
     @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str | Path = META_NAME) -> IndexMeta:
-        """Parse ``index.json``'s contents.
+    def from_dict(
+        cls,
+        values: dict[str, Any],
+        where: str | Path = META_NAME,
+        videos: VideoTable | None = None,
+    ) -> IndexMeta:
+        """Parse ``index.json``'s contents: a format-1 file listing every video, or a header
+        (format 2) whose rows are given as ``videos``.
 
         Raises:
             VideoIndexError: a required key (``model.identity``, ``videos``) is missing, or an
                 entry has the wrong fields.
         """
         model = values.get("model")
-        if "videos" not in values or not isinstance(model, dict) or "identity" not in model:
-            missing = "videos" if "videos" not in values else "model.identity"
+        has_videos = "videos" in values or videos is not None
+        if not has_videos or not isinstance(model, dict) or "identity" not in model:
+            missing = "videos" if not has_videos else "model.identity"
             raise VideoIndexError(
                 f"{where}: no {missing!r}; the index is damaged, build it again "
                 "(text4vis index ... --rebuild)"
             )
         try:
-            videos = [IndexedVideo(**v) for v in values["videos"]]
+            if videos is None:
+                videos = VideoTable.from_records(IndexedVideo(**v) for v in values["videos"])
             failures = [IndexFailure(**f) for f in values.get("failures", [])]
         except TypeError as exc:
             raise VideoIndexError(
@@ -185,17 +210,20 @@ class IndexMeta:
             data=dict(values.get("data", {})),
             inputs=[str(i) for i in values.get("inputs", [])],
             format=values.get("format", INDEX_FORMAT),
-            extra=_unknown(cls, values),
+            extra={k: v for k, v in _unknown(cls, values).items() if k != "store"},
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """``index.json``'s contents (JSON types only)."""
+        """Everything as one JSON dict, every video listed (format 1's ``index.json``)."""
+        return {**self.header_dict(), "videos": [v.to_dict() for v in self.videos]}
+
+    def header_dict(self) -> dict[str, Any]:
+        """The header's contents (JSON types only): all but the rows, which are columns."""
         return {
             "format": self.format,
             "model": self.model.to_dict(),
             "data": dict(self.data),
             "inputs": list(self.inputs),
-            "videos": [v.to_dict() for v in self.videos],
             "failures": [f.to_dict() for f in self.failures],
             **self.extra,
         }
@@ -257,31 +285,113 @@ BACKENDS: Registry[Callable[..., Any]] = Registry("search backend", error=VideoI
 
 @BACKENDS.register("exact")
 class ExactBackend:
-    """Exact cosine search: one matrix product of the queries with every embedding, then top-k."""
+    """Exact cosine search: the queries' inner products with every stored vector, then top-k.
+
+    The scan is memory-bound for a few queries, so it reads the stored matrix once per call, as
+    stored (a memory-mapped array is not copied), block by block: a float32 block goes straight
+    into NumPy's matrix product (BLAS); a float16 block is first widened to float32 in a small
+    buffer that stays in cache (PyTorch's vectorised copy), so float16 reads half the bytes and
+    scores exactly what it stores. Each block keeps its top k. A few float16 queries go one at a
+    time through PyTorch's float16 matrix-vector product instead (faster: no widening), whose
+    scores are rounded to float16; every row within :attr:`HALF_TOLERANCE` of the k-th score is
+    then scored again in float32, so the answer is the same as the widened scan's.
+    ``benchmarks/search_exact.py`` measures the scan against one streaming read of the matrix,
+    and float16's recall@10 against float32.
+    """
 
     name = "exact"
+    BLOCK_SCORES = 1 << 20  # scores held at once: rows of a block x queries (4 MiB of float32)
+    BLOCK_ROWS = 1 << 16  # rows of a block at most
+    WIDEN_ROWS = 2048  # float16 rows widened at a time (4 MiB of float32 at D = 512)
+    GEMV_QUERIES = 4  # float16: up to this many queries go one by one through the fp16 GEMV
+    # Bound on the error of a float16 GEMV score of unit vectors: the float16 rounding of the
+    # result (<= 2^-11 * |score| <= 4.9e-4) with room for the float32 accumulation's error.
+    HALF_TOLERANCE = 1e-3
 
     def __init__(self, vectors: np.ndarray) -> None:
-        import torch  # on use: `text4vis --help` reads BACKENDS from this module
-
-        # float32 [N, D], rows normalised; torch's matmul uses every core and is exact.
-        self._vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+        vectors = np.asarray(vectors)
+        if vectors.dtype not in (np.float32, np.float16):
+            vectors = vectors.astype(np.float32)
+        self._vectors = vectors  # [N, D], rows normalised; kept as given (memory-mapped too)
 
     def __len__(self) -> int:
         return int(self._vectors.shape[0])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and row ids ``[Q, k']`` (k' = min(k, N)), best first."""
-        import torch  # on use: `text4vis --help` reads BACKENDS from this module
-
-        k = min(k, len(self))
-        q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))  # [Q, D]
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)  # [Q, D]
+        n, k, num_queries = len(self), min(k, len(self)), queries.shape[0]
         if k == 0:
-            empty = np.zeros((q.shape[0], 0))
+            empty = np.zeros((num_queries, 0))
             return empty.astype(np.float32), empty.astype(np.int64)
-        scores = q @ self._vectors.T  # [Q, N]
-        values, ids = scores.topk(k, dim=1)  # sorted, best first
-        return values.numpy(), ids.numpy()
+        if self._vectors.dtype == np.float16 and num_queries <= self.GEMV_QUERIES:
+            found = [self._search_half_gemv(query, k) for query in queries]
+            return np.stack([f[0] for f in found]), np.stack([f[1] for f in found])
+        block = max(k, min(self.BLOCK_ROWS, self.BLOCK_SCORES // num_queries))
+        scores_buffer = np.empty(block * num_queries, np.float32)
+        widened = None
+        if self._vectors.dtype == np.float16:
+            widened = np.empty((min(block, self.WIDEN_ROWS), self._vectors.shape[1]), np.float32)
+        kept_scores, kept_ids = [], []
+        for start in range(0, n, block):
+            end = min(n, start + block)
+            scores = scores_buffer[: (end - start) * num_queries].reshape(end - start, -1)
+            self._scores(queries, start, end, scores, widened)  # [b, Q]
+            if end - start > k:
+                top = np.argpartition(scores, end - start - k, axis=0)[end - start - k :]
+                scores = np.take_along_axis(scores, top, axis=0)  # [k, Q], unordered
+            else:
+                top = np.broadcast_to(np.arange(end - start)[:, None], scores.shape)
+                scores = scores.copy()
+            kept_scores.append(scores.T)
+            kept_ids.append(top.T + start)
+        scores, ids = np.concatenate(kept_scores, axis=1), np.concatenate(kept_ids, axis=1)
+        # Best first; equal scores by row, so that the order never depends on the blocks.
+        order = np.lexsort((ids, -scores), axis=1)[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+    def _search_half_gemv(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """One query ``[D]`` against float16 rows: scores and ids ``[k]``, best first."""
+        import torch
+
+        half_query = torch.from_numpy(query).half()
+        approx = torch.empty(len(self), dtype=torch.float16)  # [N]
+        for start in range(0, len(self), self.BLOCK_ROWS):
+            rows = self._vectors[start : start + self.BLOCK_ROWS]
+            with warnings.catch_warnings():  # a read-only memory map: torch only reads it
+                warnings.simplefilter("ignore", UserWarning)
+                matrix = torch.from_numpy(rows)  # [b, D], no copy
+            torch.mv(matrix, half_query, out=approx[start : start + len(rows)])
+        approx_np = approx.float().numpy()
+        kth = np.partition(approx_np, len(approx_np) - k)[len(approx_np) - k]
+        candidates = np.flatnonzero(approx_np >= kth - 2 * self.HALF_TOLERANCE)
+        exact = self._vectors[candidates].astype(np.float32) @ query  # [C]
+        order = np.lexsort((candidates, -exact))[:k]
+        return exact[order], candidates[order].astype(np.int64)
+
+    def _scores(
+        self,
+        queries: np.ndarray,
+        start: int,
+        end: int,
+        out: np.ndarray,
+        widened: np.ndarray | None,
+    ) -> None:
+        """Write the inner products ``[end - start, Q]`` of rows ``start:end`` with the queries
+        into ``out``."""
+        rows = self._vectors[start:end]
+        if widened is None:  # float32
+            np.matmul(rows, queries.T, out=out)
+            return
+        import torch
+
+        buffer = torch.from_numpy(widened)
+        for first in range(0, len(rows), len(widened)):
+            part = rows[first : first + len(widened)]
+            with warnings.catch_warnings():  # a read-only memory map: torch only reads it
+                warnings.simplefilter("ignore", UserWarning)
+                buffer[: len(part)].copy_(torch.from_numpy(part))
+            np.matmul(widened[: len(part)], queries.T, out=out[first : first + len(part)])
 
 
 def _faiss() -> Any:
@@ -341,14 +451,22 @@ class FaissIVFBackend(_FaissBackend):
     The vectors are clustered into ``nlist`` k-means cells (default ``sqrt(N)``), trained on at
     most ``64 * nlist`` of them (a seeded sample: enough for the centroids, and k-means time
     stays seconds at 10^6); a query scans the ``nprobe`` nearest cells only, so recall grows with
-    ``nprobe`` and so does latency.
+    ``nprobe`` and so does latency. With ``recall`` (e.g. 0.95), ``nprobe`` is the smallest that
+    reaches it on held-out queries drawn from these vectors
+    (:func:`text4vis.search_tuning.tune_nprobe`); :attr:`tuning` then says what was reached.
     """
 
     name = "faiss-ivf"
-    BUILD_OPTIONS = ("nlist", "seed")
+    BUILD_OPTIONS = ("nlist", "seed", "recall")
 
     def __init__(
-        self, vectors: np.ndarray, *, nlist: int | None = None, nprobe: int = 32, seed: int = 0
+        self,
+        vectors: np.ndarray,
+        *,
+        nlist: int | None = None,
+        nprobe: int = 32,
+        seed: int = 0,
+        recall: float | None = None,
     ) -> None:
         faiss = _faiss()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -365,6 +483,11 @@ class FaissIVFBackend(_FaissBackend):
         self._index.add(vectors)
         self._set_query_options(nprobe=nprobe)
         self._quantizer = quantizer  # the index holds a pointer to it: keep it alive
+        self.tuning: Any = None  # IVFTuning when nprobe was tuned for a recall
+        if recall is not None:
+            from text4vis.search_tuning import tune_nprobe
+
+            self.tuning = tune_nprobe(self._index, vectors, recall, seed=seed)
 
     def _set_query_options(self, *, nprobe: int = 32) -> None:
         self.nlist = int(self._index.nlist)
@@ -376,14 +499,15 @@ class FaissHNSWBackend(_FaissBackend):
     """Approximate search with FAISS's HNSW graph (``IndexHNSWFlat``, inner product).
 
     No training; build time is the graph construction (slower than IVF), queries are fast and
-    recall is set by ``ef_search``.
+    recall is set by ``ef_search``. ``ef_construction`` 40 builds 10^5 clustered vectors 2.7x
+    faster than 80 at the same recall (``benchmarks/search_build.py``).
     """
 
     name = "faiss-hnsw"
     BUILD_OPTIONS = ("m", "ef_construction")
 
     def __init__(
-        self, vectors: np.ndarray, *, m: int = 32, ef_construction: int = 80, ef_search: int = 64
+        self, vectors: np.ndarray, *, m: int = 32, ef_construction: int = 40, ef_search: int = 64
     ) -> None:
         faiss = _faiss()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -481,11 +605,18 @@ class VideoIndex:
     Args:
         path: the index folder.
         meta: the contents of ``index.json`` (as read: a dict; or parsed).
-        embeddings: float32 ``[N, D]``, row ``i`` for ``meta.videos[i]``.
+        embeddings: ``[N, D]``, row ``i`` for ``meta.videos[i]``: float32, or float16 to store
+            and search at half the memory (:attr:`storage`); other types become float32. A
+            memory-mapped array stays mapped.
         predictor: the model (checked against the index's model identity).
         backend: search backend name (:data:`BACKENDS`), ``"exact"`` by default.
         backend_options: keyword arguments of the backend (``nprobe``, ``ef_search`` ...).
     """
+
+    # Saves during an update (see _embed_in_chunks): at least this many seconds apart, and at
+    # most this share of the time (a save writes the whole index).
+    SAVE_INTERVAL_S = 60.0
+    SAVE_SHARE = 0.1
 
     def __init__(
         self,
@@ -501,7 +632,10 @@ class VideoIndex:
         if not isinstance(meta, IndexMeta):
             meta = IndexMeta.from_dict(meta, self.path / META_NAME)
         self.info = meta  # index.json, typed; the index's videos and failures are its lists
-        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        embeddings = np.asanyarray(embeddings)  # a memory map stays one
+        if embeddings.dtype.name not in STORAGE_DTYPES:
+            embeddings = embeddings.astype(np.float32)
+        self.embeddings = embeddings
         if len(self.videos) != self.embeddings.shape[0]:
             raise VideoIndexError(
                 f"{self.path}: {META_NAME} lists {len(self.videos)} videos but "
@@ -515,16 +649,33 @@ class VideoIndex:
         self.backend_name = backend
         self.backend_options = dict(backend_options or {})
         self._backend: Any = None
-        self._rows = {v.path: i for i, v in enumerate(self.videos)}
         self._predictor: Predictor | None = None
         self.last_update: IndexUpdate | None = None  # what the last build or update did
         if predictor is not None:
             self.predictor = predictor
 
     @property
-    def videos(self) -> list[IndexedVideo]:
-        """The indexed videos; row ``i`` of :attr:`embeddings` is ``videos[i]``."""
+    def videos(self) -> VideoTable:
+        """The indexed videos, a columnar table; row ``i`` of :attr:`embeddings` is
+        ``videos[i]``."""
+        if not isinstance(self.info.videos, VideoTable):  # a list assigned to info.videos
+            self.info.videos = VideoTable.of(self.info.videos)
         return self.info.videos
+
+    @property
+    def storage(self) -> str:
+        """How the vectors are stored and searched: ``"float32"`` or ``"float16"``."""
+        return self.embeddings.dtype.name
+
+    @storage.setter
+    def storage(self, dtype: str) -> None:
+        if dtype not in STORAGE_DTYPES:
+            raise VideoIndexError(
+                f"unknown vector storage {dtype!r}; choose one of {sorted(STORAGE_DTYPES)}"
+            )
+        if dtype != self.storage:
+            self.embeddings = np.asarray(self.embeddings).astype(STORAGE_DTYPES[dtype])
+            self._backend = None
 
     @property
     def failures(self) -> list[IndexFailure]:
@@ -533,8 +684,9 @@ class VideoIndex:
 
     @property
     def meta(self) -> dict[str, Any]:
-        """The contents of ``index.json`` as a new dict, every video listed (read one field, or
-        change the index, through :attr:`info`)."""
+        """The index's record as one new dict, every video listed (format 1's ``index.json``;
+        format 2 keeps the rows as columns): read one field, or change the index, through
+        :attr:`info`."""
         return self.info.to_dict()
 
     # ------------------------------------------------------------------------------------------
@@ -550,6 +702,8 @@ class VideoIndex:
         *,
         progress: bool = False,
         model_source: str = "",
+        storage: str = "float32",
+        chunk_size: int | None = None,
         **kwargs: Any,
     ) -> VideoIndex:
         """Embed every video found in ``videos`` and write a new index to ``path``.
@@ -560,14 +714,18 @@ class VideoIndex:
             path: the index folder (created; an index already there is replaced).
             progress: show a progress bar over videos.
             model_source: where the model came from (a folder or checkpoint), recorded for people.
+            storage: ``"float32"`` or ``"float16"`` (half the memory and scan time; its recall
+                is measured by ``benchmarks/search_exact.py``).
+            chunk_size: videos embedded between saves (see :meth:`update`).
             **kwargs: ``backend`` / ``backend_options`` for searching.
 
         Returns:
             The index; :attr:`last_update` says what was embedded and what failed.
         """
         meta = cls._new_meta(predictor, model_source)
-        index = cls(path, meta, np.zeros((0, 0), np.float32), predictor=predictor, **kwargs)
-        index.update(videos, progress=progress)
+        empty = np.zeros((0, meta.model.embed_dim or 0), STORAGE_DTYPES[storage])
+        index = cls(path, meta, empty, predictor=predictor, **kwargs)
+        index.update(videos, progress=progress, chunk_size=chunk_size)
         return index
 
     @staticmethod
@@ -609,44 +767,27 @@ class VideoIndex:
                 f"`text4vis index VIDEOS... --model MODEL --out {path}`"
             )
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise VideoIndexError(f"{meta_path}: not a readable index file ({exc})") from None
-        if meta.get("format") != INDEX_FORMAT:
+            stored = read_index(path)
+        except ValueError as exc:
+            raise VideoIndexError(f"{exc}; build the index again with --rebuild") from None
+        meta = stored.header
+        if meta.get("format") not in READABLE_FORMATS:
             raise VideoIndexError(
-                f"{meta_path}: index format {meta.get('format')!r}, this text4vis reads format "
-                f"{INDEX_FORMAT}; build the index again with --rebuild"
+                f"{meta_path}: index format {meta.get('format')!r}, this text4vis reads formats "
+                f"{list(READABLE_FORMATS)}; build the index again with --rebuild"
             )
-        embeddings_path = path / EMBEDDINGS_NAME
-        if not embeddings_path.is_file():
-            raise VideoIndexError(
-                f"{path}: {EMBEDDINGS_NAME} is missing; build again with --rebuild"
-            )
-        try:
-            embeddings = load_file(str(embeddings_path))["embeddings"]
-        except Exception as exc:  # safetensors raises its own error types for a damaged file
-            raise VideoIndexError(
-                f"{embeddings_path}: not a readable index file ({type(exc).__name__}: {exc}); "
-                "build the index again with --rebuild"
-            ) from None
-        info = IndexMeta.from_dict(meta, meta_path)
-        return cls(path, info, embeddings, predictor=predictor, **kwargs)
+        info = IndexMeta.from_dict(meta, meta_path, videos=stored.table)
+        return cls(path, info, stored.vectors, predictor=predictor, **kwargs)
 
     def save(self) -> None:
-        """Write ``embeddings.safetensors`` and ``index.json`` (each atomically, embeddings first)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        target = self.path / EMBEDDINGS_NAME
-        partial = target.with_name(target.name + ".partial")
-        save_file(
-            {"embeddings": self.embeddings},
-            str(partial),
-            metadata={"format": "text4vis-index", "model": self.info.model.identity},
-        )
-        os.replace(partial, target)
-        meta_target = self.path / META_NAME
-        partial = meta_target.with_name(meta_target.name + ".partial")
-        partial.write_text(json.dumps(self.info.to_dict(), indent=1) + "\n", encoding="utf-8")
-        os.replace(partial, meta_target)
+        """Write the index atomically (:func:`text4vis.index_store.write_index`): the vectors and
+        rows as a new generation, then the header that names it; a process killed at any moment
+        leaves the previous index or the new one. A format-1 index is written in format 2."""
+        self.info.format = INDEX_FORMAT
+        vectors = self.embeddings
+        if vectors.ndim != 2 or vectors.shape[1] == 0:
+            vectors = np.zeros((len(self.videos), self.info.model.embed_dim or 0), vectors.dtype)
+        write_index(self.path, self.info.header_dict(), vectors, self.videos)
 
     # ------------------------------------------------------------------------------------------
     # The model
@@ -695,11 +836,11 @@ class VideoIndex:
 
     def __contains__(self, video: object) -> bool:
         """Whether a video path (as given or absolute) is in the index."""
-        return isinstance(video, (str, Path)) and str(Path(video).resolve()) in self._rows
+        return isinstance(video, (str, Path)) and self.row_of(video) is not None
 
     def row_of(self, video: str | Path) -> int | None:
         """The row of a video's embedding, or None when it is not indexed."""
-        return self._rows.get(str(Path(video).resolve()))
+        return self.videos.row_of(str(Path(video).resolve()))
 
     def update(
         self,
@@ -718,7 +859,13 @@ class VideoIndex:
             videos: video files, frame folders or folders; None = the inputs of the last run.
             progress: show a progress bar over the videos to embed.
             chunk_size: videos per call of the embedding loop (default ``64 * batch_size``); the
-                index is saved after each chunk, so an interrupted update keeps what it did.
+                index is saved between chunks (every :attr:`SAVE_INTERVAL_S` seconds at most),
+                so an interrupted update keeps what it did.
+
+        Under ``torchrun`` (a process group of several ranks), every rank calls this: the
+        chunks are spread over the ranks and written as shards, and rank 0 merges them
+        (:func:`text4vis.index_shards.update_sharded`); a stopped run embeds again only the
+        chunks without a shard.
 
         Returns:
             What was added, changed, removed, kept and what failed (also :attr:`last_update`).
@@ -727,6 +874,17 @@ class VideoIndex:
         inputs = [str(v) for v in videos] if videos is not None else list(self.info.inputs)
         if not inputs:
             raise VideoIndexError("no videos to index: give video files, frame folders or folders")
+        chunk = chunk_size or 64 * predictor.batch_size
+        from text4vis import distributed
+
+        if distributed.is_distributed():  # under torchrun: units spread over the ranks
+            from text4vis.index_shards import update_sharded
+
+            report = update_sharded(self, inputs, chunk=chunk, progress=progress)
+            if distributed.is_main_process():
+                for failure in report.failed:
+                    logger.warning("cannot index %s: %s", failure.path, failure.reason)
+            return report
         signatures, failures = _scan_videos(inputs, predictor)
         report, to_embed = self._drop_stale(signatures)
         self.info.inputs = inputs
@@ -739,7 +897,6 @@ class VideoIndex:
             len(report.removed),
             report.unchanged,
         )
-        chunk = chunk_size or 64 * predictor.batch_size
         self._embed_in_chunks(to_embed, signatures, report, chunk=chunk, progress=progress)
         self.save()
         report.failed = list(self.failures)
@@ -762,22 +919,24 @@ class VideoIndex:
             the order of ``signatures``.
         """
         report = IndexUpdate()
-        keep = [
-            i for i, v in enumerate(self.videos) if signatures.get(v.path) == (v.size, v.mtime_ns)
-        ]
-        kept_paths = {self.videos[i].path for i in keep}
-        report.removed = sorted(v.path for v in self.videos if v.path not in signatures)
+        table = self.videos
+        paths = table.paths()
+        sizes, mtimes = table.column("size").tolist(), table.column("mtime_ns").tolist()
+        keep = [i for i, p in enumerate(paths) if signatures.get(p) == (sizes[i], mtimes[i])]
+        kept_paths = {paths[i] for i in keep}
+        indexed = set(paths)
+        report.removed = sorted(p for p in paths if p not in signatures)
         to_embed = [p for p in signatures if p not in kept_paths]
-        report.changed = [p for p in to_embed if p in self._rows]
-        report.added = [p for p in to_embed if p not in self._rows]
+        report.changed = [p for p in to_embed if p in indexed]
+        report.added = [p for p in to_embed if p not in indexed]
         report.unchanged = len(keep)
-        self.info.videos = [self.videos[i] for i in keep]
-        self.embeddings = (
-            self.embeddings[keep]
-            if self.embeddings.size
-            else np.zeros((0, int(self.info.model.embed_dim)), np.float32)  # type: ignore[arg-type]
-        )
-        self._rows = {v.path: i for i, v in enumerate(self.videos)}
+        if len(keep) != len(paths):  # else the rows (memory-mapped, perhaps) are kept as they are
+            self.info.videos = table.take(keep)
+            if self.embeddings.size:
+                self.embeddings = np.asarray(self.embeddings[keep])
+        if not self.embeddings.size:
+            dim = int(self.info.model.embed_dim)  # type: ignore[arg-type]
+            self.embeddings = np.zeros((0, dim), self.embeddings.dtype)
         self._backend = None
         return report, to_embed
 
@@ -790,12 +949,22 @@ class VideoIndex:
         chunk: int,
         progress: bool,
     ) -> None:
-        """Embed ``paths`` ``chunk`` at a time, appending rows (or failures) and saving the index
-        after each chunk, so that an interrupted update keeps what it did."""
+        """Embed ``paths`` ``chunk`` at a time, appending rows (or failures), and save the index
+        between chunks, so that an interrupted update keeps what it did.
+
+        A save writes the whole index (atomically), so at 10^5-10^6 rows saving after every chunk
+        would cost more than embedding: the index is saved after a chunk once
+        :attr:`SAVE_INTERVAL_S` seconds, and the last save's duration divided by
+        :attr:`SAVE_SHARE`, have passed (an interrupted update loses at most that much work). New rows are gathered and
+        appended at each save, not copied per chunk.
+        """
         predictor = self._require_predictor("embedding videos")
         bar = None
         if progress and paths:
             bar = tqdm(total=len(paths), desc="index", unit="video", dynamic_ncols=True)
+        new_vectors: list[np.ndarray] = []
+        new_videos: list[IndexedVideo] = []
+        last_save, save_seconds = time.monotonic(), 0.0
         try:
             for start in range(0, len(paths), chunk):
                 part = paths[start : start + chunk]
@@ -803,19 +972,34 @@ class VideoIndex:
                 report.embedded += len(part)
                 done = [i for i in range(len(part)) if i in rows]
                 if done:
-                    self.embeddings = np.concatenate(
-                        [self.embeddings, np.stack([rows[i] for i in done])]
-                    )
-                    self.info.videos += [IndexedVideo(part[i], *signatures[part[i]]) for i in done]
+                    new_vectors.append(np.stack([rows[i] for i in done]))
+                    new_videos += [IndexedVideo(part[i], *signatures[part[i]]) for i in done]
                     self._record_precision(predictor.precision)
                 self.info.failures += [IndexFailure(part[i], errors[i]) for i in sorted(errors)]
-                self._rows = {v.path: i for i, v in enumerate(self.videos)}
-                self.save()
                 if bar is not None:
                     bar.update(len(part))
+                waited = time.monotonic() - last_save
+                if waited >= self.SAVE_INTERVAL_S and waited * self.SAVE_SHARE >= save_seconds:
+                    self._append_rows(new_vectors, new_videos)
+                    started = time.monotonic()
+                    self.save()
+                    last_save = time.monotonic()
+                    save_seconds = last_save - started
         finally:
+            self._append_rows(new_vectors, new_videos)
             if bar is not None:
                 bar.close()
+
+    def _append_rows(self, vectors: list[np.ndarray], videos: list[IndexedVideo]) -> None:
+        """Append gathered rows (``vectors`` blocks ``[b, D]``) and empty the lists."""
+        if not videos:
+            return
+        new = np.concatenate(vectors).astype(self.embeddings.dtype)
+        self.embeddings = np.concatenate([self.embeddings, new])
+        self.info.videos = self.videos.concat(videos)
+        self._backend = None
+        vectors.clear()
+        videos.clear()
 
     def _record_precision(self, precision: str) -> None:
         # Which inference precisions the stored embeddings were made at (index.json's
@@ -870,12 +1054,12 @@ class VideoIndex:
         """
         path = Path(video)
         resolved = str(path.resolve())
-        row = self._rows.get(resolved)
+        row = self.videos.row_of(resolved)
         if row is not None:
             entry = self.videos[row]
             try:
                 if file_signature(resolved) == (entry.size, entry.mtime_ns):
-                    return self.embeddings[row]
+                    return np.asarray(self.embeddings[row], dtype=np.float32)
             except OSError:
                 pass
         rows, errors = self._embed([str(path)])
@@ -914,7 +1098,7 @@ class VideoIndex:
                 saved_key = None
             if saved_key == key:
                 try:
-                    return cls.read(index_file, **options)
+                    return self._read_backend(cls, index_file, key_file, options)
                 except Exception as exc:  # FAISS raises RuntimeError for a damaged file
                     logger.warning("%s could not be read (%s); building it again", index_file, exc)
         backend = build_backend(name, self.embeddings, **options)
@@ -927,14 +1111,27 @@ class VideoIndex:
                 key_file.unlink(missing_ok=True)
                 backend.write(partial)
                 os.replace(partial, index_file)
-                key_partial.write_text(
-                    json.dumps({"key": key, "backend": name, "build_options": build_options})
-                    + "\n",
-                    encoding="utf-8",
-                )
+                tuning = getattr(backend, "tuning", None)
+                saved = {"key": key, "backend": name, "build_options": build_options}
+                if tuning is not None:
+                    saved["tuning"] = tuning.to_dict()
+                key_partial.write_text(json.dumps(saved) + "\n", encoding="utf-8")
                 os.replace(key_partial, key_file)
             except (OSError, RuntimeError) as exc:  # a read-only folder: search all the same
                 logger.warning("could not save the %s index in %s (%s)", name, self.path, exc)
+        return backend
+
+    @staticmethod
+    def _read_backend(cls: Any, index_file: Path, key_file: Path, options: dict[str, Any]) -> Any:
+        """A saved FAISS backend, with the ``nprobe`` it was tuned to (unless one is given)."""
+        saved = json.loads(key_file.read_text(encoding="utf-8")).get("tuning")
+        if saved is None:
+            return cls.read(index_file, **options)
+        from text4vis.search_tuning import IVFTuning
+
+        tuning = IVFTuning(**saved)
+        backend = cls.read(index_file, **({"nprobe": tuning.nprobe} | options))
+        backend.tuning = tuning
         return backend
 
     def search_vectors(self, queries: np.ndarray, top_k: int = 10) -> list[list[SearchHit]]:
@@ -953,7 +1150,7 @@ class VideoIndex:
         results = []
         for row_scores, row_ids in zip(scores, ids):
             hits = [
-                SearchHit(rank, self.videos[int(i)].path, float(s))
+                SearchHit(rank, self.videos.path(int(i)), float(s))
                 for rank, (s, i) in enumerate(
                     ((s, i) for s, i in zip(row_scores, row_ids) if i >= 0), start=1
                 )

@@ -21,6 +21,20 @@ examples:
   text4vis index clips/ --model runs/k400/model --out clips.index
   text4vis index --model runs/k400/model --out clips.index          (update after changes)
   text4vis index clips/ --model runs/k400/model --out clips.index --precision int8   (CPU)
+  text4vis index clips/ --model runs/k400/model --out clips.index --storage float16
+
+--storage float16 keeps the vectors at half the bytes: half the memory and about half the time
+of an exact search, at a recall@10 against float32 that benchmarks/search_exact.py measures.
+(--precision is the model's inference precision, not the storage's.) The index is saved
+atomically: a run stopped at any moment leaves the previous index, which opens and searches.
+
+Under torchrun the videos to embed are spread over the processes in units of --chunk-size
+videos; each unit is written as a shard in INDEX/shards/ and rank 0 merges them into the
+index (the same rows and vectors as one process). Run the same command again after a stop:
+units already written are not embedded again. INDEX must be on a file system every node sees.
+  torchrun --nproc-per-node 4 -m text4vis index clips/ --model MODEL --out clips.index
+  torchrun --nnodes 2 --node-rank 0 --nproc-per-node 4 --rdzv-backend c10d \
+      --rdzv-endpoint HOST:29500 -m text4vis index clips/ --model MODEL --out clips.index
 """
 
 
@@ -48,28 +62,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="video decoding processes (2)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto)")
     add_precision_argument(parser, default="auto")
+    parser.add_argument(
+        "--storage",
+        choices=["float32", "float16"],
+        default=None,
+        help="how the vectors are stored and searched (default: the index's, else float32)",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="videos embedded between saves, and per unit under torchrun (64 x batch size)",
+    )
     parser.add_argument("--json", action="store_true", help="print what was done as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from text4vis.distributed import is_main_process, process_group
+    from text4vis.runs import setup_logging
+
+    setup_logging("INFO" if is_main_process() else "WARNING")
+    with process_group(args.device):  # under torchrun: one process group for the update
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import json
     import sys
     from pathlib import Path
 
+    from text4vis.distributed import is_main_process
+    from text4vis.index_shards import SHARDS_NAME
     from text4vis.predict import Predictor
-    from text4vis.runs import setup_logging
     from text4vis.search import META_NAME, VideoIndex, VideoIndexError
 
-    setup_logging("INFO")
     out = Path(args.out)
     existing = None
     if not args.rebuild and (out / META_NAME).is_file():
         existing = VideoIndex.load(out)
-    elif out.exists() and not (out / META_NAME).is_file() and any(out.iterdir()):
-        raise VideoIndexError(
-            f"--out {out} exists and is not a video index; give a new or empty folder"
-        )
+    elif out.exists() and not (out / META_NAME).is_file():
+        # A stopped first run leaves only its shards (and a generation not yet named).
+        others = [p.name for p in out.iterdir() if p.name != SHARDS_NAME and p.name[:1] != "v"]
+        if others:
+            raise VideoIndexError(
+                f"--out {out} exists and is not a video index; give a new or empty folder"
+            )
     views = args.views or (existing.info.data["views"] if existing is not None else "1x1")
     predictor = Predictor.from_pretrained(
         args.model,
@@ -85,15 +123,25 @@ def run(args: argparse.Namespace) -> int:
         if not args.videos:
             raise UsageError("give the videos to index (files, frame folders or folders)")
         index = VideoIndex.build(
-            args.videos, predictor, out, progress=progress, model_source=source
+            args.videos,
+            predictor,
+            out,
+            progress=progress,
+            model_source=source,
+            storage=args.storage or "float32",
+            chunk_size=args.chunk_size,
         )
     else:
         existing.predictor = predictor  # checks the model and the data settings
         existing.info.model.source = source
-        existing.update(args.videos or None, progress=progress)
+        if args.storage:
+            existing.storage = args.storage
+        existing.update(args.videos or None, progress=progress, chunk_size=args.chunk_size)
         index = existing
     report = index.last_update
     assert report is not None
+    if not is_main_process():
+        return 0
     if args.json:
         print(json.dumps({"index": str(out), "videos": len(index)} | report.to_dict(), indent=2))
     else:

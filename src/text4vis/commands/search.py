@@ -14,12 +14,18 @@ embedding of a video (--like).
 
 The model is the one the index was built with (recorded in the index); --model points to it when
 it has moved. --backend faiss-ivf / faiss-hnsw searches approximately (pip install
-'text4vis[search]'); exact search is the default and the right choice below about 10^5 videos.
+'text4vis[search]'); exact search is the default: it reads the stored vectors once per query
+(on a loaded 2-core machine, 0.15 s at 10^6 videos in float32, 0.07 s with `index --storage
+float16`), and the index opens in milliseconds (its vectors are memory-mapped).
+faiss-ivf picks its cells from the number of videos (sqrt(N)) and the cells it scans per query
+(nprobe) for --recall on 200 queries drawn from the index; it says on stderr what it reached.
+The FAISS index is built at the first search and kept in the index folder.
 
 examples:
   text4vis search clips.index "a person surfing" --top-k 10
   text4vis search clips.index --like clips/a.mp4 --json
   text4vis search clips.index "a red circle moving left" --csv hits.csv
+  text4vis search clips.index "a person surfing" --backend faiss-ivf --recall 0.95
 """
 
 
@@ -43,6 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="exact",
         help="exact (default) or an approximate FAISS index",
     )
+    parser.add_argument(
+        "--recall",
+        type=float,
+        default=0.95,
+        help="faiss-ivf: the recall@10 its nprobe is tuned for, on the index's vectors (0.95)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON instead of a table")
     output.add_argument("--csv", metavar="FILE", help="write a CSV file ('-' = standard output)")
@@ -52,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
     from pathlib import Path
 
     from text4vis.predict import Predictor
@@ -65,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
-    index = VideoIndex.load(args.index, backend=args.backend)
+    options = {"recall": args.recall} if args.backend == "faiss-ivf" else {}
+    index = VideoIndex.load(args.index, backend=args.backend, backend_options=options)
     model = args.model or index.info.model.source
     needs_model = args.query is not None or args.like not in index
     if needs_model:
@@ -80,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
             model, views=data_views, num_workers=0, device=args.device, precision=args.precision
         )
     hits = index.search(text=args.query, like=args.like, top_k=args.top_k)
+    tuning = getattr(index.backend(), "tuning", None) if len(index) else None
+    if tuning is not None:
+        print(tuning.describe(), file=sys.stderr)
     if args.json:
         query = {"text": args.query} if args.query is not None else {"like": args.like}
         print(json.dumps(query | {"hits": [h.to_dict() for h in hits]}, indent=2))

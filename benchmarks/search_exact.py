@@ -1,0 +1,167 @@
+"""Exact search against the memory bound: ExactBackend vs one streaming read of the same matrix.
+
+Exact search reads every stored vector once per call, so its floor is one streaming read of the
+matrix. This measures, in alternating rounds of one process (the machine is shared: only ratios
+measured side by side mean anything), for the matrix stored as float32 and as float16 in a
+``.npy`` file opened with ``np.load(mmap_mode="r")`` (as :meth:`VideoIndex.load` opens it,
+page cache warm):
+
+- ``read``: one pass over the matrix, copied block by block into a small buffer;
+- ``exact``: :class:`text4vis.search.ExactBackend` (top 10) for one query (median over the
+  queries) and for batches of queries (one call);
+- ``faiss``: FAISS ``IndexFlatIP`` over a float32 copy of the matrix, for reference;
+
+and float16's recall@10 against float32's exact top 10 on the same queries.
+
+The vectors are the clustered unit vectors of ``benchmarks/search.py`` (``--data random`` for
+Gaussian ones); queries are drawn from the same distribution.
+
+    .venv/bin/python benchmarks/search_exact.py --sizes 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as benchmarks/search.py
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search import clustered_vectors, git_commit, unit_vectors  # noqa: E402
+from text4vis.search import ExactBackend  # noqa: E402
+
+
+def streaming_read(matrix: np.ndarray, rows: int = 4096) -> None:
+    """Read every byte of ``matrix`` once (block copies into a buffer that stays in cache)."""
+    buffer = np.empty((rows, matrix.shape[1]), matrix.dtype)
+    for start in range(0, len(matrix), rows):
+        block = matrix[start : start + rows]
+        np.copyto(buffer[: len(block)], block)
+
+
+def seconds(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth)]))
+
+
+def round_times(
+    matrix: np.ndarray, backend: ExactBackend, queries: np.ndarray, args, flat
+) -> dict[str, float]:
+    """One round over one stored matrix: seconds of the read, of single queries (median) and of
+    each batch; FAISS's single query when ``flat`` is given."""
+    runs = {"read": seconds(lambda: streaming_read(matrix))}
+    singles = queries[: args.queries]
+    runs["1"] = statistics.median(seconds(lambda q=q: backend.search(q[None], 10)) for q in singles)
+    for size in args.batches:
+        runs[f"b{size}"] = seconds(lambda size=size: backend.search(queries[:size], 10))
+    if flat is not None:
+        runs["faiss"] = statistics.median(
+            seconds(lambda q=q: flat.search(q[None], 10)) for q in singles
+        )
+    return runs
+
+
+def measure_size(n: int, args, make, faiss) -> list[str]:
+    """The table's rows for ``n`` vectors (float32, then float16)."""
+    with tempfile.TemporaryDirectory(dir=os.environ.get("INDEX_BENCH_DIR")) as tmp:
+        vectors = make(n, args.dim, seed=0)
+        np.save(Path(tmp) / "f32.npy", vectors)
+        np.save(Path(tmp) / "f16.npy", vectors.astype(np.float16))
+        flat = None
+        if faiss is not None:
+            flat = faiss.IndexFlatIP(args.dim)
+            flat.add(vectors)
+        del vectors
+        queries = make(max(args.queries, max(args.batches), args.recall_queries), args.dim, 1)
+        stored = {
+            "float32": np.load(Path(tmp) / "f32.npy", mmap_mode="r"),
+            "float16": np.load(Path(tmp) / "f16.npy", mmap_mode="r"),
+        }
+        backends = {name: ExactBackend(matrix) for name, matrix in stored.items()}
+        truth = backends["float32"].search(queries[: args.recall_queries], 10)[1]
+        found = backends["float16"].search(queries[: args.recall_queries], 10)[1]
+        recall16 = recall_at_k(found, truth)
+        for matrix in stored.values():
+            streaming_read(matrix)  # warm: pages in the cache and mapped
+        times: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.rounds):
+            for name, matrix in stored.items():
+                runs = round_times(
+                    matrix, backends[name], queries, args, flat if name == "float32" else None
+                )
+                for key, value in runs.items():
+                    times.setdefault((name, key), []).append(value)
+                    times.setdefault((name, key + "/read"), []).append(value / runs["read"])
+        lines = []
+        for name in stored:
+
+            def cell(key: str, per_query: int = 0, name: str = name) -> str:
+                if (name, key) not in times:
+                    return "-"
+                ms = statistics.median(times[(name, key)]) * 1e3
+                ratio = statistics.median(times[(name, key + "/read")])
+                extra = f", {ms / per_query:.1f}" if per_query else ""
+                return f"{ms:.1f} ({ratio:.2f}x{extra})"
+
+            read_ms = statistics.median(times[(name, "read")]) * 1e3
+            lines.append(
+                f"| {n:,} | {name} | {read_ms:.1f} | {cell('1')} | "
+                + " | ".join(cell(f"b{b}", b) for b in args.batches)
+                + f" | {cell('faiss')} | "
+                + (f"{recall16:.3f} |" if name == "float16" else "1 |")
+            )
+        return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--data", choices=["clustered", "random"], default="clustered")
+    parser.add_argument("--queries", type=int, default=10, help="single queries per round (10)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--recall-queries", type=int, default=200)
+    parser.add_argument("--no-faiss", action="store_true")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    faiss = None
+    if not args.no_faiss:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+    make = clustered_vectors if args.data == "clustered" else unit_vectors
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"1 thread, 1-minute load {os.getloadavg()[0]:.1f}, commit {git_commit()}, "
+        f"numpy {np.__version__}, torch {torch.__version__}, data {args.data}"
+    )
+    print(
+        "| N | stored | read ms | exact 1 query ms (x read) | "
+        + " | ".join(f"exact batch {b} ms (x read, ms/q)" for b in args.batches)
+        + " | faiss IndexFlatIP 1 query ms (x read) | recall@10 vs float32 |"
+    )
+    print("|---|---|---|---|" + "---|" * len(args.batches) + "---|---|")
+    for n in args.sizes:
+        for line in measure_size(n, args, make, faiss):
+            print(line, flush=True)
+    print(f"1-minute load at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
