@@ -24,15 +24,21 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from text4vis import distributed
-from text4vis.index_store import HEADER_NAME, VideoTable, read_index, write_index
-
-if TYPE_CHECKING:
-    from text4vis.search import IndexUpdate, VideoIndex
+from text4vis.index_store import (
+    HEADER_NAME,
+    IndexedVideo,
+    IndexFailure,
+    IndexUpdate,
+    VideoTable,
+    read_index,
+    scan_videos,
+    write_index,
+)
 
 __all__ = ["SHARDS_NAME", "plan_key", "update_sharded"]
 
@@ -42,7 +48,7 @@ SHARDS_NAME = "shards"
 
 
 def plan_key(
-    index: VideoIndex, paths: list[str], signatures: dict[str, tuple[int, int]], chunk: int
+    index: Any, paths: list[str], signatures: dict[str, tuple[int, int]], chunk: int
 ) -> str:
     """A hash of what decides the units' contents: the model, the data settings, the videos to
     embed (path, size, time, in order) and the unit size."""
@@ -63,23 +69,21 @@ def _unit_done(folder: Path) -> bool:
 
 
 def update_sharded(
-    index: VideoIndex,
+    index: Any,
     inputs: list[str],
     *,
     chunk: int,
     progress: bool = False,
 ) -> IndexUpdate:
-    """:meth:`VideoIndex.update` spread over the ranks of the running process group.
+    """:meth:`text4vis.search.VideoIndex.update` (``index``) spread over the ranks of the running process group.
 
     Returns:
         What was done (on rank 0 the whole update; on other ranks the same report, as rank 0
         sends it).
     """
-    from text4vis.search import IndexedVideo, IndexFailure, _scan_videos
-
     predictor = index._require_predictor("updating an index")
     rank, world = distributed.get_rank(), distributed.get_world_size()
-    scanned = _scan_videos(inputs, predictor) if rank == 0 else None
+    scanned = scan_videos(inputs, predictor.data) if rank == 0 else None
     signatures, failures = distributed.broadcast_object(scanned, src=0)
     report, to_embed = index._drop_stale(signatures)
     index.info.inputs = list(inputs)
@@ -151,10 +155,8 @@ def update_sharded(
     return report
 
 
-def _merge_units(index: VideoIndex, plan: Path, count: int) -> None:
+def _merge_units(index: Any, plan: Path, count: int) -> None:
     """Append the units' rows and failures to ``index`` in unit order (rank 0)."""
-    from text4vis.search import IndexFailure
-
     vectors, tables = [index.embeddings], [index.videos]
     for unit in range(count):
         folder = _unit_folder(plan, unit)

@@ -28,15 +28,20 @@ written in format 2 at the next save.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from text4vis.config import DataConfig
+from text4vis.data.discovery import find_videos
 
 __all__ = [
     "HEADER_NAME",
@@ -144,7 +149,6 @@ class VideoTable(Sequence):
         return self.columns[name]
 
     def __getitem__(self, item: Any) -> Any:
-        from text4vis.search import IndexedVideo
 
         if isinstance(item, slice):
             return self.take(np.arange(len(self))[item])
@@ -157,7 +161,6 @@ class VideoTable(Sequence):
         return IndexedVideo(self.path(row), size, mtime)
 
     def __iter__(self) -> Iterator[Any]:
-        from text4vis.search import IndexedVideo
 
         sizes, mtimes = self.columns["size"].tolist(), self.columns["mtime_ns"].tolist()
         for path, size, mtime in zip(self.paths(), sizes, mtimes):
@@ -424,3 +427,107 @@ def _read_format_1(folder: Path, header: dict[str, Any]) -> StoredIndex:
         folder,
     )
     return StoredIndex(header, vectors, None)  # type: ignore[arg-type] - rows in the header
+
+
+@dataclass(frozen=True)
+class IndexedVideo:
+    """One indexed video: where it is and the file state its embedding was computed from."""
+
+    path: str  # absolute path
+    size: int  # bytes (a frame folder: the sum over its files)
+    mtime_ns: int  # modification time (a frame folder: the newest of its files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class IndexFailure:
+    """A video that could not be embedded (retried at the next update)."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class IndexModel:
+    """The model an index was embedded with (``index.json``'s ``model``)."""
+
+    identity: str  # content hash of the model (:func:`model_identity`)
+    embed_dim: int | None = None  # D, the width of the embeddings
+    arch: str = ""  # the backbone architecture, for people
+    source: str = ""  # where the model came from (a folder or checkpoint), for people
+    # Inference precisions the stored embeddings were made at; None in indexes from before
+    # they were recorded (the key is then left out when the index is written again).
+    precisions: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back as read
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        extra = values.pop("extra")
+        return {**values, **extra}
+
+
+@dataclass
+class IndexUpdate:
+    """What a build or an update did."""
+
+    added: list[str] = field(default_factory=list)  # new videos, embedded
+    changed: list[str] = field(default_factory=list)  # size or mtime changed, embedded again
+    removed: list[str] = field(default_factory=list)  # no longer found, dropped
+    unchanged: int = 0  # kept without embedding again
+    embedded: int = 0  # videos sent through the model (added + changed + failed attempts)
+    failed: list[IndexFailure] = field(default_factory=list)  # unreadable, not in the index
+
+    @property
+    def ok(self) -> bool:
+        """Whether every video found was indexed."""
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["failed"] = [f.to_dict() for f in self.failed]
+        return values
+
+
+def file_signature(path: str | Path) -> tuple[int, int]:
+    """``(size, mtime_ns)`` of a video file, or of a frame folder (sum of sizes, newest mtime).
+
+    Raises:
+        OSError: the path cannot be read.
+    """
+    path = Path(path)
+    if path.is_dir():
+        size, newest = 0, path.stat().st_mtime_ns
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    stat = entry.stat()
+                    size += stat.st_size
+                    newest = max(newest, stat.st_mtime_ns)
+        return size, newest
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def scan_videos(
+    inputs: Sequence[str], data: DataConfig
+) -> tuple[dict[str, tuple[int, int]], list[IndexFailure]]:
+    """The videos found in ``inputs`` (as ``data`` finds frame folders): ``(size, mtime_ns)`` by absolute path (sorted), and the
+    ones whose files cannot be read."""
+
+    found = find_videos(
+        inputs, frame_template=data.frame_template, start_index=data.frame_start_index
+    )
+    signatures: dict[str, tuple[int, int]] = {}
+    failures: list[IndexFailure] = []
+    for item in found:
+        path = str(Path(item).resolve())
+        try:
+            signatures[path] = file_signature(path)
+        except OSError as exc:
+            failures.append(IndexFailure(path, f"cannot read: {exc.strerror or exc}"))
+    return dict(sorted(signatures.items())), failures

@@ -54,18 +54,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from text4vis import distributed
 from text4vis.data.decoders import VideoDecodeError
-from text4vis.data.discovery import find_videos
 from text4vis.errors import DataError, MissingFileError, UsageError
+from text4vis.index_shards import update_sharded
 from text4vis.index_store import (
     HEADER_NAME,
     LEGACY_VECTORS_NAME,
     STORAGE_DTYPES,
+    IndexedVideo,
+    IndexFailure,
+    IndexModel,
+    IndexUpdate,
     VideoTable,
+    file_signature,
     read_index,
+    scan_videos,
     write_index,
 )
 from text4vis.registry import Registry
+from text4vis.search_tuning import IVFTuning, tune_nprobe
 
 if TYPE_CHECKING:
     from text4vis.predict import Predictor
@@ -106,48 +114,6 @@ VideoIndexError = DataError  # the older name, kept importable
 # ----------------------------------------------------------------------------------------------
 # Records
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IndexedVideo:
-    """One indexed video: where it is and the file state its embedding was computed from."""
-
-    path: str  # absolute path
-    size: int  # bytes (a frame folder: the sum over its files)
-    mtime_ns: int  # modification time (a frame folder: the newest of its files)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class IndexFailure:
-    """A video that could not be embedded (retried at the next update)."""
-
-    path: str
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class IndexModel:
-    """The model an index was embedded with (``index.json``'s ``model``)."""
-
-    identity: str  # content hash of the model (:func:`model_identity`)
-    embed_dim: int | None = None  # D, the width of the embeddings
-    arch: str = ""  # the backbone architecture, for people
-    source: str = ""  # where the model came from (a folder or checkpoint), for people
-    # Inference precisions the stored embeddings were made at; None in indexes from before
-    # they were recorded (the key is then left out when the index is written again).
-    precisions: list[str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back as read
-
-    def to_dict(self) -> dict[str, Any]:
-        values = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-        extra = values.pop("extra")
-        return {**values, **extra}
 
 
 @dataclass
@@ -239,28 +205,6 @@ def _unknown(cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """The entries of ``values`` that :func:`_known` leaves out (kept in ``cls.extra``)."""
     known = _known(cls, values)
     return {k: v for k, v in values.items() if k not in known}
-
-
-@dataclass
-class IndexUpdate:
-    """What a build or an update did."""
-
-    added: list[str] = field(default_factory=list)  # new videos, embedded
-    changed: list[str] = field(default_factory=list)  # size or mtime changed, embedded again
-    removed: list[str] = field(default_factory=list)  # no longer found, dropped
-    unchanged: int = 0  # kept without embedding again
-    embedded: int = 0  # videos sent through the model (added + changed + failed attempts)
-    failed: list[IndexFailure] = field(default_factory=list)  # unreadable, not in the index
-
-    @property
-    def ok(self) -> bool:
-        """Whether every video found was indexed."""
-        return not self.failed
-
-    def to_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
-        values["failed"] = [f.to_dict() for f in self.failed]
-        return values
 
 
 @dataclass(frozen=True)
@@ -485,9 +429,8 @@ class FaissIVFBackend(_FaissBackend):
         self._quantizer = quantizer  # the index holds a pointer to it: keep it alive
         self.tuning: Any = None  # IVFTuning when nprobe was tuned for a recall
         if recall is not None:
-            from text4vis.search_tuning import tune_nprobe
-
-            self.tuning = tune_nprobe(self._index, vectors, recall, seed=seed)
+            exact = ExactBackend(vectors)
+            self.tuning = tune_nprobe(self._index, vectors, recall, exact=exact, seed=seed)
 
     def _set_query_options(self, *, nprobe: int = 32) -> None:
         self.nlist = int(self._index.nlist)
@@ -534,26 +477,6 @@ def build_backend(name: str, vectors: np.ndarray, **options: Any) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 
-def file_signature(path: str | Path) -> tuple[int, int]:
-    """``(size, mtime_ns)`` of a video file, or of a frame folder (sum of sizes, newest mtime).
-
-    Raises:
-        OSError: the path cannot be read.
-    """
-    path = Path(path)
-    if path.is_dir():
-        size, newest = 0, path.stat().st_mtime_ns
-        with os.scandir(path) as entries:
-            for entry in entries:
-                if entry.is_file():
-                    stat = entry.stat()
-                    size += stat.st_size
-                    newest = max(newest, stat.st_mtime_ns)
-        return size, newest
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
-
-
 def _data_settings(predictor: Predictor) -> dict[str, Any]:
     """What, beside the model, decides a video's embedding: how it is read, sampled and cut."""
     data = predictor.data
@@ -562,27 +485,6 @@ def _data_settings(predictor: Predictor) -> dict[str, Any]:
     values = {key: getattr(data, key) for key in keys}
     values["views"] = f"{predictor.num_clips}x{predictor.num_crops}"
     return values
-
-
-def _scan_videos(
-    inputs: Sequence[str], predictor: Predictor
-) -> tuple[dict[str, tuple[int, int]], list[IndexFailure]]:
-    """The videos found in ``inputs``: ``(size, mtime_ns)`` by absolute path (sorted), and the
-    ones whose files cannot be read."""
-
-    data = predictor.data
-    found = find_videos(
-        inputs, frame_template=data.frame_template, start_index=data.frame_start_index
-    )
-    signatures: dict[str, tuple[int, int]] = {}
-    failures: list[IndexFailure] = []
-    for item in found:
-        path = str(Path(item).resolve())
-        try:
-            signatures[path] = file_signature(path)
-        except OSError as exc:
-            failures.append(IndexFailure(path, f"cannot read: {exc.strerror or exc}"))
-    return dict(sorted(signatures.items())), failures
 
 
 def _normalise(rows: np.ndarray) -> np.ndarray:
@@ -875,17 +777,14 @@ class VideoIndex:
         if not inputs:
             raise VideoIndexError("no videos to index: give video files, frame folders or folders")
         chunk = chunk_size or 64 * predictor.batch_size
-        from text4vis import distributed
 
         if distributed.is_distributed():  # under torchrun: units spread over the ranks
-            from text4vis.index_shards import update_sharded
-
             report = update_sharded(self, inputs, chunk=chunk, progress=progress)
             if distributed.is_main_process():
                 for failure in report.failed:
                     logger.warning("cannot index %s: %s", failure.path, failure.reason)
             return report
-        signatures, failures = _scan_videos(inputs, predictor)
+        signatures, failures = scan_videos(inputs, predictor.data)
         report, to_embed = self._drop_stale(signatures)
         self.info.inputs = inputs
         self.info.failures = failures
@@ -1127,8 +1026,6 @@ class VideoIndex:
         saved = json.loads(key_file.read_text(encoding="utf-8")).get("tuning")
         if saved is None:
             return cls.read(index_file, **options)
-        from text4vis.search_tuning import IVFTuning
-
         tuning = IVFTuning(**saved)
         backend = cls.read(index_file, **({"nprobe": tuning.nprobe} | options))
         backend.tuning = tuning

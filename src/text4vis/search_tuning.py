@@ -70,26 +70,26 @@ def tune_nprobe(
     vectors: np.ndarray,
     target_recall: float,
     *,
+    exact: Any,
     k: int = 10,
     num_queries: int = 200,
     seed: int = 0,
 ) -> IVFTuning:
     """The smallest power-of-two ``nprobe`` (up to every cell) whose recall@k reaches
     ``target_recall`` on ``num_queries`` rows of ``vectors`` used as queries; sets it on
-    ``index`` (a FAISS IVF index over ``vectors``).
+    ``index`` (a FAISS IVF index over ``vectors``). ``exact`` is the exact search over the same
+    vectors (:class:`text4vis.search.ExactBackend`): it gives the true neighbours.
 
     Raises:
         ValueError: a target outside (0, 1].
     """
-    from text4vis.search import ExactBackend
-
     if not 0.0 < target_recall <= 1.0:
         raise UsageError(f"--recall must be in (0, 1], got {target_recall}; e.g. --recall 0.95")
     n = len(vectors)
     rows = np.sort(np.random.default_rng(seed).choice(n, min(num_queries, n), replace=False))
     queries = np.ascontiguousarray(vectors[rows], dtype=np.float32)
     depth = min(k + 1, n)
-    truth = ExactBackend(vectors).search(queries, depth)[1]
+    truth = exact.search(queries, depth)[1]
     nprobe, recall = 1, 0.0
     while True:
         index.nprobe = nprobe
