@@ -10,7 +10,7 @@ label names, round robin over the videos given.
 Reported per row: requests done, throughput (answers/s), latency p50 and p99 of the answered
 requests, 503s (the queue refusing, intended under overload), other errors (must be 0), the mean
 videos per forward pass (the server's ``/v1/health`` counters over the row), and the server's
-memory: resident after the row and its peak (``VmHWM`` of ``/proc/PID/status``) so far.
+memory: resident at the start and the end of the row and its peak (``VmHWM`` of ``/proc/PID/status``) so far.
 
 Loopback only, bounded: ``--duration`` seconds per row, ``--max-requests`` per row at most. Run::
 
@@ -57,6 +57,7 @@ class Row:
     refused: int = 0  # 503
     errors: dict[str, int] = field(default_factory=dict)  # anything else: status or exception
     mean_batch: float = 0.0
+    rss_start_mib: float = 0.0
     rss_mib: float = 0.0
     hwm_mib: float = 0.0
 
@@ -77,7 +78,7 @@ class Row:
             str(self.refused),
             str(errors) + (f" {self.errors}" if errors else ""),
             f"{self.mean_batch:.2f}",
-            f"{self.rss_mib:.0f}",
+            f"{self.rss_start_mib:.0f} -> {self.rss_mib:.0f}",
             f"{self.hwm_mib:.0f}",
         ]
 
@@ -93,7 +94,7 @@ HEADER = [
     "503",
     "other errors",
     "videos/forward",
-    "server RSS MiB",
+    "server RSS MiB (start -> end)",
     "server peak MiB",
 ]
 
@@ -233,6 +234,7 @@ def main() -> int:
             for count in clients:
                 row = Row(max_batch, count)
                 batches0, videos0 = batching_counts(url)
+                row.rss_start_mib = memory_mib(process.pid)[0]
                 load(url, row, videos, args)
                 batches1, videos1 = batching_counts(url)
                 row.mean_batch = (videos1 - videos0) / max(1, batches1 - batches0)

@@ -316,7 +316,7 @@ def test_bad_inputs_get_4xx_and_the_server_keeps_serving(world: dict, tmp_path: 
                 "headers": {"content-type": "application/json"},
             },
             422,
-            "JSON decode error",
+            "the body is not valid JSON (at character",
         ),
         ("/v1/label", {"json": {"path": "a.mp4", "top_k": "many"}}, 422, "top_k"),
         ("/v1/label", {"json": {"path": "a.mp4", "label": ["x"]}}, 422, "label"),

@@ -225,6 +225,11 @@ def _add_error_handlers(api: FastAPI) -> None:
         problems = []
         for error in exc.errors():
             where = ".".join(str(part) for part in error.get("loc", ()))
+            if error.get("type") == "json_invalid":
+                reason = (error.get("ctx") or {}).get("error", "")
+                where = f"the body is not valid JSON (at character {error['loc'][-1]})"
+                problems.append(f"{where}: {reason}" if reason else where)
+                continue
             problems.append(f"{where}: {error.get('msg', 'invalid')}")
         return _error(422, "the request does not fit: " + "; ".join(problems))
 
