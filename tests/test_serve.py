@@ -215,6 +215,18 @@ def test_concurrent_requests_share_one_forward_pass(world: dict, max_batch: int)
     assert stats["largest_batch"] == max_batch
 
 
+def test_a_lone_request_does_not_wait_for_company(world: dict):
+    async def check(client: Any, video_app: VideoApp) -> tuple:
+        await client.post("/v1/label", json={"path": world["clips"][0].name, "labels": LABELS})
+        start = time.perf_counter()
+        answer = await client.post("/v1/label", json={"path": world["clips"][1].name})
+        return answer, time.perf_counter() - start
+
+    # Nobody else is decoding a video: the batch closes at once instead of after 5 s.
+    answer, seconds = _run(world, check, settings=ServeSettings(max_batch=8, max_wait_ms=5000))
+    assert answer.status_code == 200 and seconds < 4.0
+
+
 def test_a_full_queue_answers_503_with_retry_after_and_then_serves(world: dict):
     release = threading.Event()
 

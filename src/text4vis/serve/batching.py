@@ -4,8 +4,9 @@ Requests put *jobs* on the queue:
 
 - an **embed job** holds one decoded video (its views, float ``[V, T, 3, H, W]``, decoded by the
   request itself, outside the model's thread); the collector takes up to ``max_batch`` of them,
-  waiting at most ``max_wait_s`` after the first one for more to come, stacks them and runs them
-  through the model in **one forward pass** (``[N*V, T, 3, H, W] -> [N, V, D]``);
+  waiting at most ``max_wait_s`` after the first one for more to come (and only while other
+  requests are still decoding theirs), stacks them and runs them through the model in **one
+  forward pass** (``[N*V, T, 3, H, W] -> [N, V, D]``);
 - a **call job** runs a function on the model's thread (a text classifier for label names, a
   search of the index): everything that touches the model or its caches runs on that one thread,
   so nothing of it needs a lock.
@@ -22,7 +23,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,7 @@ class ModelWorker:
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.stats = BatchStats()
+        self._coming = 0  # requests on their way to an embed job (see coming())
         self._queue: asyncio.Queue[_Job] | None = None
         self._collector: asyncio.Task | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -161,6 +163,17 @@ class ModelWorker:
         return 0 if self._queue is None else self._queue.qsize()
 
     # -- jobs ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def coming(self) -> Iterator[None]:
+        """Mark a request that will submit a video (while it decodes it): a batch waits up to
+        ``max_wait_s`` for more videos only while such requests exist, so that a lone request
+        does not wait for company that is not coming. Leave it just before :meth:`embed`."""
+        self._coming += 1
+        try:
+            yield
+        finally:
+            self._coming -= 1
 
     async def embed(self, views: torch.Tensor) -> torch.Tensor:
         """The embeddings ``[V, D]`` (before L2 normalisation, float, on the CPU) of one
@@ -225,7 +238,7 @@ class ModelWorker:
                 job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self._coming == 0:
                     break
                 try:
                     job = await asyncio.wait_for(self._queue.get(), remaining)

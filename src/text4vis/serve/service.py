@@ -341,8 +341,9 @@ class VideoApp:
         """
         if top_k is not None and top_k < 1:
             raise UsageError(f"top_k must be at least 1, got {top_k}")
-        names, weight = await self.worker.call(lambda: self._classifier(labels))
-        views = await _in_thread(self.decode_views, path, name)
+        with self.worker.coming():
+            names, weight = await self.worker.call(lambda: self._classifier(labels))
+            views = await _in_thread(self.decode_views, path, name)
         embedding = await self.worker.embed(views)  # [V, D]
         scores = self.predictor.scores(embedding[None], weight)[0]  # [C]
         k = len(names) if top_k is None else min(top_k, len(names))
@@ -384,7 +385,8 @@ class VideoApp:
         import torch.nn.functional as F
 
         index = self._require_index(top_k)
-        views = await _in_thread(self.decode_views, path, name)
+        with self.worker.coming():
+            views = await _in_thread(self.decode_views, path, name)
         embedding = await self.worker.embed(views)  # [V, D]
         # As the index embeds videos: views normalised, averaged, normalised again.
         query = F.normalize(F.normalize(embedding.float(), dim=-1).mean(0), dim=-1).numpy()
