@@ -1,22 +1,25 @@
 """`text4vis serve` under concurrent load: latency, throughput, errors and the server's memory.
 
-The server runs as its own process (``python -m text4vis serve``) on a free loopback port, once
+The server runs as its own process (``python -m text4vis serve``) on a free loopback port, one
 per batching setting (``--max-batch 1``: every request its own forward pass; ``--max-batch 8``:
 concurrent requests share one). For each number of concurrent clients (1, 4, 16) the clients,
 threads of this process with one HTTP connection each, send requests back to back for a fixed
-time; every request labels one video (an upload, or by path with ``--by path``) with the same
-label names, round robin over the videos given.
+time: ``--rounds`` parts of ``--duration`` seconds, the settings' parts interleaved so that the
+drifting load of a shared machine falls on each. Every request labels one video (an upload, or
+by path with ``--by path``) with the same label names, round robin over the videos given.
 
 Reported per row: requests done, throughput (answers/s), latency p50 and p99 of the answered
 requests, 503s (the queue refusing, intended under overload), other errors (must be 0), the mean
 videos per forward pass (the server's ``/v1/health`` counters over the row), and the server's
-memory: resident at the start and the end of the row and its peak (``VmHWM`` of ``/proc/PID/status``) so far.
+memory: resident at the start and the end of the row, and its peak so far (``VmHWM`` of
+``/proc/PID/status``).
 
-Loopback only, bounded: ``--duration`` seconds per row, ``--max-requests`` per row at most. Run::
+Loopback only, bounded: ``--rounds x --duration`` seconds per row, ``--max-requests`` per part.
+Run::
 
-    .venv/bin/python -m text4vis demo --quick --out /tmp/dq --no-progress     # the model
-    .venv/bin/python benchmarks/serve_load.py --model /tmp/dq/<run>/model \\
-        --videos /tmp/dq/data/videos/val --duration 20
+    .venv/bin/python -m text4vis demo --quick --out /tmp/dq --no-progress     # /tmp/dq/model
+    .venv/bin/python benchmarks/serve_load.py --model /tmp/dq/model \\
+        --videos /tmp/dq/data/videos/val --rounds 4 --duration 10
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class Row:
     refused: int = 0  # 503
     errors: dict[str, int] = field(default_factory=dict)  # anything else: status or exception
     mean_batch: float = 0.0
+    batches: int = 0  # forward passes and videos in them (the server's counters)
+    videos: int = 0
     rss_start_mib: float = 0.0
     rss_mib: float = 0.0
     hwm_mib: float = 0.0
@@ -210,7 +215,10 @@ def main() -> int:
     parser.add_argument("--clients", default="1,4,16", help="concurrent clients per row")
     parser.add_argument("--batches", default="1,8", help="--max-batch of the server, one per run")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per row")
-    parser.add_argument("--max-requests", type=int, default=20_000, help="requests per row at most")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved parts of each row")
+    parser.add_argument(
+        "--max-requests", type=int, default=20_000, help="requests per part of a row at most"
+    )
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--max-queue", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=60.0)
@@ -223,25 +231,41 @@ def main() -> int:
     if not videos:
         parser.error(f"no .mp4 in {args.videos}")
     clients = [int(c) for c in args.clients.split(",")]
-    rows: list[Row] = []
+    settings = [int(b) for b in args.batches.split(",")]
+    rows = {(b, count): Row(b, count) for count in clients for b in settings}
     load_before = os.getloadavg()
-    for max_batch in [int(b) for b in args.batches.split(",")]:
-        process, url = start_server(args, max_batch)
-        try:
-            with httpx.Client(base_url=url, timeout=args.timeout) as client:  # warm-up
-                for video in videos[:4]:
+    # Every setting has its own server, all started first; their rows are interleaved (round by
+    # round, setting after setting) so that the shared machine's drifting load falls on each.
+    servers: dict[int, tuple[subprocess.Popen, str]] = {}
+    try:
+        for max_batch in settings:
+            servers[max_batch] = start_server(args, max_batch)
+            with httpx.Client(base_url=servers[max_batch][1], timeout=args.timeout) as client:
+                for video in videos[:4]:  # warm-up
                     assert one_request(client, video, args.by).status_code == 200
-            for count in clients:
-                row = Row(max_batch, count)
-                batches0, videos0 = batching_counts(url)
-                row.rss_start_mib = memory_mib(process.pid)[0]
-                load(url, row, videos, args)
-                batches1, videos1 = batching_counts(url)
-                row.mean_batch = (videos1 - videos0) / max(1, batches1 - batches0)
-                row.rss_mib, row.hwm_mib = memory_mib(process.pid)
-                rows.append(row)
-                print(" | ".join(row.cells()), file=sys.stderr, flush=True)
-        finally:
+        for count in clients:
+            for round_number in range(args.rounds):
+                for max_batch in settings:
+                    process, url = servers[max_batch]
+                    row = rows[max_batch, count]
+                    part = Row(max_batch, count)
+                    batches0, videos0 = batching_counts(url)
+                    if round_number == 0:
+                        row.rss_start_mib = memory_mib(process.pid)[0]
+                    load(url, part, videos, args)
+                    batches1, videos1 = batching_counts(url)
+                    row.batches += batches1 - batches0
+                    row.videos += videos1 - videos0
+                    row.seconds += part.seconds
+                    row.latencies_ms += part.latencies_ms
+                    row.refused += part.refused
+                    for key, value in part.errors.items():
+                        row.errors[key] = row.errors.get(key, 0) + value
+                    row.rss_mib, row.hwm_mib = memory_mib(process.pid)
+                    row.mean_batch = row.videos / max(1, row.batches)
+                    print(" | ".join(part.cells()), file=sys.stderr, flush=True)
+    finally:
+        for process, _ in servers.values():
             stop_server(process)
     load_after = os.getloadavg()
     commit = subprocess.run(
@@ -250,17 +274,17 @@ def main() -> int:
     print(
         f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"commit {commit}; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
-        f"{args.duration:g} s per row, requests by {args.by}, {len(videos)} clips, server "
+        f"{args.rounds} x {args.duration:g} s per row (interleaved), requests by {args.by}, {len(videos)} clips, server "
         f"OMP_NUM_THREADS={args.threads}, --max-wait-ms {args.max_wait_ms:g}, "
         f"--max-queue {args.max_queue}\n"
     )
     print("| " + " | ".join(HEADER) + " |")
     print("|" + "|".join("---" if i < 3 else "---:" for i in range(len(HEADER))) + "|")
-    for row in rows:
+    for row in rows.values():
         print("| " + " | ".join(row.cells()) + " |")
     if args.json:
         args.json.write_text(
-            json.dumps([{"cells": dict(zip(HEADER, r.cells()))} for r in rows], indent=1)
+            json.dumps([{"cells": dict(zip(HEADER, r.cells()))} for r in rows.values()], indent=1)
         )
     return 0
 
