@@ -45,18 +45,30 @@ def run(
     """Serve until interrupted (Ctrl+C, SIGTERM); the work folder is removed at the end."""
     import uvicorn
 
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            for listening in self.servers if self.started else []:
+                for sock in listening.sockets:  # the real port, also for --port 0
+                    address, bound = sock.getsockname()[:2]
+                    logger.info(
+                        "serving text4vis on http://%s:%d/ (the page; API at /v1, schema at "
+                        "/openapi.json; Ctrl+C stops)",
+                        address,
+                        bound,
+                    )
+
     settings = settings or ServeSettings()
-    server = uvicorn.Server(_config(video_app, settings, host, port, "warning"))
+    server = Server(_config(video_app, settings, host, port, "warning"))
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning(
             "listening on %s: other machines can reach this server (it has no authentication)",
             host,
         )
-    logger.info(
-        "serving text4vis on http://%s:%d/ (API at /v1, schema at /openapi.json)", host, port
-    )
     try:
         server.run()
+    except SystemExit:  # uvicorn's answer to an address it cannot bind (it logged why)
+        pass
     finally:
         video_app.close()
     if not server.started:
