@@ -232,7 +232,7 @@ def main() -> int:
         parser.error(f"no .mp4 in {args.videos}")
     clients = [int(c) for c in args.clients.split(",")]
     settings = [int(b) for b in args.batches.split(",")]
-    rows = {(b, count): Row(b, count) for count in clients for b in settings}
+    rows = {(b, i): Row(b, count) for i, count in enumerate(clients) for b in settings}
     load_before = os.getloadavg()
     # Every setting has its own server, all started first; their rows are interleaved (round by
     # round, setting after setting) so that the shared machine's drifting load falls on each.
@@ -243,11 +243,11 @@ def main() -> int:
             with httpx.Client(base_url=servers[max_batch][1], timeout=args.timeout) as client:
                 for video in videos[:4]:  # warm-up
                     assert one_request(client, video, args.by).status_code == 200
-        for count in clients:
+        for position, count in enumerate(clients):
             for round_number in range(args.rounds):
                 for max_batch in settings:
                     process, url = servers[max_batch]
-                    row = rows[max_batch, count]
+                    row = rows[max_batch, position]
                     part = Row(max_batch, count)
                     batches0, videos0 = batching_counts(url)
                     if round_number == 0:
@@ -263,6 +263,7 @@ def main() -> int:
                         row.errors[key] = row.errors.get(key, 0) + value
                     row.rss_mib, row.hwm_mib = memory_mib(process.pid)
                     row.mean_batch = row.videos / max(1, row.batches)
+                    part.rss_mib, part.hwm_mib = row.rss_mib, row.hwm_mib
                     print(" | ".join(part.cells()), file=sys.stderr, flush=True)
     finally:
         for process, _ in servers.values():
