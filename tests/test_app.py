@@ -6,11 +6,11 @@ demo's validation clips (conftest.py's ``demo_search_model``).
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import json
 import re
 import shutil
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from text4vis.app import VideoApp, make_server
+from text4vis.serve import VideoApp, start_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +35,17 @@ def server(demo_search_model: dict[str, Any], tmp_path_factory: pytest.TempPathF
     write_frame_folder(root / "frames_clip", open_video(clips[0]).frames(list(range(16))))
     predictor = Predictor.from_pretrained(demo_search_model["model_dir"], device="cpu")
     index = VideoIndex.build([*clips, root / "frames_clip"], predictor, root / "index")
-    app = VideoApp(predictor, index)
-    httpd = make_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    host, port = httpd.server_address[:2]
+    # Labelling by path reads inside the demo's data folder only (text4vis app --allow DIR).
+    app = VideoApp(predictor, index, allow=[demo_search_model["dataset"].root])
+    served = start_in_thread(app)
     yield {
-        "url": f"http://{host}:{port}",
+        "url": served.url,
         "predictor": predictor,
         "index": index,
         "clips": clips,
         "root": root,
     }
-    httpd.shutdown()
-    httpd.server_close()
+    served.stop()
     app.close()
 
 
@@ -56,9 +53,9 @@ def _request(url: str, data: bytes | None = None, headers: dict | None = None) -
     request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()  # case-insensitive
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        return error.code, error.headers, error.read()
 
 
 def test_the_page_needs_nothing_from_the_network(server: dict[str, Any]):
@@ -142,7 +139,7 @@ def test_label_a_path_with_a_label_csv(server: dict[str, Any]):
         ({"name": "clip.mp4", "labels": "a, b"}, b"this is not a video", "cannot read clip.mp4"),
         ({"name": "clip.mp4", "labels": "a,,b"}, b"x", "empty label"),
         ({"name": "clip.mp4", "labels": ""}, b"x", "type label names"),
-        ({"path": "/no/such/video.mp4", "labels": "a"}, b"", "no such file"),
+        ({"path": "videos/no/such/video.mp4", "labels": "a"}, b"", "no such file"),
         ({"labels": "a"}, b"", "choose a video"),
     ],
 )
@@ -152,7 +149,7 @@ def test_bad_requests_show_a_message_and_the_server_keeps_serving(
     status, _, body = _request(f"{server['url']}/api/label?{urlencode(query)}", data=data)
     assert status == 400
     error = json.loads(body)["error"]
-    assert message in error and "Traceback" not in error and "text4vis-app-" not in error
+    assert message in error and "Traceback" not in error and "text4vis-serve-" not in error
     assert _request(server["url"] + "/api/info")[0] == 200
 
 
@@ -227,10 +224,18 @@ def test_without_an_index_search_says_how_to_get_one(server: dict[str, Any]):
     from text4vis.errors import UsageError
 
     app = VideoApp(server["predictor"], None)
+
+    async def label() -> Any:  # the model's worker runs on this event loop
+        try:
+            labels = app.parse_labels("a red circle moving left\na green circle blinking")
+            return await app.label(server["clips"][0], labels, name="clip", frames=True)
+        finally:
+            await app.worker.stop()
+
     try:
         with pytest.raises(UsageError, match="--index INDEX"):
-            app.search("a red circle")
-        result = app.label(server["clips"][0], "a red circle moving left\na green circle blinking")
+            asyncio.run(app.search("a red circle"))
+        result = asyncio.run(label())
         assert len(result.predictions) == 2 and len(result.frames) == 8
     finally:
         app.close()

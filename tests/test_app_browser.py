@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,22 +66,18 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def served(demo_search_model: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    from text4vis.app import VideoApp, make_server
     from text4vis.predict import Predictor
     from text4vis.search import VideoIndex
+    from text4vis.serve import VideoApp, start_in_thread
 
     root = tmp_path_factory.mktemp("app_browser")
     clips = sorted((demo_search_model["dataset"].root / "videos" / "val").glob("*.mp4"))
     predictor = Predictor.from_pretrained(demo_search_model["model_dir"], device="cpu")
     index = VideoIndex.build(clips, predictor, root / "index")
     app = VideoApp(predictor, index)
-    httpd = make_server(app, "127.0.0.1", 0)  # a free port
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    host, port = httpd.server_address[:2]
-    yield {"url": f"http://{host}:{port}", "predictor": predictor, "clips": clips, "root": root}
-    httpd.shutdown()
-    httpd.server_close()
+    served = start_in_thread(app)  # uvicorn on a free loopback port, in a thread
+    yield {"url": served.url, "predictor": predictor, "clips": clips, "root": root}
+    served.stop()
     app.close()
 
 

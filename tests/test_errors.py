@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +21,6 @@ import pytest
 
 import text4vis.config
 from text4vis import __version__
-from text4vis.app import VideoApp, make_server
 from text4vis.cli import bug_report_line, main
 from text4vis.errors import (
     CheckpointError,
@@ -181,17 +179,15 @@ def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The page's server over a stand-in model (no index): only the request handling runs."""
     model = SimpleNamespace(model_cfg=SimpleNamespace(arch="stub"), class_names=["a", "b"])
     predictor = SimpleNamespace(model=model, data=SimpleNamespace(num_segments=8))
+    from text4vis.serve import VideoApp, start_in_thread
+
     app = VideoApp(predictor, None)  # type: ignore[arg-type]
-    httpd = make_server(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    host, port = httpd.server_address[:2]
+    served = start_in_thread(app)
     # The package's logger may have been set not to propagate (a run's setup): caplog listens
     # on the root logger.
     monkeypatch.setattr(logging.getLogger("text4vis"), "propagate", True)
-    yield {"url": f"http://{host}:{port}", "app": app}
-    httpd.shutdown()
-    httpd.server_close()
+    yield {"url": served.url, "app": app}
+    served.stop()
     app.close()
 
 
@@ -210,13 +206,13 @@ def test_a_bug_on_the_page_is_a_500_with_a_logged_traceback(
         raise ValueError("an internal invariant broke")
 
     monkeypatch.setattr(page["app"], "search", broken_search)
-    with caplog.at_level(logging.ERROR, logger="text4vis.app"):
+    with caplog.at_level(logging.ERROR, logger="text4vis.serve"):
         status, body = _get(page["url"] + "/api/search?q=a+red+circle")
     assert status == 500
     assert "internal error" in body["error"] and "ValueError" in body["error"]
     assert __version__ in body["error"] and "report" in body["error"]
     assert "Traceback" not in body["error"] and "invariant" not in body["error"]
-    records = [r for r in caplog.records if r.name == "text4vis.app" and r.exc_info]
+    records = [r for r in caplog.records if r.name == "text4vis.serve" and r.exc_info]
     assert len(records) == 1 and records[0].levelno == logging.ERROR
     assert "/api/search" in records[0].getMessage()
     assert "Traceback" in caplog.text and "ValueError: an internal invariant broke" in caplog.text
@@ -235,7 +231,7 @@ def test_a_bug_on_the_page_is_a_500_with_a_logged_traceback(
 def test_a_bad_request_on_the_page_is_a_400_with_the_message(
     page: dict[str, Any], caplog: pytest.LogCaptureFixture, path: str, message: str
 ):
-    with caplog.at_level(logging.ERROR, logger="text4vis.app"):
+    with caplog.at_level(logging.ERROR, logger="text4vis.serve"):
         status, body = _get(page["url"] + path)
     assert status == 400 and message in body["error"], body
-    assert not [r for r in caplog.records if r.name == "text4vis.app"]  # nothing logged
+    assert not [r for r in caplog.records if r.name == "text4vis.serve"]  # nothing logged

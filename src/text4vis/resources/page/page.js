@@ -1,4 +1,4 @@
-// The script of the text4vis page (text4vis/app.py serves it at /page.js): no external asset.
+// The script of the text4vis page (text4vis/serve serves it at /page.js): no external asset.
 "use strict";
 const $ = (id) => document.getElementById(id);
 
