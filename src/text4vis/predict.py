@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from text4vis.config import Config, DataConfig
     from text4vis.models.text import TextEncoder
     from text4vis.models.video import VideoRecognizer
+    from text4vis.timeline import Timeline
 
 __all__ = [
     "PredictError",
@@ -633,6 +634,77 @@ class Predictor:
                 "use Predictor.predict_files to get the others' results with error entries"
             )
         return [r.predictions or [] for r in results]
+
+    # ------------------------------------------------------------------------------------------
+    # Long videos
+    # ------------------------------------------------------------------------------------------
+
+    def timeline(
+        self,
+        video: str | Path,
+        *,
+        window: float,
+        stride: float | None = None,
+        labels: Sequence[str] | None = None,
+        top_k: int | None = 5,
+        smooth: int = 1,
+        fps: float | None = None,
+        templates: str | Sequence[str] | None = None,
+    ) -> Timeline:
+        """Labels over time: every ``window`` seconds of the video, every ``stride`` seconds,
+        and the runs of one label merged into segments (:mod:`text4vis.timeline`).
+
+        The file is decoded once, front to back, holding only the frames of the windows that
+        overlap the current time: the time grows linearly with the duration and the memory does
+        not. Times come from the stream's timestamps (variable frame rate and a start offset
+        included; a rotated file is turned upright). One view per window (the centre crop).
+
+        Args:
+            video: a video file, or a frame folder (with ``fps``).
+            window: window length in seconds (the model's T frames are sampled inside it).
+            stride: seconds between window starts (default: ``window``, no overlap); at most
+                ``window``.
+            labels: label names; None for a trained model's own classes.
+            top_k: labels kept per window (None = all).
+            smooth: average the probabilities of this many windows centred on each window
+                before ranking and merging (1 = none).
+            fps: frame rate of a frame folder (its frame k is at ``k / fps`` seconds).
+            templates: prompt templates for new labels (overrides the predictor's).
+
+        Returns:
+            A :class:`~text4vis.timeline.Timeline` with ``windows`` and ``segments``.
+
+        Raises:
+            VideoDecodeError: the video cannot be read.
+            UsageError: a bad window, stride, smooth or top_k, or a frame folder without fps.
+        """
+        from text4vis.timeline import build_timeline
+
+        return build_timeline(
+            self,
+            str(video),
+            window=window,
+            stride=window if stride is None else stride,
+            labels=labels,
+            top_k=top_k,
+            smooth=smooth,
+            fps=fps,
+            templates=templates,
+        )
+
+    def timeline_files(self, videos: Sequence[str | Path], **kwargs: Any) -> list[Timeline]:
+        """:meth:`timeline` for several videos; an unreadable one gets an error entry (the
+        others are still labelled). Keyword arguments go to :meth:`timeline`."""
+        from text4vis.data import VideoDecodeError
+        from text4vis.timeline import Timeline
+
+        results = []
+        for video in videos:
+            try:
+                results.append(self.timeline(video, **kwargs))
+            except VideoDecodeError as exc:
+                results.append(Timeline(str(video), error=exc.reason))
+        return results
 
 
 def _close(a: Sequence[float], b: Sequence[float], tol: float = 1e-6) -> bool:
