@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import torch
 
     from text4vis.config import Config, DataConfig
+    from text4vis.live import LiveSession
     from text4vis.models.text import TextEncoder
     from text4vis.models.video import VideoRecognizer
     from text4vis.timeline import Timeline
@@ -705,6 +706,48 @@ class Predictor:
             except VideoDecodeError as exc:
                 results.append(Timeline(str(video), error=exc.reason))
         return results
+
+    def live(
+        self,
+        source: str,
+        *,
+        window: float = 4.0,
+        stride: float = 2.0,
+        labels: Sequence[str] | None = None,
+        top_k: int | None = 5,
+        retry: int = 0,
+        timeout: float = 10.0,
+    ) -> LiveSession:
+        """Labels while a stream plays: an iterator of :class:`~text4vis.live.LiveResult`, one
+        per ``stride`` seconds of stream, each over the latest ``window`` seconds
+        (:mod:`text4vis.live`).
+
+        Args:
+            source: a camera device (``/dev/video0``), a URL FFmpeg reads (rtsp, http, udp,
+                srt ...), a file, or ``-`` for standard input.
+            window: seconds of the latest frames labelled each time.
+            stride: stream seconds between windows (at most ``window``).
+            labels: label names; None for a trained model's own classes.
+            top_k: labels per result.
+            retry: times a source that fails is reopened.
+            timeout: seconds a network read may stall before it counts as a failure.
+
+        Returns:
+            A :class:`~text4vis.live.LiveSession`: iterate it; its ``summary`` says how it
+            ended; ``stop()`` ends it from another thread.
+        """
+        from text4vis.live import LiveSession
+
+        return LiveSession(
+            self,
+            source,
+            window=window,
+            stride=stride,
+            labels=labels,
+            top_k=top_k,
+            retry=retry,
+            timeout=timeout,
+        )
 
 
 def _close(a: Sequence[float], b: Sequence[float], tol: float = 1e-6) -> bool:

@@ -107,6 +107,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     timeline.add_argument(
         "--fps", type=float, help="frame rate of frame folders (their frames hold no times)"
     )
+    live = parser.add_argument_group("live streams")
+    live.add_argument(
+        "--live",
+        metavar="SOURCE",
+        help="label a stream as it plays: a camera (/dev/video0), a URL FFmpeg reads (rtsp, "
+        "http, udp, srt) or - (standard input); --window (4) and --stride (2) in seconds",
+    )
+    live.add_argument(
+        "--retry", type=int, default=0, metavar="N", help="reopen a stream that drops N times (0)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,7 +132,12 @@ def run(args: argparse.Namespace) -> int:
         raise PredictError("--weights goes with --arch NAME (a CLIP backbone)")
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
-    if args.window is None:
+    if args.live is not None:
+        if args.videos:
+            raise UsageError("--live SOURCE labels one stream; give no videos with it")
+    elif args.retry:
+        raise UsageError("--retry goes with --live SOURCE")
+    if args.window is None and args.live is None:
         for flag, value, default in (
             ("--stride", args.stride, None),
             ("--smooth", args.smooth, 1),
@@ -130,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
         ):
             if value != default:
                 raise UsageError(f"{flag} goes with --window SECONDS (a timeline of each video)")
-    if not args.videos:
-        raise UsageError("no videos: give video files, frame folders or folders")
+    if not args.videos and args.live is None:
+        raise UsageError("no videos: give video files, frame folders or folders (or --live SOURCE)")
     labels = parse_labels(args.labels) if args.labels is not None else None
     options: dict[str, Any] = {
         "templates": args.templates,
@@ -153,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.overrides:
         predictor.data = _override_data(predictor.data, args.overrides)
+    if args.live is not None:
+        return _run_live(predictor, labels, args)
     data = predictor.data
     videos = find_videos(
         args.videos, frame_template=data.frame_template, start_index=data.frame_start_index
@@ -321,3 +338,56 @@ def _write_timeline_csv(results: list[Any], target: str) -> None:
                 ]
 
     write_csv(target, ["video", "start", "end", "label", "score", "labels", "error"], rows())
+
+
+# ----------------------------------------------------------------------------------------------
+# Live
+# ----------------------------------------------------------------------------------------------
+
+
+def _run_live(predictor: Any, labels: Any, args: Any) -> int:
+    """Print labels as they change (``--json``: one object a line per window, then a summary
+    line); Ctrl-C ends cleanly. Exit status 1 when the stream failed (after ``--retry``)."""
+    import json
+    import sys
+
+    window = args.window if args.window is not None else 4.0
+    stride = args.stride if args.stride is not None else min(2.0, window)
+    session = predictor.live(
+        args.live, window=window, stride=stride, labels=labels, top_k=args.top_k, retry=args.retry
+    )
+    try:
+        for result in session:
+            if args.json:
+                print(json.dumps(result.to_dict()), flush=True)
+            elif result.changed:
+                skipped = (
+                    f"; skipped {result.skipped_frames} frames" if result.skipped_frames else ""
+                )
+                print(
+                    f"{_clock(result.stream_time):>10}  {result.top.label}  "
+                    f"{result.top.score:.3f}  (delay {result.delay:.2f} s{skipped})",
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        session.stop()
+        session.summary.ended = "interrupted (Ctrl-C)"
+    summary = session.summary.to_dict()
+    if args.json:
+        print(json.dumps({"summary": summary}), flush=True)
+    else:
+        delays = (
+            f"; delay median {summary['delay_median']:.2f} s, max {summary['delay_max']:.2f} s"
+            if summary["windows"]
+            else ""
+        )
+        print(
+            f"{args.live}: {summary['ended']}: {summary['windows']} windows over "
+            f"{summary['stream_seconds']:.1f} s of stream, {summary['frames']} frames, "
+            f"{summary['skipped_frames']} skipped{delays}",
+            flush=True,
+        )
+    if not session.summary.ok:
+        print(f"text4vis predict: {args.live}: {session.summary.ended}", file=sys.stderr)
+        return 1
+    return 0
