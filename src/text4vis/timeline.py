@@ -302,7 +302,7 @@ def build_timeline(
         if batch:
             embeddings.append(embed_windows(predictor, batch))
     # The end of the video from its frames (a header's duration can be off).
-    duration = ends[0] if ends else (kept_spans[-1][1] if kept_spans else 0.0)
+    duration = round(ends[0], 6) if ends else (kept_spans[-1][1] if kept_spans else 0.0)
     kept_spans = [(start, min(end, duration)) for start, end in kept_spans]
     if not embeddings:
         raise UsageError(f"{video}: no window to label (duration {duration:.3f} s)")

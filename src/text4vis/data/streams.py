@@ -354,12 +354,17 @@ def plan_windows(duration: float, window: float, stride: float) -> list[tuple[fl
     spans = []
     k = 0
     while True:
-        start = k * stride
-        end = min(start + window, duration)
+        start = _seconds(k * stride)
+        end = min(_seconds(start + window), duration)
         spans.append((start, end))
         if start + window >= duration - 1e-9:
             return spans
         k += 1
+
+
+def _seconds(value: float) -> float:
+    """A time rounded to the microsecond: ``3 * 0.1`` is 0.3, not 0.30000000000000004."""
+    return round(value, 6)
 
 
 def check_window(window: float, stride: float) -> None:
@@ -392,7 +397,8 @@ def window_spans(
     yield from planned
     k = len(planned)
     while True:
-        yield (k * stride, k * stride + window)
+        start = _seconds(k * stride)
+        yield (start, _seconds(start + window))
         k += 1
 
 
