@@ -203,6 +203,7 @@ class LiveSession:
         attempt = 0
         while not self._stop.is_set():
             last = offset
+            received = False  # frames came in this attempt (a drop, not a failure to open)
             try:
                 stream = PyAVFrameStream(self.source, options=options, format=fmt, live=True)
                 try:
@@ -210,6 +211,7 @@ class LiveSession:
                         if self._stop.is_set():
                             break
                         last = offset + frame.time
+                        received = True
                         ring.push(TimedFrame(last, frame.rgb))
                 finally:
                     stream.close()
@@ -225,8 +227,9 @@ class LiveSession:
             attempt += 1
             self.summary.retries = attempt
             logger.warning(
-                "%s: the stream dropped (%s); retrying (%d of %d)",
+                "%s: %s (%s); retrying (%d of %d)",
                 self.source,
+                "the stream dropped" if received else "the stream could not be opened",
                 reason,
                 attempt,
                 self.retry,
