@@ -14,10 +14,15 @@ Two measurements, each against its reference in the same run:
    re-encoding), each in a fresh process: its resident memory after loading the model and one
    warm-up batch, and its peak (``VmHWM``, reset at that point) during the timeline.
 
+3. **Live** (``--live-seconds``): a 640x360 25 fps stream served at its own pace over loopback
+   HTTP (MPEG-TS) and labelled by :meth:`~text4vis.predict.Predictor.live` with ViT-B/32 int8:
+   the delay behind the stream (median, max) and the skipped frames.
+
 The generated files are deleted at the end. Run::
 
     .venv/bin/python benchmarks/timeline.py                      # ~15 minutes on 2 cores
     .venv/bin/python benchmarks/timeline.py --seconds 20 --long-seconds 120 --rounds 1
+    .venv/bin/python benchmarks/timeline.py --skip-throughput --skip-memory --live-seconds 300
 """
 
 from __future__ import annotations
@@ -145,6 +150,133 @@ print(json.dumps({"windows": len(timeline.windows), "duration": timeline.duratio
 """
 
 
+_SERVER = """
+import socket, sys, time
+path, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+data = open(path, "rb").read()
+server = socket.create_server(("127.0.0.1", port))
+print("ready", flush=True)
+conn, _ = server.accept()
+conn.recv(65536)
+conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Type: video/mp2t\\r\\nContent-Length: %d\\r\\n\\r\\n"
+             % len(data))
+rate, start, sent = len(data) / seconds, time.monotonic(), 0
+while sent < len(data):
+    chunk = data[sent:sent + 1880]
+    conn.sendall(chunk)
+    sent += len(chunk)
+    time.sleep(max(0.0, start + sent / rate - time.monotonic()))
+conn.close()
+"""
+
+
+def measure_live(args: argparse.Namespace, folder: Path, names: list[str]) -> list[str]:
+    """A 640x360 25 fps stream served at its own pace on the loopback interface (HTTP,
+    MPEG-TS), labelled live by ViT-B/32 int8: delay behind the stream and skipped frames."""
+    import socket
+
+    path = folder / "live_640x360.ts"
+    write_video(path, args.live_seconds, 640, 360, 25)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, str(path), str(port), str(args.live_seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        predictor = build_predictor(args.arch, "int8", args.frames, 1)
+        session = predictor.live(
+            f"http://127.0.0.1:{port}", window=args.window, stride=args.stride, labels=names
+        )
+        for _ in session:
+            pass
+    finally:
+        server.wait(timeout=60)
+        path.unlink()
+    summary = session.summary.to_dict()
+    return [
+        "",
+        f"live: 640x360 25 fps over loopback HTTP for {args.live_seconds:g} s, {args.arch} int8, "
+        f"windows of {args.window:g} s every {args.stride:g} s (T={args.frames}):",
+        "",
+        "| windows | frames | skipped frames | delay median s | delay max s | ended |",
+        "|---:|---:|---:|---:|---:|---|",
+        f"| {summary['windows']} | {summary['frames']} | {summary['skipped_frames']} "
+        f"| {summary['delay_median']:.3f} | {summary['delay_max']:.3f} | {summary['ended']} |",
+    ]
+
+
+def measure_throughput(args: argparse.Namespace, folder: Path, names: list[str]) -> list[str]:
+    """Interleaved rounds of decoding, window assembly and timelines (fp32, int8)."""
+    clip = folder / "throughput_640x360.mp4"
+    start = time.perf_counter()
+    write_video(clip, args.seconds, 640, 360, 30)
+    print(f"wrote {clip.name} ({args.seconds:g} s) in {time.perf_counter() - start:.0f} s")
+    predictors = {p: build_predictor(args.arch, p, args.frames, 8) for p in ("fp32", "int8")}
+    for predictor in predictors.values():  # warm-up, text classifier built
+        timeline = predictor.timeline(clip, window=args.window, stride=args.stride, labels=names)
+    times: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        times.setdefault("decode only", []).append(decode_only(clip))
+        times.setdefault("decode + windows (resize, crop)", []).append(
+            decode_and_windows(clip, args.window, args.stride, args.frames)
+        )
+        for precision, predictor in predictors.items():
+            start = time.perf_counter()
+            timeline = predictor.timeline(
+                clip, window=args.window, stride=args.stride, labels=names
+            )
+            times.setdefault(f"timeline {args.arch} {precision}", []).append(
+                time.perf_counter() - start
+            )
+    clip.unlink()
+    lines = [
+        "",
+        f"640x360 30 fps, {args.seconds:g} s, windows of {args.window:g} s every "
+        f"{args.stride:g} s ({len(timeline.windows)} windows, T={args.frames}), "
+        f"median of {args.rounds}:",
+        "",
+        "| pass | wall s | video s per wall s | ratio to decoding alone |",
+        "|---|---:|---:|---:|",
+    ]
+    floor = statistics.median(times["decode only"])
+    for name, values in times.items():
+        wall = statistics.median(values)
+        lines.append(f"| {name} | {wall:.2f} | {args.seconds / wall:.1f} | {floor / wall:.2f} |")
+    return lines
+
+
+def measure_memory(args: argparse.Namespace, folder: Path) -> list[str]:
+    """Peak resident memory of a timeline of a short and a long 1080p file (fresh processes)."""
+    lines = [
+        "",
+        "| 1920x1080 30 fps | windows | RSS before MB | peak RSS during MB | growth MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    short = folder / "memory_short_1080p.mp4"
+    long = folder / "memory_long_1080p.mp4"
+    write_video(short, args.short_seconds, 1920, 1080, 30)
+    repeats = max(1, int(round(args.long_seconds / args.short_seconds)))
+    repeat_video(short, long, repeats)
+    for path in (short, long):
+        result = subprocess.run(
+            [sys.executable, "-c", _MEMORY_PROBE, str(Path(__file__).parent), str(path), args.arch],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        growth = (figures["after_kib"] - figures["before_kib"]) / 1024
+        lines.append(
+            f"| {figures['duration']:.1f} s | {figures['windows']} "
+            f"| {figures['before_kib'] / 1024:.0f} | {figures['after_kib'] / 1024:.0f} "
+            f"| {growth:.1f} |"
+        )
+    short.unlink()
+    long.unlink()
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="throughput video length")
@@ -156,92 +288,31 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=8, help="T, frames per window")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--keep", metavar="DIR", help="write the videos here and keep them")
+    parser.add_argument(
+        "--live-seconds", type=float, default=0.0, help="also measure live over a stream this long"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    folder = Path(args.keep or tempfile.mkdtemp(prefix="text4vis-timeline-bench-"))
-    folder.mkdir(parents=True, exist_ok=True)
     names = [f"class {i}" for i in range(8)]
     lines = [
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads, load average "
         f"{os.getloadavg()[0]:.1f}",
     ]
-    try:
-        clip = folder / "throughput_640x360.mp4"
-        start = time.perf_counter()
-        write_video(clip, args.seconds, 640, 360, 30)
-        print(f"wrote {clip.name} ({args.seconds:g} s) in {time.perf_counter() - start:.0f} s")
-        predictors = {p: build_predictor(args.arch, p, args.frames, 8) for p in ("fp32", "int8")}
-        for predictor in predictors.values():  # warm-up, text classifier built
-            predictor.timeline(clip, window=args.window, stride=args.stride, labels=names)
-        times: dict[str, list[float]] = {}
-        for _ in range(args.rounds):
-            times.setdefault("decode only", []).append(decode_only(clip))
-            times.setdefault("decode + windows (resize, crop)", []).append(
-                decode_and_windows(clip, args.window, args.stride, args.frames)
-            )
-            for precision, predictor in predictors.items():
-                start = time.perf_counter()
-                timeline = predictor.timeline(
-                    clip, window=args.window, stride=args.stride, labels=names
-                )
-                times.setdefault(f"timeline {args.arch} {precision}", []).append(
-                    time.perf_counter() - start
-                )
-        windows = len(timeline.windows)
-        lines += [
-            "",
-            f"640x360 30 fps, {args.seconds:g} s, windows of {args.window:g} s every "
-            f"{args.stride:g} s ({windows} windows, T={args.frames}), median of {args.rounds}:",
-            "",
-            "| pass | wall s | video s per wall s | ratio to decoding alone |",
-            "|---|---:|---:|---:|",
-        ]
-        floor = statistics.median(times["decode only"])
-        for name, values in times.items():
-            wall = statistics.median(values)
-            lines.append(
-                f"| {name} | {wall:.2f} | {args.seconds / wall:.1f} | {floor / wall:.2f} |"
-            )
-        clip.unlink()
+    with tempfile.TemporaryDirectory(prefix="text4vis-timeline-bench-") as tmp:
+        folder = Path(tmp)  # every generated video is deleted with it
+        if not args.skip_throughput:
+            lines += measure_throughput(args, folder, names)
         if not args.skip_memory:
-            lines += [
-                "",
-                "| 1920x1080 30 fps | windows | RSS before MB | peak RSS during MB | growth MB |",
-                "|---|---:|---:|---:|---:|",
-            ]
-            short = folder / "memory_short_1080p.mp4"
-            write_video(short, args.short_seconds, 1920, 1080, 30)
-            repeats = max(1, int(round(args.long_seconds / args.short_seconds)))
-            for seconds in (args.short_seconds, args.short_seconds * repeats):
-                path = short if seconds == args.short_seconds else folder / "memory_long_1080p.mp4"
-                if path != short:
-                    repeat_video(short, path, repeats)
-                result = subprocess.run(
-                    [sys.executable, "-c", _MEMORY_PROBE, str(Path(__file__).parent), str(path),
-                     args.arch],
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                figures = json.loads(result.stdout.strip().splitlines()[-1])
-                growth = (figures["after_kib"] - figures["before_kib"]) / 1024
-                lines.append(
-                    f"| {seconds:g} s ({figures['duration']:.1f} s decoded) | {figures['windows']} "
-                    f"| {figures['before_kib'] / 1024:.0f} | {figures['after_kib'] / 1024:.0f} "
-                    f"| {growth:.1f} |"
-                )
-            for path in (short, folder / "memory_long_1080p.mp4"):
-                path.unlink(missing_ok=True)
-    finally:
-        if not args.keep:
-            for leftover in folder.glob("*.mp4"):
-                leftover.unlink()
-            folder.rmdir()
+            lines += measure_memory(args, folder)
+        if args.live_seconds:
+            lines += measure_live(args, folder, names)
     print("\n".join(lines))
 
 
