@@ -397,6 +397,8 @@ def test_cli_timeline_json_csv_and_table(
     assert "segments" in table and "windows" in table and video in table
     assert main(["predict", video, "--model", str(saved_model), "--stride", "1"]) == 2
     assert "--stride goes with --window" in capsys.readouterr().err
+    assert main([*base, "--views", "2x1"]) == 2
+    assert "one view per window" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------

@@ -145,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
         ):
             if value != default:
                 raise UsageError(f"{flag} goes with --window SECONDS (a timeline of each video)")
+    if (args.window is not None or args.live is not None) and args.views != "1x1":
+        raise UsageError(
+            f"--views {args.views}: timelines and live streams label one view per window "
+            "(the centre crop); leave --views out"
+        )
     if not args.videos and args.live is None:
         raise UsageError("no videos: give video files, frame folders or folders (or --live SOURCE)")
     labels = parse_labels(args.labels) if args.labels is not None else None
