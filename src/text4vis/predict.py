@@ -53,6 +53,7 @@ from text4vis.data.loaders import build_loader
 from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
 from text4vis.engine.loops import aggregate_views, iterate_views, parse_views, prepare_inference
 from text4vis.errors import UsageError
+from text4vis.live import LiveSession
 from text4vis.models.backbones import create_clip, embed_dim_of
 from text4vis.models.factory import load_saved_model
 from text4vis.models.integrity import model_identity
@@ -62,6 +63,7 @@ from text4vis.models.video import VideoRecognizer, scaled_cosine_logits
 from text4vis.models.zero_shot import build_zero_shot_classifier, zero_shot_templates
 from text4vis.results import VideoPrediction
 from text4vis.runtime import inference_precision, select_device
+from text4vis.timeline import Timeline, build_timeline
 
 __all__ = [
     "PredictError",
@@ -579,6 +581,115 @@ class Predictor:
                 "use Predictor.predict_files to get the others' results with error entries"
             )
         return [r.predictions or [] for r in results]
+
+    # ------------------------------------------------------------------------------------------
+    # Long videos
+    # ------------------------------------------------------------------------------------------
+
+    def timeline(
+        self,
+        video: str | Path,
+        *,
+        window: float,
+        stride: float | None = None,
+        labels: Sequence[str] | None = None,
+        top_k: int | None = 5,
+        smooth: int = 1,
+        fps: float | None = None,
+        templates: str | Sequence[str] | None = None,
+    ) -> Timeline:
+        """Labels over time: every ``window`` seconds of the video, every ``stride`` seconds,
+        and the runs of one label merged into segments (:mod:`text4vis.timeline`).
+
+        The file is decoded once, front to back, holding only the frames of the windows that
+        overlap the current time: the time grows linearly with the duration and the memory does
+        not. Times come from the stream's timestamps (variable frame rate and a start offset
+        included; a rotated file is turned upright). One view per window (the centre crop).
+
+        Args:
+            video: a video file, or a frame folder (with ``fps``).
+            window: window length in seconds (the model's T frames are sampled inside it).
+            stride: seconds between window starts (default: ``window``, no overlap); at most
+                ``window``.
+            labels: label names; None for a trained model's own classes.
+            top_k: labels kept per window (None = all).
+            smooth: average the probabilities of this many windows centred on each window
+                before ranking and merging (1 = none).
+            fps: frame rate of a frame folder (its frame k is at ``k / fps`` seconds).
+            templates: prompt templates for new labels (overrides the predictor's).
+
+        Returns:
+            A :class:`~text4vis.timeline.Timeline` with ``windows`` and ``segments``.
+
+        Raises:
+            VideoDecodeError: the video cannot be read.
+            UsageError: a bad window, stride, smooth or top_k, or a frame folder without fps.
+        """
+
+        return build_timeline(
+            self,
+            str(video),
+            window=window,
+            stride=window if stride is None else stride,
+            labels=labels,
+            top_k=top_k,
+            smooth=smooth,
+            fps=fps,
+            templates=templates,
+        )
+
+    def timeline_files(self, videos: Sequence[str | Path], **kwargs: Any) -> list[Timeline]:
+        """:meth:`timeline` for several videos; an unreadable one gets an error entry (the
+        others are still labelled). Keyword arguments go to :meth:`timeline`."""
+
+        results = []
+        for video in videos:
+            try:
+                results.append(self.timeline(video, **kwargs))
+            except VideoDecodeError as exc:
+                results.append(Timeline(str(video), error=exc.reason))
+        return results
+
+    def live(
+        self,
+        source: str,
+        *,
+        window: float = 4.0,
+        stride: float = 2.0,
+        labels: Sequence[str] | None = None,
+        top_k: int | None = 5,
+        retry: int = 0,
+        timeout: float = 10.0,
+    ) -> LiveSession:
+        """Labels while a stream plays: an iterator of :class:`~text4vis.live.LiveResult`, one
+        per ``stride`` seconds of stream, each over the latest ``window`` seconds
+        (:mod:`text4vis.live`).
+
+        Args:
+            source: a camera device (``/dev/video0``), a URL FFmpeg reads (rtsp, http, udp,
+                srt ...), a file, or ``-`` for standard input.
+            window: seconds of the latest frames labelled each time.
+            stride: stream seconds between windows (at most ``window``).
+            labels: label names; None for a trained model's own classes.
+            top_k: labels per result.
+            retry: times a source that fails is reopened.
+            timeout: seconds a network read may stall before it counts as a failure.
+
+        Returns:
+            A :class:`~text4vis.live.LiveSession`: iterate it; its ``summary`` says how it
+            ended; ``stop()`` ends it from another thread.
+        """
+
+        return LiveSession(
+            self,
+            source,
+            window=window,
+            stride=stride,
+            labels=labels,
+            top_k=top_k,
+            retry=retry,
+            timeout=timeout,
+        )
 
 
 def _close(a: Sequence[float], b: Sequence[float], tol: float = 1e-6) -> bool:

@@ -22,13 +22,19 @@ examples:
   text4vis predict clips/ --model runs/k400/model --labels "dancing,cooking,surfing"
   text4vis predict a.mp4 b.mp4 --arch ViT-B-16 --weights ViT-B-16.pt --labels labels.txt --json
   text4vis predict clips/ --checkpoint runs/k400/20260101-000000/checkpoints/best.pt --csv out.csv
+
+a timeline of a long video (--window): every window of SECONDS, every --stride seconds, labelled,
+and consecutive windows with the same top label merged into segments; --json gives per video its
+"windows" (start, end, labels) and "segments" (start, end, label, score), --csv one row per window:
+  text4vis predict match.mp4 --model runs/k400/model --window 4 --stride 2 --smooth 3
+  text4vis predict frames/match/ --model runs/k400/model --window 4 --fps 30 --json
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
-        "videos", nargs="+", metavar="VIDEO_OR_DIR", help="video files, frame folders or folders"
+        "videos", nargs="*", metavar="VIDEO_OR_DIR", help="video files, frame folders or folders"
     )
     parser.add_argument(
         "--labels",
@@ -78,6 +84,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set data.frame_template=frame_{:04d}.jpg (repeatable)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    timeline = parser.add_argument_group("timelines of long videos")
+    timeline.add_argument(
+        "--window",
+        type=float,
+        metavar="SECONDS",
+        help="label every window of this many seconds (a timeline) instead of the whole video",
+    )
+    timeline.add_argument(
+        "--stride",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between window starts (default: the window, no overlap)",
+    )
+    timeline.add_argument(
+        "--smooth",
+        type=int,
+        default=1,
+        metavar="N",
+        help="average the scores of N windows centred on each before merging (1 = none)",
+    )
+    timeline.add_argument(
+        "--fps", type=float, help="frame rate of frame folders (their frames hold no times)"
+    )
+    live = parser.add_argument_group("live streams")
+    live.add_argument(
+        "--live",
+        metavar="SOURCE",
+        help="label a stream as it plays: a camera (/dev/video0), a URL FFmpeg reads (rtsp, "
+        "http, udp, srt) or - (standard input); --window (4) and --stride (2) in seconds",
+    )
+    live.add_argument(
+        "--retry", type=int, default=0, metavar="N", help="reopen a stream that drops N times (0)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +132,26 @@ def run(args: argparse.Namespace) -> int:
         raise PredictError("--weights goes with --arch NAME (a CLIP backbone)")
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.live is not None:
+        if args.videos:
+            raise UsageError("--live SOURCE labels one stream; give no videos with it")
+    elif args.retry:
+        raise UsageError("--retry goes with --live SOURCE")
+    if args.window is None and args.live is None:
+        for flag, value, default in (
+            ("--stride", args.stride, None),
+            ("--smooth", args.smooth, 1),
+            ("--fps", args.fps, None),
+        ):
+            if value != default:
+                raise UsageError(f"{flag} goes with --window SECONDS (a timeline of each video)")
+    if (args.window is not None or args.live is not None) and args.views != "1x1":
+        raise UsageError(
+            f"--views {args.views}: timelines and live streams label one view per window "
+            "(the centre crop); leave --views out"
+        )
+    if not args.videos and args.live is None:
+        raise UsageError("no videos: give video files, frame folders or folders (or --live SOURCE)")
     labels = parse_labels(args.labels) if args.labels is not None else None
     options: dict[str, Any] = {
         "templates": args.templates,
@@ -114,10 +173,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.overrides:
         predictor.data = _override_data(predictor.data, args.overrides)
+    if args.live is not None:
+        return _run_live(predictor, labels, args)
     data = predictor.data
     videos = find_videos(
         args.videos, frame_template=data.frame_template, start_index=data.frame_start_index
     )
+    if args.window is not None:
+        return _run_timelines(predictor, videos, labels, args)
     results = predictor.predict_files(videos, labels, top_k=args.top_k)
     if args.json:
         import json
@@ -189,3 +252,147 @@ def _write_csv(results: list[Any], target: str) -> None:
         logging.getLogger("text4vis.commands.predict").info(
             "wrote %d videos' predictions to %s", len(results), target
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# Timelines
+# ----------------------------------------------------------------------------------------------
+
+
+def _run_timelines(predictor: Any, videos: list[str], labels: Any, args: Any) -> int:
+    import json
+    import sys
+
+    results = predictor.timeline_files(
+        videos,
+        window=args.window,
+        stride=args.stride,
+        labels=labels,
+        top_k=args.top_k,
+        smooth=args.smooth,
+        fps=args.fps,
+    )
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    elif args.csv:
+        _write_timeline_csv(results, args.csv)
+    else:
+        print(format_timeline_table(results), end="")
+    failed = [r for r in results if r.error is not None]
+    for result in failed:
+        print(f"text4vis predict: cannot read {result.video}: {result.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _clock(seconds: float) -> str:
+    """``M:SS.ss`` (or ``H:MM:SS.ss``) for a time in seconds."""
+    minutes, secs = divmod(seconds, 60.0)
+    hours, minutes = divmod(int(minutes), 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:05.2f}"
+    return f"{minutes}:{secs:05.2f}"
+
+
+def format_timeline_table(results: list[Any]) -> str:
+    """Per video: its segments (start - end, label, score), then its windows with their top
+    labels (or its error)."""
+    lines = []
+    for result in results:
+        if result.error is not None:
+            lines += [result.video, f"  error: {result.error}"]
+            continue
+        lines.append(
+            f"{result.video}  ({result.duration:.2f} s; windows of {result.window:g} s every "
+            f"{result.stride:g} s{f', smoothed over {result.smooth}' if result.smooth > 1 else ''})"
+        )
+        width = max(len(s.label) for s in result.segments)
+        lines.append(f"  segments ({len(result.segments)})")
+        for segment in result.segments:
+            lines.append(
+                f"    {_clock(segment.start):>10} - {_clock(segment.end):>10}  "
+                f"{segment.label:<{width}}  {segment.score:.4f}"
+            )
+        lines.append(f"  windows ({len(result.windows)})")
+        for window in result.windows:
+            ranked = ", ".join(f"{e.label} {e.score:.3f}" for e in window.labels[:3])
+            lines.append(f"    {_clock(window.start):>10} - {_clock(window.end):>10}  {ranked}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_timeline_csv(results: list[Any], target: str) -> None:
+    """One row per window: ``video,start,end,label,score,labels,error`` (``label``/``score`` the
+    best; ``labels`` the ranked ``label:score`` pairs joined by ``;``); a failed video has one row
+    with only ``video`` and ``error``."""
+    from text4vis.commands._common import write_csv
+
+    def rows() -> Any:
+        for result in results:
+            if result.error is not None:
+                yield [result.video, "", "", "", "", "", result.error]
+                continue
+            for window in result.windows:
+                ranked = ";".join(f"{e.label}:{e.score:.6f}" for e in window.labels)
+                yield [
+                    result.video,
+                    f"{window.start:.3f}",
+                    f"{window.end:.3f}",
+                    window.top.label,
+                    f"{window.top.score:.6f}",
+                    ranked,
+                    "",
+                ]
+
+    write_csv(target, ["video", "start", "end", "label", "score", "labels", "error"], rows())
+
+
+# ----------------------------------------------------------------------------------------------
+# Live
+# ----------------------------------------------------------------------------------------------
+
+
+def _run_live(predictor: Any, labels: Any, args: Any) -> int:
+    """Print labels as they change (``--json``: one object a line per window, then a summary
+    line); Ctrl-C ends cleanly. Exit status 1 when the stream failed (after ``--retry``)."""
+    import json
+    import sys
+
+    window = args.window if args.window is not None else 4.0
+    stride = args.stride if args.stride is not None else min(2.0, window)
+    session = predictor.live(
+        args.live, window=window, stride=stride, labels=labels, top_k=args.top_k, retry=args.retry
+    )
+    try:
+        for result in session:
+            if args.json:
+                print(json.dumps(result.to_dict()), flush=True)
+            elif result.changed:
+                skipped = (
+                    f"; skipped {result.skipped_frames} frames" if result.skipped_frames else ""
+                )
+                print(
+                    f"{_clock(result.stream_time):>10}  {result.top.label}  "
+                    f"{result.top.score:.3f}  (delay {result.delay:.2f} s{skipped})",
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        session.stop()
+        session.summary.ended = "interrupted (Ctrl-C)"
+    summary = session.summary.to_dict()
+    if args.json:
+        print(json.dumps({"summary": summary}), flush=True)
+    else:
+        delays = (
+            f"; delay median {summary['delay_median']:.2f} s, max {summary['delay_max']:.2f} s"
+            if summary["windows"]
+            else ""
+        )
+        print(
+            f"{args.live}: {summary['ended']}: {summary['windows']} windows over "
+            f"{summary['stream_seconds']:.1f} s of stream, {summary['frames']} frames, "
+            f"{summary['skipped_frames']} skipped{delays}",
+            flush=True,
+        )
+    if not session.summary.ok:
+        print(f"text4vis predict: {args.live}: {session.summary.ended}", file=sys.stderr)
+        return 1
+    return 0
