@@ -46,7 +46,7 @@ from text4vis.data.labels import check_labels, match_class_names, normalize_clas
 from text4vis.data.sampling import build_sampler
 from text4vis.errors import Text4VisError
 from text4vis.errors import UsageError as PredictError
-from text4vis.results import VideoPrediction
+from text4vis.results import VideoPrediction, rankings_or_raise
 
 __all__ = [
     "ClipBpeTokenizer",
@@ -656,12 +656,4 @@ class OnnxPredictor:
             VideoDecodeError: some videos could not be read (all are named).
         """
         results = self.predict_files(videos, labels, top_k, templates=templates)
-        failed = [r for r in results if r.error is not None]
-        if failed:
-            listed = "; ".join(f"{r.video}: {r.error}" for r in failed[:5])
-            more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-            raise VideoDecodeError(
-                f"{len(failed)} of {len(results)} videos could not be read: {listed}{more}; "
-                "use OnnxPredictor.predict_files to get the others' results with error entries"
-            )
-        return [r.predictions or [] for r in results]
+        return rankings_or_raise(results, "OnnxPredictor.predict_files")

@@ -61,7 +61,7 @@ from text4vis.models.temporal import build_temporal_head
 from text4vis.models.text import ClipTextEncoder, TextEncoder, build_text_encoder
 from text4vis.models.video import VideoRecognizer, scaled_cosine_logits
 from text4vis.models.zero_shot import build_zero_shot_classifier, zero_shot_templates
-from text4vis.results import VideoPrediction
+from text4vis.results import VideoPrediction, rankings_or_raise
 from text4vis.runtime import inference_precision, select_device
 from text4vis.timeline import Timeline, build_timeline
 
@@ -572,15 +572,7 @@ class Predictor:
                 computed; use :meth:`predict_files` to keep their results).
         """
         results = self.predict_files(videos, labels, top_k, templates=templates)
-        failed = [r for r in results if r.error is not None]
-        if failed:
-            listed = "; ".join(f"{r.video}: {r.error}" for r in failed[:5])
-            more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-            raise VideoDecodeError(
-                f"{len(failed)} of {len(results)} videos could not be read: {listed}{more}; "
-                "use Predictor.predict_files to get the others' results with error entries"
-            )
-        return [r.predictions or [] for r in results]
+        return rankings_or_raise(results, "Predictor.predict_files")
 
     # ------------------------------------------------------------------------------------------
     # Long videos

@@ -318,22 +318,7 @@ def export_onnx(
     model.eval()
     try:
         start = time.perf_counter()
-        device = model.logit_scale.device  # the graph is the same wherever it is traced
-        example = torch.zeros(2, num_frames, size, size, 3, dtype=torch.uint8, device=device)
-        with torch.no_grad():
-            graph = VideoGraph(model).eval()
-        outputs = ["logits", "embeddings"] if graph.has_classifier else ["embeddings"]
-        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-        with torch.no_grad():
-            _onnx_export(
-                graph,
-                (example,),
-                directory / VIDEO_GRAPH,
-                input_names=["video"],
-                output_names=outputs,
-                dynamic_shapes={"video": {0: batch}},
-                opset=opset,
-            )
+        graph, outputs = _export_video_graph(model, directory, size, num_frames, opset)
         summary.seconds["video"] = time.perf_counter() - start
         logger.info("exported the video tower in %.1f s", summary.seconds["video"])
 
@@ -370,7 +355,56 @@ def export_onnx(
     else:
         (directory / VIDEO_GRAPH_INT8).unlink(missing_ok=True)  # never a stale variant
 
-    description = {
+    description = _describe(
+        model, graph, data, outputs, classifier=classifier, text=text_block, int8_file=int8_file
+    )
+    (directory / EXPORT_JSON).write_text(json.dumps(description, indent=2) + "\n")
+    summary.files = {
+        str(p.relative_to(directory)): p.stat().st_size
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+    return summary
+
+
+def _export_video_graph(
+    model: VideoRecognizer, directory: Path, size: int, num_frames: int, opset: int | None
+) -> tuple[VideoGraph, list[str]]:
+    """Write ``video.onnx`` (uint8 clips ``[B, T, S, S, 3]`` in, dynamic batch); returns the
+    graph module and its output names."""
+    device = model.logit_scale.device  # the graph is the same wherever it is traced
+    example = torch.zeros(2, num_frames, size, size, 3, dtype=torch.uint8, device=device)
+    with torch.no_grad():
+        graph = VideoGraph(model).eval()
+    outputs = ["logits", "embeddings"] if graph.has_classifier else ["embeddings"]
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    with torch.no_grad():
+        _onnx_export(
+            graph,
+            (example,),
+            directory / VIDEO_GRAPH,
+            input_names=["video"],
+            output_names=outputs,
+            dynamic_shapes={"video": {0: batch}},
+            opset=opset,
+        )
+    return graph, outputs
+
+
+def _describe(
+    model: VideoRecognizer,
+    graph: VideoGraph,
+    data: DataConfig,
+    outputs: list[str],
+    *,
+    classifier: dict[str, Any] | None,
+    text: dict[str, Any] | None,
+    int8_file: str | None,
+) -> dict[str, Any]:
+    """The contents of ``export.json``: the graphs, preprocessing, labels and versions."""
+    size = _input_size(model, data)
+    num_frames = int(data.num_segments)
+    return {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
         "video": {
@@ -400,7 +434,7 @@ def export_onnx(
         "classifier": classifier,
         "logit_scale": float(model.logit_scale.detach().exp()),
         "embed_dim": int(model.embed_dim),
-        "text": text_block,
+        "text": text,
         "template_sets": {name: list(ts) for name, ts in TEMPLATE_SETS.items()},
         "model": {
             "arch": model.model_cfg.arch,
@@ -410,13 +444,6 @@ def export_onnx(
         },
         "versions": _versions(__version__),
     }
-    (directory / EXPORT_JSON).write_text(json.dumps(description, indent=2) + "\n")
-    summary.files = {
-        str(p.relative_to(directory)): p.stat().st_size
-        for p in sorted(directory.rglob("*"))
-        if p.is_file()
-    }
-    return summary
 
 
 def _clip_mean() -> list[float]:
