@@ -40,12 +40,16 @@ from text4vis.errors import UsageError, VideoDecodeError
 
 __all__ = [
     "FrameStream",
+    "FolderFrameStream",
+    "PyAVFrameStream",
     "TimedFrame",
     "Window",
+    "check_window",
     "iter_windows",
     "open_frame_stream",
     "plan_windows",
     "prefetch",
+    "sample_times",
     "upright",
     "window_spans",
 ]
