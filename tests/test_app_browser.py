@@ -204,6 +204,8 @@ def test_a_long_video_shows_its_timeline_and_a_moment_plays_from_its_start(
     page = browser.new_page()
     page.goto(long_served["url"] + "/")
     page.wait_for_function("document.getElementById('index-info').textContent.length > 0")
+    rows = len(long_served["index"])
+    assert page.inner_text("#index-info").startswith(f"1 videos ({rows} segments) in ")
     video = long_served["video"]
     page.set_input_files("#video-file", str(video))
     page.fill("#labels", ", ".join(LABELS))

@@ -172,6 +172,7 @@ class ModelInfo(BaseModel):
     frames: int
     index: str | None
     indexed_videos: int
+    indexed_segments: int | None = Field(default=None, description="a segment index's rows")
     class_names: list[str] = Field(description="the model's own classes (the first 200)")
     max_batch: int
     allow: list[str] = Field(description="folders labelling by path may read")

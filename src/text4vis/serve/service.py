@@ -178,11 +178,17 @@ class VideoApp:
         """The model and the index, for ``/api/info`` and ``/v1/model``."""
         index = self.index
         model = self.predictor.model
+        videos, segments = 0, None
+        if index is not None and index.segments is None:
+            videos = len(index)
+        elif index is not None:  # a segment index: several rows per video
+            videos, segments = len(set(index.videos.paths())), len(index)
         return {
             "model": model.model_cfg.arch,
             "frames": self.predictor.data.num_segments,
             "index": None if index is None else str(index.path),
-            "indexed_videos": 0 if index is None else len(index),
+            "indexed_videos": videos,
+            "indexed_segments": segments,
             "class_names": list(model.class_names or [])[:200],
         }
 

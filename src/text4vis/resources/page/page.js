@@ -19,7 +19,9 @@ async function answer(response) {
 fetch("/api/info").then(answer).then((info) => {
   $("info").textContent = "model " + info.model + ", " + info.frames + " frames per video";
   $("index-info").textContent = info.index
-    ? info.indexed_videos + " videos in " + info.index
+    ? info.indexed_videos + " videos" +
+      (info.indexed_segments ? " (" + info.indexed_segments + " segments)" : "") +
+      " in " + info.index
     : "No index loaded (start the app with --index INDEX).";
   if (!info.index) { $("search-button").disabled = true; }
 }).catch((e) => { $("info").textContent = e.message; });
