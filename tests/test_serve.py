@@ -231,12 +231,13 @@ def test_a_segment_index_answers_moments(world: dict, tmp_path: Path):
         video_app.worker.start()
         try:
             async with _client(app) as client:
-                return await client.get("/api/search", params={"q": "a red circle", "k": "5"})
+                info = await client.get("/api/info")
+                return info, await client.get("/api/search", params={"q": "a red circle", "k": "5"})
         finally:
             await video_app.worker.stop()
 
     try:
-        answer = asyncio.run(main())
+        info, answer = asyncio.run(main())
     finally:
         video_app.close()
     assert answer.status_code == 200, answer.text
@@ -246,6 +247,8 @@ def test_a_segment_index_answers_moments(world: dict, tmp_path: Path):
         (h.video, h.start, h.end) for h in expected
     ]
     assert all(h["end"] > h["start"] for h in hits)
+    assert info.json()["indexed_videos"] == 3
+    assert info.json()["indexed_segments"] == len(index) > 3
 
 
 def test_health_and_model_info(world: dict):

@@ -9,6 +9,17 @@ sentence nobody trained it on can be matched against a whole folder of clips::
     index.search(text="a person surfing", top_k=10)   # -> [SearchHit(video, score, rank), ...]
     index.search(like="clips/a.mp4", top_k=10)
 
+A segment index holds moments instead of whole videos: one row per window of each video, with
+its ``start`` and ``end`` (seconds) as columns, embedded from the same one-pass windowed read as
+:meth:`~text4vis.predict.Predictor.timeline` (:func:`text4vis.timeline.embed_video_windows`)::
+
+    index = VideoIndex.build(["long/"], predictor, "moments.index", segments=8, stride=4)
+    index.search(text="a goal", top_k=5)  # -> [SearchHit(rank, video, score, start, end), ...]
+    index.search(like="long/a.mp4@30-38")  # like seconds 30 to 38 of a.mp4
+
+All the rows of one file are dropped or replaced together, so an update embeds again only the
+segments of new and changed files; the header's ``segments`` records the window and stride.
+
 An index is a folder:
 
 - ``index.json``: the header: format version, the model's identity (a hash of its weights and
