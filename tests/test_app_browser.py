@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -165,4 +166,96 @@ def test_label_and_search_in_a_real_browser(browser: Any, served: dict[str, Any]
     # Nothing was fetched from anywhere but this server (thumbnails, frames as data: URIs).
     outside = [u for u in requests if not u.startswith((served["url"], "data:", "blob:"))]
     assert not outside, outside
+    page.close()
+
+
+# -- long videos: the timeline strip, and moments of a segment index played from their start --
+
+
+@pytest.fixture(scope="module")
+def long_served(served: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``long.mp4``: a red, a blue and a green demo clip, each looped four times, back to back;
+    a server whose index holds its segments (1 s windows)."""
+    from text4vis.data.decoders import open_video
+    from text4vis.data.synthetic import write_mp4
+    from text4vis.search import VideoIndex
+    from text4vis.serve import VideoApp, start_in_thread
+
+    predictor = served["predictor"]
+    parts = []
+    for colour in ("red_", "blue_", "green_"):
+        clip = next(c for c in served["clips"] if c.name.startswith(colour))
+        reader = open_video(clip)
+        frames = reader.frames(list(range(reader.num_frames)))
+        parts.append(np.concatenate([frames] * 4))
+    long_video = served["root"] / "long.mp4"
+    write_mp4(long_video, np.concatenate(parts), fps=8, bframes=0)
+    index = VideoIndex.build([long_video], predictor, served["root"] / "moments", segments=1.0)
+    app = VideoApp(predictor, index)
+    running = start_in_thread(app)
+    yield {"url": running.url, "video": long_video, "index": index, "predictor": predictor}
+    running.stop()
+    app.close()
+
+
+def test_a_long_video_shows_its_timeline_and_a_moment_plays_from_its_start(
+    browser: Any, long_served: dict[str, Any], tmp_path: Path
+):
+    page = browser.new_page()
+    page.goto(long_served["url"] + "/")
+    page.wait_for_function("document.getElementById('index-info').textContent.length > 0")
+    rows = len(long_served["index"])
+    assert page.inner_text("#index-info").startswith(f"1 videos ({rows} segments) in ")
+    video = long_served["video"]
+    page.set_input_files("#video-file", str(video))
+    page.fill("#labels", ", ".join(LABELS))
+    page.fill("#window", "1")
+    page.click("#label-button")
+    page.wait_for_selector("#timeline-strip .segment", timeout=60_000)
+    expected = long_served["predictor"].timeline(video, window=1.0, labels=LABELS, top_k=3)
+    boxes = page.locator("#timeline-strip .segment")
+    assert boxes.all_inner_texts() == [s.label for s in expected.segments]
+    assert len(expected.segments) >= 2  # the clips' colours come out as several labels
+    widths = page.eval_on_selector_all(
+        "#timeline-strip .segment", "b => b.map(x => x.getBoundingClientRect().width)"
+    )
+    strip = page.locator("#timeline-strip").bounding_box()["width"]
+    for width, segment in zip(widths, expected.segments):  # width = share of the duration
+        assert width == pytest.approx(
+            strip * (segment.end - segment.start) / expected.duration, abs=3
+        )
+    # A click on a segment plays the labelled video from the segment's start.
+    page.wait_for_function("document.getElementById('label-player').readyState >= 1")
+    second = expected.segments[1]
+    boxes.nth(1).click()
+    page.wait_for_function(
+        f"document.getElementById('label-player').currentTime >= {second.start - 0.05}"
+    )
+    at = page.evaluate("document.getElementById('label-player').currentTime")
+    assert second.start - 0.05 <= at < second.start + 1.5
+    shots = _screenshots(tmp_path)
+    page.screenshot(path=str(shots / "app-timeline.png"), full_page=True)
+
+    # Search the segment index: each hit names its moment; a click plays from its start.
+    page.fill("#query", "a green circle")
+    page.press("#query", "Enter")
+    page.wait_for_selector("#search-results .hit .hit-span", timeout=60_000)
+    (hit,) = long_served["index"].search(text="a green circle", top_k=1)
+    assert hit.start is not None and hit.start > 0  # not the start of the video
+    first_span = page.locator("#search-results .hit .hit-span").first.inner_text()
+    assert f"{hit.start:.1f} s - {hit.end:.1f} s" in first_span
+    page.locator("#search-results .hit").first.click()
+    page.wait_for_function(
+        f"(() => {{ const v = document.getElementById('player');"
+        f" return v.error !== null || (v.readyState >= 2 && v.currentTime >= {hit.start - 0.05}); }})()",
+        timeout=30_000,
+    )
+    player = page.evaluate(
+        "(() => { const v = document.getElementById('player');"
+        " return {error: v.error, time: v.currentTime}; })()"
+    )
+    assert player["error"] is None
+    assert hit.start - 0.05 <= player["time"] < hit.start + 1.5
+    page.screenshot(path=str(shots / "app-moment.png"), full_page=True)
+    _check_png(shots / "app-timeline.png")
     page.close()

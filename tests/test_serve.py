@@ -116,6 +116,7 @@ def test_the_openapi_schema_describes_the_api(world: dict):
         ("/v1/label/upload", "post"),
         ("/v1/search", "post"),
         ("/v1/search/upload", "post"),
+        ("/v1/timeline", "post"),
     ]:
         assert method in paths[path], path
     upload = paths["/v1/label/upload"]["post"]["requestBody"]["content"]
@@ -176,6 +177,78 @@ def test_search_by_text_by_path_and_by_upload(world: dict):
         assert [h["video"] for h in hits] == [h.video for h in expected_like]
         assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert both.status_code == 400 and "exactly one" in both.json()["error"]
+
+
+def test_timeline_of_a_path_and_of_an_upload_is_the_predictors(world: dict):
+    clip = world["allowed"] / world["clips"][0].name
+
+    async def check(client: Any, _: VideoApp) -> tuple:
+        by_path = await client.post(
+            "/v1/timeline",
+            json={"path": clip.name, "labels": LABELS, "window": 0.5, "stride": 0.25},
+        )
+        page = await client.post(
+            "/api/timeline",
+            params={"name": "mine.mp4", "labels": ", ".join(LABELS), "window": "0.5"},
+            content=clip.read_bytes(),
+        )
+        page_path = await client.post(
+            "/api/timeline", params={"path": clip.name, "window": "0.5", "stride": "0.25"}
+        )
+        outside = await client.post(
+            "/v1/timeline", json={"path": str(world["outside"] / "secret.mp4"), "window": 1}
+        )
+        bad = await client.post("/api/timeline", params={"path": clip.name, "window": "x"})
+        return by_path, page, page_path, outside, bad
+
+    by_path, page, page_path, outside, bad = _run(world, check)
+    predictor = world["predictor"]
+    expected = predictor.timeline(clip, window=0.5, stride=0.25, labels=LABELS, top_k=3)
+    assert by_path.status_code == 200, by_path.text
+    assert by_path.json() == {**expected.to_dict(), "video": clip.name}
+    assert len(by_path.json()["windows"]) > 1  # several windows: a strip, not one label
+    assert page.status_code == 200, page.text
+    no_overlap = predictor.timeline(clip, window=0.5, labels=LABELS, top_k=3).to_dict()
+    assert page.json() == {**no_overlap, "video": "mine.mp4"}
+    assert page_path.status_code == 200, page_path.text
+    own = predictor.timeline(clip, window=0.5, stride=0.25, top_k=3).to_dict()
+    assert page_path.json()["segments"] == own["segments"]  # no labels: the model's classes
+    assert outside.status_code == 403
+    assert bad.status_code == 400 and "window" in bad.json()["error"]
+
+
+def test_a_segment_index_answers_moments(world: dict, tmp_path: Path):
+    from text4vis.search import VideoIndex
+
+    index = VideoIndex.build(
+        world["clips"][:3], world["predictor"], tmp_path / "moments", segments=0.5, stride=0.25
+    )
+    settings = ServeSettings()
+    video_app = VideoApp(world["predictor"], index, allow=[world["allowed"]])
+    app = create_app(video_app, settings)
+
+    async def main() -> Any:
+        video_app.worker.start()
+        try:
+            async with _client(app) as client:
+                info = await client.get("/api/info")
+                return info, await client.get("/api/search", params={"q": "a red circle", "k": "5"})
+        finally:
+            await video_app.worker.stop()
+
+    try:
+        info, answer = asyncio.run(main())
+    finally:
+        video_app.close()
+    assert answer.status_code == 200, answer.text
+    expected = index.search(text="a red circle", top_k=5)
+    hits = answer.json()["hits"]
+    assert [(h["video"], h["start"], h["end"]) for h in hits] == [
+        (h.video, h.start, h.end) for h in expected
+    ]
+    assert all(h["end"] > h["start"] for h in hits)
+    assert info.json()["indexed_videos"] == 3
+    assert info.json()["indexed_segments"] == len(index) > 3
 
 
 def test_health_and_model_info(world: dict):

@@ -92,6 +92,7 @@ class VideoTable(Sequence):
             if len(values) != n:
                 raise ValueError(f"column {name!r} has {len(values)} rows, the paths {n}")
         self._rows: dict[str, int] | None = None
+        self._groups: dict[str, list[int]] | None = None
 
     # -- construction ------------------------------------------------------------------------
 
@@ -139,8 +140,19 @@ class VideoTable(Sequence):
     def row_of(self, path: str) -> int | None:
         """The row of an (absolute) path; the map is built at the first call."""
         if self._rows is None:
-            self._rows = {p: i for i, p in enumerate(self.paths())}
+            self._rows = {}
+            for i, p in enumerate(self.paths()):
+                self._rows.setdefault(p, i)  # a segment index: the first of the path's rows
         return self._rows.get(path)
+
+    def rows_of(self, path: str) -> list[int]:
+        """Every row of an (absolute) path (a segment index holds several), in row order."""
+        if self._groups is None:
+            groups: dict[str, list[int]] = {}
+            for i, p in enumerate(self.paths()):
+                groups.setdefault(p, []).append(i)
+            self._groups = groups
+        return list(self._groups.get(path, []))
 
     def column(self, name: str) -> np.ndarray:
         """A column by name (``size``, ``mtime_ns`` or a further one)."""
@@ -480,6 +492,7 @@ class IndexUpdate:
     removed: list[str] = field(default_factory=list)  # no longer found, dropped
     unchanged: int = 0  # kept without embedding again
     embedded: int = 0  # videos sent through the model (added + changed + failed attempts)
+    rows_embedded: int = 0  # rows the model wrote: videos, or segments in a segment index
     failed: list[IndexFailure] = field(default_factory=list)  # unreadable, not in the index
 
     @property

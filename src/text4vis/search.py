@@ -9,6 +9,17 @@ sentence nobody trained it on can be matched against a whole folder of clips::
     index.search(text="a person surfing", top_k=10)   # -> [SearchHit(video, score, rank), ...]
     index.search(like="clips/a.mp4", top_k=10)
 
+A segment index holds moments instead of whole videos: one row per window of each video, with
+its ``start`` and ``end`` (seconds) as columns, embedded from the same one-pass windowed read as
+:meth:`~text4vis.predict.Predictor.timeline` (:func:`text4vis.timeline.embed_video_windows`)::
+
+    index = VideoIndex.build(["long/"], predictor, "moments.index", segments=8, stride=4)
+    index.search(text="a goal", top_k=5)  # -> [SearchHit(rank, video, score, start, end), ...]
+    index.search(like="long/a.mp4@30-38")  # like seconds 30 to 38 of a.mp4
+
+All the rows of one file are dropped or replaced together, so an update embeds again only the
+segments of new and changed files; the header's ``segments`` records the window and stride.
+
 An index is a folder:
 
 - ``index.json``: the header: format version, the model's identity (a hash of its weights and
@@ -56,6 +67,7 @@ from tqdm.auto import tqdm
 
 from text4vis import distributed
 from text4vis.data.decoders import VideoDecodeError
+from text4vis.data.streams import check_window, window_spans
 from text4vis.errors import DataError, MissingFileError, UsageError
 from text4vis.index_shards import update_sharded
 from text4vis.index_store import (
@@ -74,6 +86,7 @@ from text4vis.index_store import (
 )
 from text4vis.registry import Registry
 from text4vis.search_tuning import IVFTuning, tune_nprobe
+from text4vis.timeline import embed_video_windows
 
 if TYPE_CHECKING:
     from text4vis.predict import Predictor
@@ -133,6 +146,9 @@ class IndexMeta:
     # as recorded: an index from an older text4vis may lack a setting, and then it differs.
     data: dict[str, Any] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)  # what was scanned: files and folders
+    # A segment index: {"window": seconds, "stride": seconds}, one row per window of each
+    # video (columns start/end); None for one row per whole video.
+    segments: dict[str, float] | None = None
     format: int = INDEX_FORMAT
     extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back as read
 
@@ -175,6 +191,7 @@ class IndexMeta:
             failures=failures,
             data=dict(values.get("data", {})),
             inputs=[str(i) for i in values.get("inputs", [])],
+            segments=values.get("segments"),
             format=values.get("format", INDEX_FORMAT),
             extra={k: v for k, v in _unknown(cls, values).items() if k != "store"},
         )
@@ -185,7 +202,7 @@ class IndexMeta:
 
     def header_dict(self) -> dict[str, Any]:
         """The header's contents (JSON types only): all but the rows, which are columns."""
-        return {
+        values = {
             "format": self.format,
             "model": self.model.to_dict(),
             "data": dict(self.data),
@@ -193,6 +210,9 @@ class IndexMeta:
             "failures": [f.to_dict() for f in self.failures],
             **self.extra,
         }
+        if self.segments is not None:
+            values["segments"] = dict(self.segments)
+        return values
 
 
 def _known(cls: type, values: dict[str, Any]) -> dict[str, Any]:
@@ -209,14 +229,43 @@ def _unknown(cls: type, values: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One search result."""
+    """One search result: a video, or a segment of one in a segment index."""
 
     rank: int  # 1 = best
     video: str  # absolute path
     score: float  # cosine similarity with the query
+    start: float | None = None  # seconds: the segment's span (None: the whole video)
+    end: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """``{"rank", "video", "score"}``, with ``"start"``, ``"end"`` for a segment."""
+        values = dataclasses.asdict(self)
+        if self.start is None:
+            del values["start"], values["end"]
+        return values
+
+
+def parse_video_span(like: str | Path) -> tuple[str, tuple[float, float] | None]:
+    """``"a.mp4@30-38"`` -> ``("a.mp4", (30.0, 38.0))``; a path without a span (or an
+    existing file whose name holds ``@``) -> ``(path, None)``.
+
+    Raises:
+        UsageError: a span that is not ``START-END`` seconds with ``0 <= START < END``.
+    """
+    text = str(like)
+    if "@" not in text or Path(text).exists():
+        return text, None
+    path, _, span = text.rpartition("@")
+    first, dash, second = span.partition("-")
+    try:
+        start, end = float(first), float(second)
+    except ValueError:
+        start = end = math.nan
+    if not dash or not (0 <= start < end) or not math.isfinite(end):
+        raise UsageError(
+            f"{text}: a segment is VIDEO@START-END in seconds with START < END, e.g. a.mp4@30-38"
+        )
+    return path, (start, end)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -487,6 +536,17 @@ def _data_settings(predictor: Predictor) -> dict[str, Any]:
     return values
 
 
+def segment_settings(window: float, stride: float | None = None) -> dict[str, float]:
+    """The header's ``segments`` entry for windows of ``window`` seconds every ``stride``.
+
+    Raises:
+        UsageError: not ``0 < stride <= window``.
+    """
+    stride = window if stride is None else stride
+    check_window(window, stride)
+    return {"window": float(window), "stride": float(stride)}
+
+
 def _normalise(rows: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(rows, axis=-1, keepdims=True)
     return rows / np.maximum(norms, 1e-12)
@@ -606,6 +666,8 @@ class VideoIndex:
         model_source: str = "",
         storage: str = "float32",
         chunk_size: int | None = None,
+        segments: float | None = None,
+        stride: float | None = None,
         **kwargs: Any,
     ) -> VideoIndex:
         """Embed every video found in ``videos`` and write a new index to ``path``.
@@ -619,12 +681,20 @@ class VideoIndex:
             storage: ``"float32"`` or ``"float16"`` (half the memory and scan time; its recall
                 is measured by ``benchmarks/search_exact.py``).
             chunk_size: videos embedded between saves (see :meth:`update`).
+            segments: index windows of this many seconds of each video (one row per window,
+                with its ``start``/``end``), read as the timeline reads them; None (default):
+                one row per video.
+            stride: seconds between the starts of windows (default ``segments``: no overlap).
             **kwargs: ``backend`` / ``backend_options`` for searching.
 
         Returns:
             The index; :attr:`last_update` says what was embedded and what failed.
         """
         meta = cls._new_meta(predictor, model_source)
+        if segments is not None:
+            meta.segments = segment_settings(segments, stride)
+        elif stride is not None:
+            raise UsageError("stride goes with segments (the window's length in seconds)")
         empty = np.zeros((0, meta.model.embed_dim or 0), STORAGE_DTYPES[storage])
         index = cls(path, meta, empty, predictor=predictor, **kwargs)
         index.update(videos, progress=progress, chunk_size=chunk_size)
@@ -741,8 +811,40 @@ class VideoIndex:
         return isinstance(video, (str, Path)) and self.row_of(video) is not None
 
     def row_of(self, video: str | Path) -> int | None:
-        """The row of a video's embedding, or None when it is not indexed."""
+        """The row of a video's embedding (a segment index: of its first segment), or None
+        when it is not indexed."""
         return self.videos.row_of(str(Path(video).resolve()))
+
+    @property
+    def segments(self) -> dict[str, float] | None:
+        """``{"window", "stride"}`` in seconds for a segment index, None for whole videos."""
+        return self.info.segments
+
+    def check_segments(self, window: float | None, stride: float | None = None) -> None:
+        """Refuse to update with segment settings other than the index's.
+
+        Args:
+            window: the requested window (None: keep the index's).
+            stride: the requested stride (None: the window's, or the index's without a window).
+
+        Raises:
+            UsageError: other settings than those the index was built with.
+        """
+        if window is None and stride is None:
+            return
+        if window is None:
+            raise UsageError("--stride goes with --segments SECONDS")
+        wanted = segment_settings(window, stride)
+        if wanted != self.segments:
+            held = (
+                "whole videos (no --segments)"
+                if self.segments is None
+                else f"--segments {self.segments['window']:g} --stride {self.segments['stride']:g}"
+            )
+            raise UsageError(
+                f"{self.path} was built with {held}; update it with the same settings, or "
+                "give --rebuild to index it again with the new ones"
+            )
 
     def update(
         self,
@@ -779,6 +881,11 @@ class VideoIndex:
         chunk = chunk_size or 64 * predictor.batch_size
 
         if distributed.is_distributed():  # under torchrun: units spread over the ranks
+            if self.segments is not None:
+                raise UsageError(
+                    "a segment index is built in one process; run `text4vis index --segments` "
+                    "without torchrun"
+                )
             report = update_sharded(self, inputs, chunk=chunk, progress=progress)
             if distributed.is_main_process():
                 for failure in report.failed:
@@ -828,7 +935,7 @@ class VideoIndex:
         to_embed = [p for p in signatures if p not in kept_paths]
         report.changed = [p for p in to_embed if p in indexed]
         report.added = [p for p in to_embed if p not in indexed]
-        report.unchanged = len(keep)
+        report.unchanged = len(kept_paths)  # videos (a segment index keeps several rows each)
         if len(keep) != len(paths):  # else the rows (memory-mapped, perhaps) are kept as they are
             self.info.videos = table.take(keep)
             if self.embeddings.size:
@@ -863,42 +970,69 @@ class VideoIndex:
             bar = tqdm(total=len(paths), desc="index", unit="video", dynamic_ncols=True)
         new_vectors: list[np.ndarray] = []
         new_videos: list[IndexedVideo] = []
+        new_spans: list[tuple[float, float]] = []  # a segment index: (start, end) per new row
         last_save, save_seconds = time.monotonic(), 0.0
         try:
             for start in range(0, len(paths), chunk):
                 part = paths[start : start + chunk]
-                rows, errors = self._embed(part)
+                if self.segments is None:
+                    rows, errors = self._embed(part)
+                    spans: dict[int, list[tuple[float, float]]] = {}
+                else:
+                    rows, spans, errors = self._embed_segments(part)
                 report.embedded += len(part)
                 done = [i for i in range(len(part)) if i in rows]
                 if done:
-                    new_vectors.append(np.stack([rows[i] for i in done]))
-                    new_videos += [IndexedVideo(part[i], *signatures[part[i]]) for i in done]
+                    block = np.stack([rows[i] for i in done]) if not spans else None
+                    if spans:  # rows[i]: [n_i, D], one per window of video i
+                        block = np.concatenate([rows[i] for i in done])
+                        new_spans += [span for i in done for span in spans[i]]
+                    new_vectors.append(block)
+                    new_videos += [
+                        IndexedVideo(part[i], *signatures[part[i]])
+                        for i in done
+                        for _ in range(len(spans[i]) if spans else 1)
+                    ]
+                    report.rows_embedded += len(block)
                     self._record_precision(predictor.precision)
                 self.info.failures += [IndexFailure(part[i], errors[i]) for i in sorted(errors)]
                 if bar is not None:
                     bar.update(len(part))
                 waited = time.monotonic() - last_save
                 if waited >= self.SAVE_INTERVAL_S and waited * self.SAVE_SHARE >= save_seconds:
-                    self._append_rows(new_vectors, new_videos)
+                    self._append_rows(new_vectors, new_videos, new_spans)
                     started = time.monotonic()
                     self.save()
                     last_save = time.monotonic()
                     save_seconds = last_save - started
         finally:
-            self._append_rows(new_vectors, new_videos)
+            self._append_rows(new_vectors, new_videos, new_spans)
             if bar is not None:
                 bar.close()
 
-    def _append_rows(self, vectors: list[np.ndarray], videos: list[IndexedVideo]) -> None:
-        """Append gathered rows (``vectors`` blocks ``[b, D]``) and empty the lists."""
+    def _append_rows(
+        self,
+        vectors: list[np.ndarray],
+        videos: list[IndexedVideo],
+        spans: list[tuple[float, float]],
+    ) -> None:
+        """Append gathered rows (``vectors`` blocks ``[b, D]``; a segment index: ``spans``
+        gives each row's ``(start, end)``) and empty the lists."""
         if not videos:
             return
         new = np.concatenate(vectors).astype(self.embeddings.dtype)
         self.embeddings = np.concatenate([self.embeddings, new])
-        self.info.videos = self.videos.concat(videos)
+        extra = {}
+        if self.segments is not None:
+            extra = {
+                "start": np.array([s for s, _ in spans], np.float64),
+                "end": np.array([e for _, e in spans], np.float64),
+            }
+        self.info.videos = self.videos.concat(VideoTable.from_records(videos, **extra))
         self._backend = None
         vectors.clear()
         videos.clear()
+        spans.clear()
 
     def _record_precision(self, precision: str) -> None:
         # Which inference precisions the stored embeddings were made at (index.json's
@@ -931,6 +1065,30 @@ class VideoIndex:
         }
         return rows, errors
 
+    def _embed_segments(
+        self, paths: Sequence[str]
+    ) -> tuple[dict[int, np.ndarray], dict[int, list[tuple[float, float]]], dict[int, str]]:
+        """A segment index's rows: normalised window embeddings ``[n, D]`` and their spans by
+        position in ``paths``, and reasons for failures. Each file is read once, front to back,
+        as :meth:`~text4vis.predict.Predictor.timeline` reads it."""
+        predictor = self._require_predictor("embedding videos")
+        assert self.segments is not None
+        window, stride = self.segments["window"], self.segments["stride"]
+        rows: dict[int, np.ndarray] = {}
+        spans: dict[int, list[tuple[float, float]]] = {}
+        errors: dict[int, str] = {}
+        for i, path in enumerate(paths):
+            try:
+                found, embedded, _ = embed_video_windows(
+                    predictor, path, lambda hint: window_spans(hint, window, stride)
+                )
+            except (VideoDecodeError, UsageError) as exc:
+                errors[i] = getattr(exc, "reason", None) or str(exc)
+                continue
+            rows[i] = _normalise(embedded.numpy().astype(np.float32))  # [n, D]
+            spans[i] = found
+        return rows, spans, errors
+
     # ------------------------------------------------------------------------------------------
     # Searching
     # ------------------------------------------------------------------------------------------
@@ -945,22 +1103,36 @@ class VideoIndex:
         return _normalise(weight[0].numpy().astype(np.float32))
 
     def video_embedding(self, video: str | Path) -> np.ndarray:
-        """The normalised embedding ``[D]`` of a video: the stored one when the index holds the
-        same file unchanged, else computed with the model.
+        """The normalised embedding ``[D]`` of a video, or of a segment of one
+        (``"a.mp4@30-38"``: seconds 30 to 38, read as one window).
+
+        A whole video the index holds unchanged takes its stored embedding (a segment index:
+        the normalised mean of its segments' rows); anything else is computed with the model.
 
         Raises:
             VideoDecodeError: the video cannot be read.
+            UsageError: a malformed span.
         """
-        path = Path(video)
+        name, span = parse_video_span(video)
+        path = Path(name)
+        if span is not None:
+            predictor = self._require_predictor("a query by a segment of a video")
+            _, embedded, _ = embed_video_windows(predictor, str(path), lambda hint: [span])
+            return _normalise(embedded[0].numpy().astype(np.float32))
         resolved = str(path.resolve())
         row = self.videos.row_of(resolved)
         if row is not None:
             entry = self.videos[row]
             try:
-                if file_signature(resolved) == (entry.size, entry.mtime_ns):
-                    return np.asarray(self.embeddings[row], dtype=np.float32)
+                unchanged = file_signature(resolved) == (entry.size, entry.mtime_ns)
             except OSError:
-                pass
+                unchanged = False
+            if unchanged and self.segments is None:
+                return np.asarray(self.embeddings[row], dtype=np.float32)
+            if unchanged:
+                rows = self.videos.rows_of(resolved)
+                stored = np.asarray(self.embeddings[rows], dtype=np.float32)  # [n, D]
+                return _normalise(stored.mean(0))
         rows, errors = self._embed([str(path)])
         if 0 in errors:
             raise VideoDecodeError(path, errors[0])
@@ -1044,14 +1216,18 @@ class VideoIndex:
                 f"query width {queries.shape[1]} does not match the index's {dim}"
             )
         scores, ids = self.backend().search(queries, top_k)
+        table = self.videos
+        starts = table.columns.get("start")
+        ends = table.columns.get("end")
         results = []
         for row_scores, row_ids in zip(scores, ids):
-            hits = [
-                SearchHit(rank, self.videos.path(int(i)), float(s))
-                for rank, (s, i) in enumerate(
-                    ((s, i) for s, i in zip(row_scores, row_ids) if i >= 0), start=1
-                )
-            ]
+            hits = []
+            found = ((s, int(i)) for s, i in zip(row_scores, row_ids) if i >= 0)
+            for rank, (score, row) in enumerate(found, start=1):
+                span = (None, None)
+                if starts is not None and ends is not None:
+                    span = (float(starts[row]), float(ends[row]))
+                hits.append(SearchHit(rank, table.path(row), float(score), *span))
             results.append(hits)
         return results
 

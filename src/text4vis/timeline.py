@@ -32,7 +32,7 @@ How a video becomes a timeline:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +54,7 @@ __all__ = [
     "Timeline",
     "TimelineSegment",
     "TimelineWindow",
+    "embed_video_windows",
     "merge_segments",
     "smooth_probabilities",
 ]
@@ -243,27 +244,32 @@ def embed_windows(predictor: Any, clips: list[Any]) -> torch.Tensor:
     return out.float().cpu().clone()
 
 
-def build_timeline(
+def embed_video_windows(
     predictor: Any,
     video: str,
+    spans: Callable[[float | None], Iterable[tuple[float, float]]],
     *,
-    window: float,
-    stride: float,
-    labels: Sequence[str] | None = None,
-    top_k: int | None = 5,
-    smooth: int = 1,
     fps: float | None = None,
-    templates: str | Sequence[str] | None = None,
-) -> Timeline:
-    """See :meth:`text4vis.predict.Predictor.timeline`."""
-    check_window(window, stride)
-    if smooth < 1:
-        raise UsageError(f"smooth must be at least 1 window, got {smooth}")
-    if top_k is not None and top_k < 1:
-        raise UsageError(f"top_k must be at least 1 (or None for all labels), got {top_k}")
-    names, weight = predictor.classifier_for(labels, templates)  # text side first: fails fast
+) -> tuple[list[tuple[float, float]], torch.Tensor, float]:
+    """Embed windows of a video in one front-to-back read (the timeline's pass).
+
+    Args:
+        predictor: the :class:`~text4vis.predict.Predictor` (model, data settings, batch size).
+        video: a video file or frame folder.
+        spans: given the duration the container states (None when unknown), the windows
+            ``(start, end)`` in increasing start (:func:`~text4vis.data.streams.window_spans`
+            for windows every stride; a list of one span for one part of the video).
+        fps: frame rate of a frame folder.
+
+    Returns:
+        The windows read ``(start, end)`` (ends cut to the video's end), their video
+        embeddings ``[N, D]`` (float, CPU, not normalised) and the video's duration in seconds.
+
+    Raises:
+        VideoDecodeError: the video cannot be read.
+        UsageError: no window reaches a frame.
+    """
     data = predictor.data
-    num_segments = data.num_segments
     with open_frame_stream(
         video,
         fps=fps,
@@ -273,8 +279,8 @@ def build_timeline(
         ends: list[float] = []
         windows = iter_windows(
             stream,
-            window_spans(stream.duration, window, stride),
-            num_segments,
+            spans(stream.duration),
+            data.num_segments,
             frame_transform(predictor),
             path=str(video),
             frame_duration=stream.frame_duration,
@@ -297,7 +303,31 @@ def build_timeline(
     kept_spans = [(start, min(end, duration)) for start, end in kept_spans]
     if not embeddings:
         raise UsageError(f"{video}: no window to label (duration {duration:.3f} s)")
-    embedded = torch.cat(embeddings)  # [N, D]
+    return kept_spans, torch.cat(embeddings), float(duration)
+
+
+def build_timeline(
+    predictor: Any,
+    video: str,
+    *,
+    window: float,
+    stride: float,
+    labels: Sequence[str] | None = None,
+    top_k: int | None = 5,
+    smooth: int = 1,
+    fps: float | None = None,
+    templates: str | Sequence[str] | None = None,
+) -> Timeline:
+    """See :meth:`text4vis.predict.Predictor.timeline`."""
+    check_window(window, stride)
+    if smooth < 1:
+        raise UsageError(f"smooth must be at least 1 window, got {smooth}")
+    if top_k is not None and top_k < 1:
+        raise UsageError(f"top_k must be at least 1 (or None for all labels), got {top_k}")
+    names, weight = predictor.classifier_for(labels, templates)  # text side first: fails fast
+    kept_spans, embedded, duration = embed_video_windows(
+        predictor, video, lambda hint: window_spans(hint, window, stride), fps=fps
+    )
     probabilities = predictor.scores(embedded[:, None, :], weight)  # [N, 1, D] -> [N, C]
     if smooth > 1:
         probabilities = smooth_probabilities(probabilities, smooth)

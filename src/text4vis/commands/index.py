@@ -22,6 +22,13 @@ examples:
   text4vis index --model runs/k400/model --out clips.index          (update after changes)
   text4vis index clips/ --model runs/k400/model --out clips.index --precision int8   (CPU)
   text4vis index clips/ --model runs/k400/model --out clips.index --storage float16
+  text4vis index long/ --model runs/k400/model --out moments.index --segments 8 --stride 4
+
+--segments SECONDS indexes windows of each video instead of whole videos: one row per window
+of SECONDS every --stride seconds (default: SECONDS, no overlap), with its start and end, read
+in one pass over each file as `predict --window` reads it; `text4vis search` then returns the
+moments (video, start, end, score). An update re-embeds the segments of changed files only; it
+keeps the index's segment settings, and other ones are refused (give --rebuild).
 
 --storage float16 keeps the vectors at half the bytes: half the memory and about half the time
 of an exact search, at a recall@10 against float32 that benchmarks/search_exact.py measures.
@@ -74,6 +81,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="videos embedded between saves, and per unit under torchrun (64 x batch size)",
     )
+    parser.add_argument(
+        "--segments",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="index windows of SECONDS of each video, with their start/end (default: whole videos)",
+    )
+    parser.add_argument(
+        "--stride",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between segment starts (default: the --segments length)",
+    )
     parser.add_argument("--json", action="store_true", help="print what was done as JSON")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -108,6 +129,8 @@ def _run(args: argparse.Namespace) -> int:
             raise VideoIndexError(
                 f"--out {out} exists and is not a video index; give a new or empty folder"
             )
+    if existing is not None:
+        existing.check_segments(args.segments, args.stride)  # before the model is loaded
     views = args.views or (existing.info.data["views"] if existing is not None else "1x1")
     predictor = Predictor.from_pretrained(
         args.model,
@@ -130,6 +153,8 @@ def _run(args: argparse.Namespace) -> int:
             model_source=source,
             storage=args.storage or "float32",
             chunk_size=args.chunk_size,
+            segments=args.segments,
+            stride=args.stride,
         )
     else:
         existing.predictor = predictor  # checks the model and the data settings
@@ -142,11 +167,16 @@ def _run(args: argparse.Namespace) -> int:
     assert report is not None
     if not is_main_process():
         return 0
+    videos = len(index) if index.segments is None else len(set(index.videos.paths()))
     if args.json:
-        print(json.dumps({"index": str(out), "videos": len(index)} | report.to_dict(), indent=2))
+        counts = {"index": str(out), "videos": videos}
+        if index.segments is not None:
+            counts |= {"segments": len(index)} | dict(index.segments)
+        print(json.dumps(counts | report.to_dict(), indent=2))
     else:
+        rows = f" in {len(index)} segments" if index.segments is not None else ""
         print(
-            f"{out}: {len(index)} videos indexed ({len(report.added)} new, "
+            f"{out}: {videos} videos indexed{rows} ({len(report.added)} new, "
             f"{len(report.changed)} changed, {len(report.removed)} removed, "
             f"{report.unchanged} unchanged; {report.embedded} embedded)"
         )

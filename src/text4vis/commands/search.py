@@ -26,6 +26,11 @@ examples:
   text4vis search clips.index --like clips/a.mp4 --json
   text4vis search clips.index "a red circle moving left" --csv hits.csv
   text4vis search clips.index "a person surfing" --backend faiss-ivf --recall 0.95
+  text4vis search moments.index "a person surfing" --json     (an index made with --segments)
+  text4vis search moments.index --like long/a.mp4@30-38       (like seconds 30 to 38 of a.mp4)
+
+An index made with `text4vis index --segments` holds moments: each hit is a video with the
+start and end (seconds) of its segment. --like takes a video or a segment of one, VIDEO@START-END.
 """
 
 
@@ -36,7 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("index", metavar="INDEX", help="index folder written by `text4vis index`")
     parser.add_argument("query", nargs="?", default=None, metavar="TEXT", help="a sentence")
-    parser.add_argument("--like", metavar="VIDEO", help="rank by similarity to this video instead")
+    parser.add_argument(
+        "--like",
+        metavar="VIDEO[@START-END]",
+        help="rank by similarity to this video, or to seconds START-END of it, instead",
+    )
     add_saved_model_argument(
         parser,
         required=False,
@@ -81,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     options = {"recall": args.recall} if args.backend == "faiss-ivf" else {}
     index = VideoIndex.load(args.index, backend=args.backend, backend_options=options)
     model = args.model or index.info.model.source
-    needs_model = args.query is not None or args.like not in index
+    needs_model = args.query is not None or "@" in args.like or args.like not in index
     if needs_model:
         if not model:
             raise VideoIndexError(f"{args.index} does not record its model; give --model MODEL")
@@ -104,14 +113,19 @@ def run(args: argparse.Namespace) -> int:
         _write_csv(hits, args.csv)
     else:
         for hit in hits:
-            print(f"{hit.rank:>3}  {hit.score:.4f}  {hit.video}")
+            span = "" if hit.start is None else f"  {hit.start:8.2f}-{hit.end:<8.2f}"
+            print(f"{hit.rank:>3}  {hit.score:.4f}{span}  {hit.video}")
     return 0
 
 
 def _write_csv(hits: list, target: str) -> None:
-    """One row per hit: ``rank,video,score``."""
+    """One row per hit: ``rank,video,score`` (and ``start,end`` for a segment index)."""
     from text4vis.commands._common import write_csv
 
+    if any(h.start is not None for h in hits):
+        rows = ([h.rank, h.video, f"{h.score:.6f}", h.start, h.end] for h in hits)
+        write_csv(target, ["rank", "video", "score", "start", "end"], rows)
+        return
     write_csv(
         target, ["rank", "video", "score"], ([h.rank, h.video, f"{h.score:.6f}"] for h in hits)
     )

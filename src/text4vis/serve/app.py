@@ -5,6 +5,8 @@ Routes:
 ==========================  ======================================================================
 ``GET /v1/health``          alive, with the queue's state
 ``GET /v1/model``           the model, its frames and classes, the index
+``POST /v1/timeline``       JSON ``{"path", "labels", "window", "stride", "top_k"}``: labels over
+                            time of a video inside ``--allow`` (``Predictor.timeline``)
 ``POST /v1/label``          JSON ``{"path", "labels", "top_k"}``: label a video inside ``--allow``
 ``POST /v1/label/upload``   multipart: ``video`` (a file), ``labels``, ``top_k``
 ``POST /v1/search``         JSON ``{"text" | "path", "top_k"}``: the index's closest videos
@@ -12,6 +14,8 @@ Routes:
 ``GET /``, ``/page.*``      the page (``text4vis app``) and its script and style
 ``GET /api/info``           the page's model line
 ``POST /api/label``         the page's Label part (the body is the video; ``?name=&labels=``)
+``POST /api/timeline``      the page's timeline strip (the body is the video, or ``?path=``;
+                            ``?name=&labels=&window=&stride=``)
 ``GET /api/search``         the page's Search part (``?q=&k=``)
 ``GET /thumbnail/{row}``    PNG of an indexed video (rows of the index only)
 ``GET /video/{row}``        an indexed video for the browser (byte ranges for seeking)
@@ -53,9 +57,11 @@ logger = logging.getLogger("text4vis.serve")
 MODEL_PATHS = (
     "/v1/label",
     "/v1/label/upload",
+    "/v1/timeline",
     "/v1/search",
     "/v1/search/upload",
     "/api/label",
+    "/api/timeline",
     "/api/search",
 )
 
@@ -113,6 +119,39 @@ class Hit(BaseModel):
     score: float = Field(description="cosine similarity to the query")
     thumbnail: str = Field(description="URL of a PNG of its middle frame")
     play: str = Field(description="URL of the video for a browser")
+    start: float | None = Field(default=None, description="a segment index: seconds")
+    end: float | None = None
+
+
+class TimelineRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="a video file or frame folder inside an --allow folder")
+    labels: list[str] | str | None = Field(
+        default=None,
+        description='["a", "b"], "a, b", or omitted for the model\'s own classes',
+    )
+    window: float = Field(gt=0, description="seconds per window")
+    stride: float | None = Field(default=None, gt=0, description="seconds between windows")
+    top_k: int = Field(default=3, ge=1, le=1000)
+
+
+class TimelineSegmentAnswer(BaseModel):
+    start: float
+    end: float
+    label: str
+    score: float
+    windows: int
+
+
+class TimelineAnswer(BaseModel):
+    video: str
+    duration: float = Field(description="seconds")
+    window: float
+    stride: float
+    smooth: int
+    windows: list[dict[str, Any]] = Field(description="every window: start, end, labels")
+    segments: list[TimelineSegmentAnswer] = Field(description="runs of one top label")
 
 
 class SearchAnswer(BaseModel):
@@ -133,6 +172,7 @@ class ModelInfo(BaseModel):
     frames: int
     index: str | None
     indexed_videos: int
+    indexed_segments: int | None = Field(default=None, description="a segment index's rows")
     class_names: list[str] = Field(description="the model's own classes (the first 200)")
     max_batch: int
     allow: list[str] = Field(description="folders labelling by path may read")
@@ -267,6 +307,34 @@ async def _save_upload(video_app: VideoApp, upload: UploadFile) -> Path:
     return path
 
 
+def _seconds(text: str, what: str) -> float:
+    """A positive number of seconds typed on the page."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"{what} must be a positive number of seconds, got {text!r}")
+    return value
+
+
+async def _save_body(video_app: VideoApp, request: Request, name: str) -> Path:
+    """Stream a raw request body (the page's upload) into the work folder."""
+    target = video_app.save_upload(name, [])
+    try:
+        size = 0
+        with target.open("wb") as handle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                await run_in_threadpool(handle.write, chunk)
+        if size == 0:
+            raise UsageError(f"the upload of {name} is empty")
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target
+
+
 def _add_api_routes(api: FastAPI, video_app: VideoApp, settings: ServeSettings) -> None:
     @api.get("/v1/health", response_model=Health, tags=["service"])
     async def health() -> dict[str, Any]:
@@ -316,6 +384,20 @@ def _add_api_routes(api: FastAPI, video_app: VideoApp, settings: ServeSettings) 
             return (await video_app.label(path, names, name=name, top_k=top_k)).to_dict()
         finally:
             path.unlink(missing_ok=True)
+
+    @api.post("/v1/timeline", response_model=TimelineAnswer, tags=["label"])
+    async def timeline_path(request: TimelineRequest) -> Any:
+        """Labels over time of a video inside ``--allow``: windows and merged segments."""
+        path = video_app.allowed_path(request.path)
+        labels = video_app.parse_labels(request.labels, required=False)
+        return await video_app.timeline(
+            path,
+            labels,
+            name=request.path,
+            window=request.window,
+            stride=request.stride,
+            top_k=request.top_k,
+        )
 
     @api.post("/v1/search", response_model=SearchAnswer, tags=["search"])
     async def search(request: SearchRequest) -> Any:
@@ -404,6 +486,34 @@ def _add_page_routes(api: FastAPI, video_app: VideoApp) -> None:
             resolved = video_app.allowed_path(video)
             result = await video_app.label(resolved, names, name=video, frames=True)
         return result.to_dict()
+
+    @api.post("/api/timeline", response_model=TimelineAnswer, tags=["page"])
+    async def page_timeline(
+        request: Request,
+        labels: Annotated[str, Query()] = "",
+        name: Annotated[str, Query(description="the uploaded file's name")] = "",
+        path: Annotated[str, Query(description="or a path inside --allow")] = "",
+        window: Annotated[str, Query(description="seconds per window")] = "4",
+        stride: Annotated[str, Query(description="seconds between windows")] = "",
+    ) -> Any:
+        """The page's timeline strip: the video as the body (with ``name``) or ``path``, labels
+        over time (the model's own classes without ``labels``)."""
+        names = video_app.parse_labels(labels, required=False)
+        seconds = _seconds(window, "the window")
+        step = _seconds(stride, "the stride") if stride.strip() else None
+        if name:
+            target = await _save_body(video_app, request, name)
+            try:
+                return await video_app.timeline(
+                    target, names, name=name, window=seconds, stride=step
+                )
+            finally:
+                target.unlink(missing_ok=True)
+        video = path.strip()
+        if not video:
+            raise UsageError("choose a video file to upload or type a path")
+        resolved = video_app.allowed_path(video)
+        return await video_app.timeline(resolved, names, name=video, window=seconds, stride=step)
 
     @api.get("/thumbnail/{row}", include_in_schema=False)
     async def thumbnail(row: str) -> Response:

@@ -59,6 +59,7 @@ MAX_PLAY_FRAMES = 600  # frames re-encoded for playback (a preview, not a conver
 MAX_THUMBNAILS = 1024  # thumbnails kept in memory (least recently used dropped first)
 MAX_CLASSIFIERS = 256  # text classifiers of label sets kept by the predictor (see _trim)
 MAX_SEARCH_RESULTS = 200
+MAX_TIMELINE_WINDOW_S = 600.0  # seconds: a timeline's window at most
 
 
 class PathNotAllowed(UsageError):
@@ -177,11 +178,17 @@ class VideoApp:
         """The model and the index, for ``/api/info`` and ``/v1/model``."""
         index = self.index
         model = self.predictor.model
+        videos, segments = 0, None
+        if index is not None and index.segments is None:
+            videos = len(index)
+        elif index is not None:  # a segment index: several rows per video
+            videos, segments = len(set(index.videos.paths())), len(index)
         return {
             "model": model.model_cfg.arch,
             "frames": self.predictor.data.num_segments,
             "index": None if index is None else str(index.path),
-            "indexed_videos": 0 if index is None else len(index),
+            "indexed_videos": videos,
+            "indexed_segments": segments,
             "class_names": list(model.class_names or [])[:200],
         }
 
@@ -361,6 +368,39 @@ class VideoApp:
             result.frame_indices, result.frames = await _in_thread(self._frames_for_page, path)
         return result
 
+    async def timeline(
+        self,
+        path: Path,
+        labels: list[str] | None,
+        *,
+        name: str,
+        window: float,
+        stride: float | None = None,
+        top_k: int | None = 3,
+    ) -> dict[str, Any]:
+        """Labels over time (:meth:`text4vis.predict.Predictor.timeline`) as its JSON dict, the
+        video called ``name``.
+
+        The pass over the file runs on the model's thread (one front-to-back read, windows
+        batched by the predictor), so it takes the model's turn as a batch of labels would.
+
+        Raises:
+            UsageError, VideoDecodeError: the client's input (400).
+            Overloaded: the queue is full (503).
+        """
+        if not (window > 0 and window <= MAX_TIMELINE_WINDOW_S):
+            raise UsageError(
+                f"the window must be between 0 and {MAX_TIMELINE_WINDOW_S} seconds, got {window}"
+            )
+        timeline = await self.worker.call(
+            lambda: self.predictor.timeline(
+                path, window=window, stride=stride, labels=labels, top_k=top_k
+            )
+        )
+        result = timeline.to_dict()
+        result["video"] = name
+        return result
+
     # -- Search --------------------------------------------------------------------------------
 
     def _require_index(self, top_k: int) -> VideoIndex:
@@ -400,16 +440,17 @@ class VideoApp:
         rows = []
         for hit in hits:
             row = self.index.row_of(hit.video)
-            rows.append(
-                {
-                    "rank": hit.rank,
-                    "video": hit.video,
-                    "name": Path(hit.video).name,
-                    "score": hit.score,
-                    "thumbnail": f"/thumbnail/{row}",
-                    "play": f"/video/{row}",
-                }
-            )
+            entry = {
+                "rank": hit.rank,
+                "video": hit.video,
+                "name": Path(hit.video).name,
+                "score": hit.score,
+                "thumbnail": f"/thumbnail/{row}",
+                "play": f"/video/{row}",
+            }
+            if hit.start is not None:  # a segment index: where the moment is
+                entry |= {"start": hit.start, "end": hit.end}
+            rows.append(entry)
         return SearchResult(query=query, hits=rows)
 
     # -- previews of indexed videos (request threads) -----------------------------------------

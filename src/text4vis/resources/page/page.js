@@ -19,7 +19,9 @@ async function answer(response) {
 fetch("/api/info").then(answer).then((info) => {
   $("info").textContent = "model " + info.model + ", " + info.frames + " frames per video";
   $("index-info").textContent = info.index
-    ? info.indexed_videos + " videos in " + info.index
+    ? info.indexed_videos + " videos" +
+      (info.indexed_segments ? " (" + info.indexed_segments + " segments)" : "") +
+      " in " + info.index
     : "No index loaded (start the app with --index INDEX).";
   if (!info.index) { $("search-button").disabled = true; }
 }).catch((e) => { $("info").textContent = e.message; });
@@ -29,11 +31,73 @@ $("label-file").addEventListener("change", async () => {
   if (file) { $("labels").value = await file.text(); }
 });
 
+// Colours of the timeline's labels: one per label name, in the order they first appear.
+const STRIP_COLOURS = ["#2f6fde", "#1e9e5a", "#d9822b", "#8e44ad", "#c0392b", "#16a085",
+                       "#7f8c8d", "#b7950b"];
+
+function seconds(value) { return value.toFixed(1) + " s"; }
+
+// The strip under the label player: one box per segment, its width its share of the video;
+// a click plays the video from the segment's start.
+function drawTimeline(timeline) {
+  const strip = $("timeline-strip");
+  strip.textContent = "";
+  const colours = new Map();
+  for (const segment of timeline.segments) {
+    if (!colours.has(segment.label)) {
+      colours.set(segment.label, STRIP_COLOURS[colours.size % STRIP_COLOURS.length]);
+    }
+    const box = document.createElement("div");
+    box.className = "segment";
+    box.style.flexGrow = String(segment.end - segment.start);
+    box.style.background = colours.get(segment.label);
+    box.textContent = segment.label;
+    box.title = segment.label + ": " + seconds(segment.start) + " - " + seconds(segment.end) +
+      " (" + (100 * segment.score).toFixed(0) + "%)";
+    box.dataset.start = String(segment.start);
+    box.dataset.end = String(segment.end);
+    box.addEventListener("click", () => {
+      const player = $("label-player");
+      if (player.hidden) { return; }
+      player.currentTime = segment.start;
+      player.play().catch(() => {});
+    });
+    strip.appendChild(box);
+  }
+  $("timeline-info").textContent = timeline.segments.length + " segments over " +
+    seconds(timeline.duration) + " (windows of " + seconds(timeline.window) + ")";
+  $("timeline").hidden = false;
+}
+
+async function labelTimeline(file, path, labels) {
+  const windowSeconds = $("window").value.trim();
+  if (!windowSeconds) { return; }
+  const params = new URLSearchParams({labels: labels, window: windowSeconds});
+  let request;
+  if (file) {
+    params.set("name", file.name);
+    request = fetch("/api/timeline?" + params, {method: "POST", body: file});
+  } else {
+    params.set("path", path);
+    request = fetch("/api/timeline?" + params, {method: "POST"});
+  }
+  const timeline = await answer(await request);
+  if (timeline.windows.length > 2) { drawTimeline(timeline); }  // a long video
+}
+
+let labelVideoUrl = null;
+
 $("label-button").addEventListener("click", async () => {
   showError("label-error", "");
   $("label-output").hidden = true;
   $("label-results").textContent = "";
   $("label-frames").textContent = "";
+  $("timeline").hidden = true;
+  $("timeline-strip").textContent = "";
+  const labelPlayer = $("label-player");
+  labelPlayer.hidden = true;
+  labelPlayer.removeAttribute("src");
+  if (labelVideoUrl) { URL.revokeObjectURL(labelVideoUrl); labelVideoUrl = null; }
   const file = $("video-file").files[0];
   const path = $("video-path").value.trim();
   const params = new URLSearchParams({labels: $("labels").value});
@@ -81,6 +145,12 @@ $("label-button").addEventListener("click", async () => {
       $("label-frames").appendChild(figure);
     });
     $("label-output").hidden = false;
+    if (file) {  // the uploaded file plays here; the strip seeks it
+      labelVideoUrl = URL.createObjectURL(file);
+      labelPlayer.src = labelVideoUrl;
+      labelPlayer.hidden = false;
+    }
+    await labelTimeline(file, path, params.get("labels"));
   } catch (e) {
     showError("label-error", e.message);
   } finally {
@@ -88,13 +158,23 @@ $("label-button").addEventListener("click", async () => {
   }
 });
 
+// Play a hit; a moment of a segment index plays from its start.
 function play(hit, card) {
   document.querySelectorAll(".hit.playing").forEach((c) => c.classList.remove("playing"));
   card.classList.add("playing");
   const player = $("player");
-  player.src = hit.play;
+  const start = typeof hit.start === "number" ? hit.start : 0;
   player.hidden = false;
-  player.play().catch(() => {});
+  const seek = () => {
+    player.currentTime = start;
+    player.play().catch(() => {});
+  };
+  if (player.getAttribute("src") === hit.play && player.readyState >= 1) {
+    seek();
+  } else {
+    player.addEventListener("loadedmetadata", seek, {once: true});
+    player.src = hit.play;
+  }
 }
 
 async function search() {
@@ -115,6 +195,12 @@ async function search() {
       const score = document.createElement("div");
       score.className = "hit-score";
       score.textContent = "#" + hit.rank + "  " + hit.score.toFixed(3);
+      if (typeof hit.start === "number") {
+        const span = document.createElement("span");
+        span.className = "hit-span";
+        span.textContent = "  " + seconds(hit.start) + " - " + seconds(hit.end);
+        score.appendChild(span);
+      }
       const name = document.createElement("div");
       name.className = "name hit-name";
       name.textContent = hit.name;
