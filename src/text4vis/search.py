@@ -54,8 +54,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from text4vis import distributed
 from text4vis.data.decoders import VideoDecodeError
 from text4vis.errors import DataError, MissingFileError, UsageError
+from text4vis.index_shards import update_sharded
 from text4vis.index_store import (
     HEADER_NAME,
     LEGACY_VECTORS_NAME,
@@ -775,10 +777,6 @@ class VideoIndex:
         if not inputs:
             raise VideoIndexError("no videos to index: give video files, frame folders or folders")
         chunk = chunk_size or 64 * predictor.batch_size
-
-        # torch: imported on use, so that the CLI's parser (and an export's path) load without it
-        from text4vis import distributed
-        from text4vis.index_shards import update_sharded
 
         if distributed.is_distributed():  # under torchrun: units spread over the ranks
             report = update_sharded(self, inputs, chunk=chunk, progress=progress)
