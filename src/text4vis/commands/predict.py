@@ -126,7 +126,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from text4vis.data.discovery import find_videos
     from text4vis.data.labels import parse_labels
     from text4vis.onnx_runtime import is_export
