@@ -54,6 +54,7 @@ __all__ = [
     "HFTokenizer",
     "OnnxPredictor",
     "is_export",
+    "parse_views",
     "read_export",
 ]
 
@@ -306,7 +307,8 @@ def crop_views(frames: np.ndarray, size: int, num_crops: int) -> list[np.ndarray
     ]
 
 
-def _parse_views(views: str) -> tuple[int, int]:
+def parse_views(views: str) -> tuple[int, int]:
+    """``"CLIPSxCROPS"`` -> ``(clips, crops)``; crops 1 or 3. Raises ValueError otherwise."""
     clips, _, crops = views.lower().partition("x")
     try:
         num_clips, num_crops = int(clips), int(crops)
@@ -381,7 +383,7 @@ class OnnxPredictor:
         self.resize_size = int(pre["resize_size"])
         self.frame_template = str(pre["frame_template"])
         self.frame_start_index = int(pre["frame_start_index"])
-        self.num_clips, self.num_crops = _parse_views(views)
+        self.num_clips, self.num_crops = parse_views(views)
         self.sampler = build_sampler(
             pre["sampling"],
             self.num_frames,

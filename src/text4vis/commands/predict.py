@@ -20,6 +20,7 @@ on stderr) while the others complete; the exit status is then 1.
 
 examples:
   text4vis predict clips/ --model runs/k400/model --labels "dancing,cooking,surfing"
+  text4vis predict clips/ --model exported/ --precision int8 --json   (ONNX Runtime, no PyTorch)
   text4vis predict a.mp4 b.mp4 --arch ViT-B-16 --weights ViT-B-16.pt --labels labels.txt --json
   text4vis predict clips/ --checkpoint runs/k400/20260101-000000/checkpoints/best.pt --csv out.csv
 
@@ -43,7 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: a trained model's own classes)",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", metavar="DIR", help="model folder written by save_pretrained")
+    source.add_argument(
+        "--model",
+        metavar="DIR",
+        help="model folder written by save_pretrained, or a folder written by `text4vis export` "
+        "(run on ONNX Runtime without PyTorch; --precision fp32 or int8)",
+    )
     source.add_argument("--checkpoint", metavar="CKPT", help="training checkpoint (.pt)")
     source.add_argument(
         "--arch",
@@ -120,16 +126,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     from text4vis.data.discovery import find_videos
     from text4vis.data.labels import parse_labels
-    from text4vis.predict import PredictError, Predictor
-    from text4vis.runs import setup_logging
+    from text4vis.onnx_runtime import is_export
 
-    setup_logging("INFO")
+    # An export folder runs on ONNX Runtime: nothing on its path may import torch (text4vis.predict
+    # and text4vis.runs do), so the torch path's imports come after the export's branch.
     if args.weights and not args.arch:
-        raise PredictError("--weights goes with --arch NAME (a CLIP backbone)")
+        raise UsageError("--weights goes with --arch NAME (a CLIP backbone)")
     if args.top_k < 1:
         raise UsageError(f"--top-k must be at least 1, got {args.top_k}")
     if args.live is not None:
@@ -152,6 +156,17 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.videos and args.live is None:
         raise UsageError("no videos: give video files, frame folders or folders (or --live SOURCE)")
+    if args.checkpoint and is_export(args.checkpoint):
+        raise UsageError(
+            f"--checkpoint {args.checkpoint} is an export folder (text4vis export); give it as "
+            f"--model {args.checkpoint}"
+        )
+    if args.model and is_export(args.model):
+        return _run_export(args)
+    from text4vis.predict import PredictError, Predictor
+    from text4vis.runs import setup_logging
+
+    setup_logging("INFO")
     labels = parse_labels(args.labels) if args.labels is not None else None
     options: dict[str, Any] = {
         "templates": args.templates,
@@ -182,6 +197,14 @@ def run(args: argparse.Namespace) -> int:
     if args.window is not None:
         return _run_timelines(predictor, videos, labels, args)
     results = predictor.predict_files(videos, labels, top_k=args.top_k)
+    return _report(results, args)
+
+
+def _report(results: list[Any], args: argparse.Namespace) -> int:
+    """Print (or write) the results as ``--json``, ``--csv`` or a table; name the unreadable
+    videos on stderr. Returns the exit status: 1 when some video could not be read."""
+    import sys
+
     if args.json:
         import json
 
@@ -199,6 +222,91 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if failed else 0
+
+
+def _refused_on_export(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The flags given that an export cannot honour, each with the reason."""
+    refused = []
+    if args.window is not None:
+        refused.append(("--window", "timelines of long videos run on the PyTorch model only"))
+    if args.live is not None:
+        refused.append(("--live", "live streams run on the PyTorch model only"))
+    if args.overrides:
+        refused.append(
+            (
+                "--set",
+                "an export reads videos as its export.json says (its graph takes that many "
+                "frames of that size); export the model again with other data settings",
+            )
+        )
+    if args.device not in ("auto", "cpu"):
+        refused.append(("--device", "an export runs on the CPU (ONNX Runtime); leave it out"))
+    if args.precision not in ("auto", "fp32", "int8"):
+        refused.append(
+            ("--precision", "an export has an fp32 graph and, exported with --int8, an int8 one")
+        )
+    return refused
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    """``--model EXPORT_DIR``: label the videos with :class:`text4vis.onnx_runtime.OnnxPredictor`
+    (ONNX Runtime, no torch import) and print them as the PyTorch path does."""
+    from text4vis.data.discovery import find_videos
+    from text4vis.data.labels import parse_labels
+    from text4vis.onnx_runtime import OnnxPredictor, parse_views
+
+    _log_to_console()
+    for flag, reason in _refused_on_export(args):
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        shown = f"{flag} {value}" if isinstance(value, (str, float, int)) else flag
+        raise UsageError(f"{shown}: --model {args.model} is an export folder, and {reason}")
+    try:
+        parse_views(args.views)
+    except ValueError as exc:
+        raise UsageError(f"--views {args.views}: {exc} (an export reads 1 or 3 crops)") from None
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.workers < 0:
+        raise UsageError(f"--workers must be 0 or more, got {args.workers}")
+    labels = parse_labels(args.labels) if args.labels is not None else None
+    predictor = OnnxPredictor.from_export(
+        args.model,
+        precision="fp32" if args.precision == "auto" else args.precision,
+        templates=args.templates,
+        views=args.views,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+    )
+    videos = find_videos(
+        args.videos,
+        frame_template=predictor.frame_template,
+        start_index=predictor.frame_start_index,
+    )
+    results = predictor.predict_files(videos, labels, top_k=args.top_k)
+    return _report(results, args)
+
+
+def _log_to_console() -> None:
+    """INFO records of ``text4vis`` on stderr, as :func:`text4vis.runs.setup_logging` writes
+    them on a single process (which imports torch, so the export's path does not call it)."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("text4vis")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        if getattr(handler, "_text4vis", False):
+            logger.removeHandler(handler)
+            handler.close()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(
+        logging.Formatter(
+            "%(asctime)s [rank0] %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+        )
+    )
+    console._text4vis = True  # type: ignore[attr-defined]
+    logger.addHandler(console)
 
 
 def _override_data(data: Any, overrides: list[str]) -> Any:
