@@ -28,8 +28,13 @@ _CONTENT = st.one_of(
 )
 
 
+# One scratch folder for the whole module, removed when the test process ends (each Hypothesis
+# example gets its own subfolder; they once left thousands of folders in /tmp).
+_SCRATCH = tempfile.TemporaryDirectory(prefix="t4v-hyp-")
+
+
 def _write(content: bytes, name: str) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="t4v-hyp-"))
+    folder = Path(tempfile.mkdtemp(dir=_SCRATCH.name))
     path = folder / name
     path.write_bytes(content)
     return path
