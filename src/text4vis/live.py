@@ -271,12 +271,13 @@ class LiveSession:
                     break
                 serial_now, newest, arrived = snapshot[-1]
                 end = newest.time
-                start = max(0.0, end - self.window)
+                start = round(max(0.0, end - self.window), 6)  # 1.1 - 1.0 is 0.1000...09
                 chosen = []
                 for t in sample_times(start, end, num_segments):
                     on_screen = [item for item in snapshot if item[1].time <= t]
                     chosen.append(on_screen[-1] if on_screen else snapshot[0])
-                first_serial = min(item[0] for item in snapshot if item[1].time >= start)
+                # A frame shown at the window's start (within a microsecond) is in the window.
+                first_serial = min(item[0] for item in snapshot if item[1].time >= start - 1e-6)
                 skipped = max(0, first_serial - last_serial - 1)
                 converted: dict[int, Any] = {}
                 clip = []
