@@ -228,3 +228,17 @@ def demo_search_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
     finally:
         torch.set_num_threads(threads)
     return {"root": root, "dataset": dataset, "model_dir": Path(summary.model_dir)}
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny-vit model with random weights and its own three classes, saved as a folder (for
+    the commands, which load models by path: timelines, live streams, segment indexes)."""
+    from text4vis.config import ModelConfig
+    from text4vis.models.video import VideoRecognizer
+
+    cfg = ModelConfig(arch="tiny-vit", temporal="mean", logit_scale=100.0)
+    model = VideoRecognizer.from_config(cfg, ["one", "two", "three"], num_frames=2, image_size=32)
+    folder = tmp_path_factory.mktemp("model") / "model"
+    model.save_pretrained(folder)
+    return folder

@@ -133,18 +133,6 @@ def test_live_http_stream_labels_follow_the_video(stream_file: Path) -> None:
     assert max(r.delay for r in results) < 2.0
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from text4vis.config import ModelConfig
-    from text4vis.models.video import VideoRecognizer
-
-    cfg = ModelConfig(arch="tiny-vit", temporal="mean", logit_scale=100.0)
-    model = VideoRecognizer.from_config(cfg, ["one", "two", "three"], num_frames=2, image_size=32)
-    folder = tmp_path_factory.mktemp("model") / "model"
-    model.save_pretrained(folder)
-    return folder
-
-
 def cli(saved_model: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "text4vis", "predict", "--model", str(saved_model), *args]
 

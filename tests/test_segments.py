@@ -184,19 +184,6 @@ def test_a_plain_index_still_holds_whole_videos(
         index.check_segments(WINDOW, STRIDE)
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny-vit model with random weights, saved as a folder (the CLI loads models by path)."""
-    from text4vis.config import ModelConfig
-    from text4vis.models.video import VideoRecognizer
-
-    cfg = ModelConfig(arch="tiny-vit", temporal="mean", logit_scale=100.0)
-    model = VideoRecognizer.from_config(cfg, ["one", "two", "three"], num_frames=2, image_size=32)
-    folder = tmp_path_factory.mktemp("model") / "model"
-    model.save_pretrained(folder)
-    return folder
-
-
 def test_cli_index_segments_search_and_refused_settings(
     saved_model: Path, videos: dict[str, Any], tmp_path: Path, capsys: Any
 ) -> None:

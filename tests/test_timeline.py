@@ -359,19 +359,6 @@ def test_unreadable_videos_get_an_error_entry(predictor: Any, tmp_path: Path) ->
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny-vit model with random weights and its own three classes, saved as a folder."""
-    from text4vis.config import ModelConfig
-    from text4vis.models.video import VideoRecognizer
-
-    cfg = ModelConfig(arch="tiny-vit", temporal="mean", logit_scale=100.0)
-    model = VideoRecognizer.from_config(cfg, ["one", "two", "three"], num_frames=2, image_size=32)
-    folder = tmp_path_factory.mktemp("model") / "model"
-    model.save_pretrained(folder)
-    return folder
-
-
 def test_cli_timeline_json_csv_and_table(
     saved_model: Path, long_video: dict[str, Any], tmp_path: Path, capsys: Any
 ) -> None:

@@ -467,15 +467,8 @@ def _add_page_routes(api: FastAPI, video_app: VideoApp) -> None:
         all labels ranked, with the sampled frames."""
         names = video_app.parse_labels(labels)
         if name:  # an uploaded file: the raw body, streamed to the work folder
-            target = video_app.save_upload(name, [])
+            target = await _save_body(video_app, request, name)
             try:
-                size = 0
-                with target.open("wb") as handle:
-                    async for chunk in request.stream():
-                        size += len(chunk)
-                        await run_in_threadpool(handle.write, chunk)
-                if size == 0:
-                    raise UsageError(f"the upload of {name} is empty")
                 result = await video_app.label(target, names, name=name, frames=True)
             finally:
                 target.unlink(missing_ok=True)
