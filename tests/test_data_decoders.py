@@ -289,3 +289,47 @@ def test_shared_rgb_conversion_equals_per_frame_conversion(tmp_path, frames):
                 assert got.shape == expected.shape and np.array_equal(got, expected)
                 compared += 1
     assert compared == 2 * len(frames) + len(large)
+
+
+def _write_rotated(path: Path, rotation: int) -> np.ndarray:
+    """A 64 wide x 32 high lossless file whose display matrix turns it ``rotation`` degrees
+    counter-clockwise; a red block marks the coded top-left corner. Returns the coded picture."""
+    coded = np.full((32, 64, 3), 40, np.uint8)
+    coded[:16, :16] = (230, 30, 30)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10, options={"qp": "0"})
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv444p"
+        stream.set_display_rotation(rotation)
+        for _ in range(6):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(coded, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return coded
+
+
+def _red(picture: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(picture.astype(float) - (230, 30, 30), axis=-1) < 40
+
+
+@pytest.mark.parametrize("rotation", [0, 90, -90, 180])
+def test_pyav_turns_a_rotated_file_upright(tmp_path, rotation):
+    """Whole-clip reads (predict, training, the page) and extracted frame folders show the
+    picture as a player does: turned by the display matrix, like the timeline's stream reader."""
+    from text4vis.data.prepare import extract_video_frames
+    from text4vis.data.streams import open_frame_stream
+
+    path = tmp_path / f"rotated{rotation}.mp4"
+    coded = _write_rotated(path, rotation)
+    expected = np.rot90(coded, k=(rotation // 90) % 4)  # counter-clockwise quarter turns
+    with PyAVReader(path) as reader:
+        clip = reader.frames([0, 3, 5])
+    assert clip.shape == (3, *expected.shape)
+    for frame in clip:
+        np.testing.assert_array_equal(_red(frame), _red(expected))
+    with open_frame_stream(path) as stream:
+        np.testing.assert_array_equal(next(iter(stream)).rgb(), clip[0])
+    count = extract_video_frames(path, tmp_path / "frames", short_side=32)
+    extracted = open_video(tmp_path / "frames", num_frames=count).frames([0])[0]
+    assert extracted.shape == expected.shape  # short side 32: the size is kept
+    assert (_red(extracted) == _red(expected)).mean() > 0.97  # JPEG edges may differ

@@ -120,6 +120,17 @@ def _to_rgb(frame: Any) -> np.ndarray:
     return reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
 
+def upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
+    """The picture as it is meant to be shown: ``rgb`` (uint8 [H, W, 3]) turned ``rotation``
+    degrees counter-clockwise (the display matrix's angle, as PyAV's ``VideoFrame.rotation`` and
+    FFmpeg's ``-display_rotation`` give it), to the nearest quarter turn."""
+    quarter_turns = int(round(float(rotation) / 90.0)) % 4
+    if quarter_turns == 0:
+        return rgb
+    # np.rot90 turns counter-clockwise for positive k: the first column becomes the last row.
+    return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))
+
+
 class PyAVReader:
     """Frames of a video file through PyAV, by presentation order.
 
@@ -273,7 +284,7 @@ class PyAVReader:
             if position > first and first not in got:
                 return False  # overshot: the seek landed after the first needed frame
             if position in need and position not in got:
-                got[position] = _to_rgb(frame)
+                got[position] = upright(_to_rgb(frame), frame.rotation)
                 remaining = [k for k in pending if k not in got]
                 if not remaining:
                     return True

@@ -23,6 +23,7 @@ from typing import TypeVar
 
 import av
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from text4vis.data.annotations import (
@@ -31,7 +32,7 @@ from text4vis.data.annotations import (
     read_annotations,
     write_annotations,
 )
-from text4vis.data.decoders import FrameFolderReader, VideoDecodeError, open_video
+from text4vis.data.decoders import FrameFolderReader, VideoDecodeError, open_video, upright
 from text4vis.data.discovery import VIDEO_EXTENSIONS
 from text4vis.data.labels import check_distinct_names, write_labels
 from text4vis.distributed import is_main_process
@@ -202,7 +203,8 @@ def extract_video_frames(
                 width, height = frame.width, frame.height
                 scale = short_side / min(width, height)
                 size = (max(1, round(width * scale)), max(1, round(height * scale)))
-                image = frame.reformat(width=size[0], height=size[1], format="rgb24").to_image()
+                scaled = frame.reformat(width=size[0], height=size[1], format="rgb24")
+                image = Image.fromarray(upright(scaled.to_ndarray(), frame.rotation))
                 image.save(out_folder / frame_template.format(start_index + count), quality=quality)
                 count += 1
     except (av.FFmpegError, OSError) as exc:

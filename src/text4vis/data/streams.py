@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from text4vis.data.decoders import FrameFolderReader, _to_rgb
+from text4vis.data.decoders import FrameFolderReader, _to_rgb, upright
 from text4vis.errors import UsageError, VideoDecodeError
 
 __all__ = [
@@ -57,17 +57,6 @@ __all__ = [
 logger = logging.getLogger("text4vis.data.streams")
 
 _Item = TypeVar("_Item")
-
-
-def upright(rgb: np.ndarray, rotation: float) -> np.ndarray:
-    """The picture as it is meant to be shown: ``rgb`` (uint8 [H, W, 3]) turned ``rotation``
-    degrees counter-clockwise (the display matrix's angle, as PyAV's ``VideoFrame.rotation`` and
-    FFmpeg's ``-display_rotation`` give it), to the nearest quarter turn."""
-    quarter_turns = int(round(float(rotation) / 90.0)) % 4
-    if quarter_turns == 0:
-        return rgb
-    # np.rot90 turns counter-clockwise for positive k: the first column becomes the last row.
-    return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns))
 
 
 class TimedFrame:
