@@ -33,8 +33,7 @@ pytest.importorskip("onnxruntime")
 from text4vis.cli import main  # noqa: E402
 from text4vis.onnx_runtime import OnnxPredictor  # noqa: E402
 from text4vis.predict import Predictor  # noqa: E402
-from text4vis.serve import ServeSettings, VideoApp, create_app  # noqa: E402
-from text4vis.serve.model import ServedModel  # noqa: E402
+from text4vis.serve import ServedModel, ServeSettings, VideoApp, create_app  # noqa: E402
 
 NEW_LABELS = ["dancing", "cooking", "red paint", "a yellow bird"]
 # The export resizes with Pillow, PyTorch with torchvision: within one grey level (see
