@@ -242,3 +242,53 @@ def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("model") / "model"
     model.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A tiny-vit model (random weights, T=4, 32 px) with a MiniLM text classifier of the four
+    colours, saved, exported with `text4vis export --int8`, and one colour clip per class in
+    ``clips/``: ``{"model", "export", "videos"}``."""
+    import torch
+
+    from text4vis.cli import main
+    from text4vis.config import DataConfig, ModelConfig
+    from text4vis.models.video import VideoRecognizer
+
+    root = tmp_path_factory.mktemp("onnx_export")
+    records = write_colour_clips(root, per_class=1, frames=8, size=40)
+    cfg = ModelConfig(
+        arch="tiny-vit",
+        temporal="transformer",
+        temporal_layers=2,
+        classifier="text",
+        text_encoder="sentence-transformers:all-MiniLM-L6-v2",
+    )
+    torch.manual_seed(0)
+    model = VideoRecognizer.from_config(cfg, list(COLOURS), num_frames=4)
+    model.save_pretrained(
+        root / "model", data_config=DataConfig(num_segments=4, input_size=32, resize_size=36)
+    )
+    export = root / "exp"
+    assert main(["export", str(root / "model"), "--format", "onnx", "--out", str(export),
+                 "--int8"]) == 0  # fmt: skip
+    return {
+        "model": root / "model",
+        "export": export,
+        "videos": [str(root / r.path) for r in records],
+    }
+
+
+#: The start of a Python script run in a subprocess in which torch and torchvision cannot be
+#: imported (an import of either raises ImportError): what a machine without PyTorch sees.
+NO_TORCH_PRELUDE = """
+import importlib.abc, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision"):
+            raise ImportError(f"{name} is unimportable in this test")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+"""

@@ -177,8 +177,8 @@ def test_the_run_folders_log_keeps_the_traceback_of_a_bug(
 @pytest.fixture
 def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The page's server over a stand-in model (no index): only the request handling runs."""
-    model = SimpleNamespace(model_cfg=SimpleNamespace(arch="stub"), class_names=["a", "b"])
-    predictor = SimpleNamespace(model=model, data=SimpleNamespace(num_segments=8))
+    # What /api/info asks of a served model (text4vis.serve.model.ServedModel).
+    predictor = SimpleNamespace(arch="stub", num_frames=8, class_names=["a", "b"])
     from text4vis.serve import VideoApp, start_in_thread
 
     app = VideoApp(predictor, None)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import write_colour_clips
+from conftest import NO_TORCH_PRELUDE, write_colour_clips
 from text4vis.config import DataConfig, ModelConfig
 from text4vis.models.export import VideoGraph, export_onnx, quantize_onnx_int8
 from text4vis.models.video import VideoRecognizer
@@ -322,17 +322,10 @@ def test_int8_agrees_with_fp32(minilm_export):
 
 
 # The runtime in a process where torch (and torchvision) cannot be imported.
-TORCH_FREE = textwrap.dedent(
+TORCH_FREE = NO_TORCH_PRELUDE + textwrap.dedent(
     """
-    import importlib.abc, json, sys
+    import json, sys
 
-    class NoTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "torchvision"):
-                raise ImportError(f"{name} is unimportable in this test")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
     from text4vis.onnx_runtime import OnnxPredictor
 
     export, videos, labels = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])

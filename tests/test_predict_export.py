@@ -11,58 +11,22 @@ import sys
 import textwrap
 
 import pytest
-import torch
 
-from conftest import write_colour_clips
-from test_export import COLOURS, T, small_data
+from conftest import NO_TORCH_PRELUDE
+from test_export import COLOURS
 from text4vis.cli import main
-from text4vis.config import ModelConfig
-from text4vis.models.video import VideoRecognizer
 
 pytest.importorskip("onnxruntime")
 
 NEW_LABELS = "dancing,cooking,red paint,a yellow bird"
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny-vit model with a MiniLM text classifier, saved, exported with `text4vis export
-    --int8`, and one colour clip per class: ``{"model", "export", "videos"}``."""
-    root = tmp_path_factory.mktemp("predict_export")
-    records = write_colour_clips(root, per_class=1, frames=8, size=40)
-    cfg = ModelConfig(
-        arch="tiny-vit",
-        temporal="transformer",
-        temporal_layers=2,
-        classifier="text",
-        text_encoder="sentence-transformers:all-MiniLM-L6-v2",
-    )
-    torch.manual_seed(0)
-    model = VideoRecognizer.from_config(cfg, COLOURS, num_frames=T)
-    model.save_pretrained(root / "model", data_config=small_data())
-    export = root / "exp"
-    assert main(["export", str(root / "model"), "--format", "onnx", "--out", str(export),
-                 "--int8"]) == 0  # fmt: skip
-    return {
-        "model": root / "model",
-        "export": export,
-        "videos": [str(root / r.path) for r in records],
-    }
-
-
 # `text4vis predict` runs of argv lists, each in this process, with torch (and torchvision)
 # unimportable; prints per run its exit status and standard output, and the torch modules loaded.
-TORCH_FREE = textwrap.dedent(
+TORCH_FREE = NO_TORCH_PRELUDE + textwrap.dedent(
     """
-    import contextlib, importlib.abc, io, json, sys
+    import contextlib, io, json, sys
 
-    class NoTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "torchvision"):
-                raise ImportError(f"{name} is unimportable in this test")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
     from text4vis.cli import main
 
     runs = []
@@ -89,8 +53,8 @@ def torch_path(model: str, videos: list[str], *extra: str, capsys) -> list[dict]
 
 
 @pytest.mark.process
-def test_export_predicts_as_the_model_without_torch(exported, tmp_path, capsys):
-    videos, export = exported["videos"], str(exported["export"])
+def test_export_predicts_as_the_model_without_torch(onnx_export, tmp_path, capsys):
+    videos, export = onnx_export["videos"], str(onnx_export["export"])
     argvs = [
         ["predict", *videos, "--model", export, "--json", "--top-k", "4"],
         ["predict", *videos, "--model", export, "--json", "--labels", NEW_LABELS, "--top-k", "2"],
@@ -121,7 +85,7 @@ def test_export_predicts_as_the_model_without_torch(exported, tmp_path, capsys):
 
     # The same top labels as the PyTorch path on the saved model; scores within the resize's
     # one-grey-level difference (see tests/test_export.py), and the same JSON keys.
-    want = torch_path(str(exported["model"]), videos, "--top-k", "4", capsys=capsys)
+    want = torch_path(str(onnx_export["model"]), videos, "--top-k", "4", capsys=capsys)
     got = json.loads(own["stdout"])
     assert [r["video"] for r in got] == [r["video"] for r in want] == videos
     assert [set(r) for r in got] == [set(r) for r in want]
@@ -137,7 +101,7 @@ def test_export_predicts_as_the_model_without_torch(exported, tmp_path, capsys):
 
     # New label names go through the export's text graph, as through the model's text encoder.
     want_new = torch_path(
-        str(exported["model"]), videos, "--labels", NEW_LABELS, "--top-k", "2", capsys=capsys
+        str(onnx_export["model"]), videos, "--labels", NEW_LABELS, "--top-k", "2", capsys=capsys
     )
     assert [labels[0] for labels in top_labels(new["stdout"])] == [
         r["predictions"][0]["label"] for r in want_new
@@ -151,11 +115,11 @@ def test_export_predicts_as_the_model_without_torch(exported, tmp_path, capsys):
     assert all(r["rank"] == "1" and r["label"] in COLOURS and not r["error"] for r in rows)
 
 
-def test_export_table_and_unreadable_video(exported, tmp_path, capsys):
+def test_export_table_and_unreadable_video(onnx_export, tmp_path, capsys):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video")
-    video = exported["videos"][0]
-    code = main(["predict", video, str(bad), "--model", str(exported["export"]), "--top-k", "2"])
+    video = onnx_export["videos"][0]
+    code = main(["predict", video, str(bad), "--model", str(onnx_export["export"]), "--top-k", "2"])
     out, err = capsys.readouterr()
     assert code == 1
     lines = out.splitlines()
@@ -174,15 +138,15 @@ def test_export_table_and_unreadable_video(exported, tmp_path, capsys):
         (["--views", "2x2"], "--views 2x2"),
     ],
 )
-def test_export_refuses_what_only_the_torch_path_does(exported, extra, named, capsys):
-    export = str(exported["export"])
-    code = main(["predict", exported["videos"][0], "--model", export, *extra])
+def test_export_refuses_what_only_the_torch_path_does(onnx_export, extra, named, capsys):
+    export = str(onnx_export["export"])
+    code = main(["predict", onnx_export["videos"][0], "--model", export, *extra])
     err = capsys.readouterr().err
     assert code == 2
     assert f"error: {named}" in err and "export" in err
 
 
-def test_export_given_as_checkpoint_is_refused(exported, capsys):
-    export = str(exported["export"])
-    assert main(["predict", exported["videos"][0], "--checkpoint", export]) == 2
+def test_export_given_as_checkpoint_is_refused(onnx_export, capsys):
+    export = str(onnx_export["export"])
+    assert main(["predict", onnx_export["videos"][0], "--checkpoint", export]) == 2
     assert f"give it as --model {export}" in capsys.readouterr().err

@@ -37,11 +37,11 @@ import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
-from text4vis.data.decoders import VideoDecodeError, open_video
+from text4vis.data.decoders import VideoDecodeError, VideoReader, open_video
 from text4vis.data.labels import check_labels, match_class_names, normalize_class_name
 from text4vis.data.sampling import build_sampler
 from text4vis.errors import Text4VisError
@@ -532,6 +532,21 @@ class OnnxPredictor:
     # Videos
     # ------------------------------------------------------------------------------------------
 
+    def open_video(self, path: str | Path) -> VideoReader:
+        """A reader of a video file or frame folder with the export's frame names (one
+        decoding thread)."""
+        return open_video(
+            str(path),
+            frame_template=self.frame_template,
+            start_index=self.frame_start_index,
+            threads=1,
+        )
+
+    def sample_frames(self, num_frames: int) -> np.ndarray:
+        """The frame numbers of each evaluation clip of a video of ``num_frames`` frames: int64
+        ``[clips, T]`` (evaluation samplers draw nothing at random)."""
+        return self.sampler(num_frames, np.random.default_rng(0))
+
     def read_views(self, path: str | Path) -> np.ndarray:
         """Decode, sample, resize and crop one video: uint8 ``[V, T, S, S, 3]`` (V = clips x
         crops, clip-major, as the evaluation datasets order them).
@@ -539,14 +554,9 @@ class OnnxPredictor:
         Raises:
             VideoDecodeError: the video cannot be read.
         """
-        reader: Any = open_video(
-            str(path),
-            frame_template=self.frame_template,
-            start_index=self.frame_start_index,
-            threads=1,
-        )
+        reader: Any = self.open_video(path)
         try:
-            indices = self.sampler(reader.num_frames, np.random.default_rng(0))  # [clips, T]
+            indices = self.sample_frames(reader.num_frames)  # [clips, T]
             frames = reader.frames(indices.reshape(-1))  # [clips*T, H, W, 3]
         finally:
             if hasattr(reader, "close"):
@@ -562,13 +572,26 @@ class OnnxPredictor:
         outputs = self.video_session.run(None, {"video": np.ascontiguousarray(clips)})
         return dict(zip(self.video_outputs, outputs))
 
-    def _read(self, path: str) -> np.ndarray | str:
+    def load_views(self, path: str | Path) -> np.ndarray:
+        """:meth:`read_views`, any failure to read the video raised as a VideoDecodeError (a
+        frame too small to crop is the video's fault, as :class:`text4vis.Predictor` reports
+        it).
+
+        Raises:
+            VideoDecodeError: the video cannot be read.
+        """
         try:
             return self.read_views(path)
+        except VideoDecodeError:
+            raise
+        except Exception as exc:  # reported per video, as Predictor does
+            raise VideoDecodeError(str(path), f"{type(exc).__name__}: {exc}") from exc
+
+    def _read(self, path: str) -> np.ndarray | str:
+        try:
+            return self.load_views(path)
         except VideoDecodeError as exc:
             return exc.reason
-        except Exception as exc:  # reported per video, as Predictor does
-            return f"{type(exc).__name__}: {exc}"
 
     def embed_videos(
         self, videos: Sequence[str | Path]
@@ -605,6 +628,58 @@ class OnnxPredictor:
         softmax of ``logit_scale * cos`` per view, averaged over the views."""
         logits = self.logit_scale * _normalize(embeddings) @ _normalize(weight).T  # [N, V, C]
         return _softmax(logits).mean(axis=1)
+
+    # ------------------------------------------------------------------------------------------
+    # One video at a time (the server's interface: text4vis.serve.model.ServedModel)
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def arch(self) -> str:
+        """The architecture's name (as the export records it)."""
+        return str((self.description.get("model") or {}).get("arch", "export"))
+
+    @property
+    def class_names(self) -> list[str]:
+        """The model's own classes (empty when the export has no classifier)."""
+        return list(self.labels) if self._weight is not None else []
+
+    def embed_views(self, views: Sequence[np.ndarray]) -> np.ndarray:
+        """One run of the video graph over several videos' views (each of :meth:`load_views`,
+        the same V): ``N x [V, T, S, S, 3] -> float32 [N, V, D]``, before L2 normalisation."""
+        stacked = np.stack(list(views))  # [N, V, T, S, S, 3]
+        n, v = stacked.shape[:2]
+        out = self.run_video(stacked.reshape(n * v, *stacked.shape[2:]))["embeddings"]
+        return np.asarray(out, dtype=np.float32).reshape(n, v, -1)  # [N, V, D]
+
+    def score_views(self, embeddings: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """:meth:`scores` (the name :class:`text4vis.Predictor` gives it for NumPy arrays)."""
+        return self.scores(embeddings, weight)
+
+    def trim_classifiers(self, keep: int) -> None:
+        """Forget the oldest cached text classifiers beyond ``keep`` label sets."""
+        while len(self._classifiers) > max(keep, 0):
+            self._classifiers.pop(next(iter(self._classifiers)))
+
+    def timeline(
+        self,
+        video: str | Path,
+        *,
+        window: float,
+        stride: float | None = None,
+        labels: Sequence[str] | None = None,
+        top_k: int | None = 5,
+    ) -> NoReturn:
+        """Refused: timelines of long videos (:meth:`text4vis.Predictor.timeline`) run on the
+        PyTorch model only.
+
+        Raises:
+            UsageError: always, naming the reason and what to do instead.
+        """
+        raise PredictError(
+            f"{self.directory} is an export (text4vis export), and timelines of long videos "
+            "run on the PyTorch model only; use the model folder the export was made from "
+            "(--model MODEL_DIR) for timelines"
+        )
 
     def predict_files(
         self,

@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
@@ -47,9 +48,10 @@ from torch import nn
 from text4vis.config import Config, DataConfig, EvalConfig, ModelConfig
 from text4vis.data.annotations import VideoRecord
 from text4vis.data.dataset import VideoDataset
-from text4vis.data.decoders import FrameFolderReader, VideoDecodeError
+from text4vis.data.decoders import FrameFolderReader, VideoDecodeError, VideoReader, open_video
 from text4vis.data.labels import check_labels, match_class_names
 from text4vis.data.loaders import build_loader
+from text4vis.data.sampling import build_sampler
 from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
 from text4vis.engine.loops import aggregate_views, iterate_views, parse_views, prepare_inference
 from text4vis.errors import UsageError
@@ -507,6 +509,87 @@ class Predictor:
         unit = F.normalize(weight.float(), dim=-1)  # [C, D]
         logits = scaled_cosine_logits(embeddings.reshape(n * v, d).float(), unit, scale)
         return aggregate_views(logits.reshape(n, v, -1), "prob")  # [N, V, C] -> [N, C]
+
+    # ------------------------------------------------------------------------------------------
+    # One video at a time (the server's interface: text4vis.serve.model.ServedModel)
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def arch(self) -> str:
+        """The architecture's name."""
+        return self.model.model_cfg.arch
+
+    @property
+    def num_frames(self) -> int:
+        """T, the frames sampled per clip."""
+        return self.data.num_segments
+
+    @property
+    def class_names(self) -> list[str]:
+        """The model's own classes (empty when it has no classifier)."""
+        return list(self.model.class_names or []) if self.model.classifier is not None else []
+
+    def open_video(self, path: str | Path) -> VideoReader:
+        """A reader of a video file or frame folder with the data settings' decoder and frame
+        names (one decoding thread)."""
+        data = self.data
+        return open_video(
+            path, data.decoder, data.frame_template, data.frame_start_index, threads=1
+        )
+
+    def sample_frames(self, num_frames: int) -> np.ndarray:
+        """The frame numbers of each evaluation clip of a video of ``num_frames`` frames: int64
+        ``[clips, T]`` (evaluation samplers draw nothing at random)."""
+        data = self.data
+        sampler = build_sampler(
+            data.sampling,
+            data.num_segments,
+            train=False,
+            num_clips=self.num_clips,
+            dense_stride=data.dense_stride,
+        )
+        return sampler(num_frames, np.random.default_rng(0))
+
+    def load_views(self, path: str | Path) -> torch.Tensor:
+        """One video's views as the model takes them: float ``[V, T, 3, S, S]``, sampled and
+        transformed as :meth:`predict` does (frame folders included).
+
+        Raises:
+            VideoDecodeError: the video cannot be read.
+        """
+        item = self._dataset([str(path)])[0]
+        if item.get("video") is None:
+            raise VideoDecodeError(str(path), str(item.get("reason", "unreadable")))
+        return item["video"]
+
+    def embed_views(self, views: Sequence[torch.Tensor]) -> np.ndarray:
+        """One forward pass over several videos' views (each of :meth:`load_views`, the same V):
+        ``N x [V, T, 3, S, S] -> float32 [N, V, D]`` as a NumPy array, before L2 normalisation."""
+        video = torch.stack(list(views))  # [N, V, T, 3, S, S]
+        batch = {
+            "video": video,
+            "label": torch.zeros(len(video), dtype=torch.long),
+            "index": torch.arange(len(video)),
+        }
+        with torch.inference_mode():
+            (out,) = iterate_views(
+                self.model,
+                [batch],
+                output="embeddings",
+                device=self.device,
+                precision=self._autocast,  # as embed_videos runs (fp32 for int8 models)
+            )
+        return out.values.float().cpu().numpy().copy()  # [N, V, D]
+
+    def score_views(self, embeddings: np.ndarray, weight: torch.Tensor) -> np.ndarray:
+        """:meth:`scores` on a NumPy array of embeddings ``[N, V, D]``: float32 ``[N, C]``."""
+        return self.scores(torch.from_numpy(np.asarray(embeddings)), weight).numpy()
+
+    def trim_classifiers(self, keep: int) -> None:
+        """Forget the oldest cached text classifiers beyond ``keep`` label sets (a server
+        whose clients send ever new label sets keeps its memory bounded)."""
+        while len(self._classifiers) > max(keep, 0):
+            self._classifiers.pop(next(iter(self._classifiers)))
 
     def predict_files(
         self,

@@ -15,6 +15,7 @@ __all__ = [
     "add_precision_argument",
     "add_saved_model_argument",
     "config_from_args",
+    "log_to_console",
     "write_csv",
 ]
 
@@ -115,3 +116,26 @@ def write_csv(target: str, header: Sequence[str], rows: Iterable[Sequence[Any]])
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def log_to_console() -> None:
+    """INFO records of ``text4vis`` on stderr, as :func:`text4vis.runs.setup_logging` writes
+    them on a single process (which imports torch, so the paths of an export call this)."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("text4vis")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        if getattr(handler, "_text4vis", False):
+            logger.removeHandler(handler)
+            handler.close()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(
+        logging.Formatter(
+            "%(asctime)s [rank0] %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+        )
+    )
+    console._text4vis = True  # type: ignore[attr-defined]
+    logger.addHandler(console)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 COMMAND = "serve"
 HELP = "a JSON API (label a video, search an index; OpenAPI at /openapi.json) and the page"
@@ -23,20 +24,37 @@ Concurrent requests are batched into one forward pass (--max-batch, --max-wait-m
 127.0.0.1 (this machine only) unless --host says otherwise; labelling by path reads only inside
 the --allow folders.
 
+--model is a saved model (PyTorch), or a folder of `text4vis export` (ONNX Runtime, without
+PyTorch: labelling by upload or path, new label names through its text graph; no timelines, no
+--index).
+
 examples:
   text4vis serve --model runs/k400/model --index clips.index --allow /data/videos
+  text4vis serve --model exported/ --precision int8 --allow /data/videos
   curl -F video=@clip.mp4 -F labels='dancing, cooking' http://127.0.0.1:8000/v1/label/upload
   curl -H 'Content-Type: application/json' -d '{"text": "a dog catching a frisbee"}' \\
        http://127.0.0.1:8000/v1/search
 """
 
+# The top-level modules of the serve extra's packages (FastAPI, uvicorn, python-multipart).
+SERVE_EXTRA = {"fastapi", "starlette", "pydantic", "pydantic_core", "uvicorn", "multipart",
+               "python_multipart", "anyio", "h11"}  # fmt: skip
+
 
 def add_server_arguments(parser: argparse.ArgumentParser, *, port: int, allow_help: str) -> None:
     """The options `serve` and `app` share: model, index, address, folders, limits."""
-    from text4vis.commands._common import add_precision_argument, add_saved_model_argument
+    from text4vis.commands._common import (
+        SAVED_MODEL_HELP,
+        add_precision_argument,
+        add_saved_model_argument,
+    )
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_saved_model_argument(parser)
+    add_saved_model_argument(
+        parser,
+        help_text=f"{SAVED_MODEL_HELP}, or a folder written by `text4vis export` (ONNX Runtime, "
+        "no PyTorch; --precision fp32 or int8)",
+    )
     parser.add_argument("--index", metavar="INDEX", help="index folder from `text4vis index`")
     parser.add_argument("--allow", action="append", default=None, metavar="DIR", help=allow_help)
     parser.add_argument("--port", type=int, default=port, help=f"port ({port}; 0 = any free port)")
@@ -79,24 +97,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def start_server(args: argparse.Namespace, allow: list[str]) -> int:
-    """Load the model (and index) and serve until interrupted: `serve` and `app`."""
+    """Load the model (and index) and serve until interrupted: `serve` and `app`.
+
+    ``--model`` may be an export folder (``text4vis export``): it runs on ONNX Runtime and nothing
+    on its path imports torch (:mod:`text4vis.predict`, :mod:`text4vis.runs` and
+    :mod:`text4vis.search` do, so they are imported on the PyTorch path only).
+    """
     import contextlib
     import signal
+
+    from text4vis.onnx_runtime import is_export
 
     try:
         from text4vis.serve import ServeSettings, VideoApp, run
     except ImportError as exc:
         from text4vis.errors import UsageError
 
+        if (exc.name or "").split(".")[0] not in SERVE_EXTRA:
+            raise  # not a package of the extra: a bug, with its traceback
         raise UsageError(
             f"the server needs the serve extra ({exc.name} is missing): "
             "pip install 'text4vis[serve]'"
         ) from None
-    from text4vis.predict import Predictor
-    from text4vis.runs import setup_logging
-    from text4vis.search import VideoIndex
 
-    setup_logging("INFO")
     settings = ServeSettings(
         max_body_mb=args.max_body_mb,
         timeout_s=args.timeout,
@@ -105,17 +128,12 @@ def start_server(args: argparse.Namespace, allow: list[str]) -> int:
         max_queue=args.max_queue,
     )
     settings.check()
-    index = VideoIndex.load(args.index) if args.index else None
-    views = index.meta["data"]["views"] if index is not None else "1x1"
-    predictor = Predictor.from_pretrained(
-        args.model,
-        views=views,
-        num_workers=0,
-        device=args.device,
-        precision=args.precision,
-    )
+    if is_export(args.model):
+        model, index = _load_export(args), None
+    else:
+        model, index = _load_torch_model(args)
     video_app = VideoApp(
-        predictor,
+        model,
         index,
         allow=allow,
         max_batch=settings.max_batch,
@@ -126,6 +144,55 @@ def start_server(args: argparse.Namespace, allow: list[str]) -> int:
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how a user stops the server
         run(video_app, settings, args.host, args.port)
     return 0
+
+
+def _load_torch_model(args: argparse.Namespace) -> tuple[Any, Any]:
+    """A saved model on PyTorch (:class:`text4vis.Predictor`) and the ``--index``, if any."""
+    from text4vis.predict import Predictor
+    from text4vis.runs import setup_logging
+    from text4vis.search import VideoIndex
+
+    setup_logging("INFO")
+    index = VideoIndex.load(args.index) if args.index else None
+    views = index.meta["data"]["views"] if index is not None else "1x1"
+    predictor = Predictor.from_pretrained(
+        args.model,
+        views=views,
+        num_workers=0,
+        device=args.device,
+        precision=args.precision,
+    )
+    return predictor, index
+
+
+def _load_export(args: argparse.Namespace) -> Any:
+    """An export folder on ONNX Runtime (:class:`text4vis.onnx_runtime.OnnxPredictor`): the
+    video graph labels videos, the text graph builds classifiers of new label names."""
+    from text4vis.commands._common import log_to_console
+    from text4vis.errors import UsageError
+    from text4vis.onnx_runtime import OnnxPredictor
+
+    where = f"--model {args.model} is an export folder (text4vis export)"
+    if args.index:
+        # VideoIndex (text4vis.search) embeds and searches with the PyTorch model.
+        raise UsageError(
+            f"--index {args.index}: {where}, and searching an index needs the PyTorch model; "
+            "serve the model folder the export was made from (--model MODEL_DIR) with --index, "
+            "or leave --index out to label videos with the export"
+        )
+    if args.device not in ("auto", "cpu"):
+        raise UsageError(
+            f"--device {args.device}: {where}, which runs on the CPU (ONNX Runtime); leave it out"
+        )
+    if args.precision not in ("auto", "fp32", "int8"):
+        raise UsageError(
+            f"--precision {args.precision}: {where}, which has an fp32 graph and, exported with "
+            "--int8, an int8 one; choose fp32 or int8"
+        )
+    log_to_console()
+    return OnnxPredictor.from_export(
+        args.model, precision="fp32" if args.precision == "auto" else args.precision
+    )
 
 
 def run(args: argparse.Namespace) -> int:

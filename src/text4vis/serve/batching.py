@@ -2,11 +2,12 @@
 
 Requests put *jobs* on the queue:
 
-- an **embed job** holds one decoded video (its views, float ``[V, T, 3, H, W]``, decoded by the
-  request itself, outside the model's thread); the collector takes up to ``max_batch`` of them,
-  waiting at most ``max_wait_s`` after the first one for more to come (and only while other
-  requests are still decoding theirs), stacks them and runs them through the model in **one
-  forward pass** (``[N*V, T, 3, H, W] -> [N, V, D]``);
+- an **embed job** holds one decoded video (its views, :meth:`ServedModel.load_views
+  <text4vis.serve.model.ServedModel.load_views>`, decoded by the request itself, outside the
+  model's thread); the collector takes up to ``max_batch`` of them, waiting at most
+  ``max_wait_s`` after the first one for more to come (and only while other requests are still
+  decoding theirs), and runs them through the model in **one forward pass**
+  (:meth:`~text4vis.serve.model.ServedModel.embed_views`: ``N`` videos -> ``[N, V, D]``);
 - a **call job** runs a function on the model's thread (a text classifier for label names, a
   search of the index): everything that touches the model or its caches runs on that one thread,
   so nothing of it needs a lock.
@@ -25,15 +26,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from text4vis.engine.loops import iterate_views
+import numpy as np
+
 from text4vis.errors import UsageError
-
-if TYPE_CHECKING:
-    import torch
-
-    from text4vis.predict import Predictor
+from text4vis.serve.model import ServedModel
 
 __all__ = ["BatchStats", "ModelWorker", "Overloaded"]
 
@@ -59,7 +57,7 @@ class _Job:
 
 @dataclass
 class _EmbedJob(_Job):
-    views: torch.Tensor  # [V, T, 3, H, W]
+    views: Any  # one video's views, as the model's load_views returns them
 
 
 @dataclass
@@ -95,7 +93,10 @@ class ModelWorker:
     it with :meth:`stop`.
 
     Args:
-        predictor: the model; only this worker's thread uses it once the worker runs.
+        predictor: the model (a :class:`~text4vis.serve.model.ServedModel`: a
+            :class:`text4vis.Predictor` or an export's
+            :class:`~text4vis.onnx_runtime.OnnxPredictor`); only this worker's thread uses it
+            once the worker runs.
         max_batch: videos per forward pass at most (1 = no batching).
         max_wait_s: how long the first video of a batch waits for others (0 = take only those
             already waiting).
@@ -104,7 +105,7 @@ class ModelWorker:
 
     def __init__(
         self,
-        predictor: Predictor,
+        predictor: ServedModel,
         *,
         max_batch: int = 8,
         max_wait_s: float = 0.01,
@@ -177,9 +178,9 @@ class ModelWorker:
         finally:
             self._coming -= 1
 
-    async def embed(self, views: torch.Tensor) -> torch.Tensor:
-        """The embeddings ``[V, D]`` (before L2 normalisation, float, on the CPU) of one
-        video's views ``[V, T, 3, H, W]``, computed in a batch with other requests' videos."""
+    async def embed(self, views: Any) -> np.ndarray:
+        """The embeddings float32 ``[V, D]`` (before L2 normalisation) of one video's views (of
+        the model's ``load_views``), computed in a batch with other requests' videos."""
         return await self._submit(_EmbedJob(self._new_future(), views))
 
     async def call(self, function: Callable[[], Any]) -> Any:
@@ -274,24 +275,6 @@ class ModelWorker:
                     outcomes[i] = (False, exc)
         return [outcomes[i] for i in range(len(jobs))]
 
-    def _forward(self, views: list[torch.Tensor]) -> torch.Tensor:
-        """One forward pass over the videos' views: ``N x [V, T, 3, H, W] -> [N, V, D]``."""
-        import torch
-
-        predictor = self.predictor
-        video = torch.stack(views)  # [N, V, T, 3, H, W]
-        batch = {
-            "video": video,
-            "label": torch.zeros(len(views), dtype=torch.long),
-            "index": torch.arange(len(views)),
-        }
-        with torch.inference_mode():
-            (out,) = iterate_views(
-                predictor.model,
-                [batch],
-                output="embeddings",
-                device=predictor.device,
-                # The predictor's autocast precision (fp32 for int8 models), as embed_videos runs.
-                precision=predictor._autocast,
-            )
-        return out.values.clone()  # [N, V, D]; a clone is an ordinary tensor outside inference
+    def _forward(self, views: list[Any]) -> np.ndarray:
+        """One forward pass over the videos' views: ``N`` videos -> ``[N, V, D]``."""
+        return self.predictor.embed_views(views)

@@ -1,6 +1,7 @@
 """What the server does, apart from HTTP: label a video, search the index, make previews.
 
-:class:`VideoApp` holds the model (through a :class:`~text4vis.serve.batching.ModelWorker`), the
+:class:`VideoApp` holds the model (a :class:`~text4vis.serve.model.ServedModel`: a saved model on
+PyTorch or an export on ONNX Runtime, through a :class:`~text4vis.serve.batching.ModelWorker`), the
 index, the folders that labelling by path may read, and a work folder for uploads and previews.
 Its ``async`` methods run on the server's event loop: decoding and image work go to worker
 threads, the model's work to the model's thread (batched).
@@ -24,17 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from text4vis.data.decoders import open_video
 from text4vis.data.labels import check_labels, read_label_file
-from text4vis.data.sampling import build_sampler
 from text4vis.data.synthetic import write_mp4
-from text4vis.errors import Text4VisError, UsageError
+from text4vis.errors import Text4VisError, UsageError, VideoDecodeError
 from text4vis.serve.batching import ModelWorker
+from text4vis.serve.model import ServedModel
 
 if TYPE_CHECKING:
-    import torch
-
-    from text4vis.predict import Predictor
     from text4vis.search import VideoIndex
 
 __all__ = [
@@ -135,8 +132,10 @@ class VideoApp:
     """Labelling and search for the server, without HTTP.
 
     Args:
-        predictor: the model (its data settings decide which frames are sampled).
-        index: the index searched (None: search says there is none).
+        predictor: the model: a :class:`text4vis.Predictor`, or an export's
+            :class:`~text4vis.onnx_runtime.OnnxPredictor` (any
+            :class:`~text4vis.serve.model.ServedModel`); it decides how videos are read.
+        index: the index searched (None: search says there is none); built with this model.
         allow: folders that labelling and searching *by path* may read (their files and
             sub-folders, symbolic links resolved); none: requests by path are refused.
         max_batch: videos per forward pass at most (1 = no batching).
@@ -146,7 +145,7 @@ class VideoApp:
 
     def __init__(
         self,
-        predictor: Predictor,
+        predictor: ServedModel,
         index: VideoIndex | None = None,
         *,
         allow: Sequence[str | Path] = (),
@@ -155,9 +154,7 @@ class VideoApp:
         max_queue: int = 64,
     ) -> None:
         self.predictor = predictor
-        self.index = index
-        if index is not None and index.predictor is not predictor:
-            index.predictor = predictor  # checks that the index was built with this model
+        self.index = self._attach_index(index)
         self.allow = [Path(folder).expanduser().resolve() for folder in allow]
         for folder in self.allow:
             if not folder.is_dir():
@@ -170,6 +167,13 @@ class VideoApp:
         self._playable: dict[int, Path] = {}
         self._preview_lock = threading.Lock()  # one re-encoding at a time, never the same twice
 
+    def _attach_index(self, index: VideoIndex | None) -> VideoIndex | None:
+        """The one place where the index meets the model: it checks that it was built with this
+        model, and searches by text and by video with it (on the model's thread)."""
+        if index is not None and index.predictor is not self.predictor:
+            index.predictor = self.predictor  # type: ignore[assignment]
+        return index
+
     def close(self) -> None:
         """Remove the uploads and re-encoded previews."""
         shutil.rmtree(self._workdir, ignore_errors=True)
@@ -177,19 +181,19 @@ class VideoApp:
     def info(self) -> dict[str, Any]:
         """The model and the index, for ``/api/info`` and ``/v1/model``."""
         index = self.index
-        model = self.predictor.model
+        model = self.predictor
         videos, segments = 0, None
         if index is not None and index.segments is None:
             videos = len(index)
         elif index is not None:  # a segment index: several rows per video
             videos, segments = len(set(index.videos.paths())), len(index)
         return {
-            "model": model.model_cfg.arch,
-            "frames": self.predictor.data.num_segments,
+            "model": model.arch,
+            "frames": model.num_frames,
             "index": None if index is None else str(index.path),
             "indexed_videos": videos,
             "indexed_segments": segments,
-            "class_names": list(model.class_names or [])[:200],
+            "class_names": model.class_names[:200],
         }
 
     # -- inputs --------------------------------------------------------------------------------
@@ -277,36 +281,24 @@ class VideoApp:
 
     # -- decoding (request threads) ------------------------------------------------------------
 
-    def decode_views(self, path: Path, name: str) -> torch.Tensor:
-        """The views ``[V, T, 3, H, W]`` of one video as the model takes them.
+    def decode_views(self, path: Path, name: str) -> Any:
+        """The views of one video as the model takes them (the model's ``load_views``: the same
+        sampling, transforms and error reports as its ``predict``, frame folders included).
 
         Raises:
             UsageError: the video cannot be read (named by ``name``, never the temporary file).
         """
-        # The predictor's own one-video dataset: the same sampling, transforms and error reports
-        # as Predictor.predict (frame folders included).
-        item = self.predictor._dataset([str(path)])[0]
-        if item.get("video") is None:
-            reason = str(item.get("reason", "unreadable")).replace(str(path), name)
-            raise UsageError(f"cannot read {name}: {reason}")
-        return item["video"]
+        try:
+            return self.predictor.load_views(path)
+        except VideoDecodeError as exc:
+            reason = exc.reason.replace(str(path), name)
+            raise UsageError(f"cannot read {name}: {reason}") from None
 
     def sampled_frames(self, video: str | Path) -> tuple[list[int], np.ndarray]:
         """The frame numbers the model looks at in a video (its first evaluation clip) and the
         frames, uint8 ``[T, H, W, 3]``."""
-
-        data = self.predictor.data
-        reader = open_video(
-            video, data.decoder, data.frame_template, data.frame_start_index, threads=1
-        )
-        sampler = build_sampler(
-            data.sampling,
-            data.num_segments,
-            train=False,
-            num_clips=self.predictor.num_clips,
-            dense_stride=data.dense_stride,
-        )
-        indices = [int(i) for i in sampler(reader.num_frames, np.random.default_rng(0))[0]]
+        reader = self.predictor.open_video(video)
+        indices = [int(i) for i in self.predictor.sample_frames(reader.num_frames)[0]]
         return indices, reader.frames(indices)
 
     def _frames_for_page(self, path: Path) -> tuple[list[int], list[str]]:
@@ -315,15 +307,12 @@ class VideoApp:
 
     # -- Label ---------------------------------------------------------------------------------
 
-    def _classifier(self, labels: list[str] | None) -> tuple[list[str], torch.Tensor]:
-        """On the model's thread: the label names and ``W [C, D]``; the predictor's cache of
+    def _classifier(self, labels: list[str] | None) -> tuple[list[str], Any]:
+        """On the model's thread: the label names and the classifier; the model's cache of
         text classifiers is kept to :data:`MAX_CLASSIFIERS` label sets, so that clients sending
         ever new label sets do not grow the server's memory."""
         names, weight = self.predictor.classifier_for(labels)
-        cache = getattr(self.predictor, "_classifiers", None)
-        if isinstance(cache, dict):
-            while len(cache) > MAX_CLASSIFIERS:
-                cache.pop(next(iter(cache)))  # the oldest label set
+        self.predictor.trim_classifiers(MAX_CLASSIFIERS)  # the oldest label sets go first
         return names, weight
 
     async def label(
@@ -354,15 +343,12 @@ class VideoApp:
             names, weight = await self.worker.call(lambda: self._classifier(labels))
             views = await _in_thread(self.decode_views, path, name)
         embedding = await self.worker.embed(views)  # [V, D]
-        scores = self.predictor.scores(embedding[None], weight)[0]  # [C]
+        scores = self.predictor.score_views(embedding[None], weight)[0]  # [C]
         k = len(names) if top_k is None else min(top_k, len(names))
-        values, order = scores.topk(k)
+        order = np.argsort(-scores, kind="stable")[:k]  # best first
         result = LabelResult(
             video=name,
-            predictions=[
-                {"label": names[c], "score": float(s)}
-                for s, c in zip(values.tolist(), order.tolist())
-            ],
+            predictions=[{"label": names[c], "score": float(scores[c])} for c in order],
         )
         if frames:
             result.frame_indices, result.frames = await _in_thread(self._frames_for_page, path)
@@ -379,7 +365,7 @@ class VideoApp:
         top_k: int | None = 3,
     ) -> dict[str, Any]:
         """Labels over time (:meth:`text4vis.predict.Predictor.timeline`) as its JSON dict, the
-        video called ``name``.
+        video called ``name``. An export refuses timelines (a UsageError: 400).
 
         The pass over the file runs on the model's thread (one front-to-back read, windows
         batched by the predictor), so it takes the model's turn as a batch of labels would.
@@ -424,14 +410,12 @@ class VideoApp:
 
     async def search_like(self, path: Path, name: str, top_k: int = 12) -> SearchResult:
         """The indexed videos closest to a video (an upload or an allowed path)."""
-        import torch.nn.functional as F
-
         index = self._require_index(top_k)
         with self.worker.coming():
             views = await _in_thread(self.decode_views, path, name)
         embedding = await self.worker.embed(views)  # [V, D]
         # As the index embeds videos: views normalised, averaged, normalised again.
-        query = F.normalize(F.normalize(embedding.float(), dim=-1).mean(0), dim=-1).numpy()
+        query = _unit(_unit(embedding).mean(axis=0))  # [D]
         hits = await self.worker.call(lambda: index.search_vectors(query[None], top_k)[0])
         return self._hits(name, hits)
 
@@ -468,10 +452,7 @@ class VideoApp:
         if cached is not None:
             return cached
         path = self._indexed_path(row)
-        data = self.predictor.data
-        reader = open_video(
-            path, data.decoder, data.frame_template, data.frame_start_index, threads=1
-        )
+        reader = self.predictor.open_video(path)
         frame = reader.frames([reader.num_frames // 2])[0]
         png = png_bytes(frame, min_side=120, max_side=240)
         self._thumbnails[row] = png
@@ -491,16 +472,19 @@ class VideoApp:
             return path, content_type
         with self._preview_lock:
             if row not in self._playable:
-                data = self.predictor.data
-                reader = open_video(
-                    path, data.decoder, data.frame_template, data.frame_start_index, threads=1
-                )
+                reader = self.predictor.open_video(path)
                 frames = reader.frames(list(range(min(reader.num_frames, MAX_PLAY_FRAMES))))
                 h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # yuv420p: even sizes
                 target = self._workdir / "play" / f"{row}.mp4"
                 write_mp4(target, np.ascontiguousarray(frames[:, :h, :w]), fps=8, bframes=0)
                 self._playable[row] = target
             return self._playable[row], "video/mp4"
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (``F.normalize``'s epsilon of 1e-12), in float32."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 async def _in_thread(function: Any, *args: Any) -> Any:
