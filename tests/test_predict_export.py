@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 
-from conftest import write_colour_clips
+from conftest import run_cli_without_torch, write_colour_clips
 from test_export import COLOURS, T, small_data
 from text4vis.cli import main
 from text4vis.config import ModelConfig
@@ -50,33 +47,6 @@ def exported(tmp_path_factory):
     }
 
 
-# `text4vis predict` runs of argv lists, each in this process, with torch (and torchvision)
-# unimportable; prints per run its exit status and standard output, and the torch modules loaded.
-TORCH_FREE = textwrap.dedent(
-    """
-    import contextlib, importlib.abc, io, json, sys
-
-    class NoTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "torchvision"):
-                raise ImportError(f"{name} is unimportable in this test")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
-    from text4vis.cli import main
-
-    runs = []
-    for argv in json.loads(sys.argv[1]):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = main(argv)
-        runs.append({"code": code, "stdout": out.getvalue()})
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
-    print(json.dumps({"runs": runs, "torch_loaded": loaded}))
-    """
-)
-
-
 def top_labels(stdout: str) -> list[list[str]]:
     """Per video of `predict --json`, its ranked labels."""
     return [[p["label"] for p in r["predictions"]] for r in json.loads(stdout)]
@@ -107,16 +77,9 @@ def test_export_predicts_as_the_model_without_torch(exported, tmp_path, capsys):
             "1",
         ],  # fmt: skip
     ]
-    done = subprocess.run(
-        [sys.executable, "-c", TORCH_FREE, json.dumps(argvs)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_cli_without_torch(argvs)
     assert report["torch_loaded"] == []
-    assert [r["code"] for r in report["runs"]] == [0, 0, 0], done.stderr
+    assert [r["code"] for r in report["runs"]] == [0, 0, 0], report["stderr"]
     own, new, _ = report["runs"]
 
     # The same top labels as the PyTorch path on the saved model; scores within the resize's

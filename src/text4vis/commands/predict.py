@@ -251,11 +251,12 @@ def _refused_on_export(args: argparse.Namespace) -> list[tuple[str, str]]:
 def _run_export(args: argparse.Namespace) -> int:
     """``--model EXPORT_DIR``: label the videos with :class:`text4vis.onnx_runtime.OnnxPredictor`
     (ONNX Runtime, no torch import) and print them as the PyTorch path does."""
+    from text4vis.commands._common import log_to_console
     from text4vis.data.discovery import find_videos
     from text4vis.data.labels import parse_labels
     from text4vis.onnx_runtime import OnnxPredictor, parse_views
 
-    _log_to_console()
+    log_to_console()
     for flag, reason in _refused_on_export(args):
         value = getattr(args, flag[2:].replace("-", "_"), None)
         shown = f"{flag} {value}" if isinstance(value, (str, float, int)) else flag
@@ -284,29 +285,6 @@ def _run_export(args: argparse.Namespace) -> int:
     )
     results = predictor.predict_files(videos, labels, top_k=args.top_k)
     return _report(results, args)
-
-
-def _log_to_console() -> None:
-    """INFO records of ``text4vis`` on stderr, as :func:`text4vis.runs.setup_logging` writes
-    them on a single process (which imports torch, so the export's path does not call it)."""
-    import logging
-    import sys
-
-    logger = logging.getLogger("text4vis")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    for handler in list(logger.handlers):
-        if getattr(handler, "_text4vis", False):
-            logger.removeHandler(handler)
-            handler.close()
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(
-        logging.Formatter(
-            "%(asctime)s [rank0] %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
-        )
-    )
-    console._text4vis = True  # type: ignore[attr-defined]
-    logger.addHandler(console)
 
 
 def _override_data(data: Any, overrides: list[str]) -> Any:
