@@ -120,6 +120,13 @@ def test_segments_and_segment_queries_need_the_pytorch_model(setup: dict[str, An
     index = VideoIndex.load(setup["torch_index"].path, exported)
     with pytest.raises(UsageError, match=r"VIDEO@START-END\) needs the PyTorch model"):
         index.search(like=f"{setup['videos'][0]}@0-0.2")
+    # A segment index of the model is searched with its export, and updated only by the model.
+    model = Predictor.from_pretrained(setup["model"])
+    moments = VideoIndex.build(setup["videos"][:1], model, tmp_path / "moments", segments=0.5)
+    reopened = VideoIndex.load(moments.path, exported)
+    assert reopened.search(SENTENCE, top_k=1)[0].video == setup["videos"][0]
+    with pytest.raises(UsageError, match="updating a segment index needs the PyTorch model"):
+        reopened.update()
 
 
 def test_another_model_is_refused_naming_both(setup: dict[str, Any], tmp_path: Path, capsys):

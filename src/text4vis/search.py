@@ -18,8 +18,8 @@ index import no torch (this module imports none)::
     index = VideoIndex.build(["clips/"], predictor, "clips.index")
 
 An export records its source model's identity, so an index embedded by a model is searched and
-updated with its export and the reverse (their embeddings agree to ~1e-5 in fp32); any other
-model is refused.
+updated with its export and the reverse (in fp32 their stored vectors differ by about 1e-4,
+frames being resized by Pillow instead of torchvision); any other model is refused.
 
 A segment index holds moments instead of whole videos: one row per window of each video, with
 its ``start`` and ``end`` (seconds) as columns, embedded from the same one-pass windowed read as
@@ -994,6 +994,8 @@ class VideoIndex:
             What was added, changed, removed, kept and what failed (also :attr:`last_update`).
         """
         predictor = self._require_predictor("updating an index")
+        if self.segments is not None:
+            _require_windows(predictor, "updating a segment index")
         inputs = [str(v) for v in videos] if videos is not None else list(self.info.inputs)
         if not inputs:
             raise VideoIndexError("no videos to index: give video files, frame folders or folders")
