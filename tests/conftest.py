@@ -11,9 +11,13 @@ the machine's GPUs; without enough of them they are skipped, or fail when
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -279,16 +283,58 @@ def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     }
 
 
-#: The start of a Python script run in a subprocess in which torch and torchvision cannot be
-#: imported (an import of either raises ImportError): what a machine without PyTorch sees.
-NO_TORCH_PRELUDE = """
-import importlib.abc, sys
+# Python code run first in a new process: torch and torchvision become unimportable there (an
+# import of either raises ImportError), for the paths that must run without PyTorch.
+NO_TORCH = textwrap.dedent(
+    """
+    import importlib.abc, sys
 
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision"):
-            raise ImportError(f"{name} is unimportable in this test")
-        return None
+    class NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "torchvision"):
+                raise ImportError(f"{name} is unimportable in this test")
+            return None
 
-sys.meta_path.insert(0, NoTorch())
-"""
+    sys.meta_path.insert(0, NoTorch())
+    """
+)
+
+# `text4vis` runs of the argv lists given as JSON in argv[1], in one process without torch;
+# prints per run its exit status and standard output, and the torch modules loaded.
+_CLI_RUNS = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+    from text4vis.cli import main
+
+    runs = []
+    for argv in json.loads(sys.argv[1]):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(argv)
+        runs.append({"code": code, "stdout": out.getvalue()})
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
+    print(json.dumps({"runs": runs, "torch_loaded": loaded}))
+    """
+)
+
+
+def run_without_torch(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run Python ``code`` (with ``args`` as ``sys.argv[1:]``) in a new process where torch
+    cannot be imported."""
+    return subprocess.run(
+        [sys.executable, "-c", NO_TORCH + code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_cli_without_torch(argvs: list[list[str]], timeout: float = 120) -> dict[str, Any]:
+    """Run the ``text4vis`` command lines ``argvs`` one after the other in a new process where
+    torch cannot be imported: ``{"runs": [{"code", "stdout"}, ...], "torch_loaded": [...],
+    "stderr": str}``."""
+    done = run_without_torch(_CLI_RUNS, json.dumps(argvs), timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report["stderr"] = done.stderr
+    return report

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import NO_TORCH_PRELUDE, write_colour_clips
+from conftest import NO_TORCH, write_colour_clips
 from text4vis.config import DataConfig, ModelConfig
 from text4vis.models.export import VideoGraph, export_onnx, quantize_onnx_int8
 from text4vis.models.video import VideoRecognizer
@@ -322,7 +322,7 @@ def test_int8_agrees_with_fp32(minilm_export):
 
 
 # The runtime in a process where torch (and torchvision) cannot be imported.
-TORCH_FREE = NO_TORCH_PRELUDE + textwrap.dedent(
+TORCH_FREE = NO_TORCH + textwrap.dedent(
     """
     import json, sys
 

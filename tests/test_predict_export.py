@@ -6,39 +6,16 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
-from conftest import NO_TORCH_PRELUDE
+from conftest import run_cli_without_torch
 from test_export import COLOURS
 from text4vis.cli import main
 
 pytest.importorskip("onnxruntime")
 
 NEW_LABELS = "dancing,cooking,red paint,a yellow bird"
-
-
-# `text4vis predict` runs of argv lists, each in this process, with torch (and torchvision)
-# unimportable; prints per run its exit status and standard output, and the torch modules loaded.
-TORCH_FREE = NO_TORCH_PRELUDE + textwrap.dedent(
-    """
-    import contextlib, io, json, sys
-
-    from text4vis.cli import main
-
-    runs = []
-    for argv in json.loads(sys.argv[1]):
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            code = main(argv)
-        runs.append({"code": code, "stdout": out.getvalue()})
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
-    print(json.dumps({"runs": runs, "torch_loaded": loaded}))
-    """
-)
 
 
 def top_labels(stdout: str) -> list[list[str]]:
@@ -71,16 +48,9 @@ def test_export_predicts_as_the_model_without_torch(onnx_export, tmp_path, capsy
             "1",
         ],  # fmt: skip
     ]
-    done = subprocess.run(
-        [sys.executable, "-c", TORCH_FREE, json.dumps(argvs)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_cli_without_torch(argvs)
     assert report["torch_loaded"] == []
-    assert [r["code"] for r in report["runs"]] == [0, 0, 0], done.stderr
+    assert [r["code"] for r in report["runs"]] == [0, 0, 0], report["stderr"]
     own, new, _ = report["runs"]
 
     # The same top labels as the PyTorch path on the saved model; scores within the resize's

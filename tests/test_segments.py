@@ -138,13 +138,13 @@ def test_a_changed_file_re_embeds_only_its_own_segments(
     assert short_before == len(plan_windows(4.0, WINDOW, STRIDE))
 
     read: list[str] = []
-    original = search_module.embed_video_windows
+    original = predictor.embed_windows
 
-    def counting(predictor: Any, video: str, *args: Any, **kwargs: Any) -> Any:
+    def counting(video: str, *args: Any, **kwargs: Any) -> Any:
         read.append(str(Path(video).resolve()))
-        return original(predictor, video, *args, **kwargs)
+        return original(video, *args, **kwargs)
 
-    monkeypatch.setattr(search_module, "embed_video_windows", counting)
+    monkeypatch.setattr(predictor, "embed_windows", counting)
     # The short clip becomes 6 s of red: its own rows are replaced, the long video's are kept.
     write_mp4(short_copy, action_frames("red", 6.0, 3), fps=FPS, preset="ultrafast", crf=12)
     os.utime(short_copy, ns=(1, 2_000_000_000))

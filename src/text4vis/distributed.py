@@ -3,17 +3,19 @@
 Every helper is safe to call in a plain single process (world size 1, no process group), so the
 library never needs DDP to run. The device a process computes on (``LOCAL_RANK``'s GPU) is
 chosen by :mod:`text4vis.runtime`.
+
+Importing this module imports no torch (a video index built with an ONNX export runs without
+it): a process group runs only after ``torch.distributed`` was imported, so a process that never
+imported it has none, and the helpers that start or use one import torch when called.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import torch
-import torch.distributed as torch_dist
 
 from text4vis.runtime import select_device
 
@@ -35,7 +37,8 @@ __all__ = [
 
 def _dist() -> Any | None:
     """``torch.distributed`` while a process group is running, else None."""
-    if torch_dist.is_available() and torch_dist.is_initialized():
+    torch_dist = sys.modules.get("torch.distributed")  # never imported: no process group
+    if torch_dist is not None and torch_dist.is_available() and torch_dist.is_initialized():
         return torch_dist
     return None
 
@@ -96,6 +99,8 @@ def setup_distributed(device: Any) -> bool:
     """
     if _dist() is not None or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
+    import torch.distributed as torch_dist  # on use: see the module docstring
+
     backend = "nccl" if getattr(device, "type", "cpu") == "cuda" else "gloo"
     kwargs: dict[str, Any] = {"backend": backend}
     if backend == "nccl":
@@ -120,6 +125,8 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     dist = _dist()
     if dist is None or dist.get_world_size() == 1:
         return list(values)
+    import torch
+
     backend = dist.get_backend()
     device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else "cpu"
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
@@ -181,4 +188,6 @@ def process_group(device_name: str = "auto") -> Iterator[Any]:
             if ok:
                 cleanup_distributed()
             else:
-                torch_dist.destroy_process_group()
+                dist = _dist()
+                if dist is not None:
+                    dist.destroy_process_group()

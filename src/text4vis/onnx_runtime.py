@@ -30,6 +30,7 @@ prompt policy of :mod:`text4vis.models.zero_shot`, whose templates the export re
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
@@ -40,7 +41,9 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from text4vis.config import DataConfig
 from text4vis.data.decoders import VideoDecodeError, VideoReader, open_video
 from text4vis.data.labels import check_labels, match_class_names, normalize_class_name
 from text4vis.data.sampling import build_sampler
@@ -342,6 +345,7 @@ class OnnxPredictor:
         batch_size: videos per run of the video graph.
         num_workers: threads decoding the videos of a batch (0 = in the calling thread).
         threads: ONNX Runtime's intra-op threads (0 = its default, all cores).
+        progress: show a progress bar over the batches of :meth:`embed_videos`.
 
     Raises:
         ExportFolderError: not an export, or no int8 graph when ``precision="int8"``.
@@ -357,6 +361,7 @@ class OnnxPredictor:
         batch_size: int = 8,
         num_workers: int = 0,
         threads: int = 0,
+        progress: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.description = read_export(self.directory)
@@ -400,6 +405,8 @@ class OnnxPredictor:
             self._weight = np.load(self.directory / classifier["file"]).astype(np.float32)
         self.templates = templates
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.progress = progress
+        self._identity: str | None = None
         self._text_session: Any = None
         self._tokenizer: Any = None
         self._classifiers: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}
@@ -408,6 +415,72 @@ class OnnxPredictor:
     def from_export(cls, directory: str | Path, **kwargs: Any) -> OnnxPredictor:
         """A predictor for an export folder; keyword arguments as for :class:`OnnxPredictor`."""
         return cls(directory, **kwargs)
+
+    # ------------------------------------------------------------------------------------------
+    # The model: what a video index records of it (text4vis.search.VideoEmbedder)
+    # ------------------------------------------------------------------------------------------
+
+    @property
+    def data(self) -> DataConfig:
+        """How videos are found and read, as the data settings of a PyTorch
+        :class:`~text4vis.predict.Predictor` say it (a video index compares them)."""
+        pre = self.description["preprocessing"]
+        return DataConfig(
+            num_segments=self.num_frames,
+            input_size=self.input_size,
+            resize_size=self.resize_size,
+            sampling=pre["sampling"],
+            dense_stride=int(pre["dense_stride"]),
+            decoder="pyav",  # read_views opens videos with open_video's default, PyAV
+            frame_template=self.frame_template,
+            frame_start_index=self.frame_start_index,
+        )
+
+    @property
+    def embed_dim(self) -> int:
+        """D, the width of the video and text embeddings."""
+        return int(self.description["embed_dim"])
+
+    @property
+    def arch(self) -> str:
+        """The source model's backbone architecture, as the export records it."""
+        return str((self.description.get("model") or {}).get("arch", ""))
+
+    def model_identity(self) -> str:
+        """The identity of the embeddings this export computes: the source model's content hash
+        (``source.identity`` of ``export.json``, the hash a :class:`text4vis.Predictor` of that
+        model gives), so an index of the model is searched with its export and the reverse. An
+        export written before the hash was recorded gets ``onnx:`` and a hash of its fp32 video
+        graph, classifier and text graph: comparable with no PyTorch model (export it again to
+        mix them)."""
+        if self._identity is None:
+            recorded = (self.description.get("source") or {}).get("identity")
+            if isinstance(recorded, str) and recorded:
+                self._identity = recorded
+            else:
+                digest = hashlib.sha256()
+                block = self.description.get("text") or {}
+                classifier = self.description.get("classifier") or {}
+                for name in (
+                    self.description["video"]["file"],
+                    classifier.get("file"),
+                    block.get("file"),
+                ):
+                    if name:
+                        with open(self.directory / name, "rb") as handle:
+                            for part in iter(lambda: handle.read(1 << 24), b""):
+                                digest.update(part)
+                self._identity = "onnx:" + digest.hexdigest()
+        return self._identity
+
+    def export_record(self) -> dict[str, Any]:
+        """What a video index records of the export beside the model's identity: the SHA-256
+        of its ``export.json`` and the graph's precision."""
+        content = (self.directory / EXPORT_JSON).read_bytes()
+        return {
+            "export_json_sha256": hashlib.sha256(content).hexdigest(),
+            "precision": self.precision,
+        }
 
     # ------------------------------------------------------------------------------------------
     # Text
@@ -602,6 +675,9 @@ class OnnxPredictor:
         embeddings: dict[int, np.ndarray] = {}
         errors: dict[int, str] = {}
         pool = ThreadPoolExecutor(self.num_workers) if self.num_workers > 0 else None
+        bar = None
+        if self.progress and paths:
+            bar = tqdm(total=len(paths), desc="predict", unit="video", dynamic_ncols=True)
         try:
             for start in range(0, len(paths), self.batch_size):
                 batch = paths[start : start + self.batch_size]
@@ -610,6 +686,8 @@ class OnnxPredictor:
                 for i, value in enumerate(read):
                     if isinstance(value, str):
                         errors[start + i] = value
+                if bar is not None:
+                    bar.update(len(batch))
                 if not done:
                     continue
                 stacked = np.concatenate([views for _, views in done])  # [sum V, T, S, S, 3]
@@ -621,6 +699,8 @@ class OnnxPredictor:
         finally:
             if pool is not None:
                 pool.shutdown()
+            if bar is not None:
+                bar.close()
         return embeddings, errors
 
     def scores(self, embeddings: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -632,11 +712,6 @@ class OnnxPredictor:
     # ------------------------------------------------------------------------------------------
     # One video at a time (the server's interface: text4vis.serve.model.ServedModel)
     # ------------------------------------------------------------------------------------------
-
-    @property
-    def arch(self) -> str:
-        """The architecture's name (as the export records it)."""
-        return str((self.description.get("model") or {}).get("arch", "export"))
 
     @property
     def class_names(self) -> list[str]:

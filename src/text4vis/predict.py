@@ -35,7 +35,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ from text4vis.models.video import VideoRecognizer, scaled_cosine_logits
 from text4vis.models.zero_shot import build_zero_shot_classifier, zero_shot_templates
 from text4vis.results import VideoPrediction, rankings_or_raise
 from text4vis.runtime import inference_precision, select_device
-from text4vis.timeline import Timeline, build_timeline
+from text4vis.timeline import Timeline, build_timeline, embed_video_windows
 
 __all__ = [
     "PredictError",
@@ -313,6 +313,16 @@ class Predictor:
     def _hash(model: VideoRecognizer) -> str:
         return model_identity(model)
 
+    @property
+    def embed_dim(self) -> int:
+        """D, the width of the video and text embeddings."""
+        return int(self.model.embed_dim)
+
+    @property
+    def arch(self) -> str:
+        """The backbone architecture's name (``model.arch`` of the model's config)."""
+        return str(getattr(self.model.model_cfg, "arch", ""))
+
     @staticmethod
     def default_data_config(model: VideoRecognizer) -> DataConfig:
         """Data settings for a model: the preprocessing recorded by ``save_pretrained`` when the
@@ -515,11 +525,6 @@ class Predictor:
     # ------------------------------------------------------------------------------------------
 
     @property
-    def arch(self) -> str:
-        """The architecture's name."""
-        return self.model.model_cfg.arch
-
-    @property
     def num_frames(self) -> int:
         """T, the frames sampled per clip."""
         return self.data.num_segments
@@ -712,6 +717,28 @@ class Predictor:
             fps=fps,
             templates=templates,
         )
+
+    def embed_windows(
+        self, video: str | Path, spans: Callable[[float | None], Iterable[tuple[float, float]]]
+    ) -> tuple[list[tuple[float, float]], np.ndarray]:
+        """Embeddings of windows of a video in one front-to-back read, as :meth:`timeline` reads
+        it (:func:`text4vis.timeline.embed_video_windows`; what a segment index stores).
+
+        Args:
+            video: a video file or frame folder.
+            spans: given the duration the container states (None when unknown), the windows
+                ``(start, end)`` in increasing start.
+
+        Returns:
+            The windows read (ends cut to the video's end) and their video embeddings float32
+            ``[N, D]``, not normalised.
+
+        Raises:
+            VideoDecodeError: the video cannot be read.
+            UsageError: no window reaches a frame.
+        """
+        kept, embedded, _ = embed_video_windows(self, str(video), spans)
+        return kept, embedded.float().numpy()
 
     def timeline_files(self, videos: Sequence[str | Path], **kwargs: Any) -> list[Timeline]:
         """:meth:`timeline` for several videos; an unreadable one gets an error entry (the

@@ -9,6 +9,18 @@ sentence nobody trained it on can be matched against a whole folder of clips::
     index.search(text="a person surfing", top_k=10)   # -> [SearchHit(video, score, rank), ...]
     index.search(like="clips/a.mp4", top_k=10)
 
+The model is anything with the methods of :class:`VideoEmbedder`: a
+:class:`~text4vis.predict.Predictor` (PyTorch), or an ONNX export's
+:class:`~text4vis.onnx_runtime.OnnxPredictor`, with which building, updating and searching an
+index import no torch (this module imports none)::
+
+    predictor = OnnxPredictor.from_export("exported/")              # text4vis export ... --out exported
+    index = VideoIndex.build(["clips/"], predictor, "clips.index")
+
+An export records its source model's identity, so an index embedded by a model is searched and
+updated with its export and the reverse (in fp32 their stored vectors differ by about 1e-4,
+frames being resized by Pillow instead of torchvision); any other model is refused.
+
 A segment index holds moments instead of whole videos: one row per window of each video, with
 its ``start`` and ``end`` (seconds) as columns, embedded from the same one-pass windowed read as
 :meth:`~text4vis.predict.Predictor.timeline` (:func:`text4vis.timeline.embed_video_windows`)::
@@ -36,11 +48,11 @@ An index is a folder:
   IVF or the graph of HNSW is not built again on every load.
 
 Videos are found with :func:`text4vis.data.discovery.find_videos` (as ``predict`` takes them) and
-embedded by :meth:`text4vis.predict.Predictor.embed_videos` (which runs
+embedded by the model's ``embed_videos`` (:meth:`text4vis.predict.Predictor.embed_videos` runs
 :func:`text4vis.engine.loops.iterate_views`, the one loop over views); text queries go
-through :meth:`~text4vis.predict.Predictor.classifier_for`, as new label names do: the one
-zero-shot builder (:func:`text4vis.models.zero_shot.build_zero_shot_classifier`) with the model's
-own text encoder and prompt templates.
+through its ``classifier_for``, as new label names do: with PyTorch the one zero-shot builder
+(:func:`text4vis.models.zero_shot.build_zero_shot_classifier`) with the model's own text encoder
+and prompt templates, with an export its text graph and the templates it records.
 
 Search is exact by default: one matrix product ``E @ q`` and a top-k. For large collections an
 approximate backend (FAISS, the ``search`` extra) sits behind the same interface; see
@@ -57,15 +69,16 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from text4vis import distributed
+from text4vis.config import DataConfig
 from text4vis.data.decoders import VideoDecodeError
 from text4vis.data.streams import check_window, window_spans
 from text4vis.errors import DataError, MissingFileError, UsageError
@@ -84,12 +97,9 @@ from text4vis.index_store import (
     scan_videos,
     write_index,
 )
+from text4vis.onnx_runtime import OnnxPredictor
 from text4vis.registry import Registry
 from text4vis.search_tuning import IVFTuning, tune_nprobe
-from text4vis.timeline import embed_video_windows
-
-if TYPE_CHECKING:
-    from text4vis.predict import Predictor
 
 __all__ = [
     "BACKENDS",
@@ -105,8 +115,10 @@ __all__ = [
     "IndexUpdate",
     "IndexedVideo",
     "SearchHit",
+    "VideoEmbedder",
     "VideoIndex",
     "VideoIndexError",
+    "WindowEmbedder",
     "build_backend",
     "file_signature",
 ]
@@ -122,6 +134,58 @@ META_NAME = HEADER_NAME
 
 
 VideoIndexError = DataError  # the older name, kept importable
+
+
+# ----------------------------------------------------------------------------------------------
+# The model, as the index sees it
+# ----------------------------------------------------------------------------------------------
+
+
+class VideoEmbedder(Protocol):
+    """What an index needs of a model: :class:`text4vis.predict.Predictor` (PyTorch) and
+    :class:`text4vis.onnx_runtime.OnnxPredictor` (an ONNX export, no PyTorch) both have it."""
+
+    num_clips: int  # views per video: clips x crops
+    num_crops: int
+    batch_size: int  # videos per run of the model (the index's chunks are multiples)
+    precision: str  # the inference precision, recorded in model.precisions
+    progress: bool  # the model's own progress bar (the index shows one over videos instead)
+
+    @property
+    def data(self) -> DataConfig: ...  # how videos are found and read (recorded in the index)
+
+    @property
+    def embed_dim(self) -> int: ...  # D
+
+    @property
+    def arch(self) -> str: ...  # the backbone architecture, for people
+
+    def model_identity(self) -> str:
+        """The content hash of the model: indexes are searched and updated only by models of
+        the same identity."""
+        ...
+
+    def embed_videos(
+        self, videos: Sequence[str | Path]
+    ) -> tuple[Mapping[int, Any], Mapping[int, str]]:
+        """Position in ``videos`` -> float32 array-like ``[V, D]`` (every view, before L2
+        normalisation), and position -> why a video could not be read."""
+        ...
+
+    def classifier_for(self, labels: Sequence[str] | None = None) -> tuple[list[str], Any]:
+        """The label names and the normalised text classifier ``W [C, D]`` (array-like) for
+        label names (their rows of the model's own classifier when they are its classes)."""
+        ...
+
+
+@runtime_checkable
+class WindowEmbedder(Protocol):
+    """A model that also embeds windows of a video in one read (segment indexes; PyTorch's
+    :meth:`text4vis.predict.Predictor.embed_windows`)."""
+
+    def embed_windows(
+        self, video: str | Path, spans: Callable[[float | None], Iterable[tuple[float, float]]]
+    ) -> tuple[list[tuple[float, float]], np.ndarray]: ...
 
 
 # ----------------------------------------------------------------------------------------------
@@ -526,7 +590,7 @@ def build_backend(name: str, vectors: np.ndarray, **options: Any) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 
-def _data_settings(predictor: Predictor) -> dict[str, Any]:
+def _data_settings(predictor: VideoEmbedder) -> dict[str, Any]:
     """What, beside the model, decides a video's embedding: how it is read, sampled and cut."""
     data = predictor.data
     keys = ("num_segments", "input_size", "resize_size", "sampling", "dense_stride", "decoder")
@@ -545,6 +609,36 @@ def segment_settings(window: float, stride: float | None = None) -> dict[str, fl
     stride = window if stride is None else stride
     check_window(window, stride)
     return {"window": float(window), "stride": float(stride)}
+
+
+def _precision_label(predictor: VideoEmbedder) -> str:
+    """How ``model.precisions`` names the precision of a model's embeddings: PyTorch's by its
+    name (``fp32``, ``bf16``, ``int8`` ...), an export's graph as ``onnx-fp32`` / ``onnx-int8``."""
+    if isinstance(predictor, OnnxPredictor):
+        return f"onnx-{predictor.precision}"
+    return predictor.precision
+
+
+def _model_name(predictor: VideoEmbedder, source: str | Path = "") -> str:
+    """A model as an error message names it: where it comes from when known."""
+    if isinstance(predictor, OnnxPredictor):
+        return f"the export {source or predictor.directory}"
+    return str(source) if source else "this model"
+
+
+def _require_windows(predictor: VideoEmbedder, what: str) -> WindowEmbedder:
+    """``predictor`` when it embeds windows of a video (:class:`WindowEmbedder`).
+
+    Raises:
+        UsageError: a model that embeds whole videos only (an ONNX export), naming ``what``.
+    """
+    if not isinstance(predictor, WindowEmbedder):
+        where = f" ({_model_name(predictor)})" if isinstance(predictor, OnnxPredictor) else ""
+        raise UsageError(
+            f"{what} needs the PyTorch model{where}: an export embeds whole videos only; give "
+            "--model the model folder or checkpoint it was exported from"
+        )
+    return predictor
 
 
 def _normalise(rows: np.ndarray) -> np.ndarray:
@@ -586,7 +680,7 @@ class VideoIndex:
         meta: IndexMeta | dict[str, Any],
         embeddings: np.ndarray,
         *,
-        predictor: Predictor | None = None,
+        predictor: VideoEmbedder | None = None,
         backend: str = "exact",
         backend_options: dict[str, Any] | None = None,
     ) -> None:
@@ -611,7 +705,7 @@ class VideoIndex:
         self.backend_name = backend
         self.backend_options = dict(backend_options or {})
         self._backend: Any = None
-        self._predictor: Predictor | None = None
+        self._predictor: VideoEmbedder | None = None
         self.last_update: IndexUpdate | None = None  # what the last build or update did
         if predictor is not None:
             self.predictor = predictor
@@ -659,7 +753,7 @@ class VideoIndex:
     def build(
         cls,
         videos: Sequence[str | Path],
-        predictor: Predictor,
+        predictor: VideoEmbedder,
         path: str | Path,
         *,
         progress: bool = False,
@@ -674,7 +768,10 @@ class VideoIndex:
 
         Args:
             videos: video files, frame folders or folders (searched recursively).
-            predictor: the model; its data settings and views are recorded.
+            predictor: the model (:class:`VideoEmbedder`: a PyTorch
+                :class:`~text4vis.predict.Predictor` or an export's
+                :class:`~text4vis.onnx_runtime.OnnxPredictor`); its identity, data settings and
+                views are recorded.
             path: the index folder (created; an index already there is replaced).
             progress: show a progress bar over videos.
             model_source: where the model came from (a folder or checkpoint), recorded for people.
@@ -682,8 +779,8 @@ class VideoIndex:
                 is measured by ``benchmarks/search_exact.py``).
             chunk_size: videos embedded between saves (see :meth:`update`).
             segments: index windows of this many seconds of each video (one row per window,
-                with its ``start``/``end``), read as the timeline reads them; None (default):
-                one row per video.
+                with its ``start``/``end``), read as the timeline reads them (a PyTorch model
+                only: :class:`WindowEmbedder`); None (default): one row per video.
             stride: seconds between the starts of windows (default ``segments``: no overlap).
             **kwargs: ``backend`` / ``backend_options`` for searching.
 
@@ -692,6 +789,7 @@ class VideoIndex:
         """
         meta = cls._new_meta(predictor, model_source)
         if segments is not None:
+            _require_windows(predictor, "--segments (a segment index)")
             meta.segments = segment_settings(segments, stride)
         elif stride is not None:
             raise UsageError("stride goes with segments (the window's length in seconds)")
@@ -701,23 +799,19 @@ class VideoIndex:
         return index
 
     @staticmethod
-    def _new_meta(predictor: Predictor, model_source: str = "") -> IndexMeta:
-        model = predictor.model
-        return IndexMeta(
-            model=IndexModel(
-                identity=predictor.model_identity(),
-                embed_dim=int(model.embed_dim),
-                arch=getattr(model.model_cfg, "arch", ""),
-                source=model_source,
-                precisions=[],
-            ),
-            videos=[],
-            data=_data_settings(predictor),
+    def _new_meta(predictor: VideoEmbedder, model_source: str = "") -> IndexMeta:
+        model = IndexModel(
+            identity=predictor.model_identity(),
+            embed_dim=int(predictor.embed_dim),
+            arch=predictor.arch,
+            source=model_source,
+            precisions=[],
         )
+        return IndexMeta(model=model, videos=[], data=_data_settings(predictor))
 
     @classmethod
     def load(
-        cls, path: str | Path, predictor: Predictor | None = None, **kwargs: Any
+        cls, path: str | Path, predictor: VideoEmbedder | None = None, **kwargs: Any
     ) -> VideoIndex:
         """Open a saved index.
 
@@ -766,19 +860,39 @@ class VideoIndex:
     # ------------------------------------------------------------------------------------------
 
     @property
-    def predictor(self) -> Predictor | None:
-        """The model used for queries and updates (None until given)."""
+    def predictor(self) -> VideoEmbedder | None:
+        """The model used for queries and updates (None until given; setting it checks it as
+        :meth:`use_model` does)."""
         return self._predictor
 
     @predictor.setter
-    def predictor(self, predictor: Predictor) -> None:
+    def predictor(self, predictor: VideoEmbedder) -> None:
+        self.use_model(predictor)
+
+    def use_model(self, predictor: VideoEmbedder, source: str | Path = "") -> None:
+        """Use ``predictor`` for queries and updates, once checked against the index.
+
+        Args:
+            predictor: a PyTorch :class:`~text4vis.predict.Predictor` or an export's
+                :class:`~text4vis.onnx_runtime.OnnxPredictor` of the model the index was built
+                with (the same identity: an export records its source model's).
+            source: where the model comes from (a folder, a checkpoint, an export), named in
+                the error.
+
+        Raises:
+            VideoIndexError: another model, or other data settings, than the index's.
+        """
         identity = predictor.model_identity()
-        if identity != self.info.model.identity:
+        recorded = self.info.model
+        if identity != recorded.identity:
+            built = f"{recorded.source or 'its source was not recorded'} (identity "
+            given = _model_name(predictor, source)
             raise VideoIndexError(
-                f"{self.path}: the index was built with another model (identity "
-                f"{self.info.model.identity[:12]}, this model's is {identity[:12]}); its "
-                "embeddings cannot be compared with this model's: use the model it was built "
-                "with, or rebuild the index (text4vis index ... --rebuild)"
+                f"{self.path}: the index was built with another model: {built}"
+                f"{recorded.identity.removeprefix('onnx:')[:12]}), not {given} (identity "
+                f"{identity.removeprefix('onnx:')[:12]}); their embeddings cannot be compared: "
+                "use the model it was built with, or its export (text4vis export), or rebuild "
+                "the index (text4vis index ... --rebuild)"
             )
         settings = _data_settings(predictor)
         if self.videos and settings != self.info.data:
@@ -789,9 +903,14 @@ class VideoIndex:
                 + "); use the same settings or rebuild the index (--rebuild)"
             )
         self.info.data = settings
+        # Which export (if any) last embedded or searched it, for people: the identity is the check.
+        if isinstance(predictor, OnnxPredictor):
+            self.info.model.extra["export"] = predictor.export_record()
+        else:
+            self.info.model.extra.pop("export", None)
         self._predictor = predictor
 
-    def _require_predictor(self, what: str) -> Predictor:
+    def _require_predictor(self, what: str) -> VideoEmbedder:
         if self._predictor is None:
             raise VideoIndexError(
                 f"{what} needs the model the index was built with; pass predictor= "
@@ -875,6 +994,8 @@ class VideoIndex:
             What was added, changed, removed, kept and what failed (also :attr:`last_update`).
         """
         predictor = self._require_predictor("updating an index")
+        if self.segments is not None:
+            _require_windows(predictor, "updating a segment index")
         inputs = [str(v) for v in videos] if videos is not None else list(self.info.inputs)
         if not inputs:
             raise VideoIndexError("no videos to index: give video files, frame folders or folders")
@@ -994,7 +1115,7 @@ class VideoIndex:
                         for _ in range(len(spans[i]) if spans else 1)
                     ]
                     report.rows_embedded += len(block)
-                    self._record_precision(predictor.precision)
+                    self._record_precision(_precision_label(predictor))
                 self.info.failures += [IndexFailure(part[i], errors[i]) for i in sorted(errors)]
                 if bar is not None:
                     bar.update(len(part))
@@ -1050,8 +1171,6 @@ class VideoIndex:
         The views of a video are normalised, averaged and normalised again: the video's
         direction in the joint space, whatever the number of views.
         """
-        import torch.nn.functional as F  # on use, as torch above
-
         predictor = self._require_predictor("embedding videos")
         # The index shows its own progress over videos; the predictor's bar is per chunk.
         shown, predictor.progress = predictor.progress, False
@@ -1060,10 +1179,10 @@ class VideoIndex:
         finally:
             predictor.progress = shown
         rows = {
-            i: F.normalize(F.normalize(v.float(), dim=-1).mean(0), dim=-1).numpy()
+            i: _normalise(_normalise(np.asarray(v, dtype=np.float32)).mean(0))
             for i, v in views.items()
         }
-        return rows, errors
+        return rows, dict(errors)
 
     def _embed_segments(
         self, paths: Sequence[str]
@@ -1071,7 +1190,9 @@ class VideoIndex:
         """A segment index's rows: normalised window embeddings ``[n, D]`` and their spans by
         position in ``paths``, and reasons for failures. Each file is read once, front to back,
         as :meth:`~text4vis.predict.Predictor.timeline` reads it."""
-        predictor = self._require_predictor("embedding videos")
+        predictor = _require_windows(
+            self._require_predictor("embedding videos"), "updating a segment index"
+        )
         assert self.segments is not None
         window, stride = self.segments["window"], self.segments["stride"]
         rows: dict[int, np.ndarray] = {}
@@ -1079,13 +1200,13 @@ class VideoIndex:
         errors: dict[int, str] = {}
         for i, path in enumerate(paths):
             try:
-                found, embedded, _ = embed_video_windows(
-                    predictor, path, lambda hint: window_spans(hint, window, stride)
+                found, embedded = predictor.embed_windows(
+                    path, lambda hint: window_spans(hint, window, stride)
                 )
             except (VideoDecodeError, UsageError) as exc:
                 errors[i] = getattr(exc, "reason", None) or str(exc)
                 continue
-            rows[i] = _normalise(embedded.numpy().astype(np.float32))  # [n, D]
+            rows[i] = _normalise(np.asarray(embedded, dtype=np.float32))  # [n, D]
             spans[i] = found
         return rows, spans, errors
 
@@ -1100,7 +1221,7 @@ class VideoIndex:
         if not text or not text.strip():
             raise VideoIndexError("the text query is empty; type what the videos should show")
         _, weight = predictor.classifier_for([text.strip()])  # [1, D], normalised
-        return _normalise(weight[0].numpy().astype(np.float32))
+        return _normalise(np.asarray(weight[0], dtype=np.float32))
 
     def video_embedding(self, video: str | Path) -> np.ndarray:
         """The normalised embedding ``[D]`` of a video, or of a segment of one
@@ -1116,9 +1237,12 @@ class VideoIndex:
         name, span = parse_video_span(video)
         path = Path(name)
         if span is not None:
-            predictor = self._require_predictor("a query by a segment of a video")
-            _, embedded, _ = embed_video_windows(predictor, str(path), lambda hint: [span])
-            return _normalise(embedded[0].numpy().astype(np.float32))
+            predictor = _require_windows(
+                self._require_predictor("a query by a segment of a video"),
+                "a query by a segment of a video (VIDEO@START-END)",
+            )
+            _, embedded = predictor.embed_windows(str(path), lambda hint: [span])
+            return _normalise(np.asarray(embedded[0], dtype=np.float32))
         resolved = str(path.resolve())
         row = self.videos.row_of(resolved)
         if row is not None:

@@ -14,8 +14,10 @@ __all__ = [
     "add_model_arguments",
     "add_precision_argument",
     "add_saved_model_argument",
+    "check_export_flags",
     "config_from_args",
     "log_to_console",
+    "open_export",
     "write_csv",
 ]
 
@@ -118,20 +120,22 @@ def write_csv(target: str, header: Sequence[str], rows: Iterable[Sequence[Any]])
         writer.writerows(rows)
 
 
-def log_to_console() -> None:
-    """INFO records of ``text4vis`` on stderr, as :func:`text4vis.runs.setup_logging` writes
-    them on a single process (which imports torch, so the paths of an export call this)."""
+def log_to_console(level: str = "INFO") -> None:
+    """Records of the ``text4vis`` logger at ``level`` on stderr, as
+    :func:`text4vis.runs.setup_logging` writes them on a single process (which imports torch, so
+    the paths that run an export without PyTorch call this instead)."""
     import logging
-    import sys
+
+    from text4vis.console import StderrHandler
 
     logger = logging.getLogger("text4vis")
-    logger.setLevel(logging.INFO)
+    logger.setLevel(level)
     logger.propagate = False
     for handler in list(logger.handlers):
         if getattr(handler, "_text4vis", False):
             logger.removeHandler(handler)
             handler.close()
-    console = logging.StreamHandler(sys.stderr)
+    console = StderrHandler()
     console.setFormatter(
         logging.Formatter(
             "%(asctime)s [rank0] %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
@@ -139,3 +143,65 @@ def log_to_console() -> None:
     )
     console._text4vis = True  # type: ignore[attr-defined]
     logger.addHandler(console)
+
+
+def check_export_flags(model: str, args: argparse.Namespace) -> None:
+    """Refuse the flags of ``index`` / ``search`` that an export folder (``--model``) cannot
+    honour, with one line naming the flag.
+
+    Raises:
+        UsageError: --segments / --stride, torchrun, a GPU --device, or a --precision other
+            than auto, fp32 or int8.
+    """
+    import os
+
+    from text4vis.errors import UsageError
+
+    refused = []
+    for flag in ("segments", "stride"):
+        if getattr(args, flag, None) is not None:
+            refused.append(
+                f"--{flag}: a segment index needs the PyTorch model (an export embeds whole "
+                "videos); give --model the model folder or checkpoint it was exported from"
+            )
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        refused.append(
+            "torchrun: an export indexes in one process; run `text4vis index` without "
+            "torchrun, or give the PyTorch model"
+        )
+    if args.device not in ("auto", "cpu"):
+        refused.append(f"--device {args.device}: an export runs on the CPU (ONNX Runtime)")
+    if args.precision not in ("auto", "fp32", "int8"):
+        refused.append(
+            f"--precision {args.precision}: an export has an fp32 graph and, exported with "
+            "--int8, an int8 one"
+        )
+    if refused:
+        raise UsageError(f"--model {model} is an export folder; {refused[0]}")
+
+
+def open_export(model: str, args: argparse.Namespace, views: str) -> Any:
+    """The :class:`~text4vis.onnx_runtime.OnnxPredictor` of the export folder ``model`` for the
+    ``index`` and ``search`` commands (``--precision int8``: its int8 graph).
+
+    Raises:
+        UsageError: flags an export cannot honour (:func:`check_export_flags`), or bad views.
+    """
+    from text4vis.errors import UsageError
+    from text4vis.onnx_runtime import OnnxPredictor, parse_views
+
+    check_export_flags(model, args)
+    try:
+        parse_views(views)
+    except ValueError as exc:
+        raise UsageError(f"--views {views}: {exc} (an export reads 1 or 3 crops)") from None
+    batch_size = getattr(args, "batch_size", 8)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    return OnnxPredictor.from_export(
+        model,
+        precision="fp32" if args.precision == "auto" else args.precision,
+        views=views,
+        batch_size=batch_size,
+        num_workers=max(0, getattr(args, "workers", 0)),
+    )

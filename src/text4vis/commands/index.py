@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from text4vis.errors import UsageError
 
@@ -23,6 +25,13 @@ examples:
   text4vis index clips/ --model runs/k400/model --out clips.index --precision int8   (CPU)
   text4vis index clips/ --model runs/k400/model --out clips.index --storage float16
   text4vis index long/ --model runs/k400/model --out moments.index --segments 8 --stride 4
+  text4vis index clips/ --model exported/ --out clips.index     (an export: no PyTorch)
+
+--model may be a folder written by `text4vis export` (ONNX Runtime, no PyTorch imported; its
+int8 graph with --precision int8). An export records the identity of the model it was exported
+from, so an index built with the model is updated and searched with its export and the reverse;
+any other model is refused. An export indexes whole videos in one process: --segments and
+torchrun need the PyTorch model.
 
 --segments SECONDS indexes windows of each video instead of whole videos: one row per window
 of SECONDS every --stride seconds (default: SECONDS, no overlap), with its start and end, read
@@ -100,22 +109,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from text4vis.onnx_runtime import is_export
+
+    # An export folder runs on ONNX Runtime: nothing on its path imports torch (text4vis.runs,
+    # text4vis.predict and starting a process group do), so its branch comes first.
+    if is_export(args.model):
+        return _run_export(args)
     from text4vis.distributed import is_main_process, process_group
     from text4vis.runs import setup_logging
 
     setup_logging("INFO" if is_main_process() else "WARNING")
     with process_group(args.device):  # under torchrun: one process group for the update
-        return _run(args)
+        return _run(args, lambda views: _load_model(args, views))
 
 
-def _run(args: argparse.Namespace) -> int:
+def _load_model(args: argparse.Namespace, views: str) -> Any:
+    """The PyTorch :class:`~text4vis.predict.Predictor` of ``--model``."""
+    from text4vis.predict import Predictor
+
+    return Predictor.from_pretrained(
+        args.model,
+        views=views,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+        precision=args.precision,
+    )
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    """``--model EXPORT_DIR``: the same index, embedded on ONNX Runtime without torch."""
+    from text4vis.commands._common import check_export_flags, log_to_console, open_export
+
+    log_to_console("INFO")
+    check_export_flags(args.model, args)  # before an index is opened
+    return _run(args, lambda views: open_export(args.model, args, views))
+
+
+def _run(args: argparse.Namespace, load_model: Callable[[str], Any]) -> int:
+    """Build or update the index with the model ``load_model(views)`` gives."""
     import json
     import sys
     from pathlib import Path
 
     from text4vis.distributed import is_main_process
     from text4vis.index_shards import SHARDS_NAME
-    from text4vis.predict import Predictor
     from text4vis.search import META_NAME, VideoIndex, VideoIndexError
 
     out = Path(args.out)
@@ -132,14 +170,7 @@ def _run(args: argparse.Namespace) -> int:
     if existing is not None:
         existing.check_segments(args.segments, args.stride)  # before the model is loaded
     views = args.views or (existing.info.data["views"] if existing is not None else "1x1")
-    predictor = Predictor.from_pretrained(
-        args.model,
-        views=views,
-        batch_size=args.batch_size,
-        num_workers=args.workers,
-        device=args.device,
-        precision=args.precision,
-    )
+    predictor = load_model(views)
     progress = not args.no_progress
     source = str(Path(args.model).resolve())
     if existing is None:
@@ -157,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
             stride=args.stride,
         )
     else:
-        existing.predictor = predictor  # checks the model and the data settings
+        existing.use_model(predictor, source)  # checks the model and the data settings
         existing.info.model.source = source
         if args.storage:
             existing.storage = args.storage

@@ -13,7 +13,9 @@ the text embedding of a sentence, made with the model's own text encoder and pro
 embedding of a video (--like).
 
 The model is the one the index was built with (recorded in the index); --model points to it when
-it has moved. --backend faiss-ivf / faiss-hnsw searches approximately (pip install
+it has moved. An index built with an export (`text4vis export`) is searched with it on ONNX
+Runtime, without PyTorch: a sentence through the export's text graph, --like through its video
+graph; --model may also name the export of the model an index was built with (or the reverse). --backend faiss-ivf / faiss-hnsw searches approximately (pip install
 'text4vis[search]'); exact search is the default: it reads the stored vectors once per query
 (on a loaded 2-core machine, 0.15 s at 10^6 videos in float32, 0.07 s with `index --storage
 float16`), and the index opens in milliseconds (its vectors are memory-mapped).
@@ -28,6 +30,7 @@ examples:
   text4vis search clips.index "a person surfing" --backend faiss-ivf --recall 0.95
   text4vis search moments.index "a person surfing" --json     (an index made with --segments)
   text4vis search moments.index --like long/a.mp4@30-38       (like seconds 30 to 38 of a.mp4)
+  text4vis search clips.index "a person surfing" --model exported/   (an export: no PyTorch)
 
 An index made with `text4vis index --segments` holds moments: each hit is a video with the
 start and end (seconds) of its segment. --like takes a video or a segment of one, VIDEO@START-END.
@@ -53,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=10, help="videos shown (10)")
     parser.add_argument(
         "--backend",
-        default="exact",  # checked by VideoIndex.load (text4vis.search imports torch: not here)
+        default="exact",  # checked by VideoIndex.load
         help="exact (default), or faiss-ivf / faiss-hnsw: an approximate FAISS index",
     )
     parser.add_argument(
@@ -74,11 +77,12 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from text4vis.predict import Predictor
-    from text4vis.runs import setup_logging
+    from text4vis.commands._common import log_to_console, open_export
+    from text4vis.onnx_runtime import is_export
     from text4vis.search import VideoIndex, VideoIndexError
 
-    setup_logging("WARNING")
+    # Nothing here imports torch unless the model is a PyTorch one (text4vis.predict).
+    log_to_console("WARNING")
     if (args.query is None) == (args.like is None):
         raise VideoIndexError(
             'give a sentence or --like VIDEO (one of them), e.g. "a person surfing"'
@@ -97,9 +101,15 @@ def run(args: argparse.Namespace) -> int:
                 f"the index's model {model} is no longer there; give --model MODEL"
             )
         data_views = index.info.data["views"]
-        index.predictor = Predictor.from_pretrained(
-            model, views=data_views, num_workers=0, device=args.device, precision=args.precision
-        )
+        if is_export(model):
+            predictor = open_export(model, args, data_views)
+        else:
+            from text4vis.predict import Predictor
+
+            predictor = Predictor.from_pretrained(
+                model, views=data_views, num_workers=0, device=args.device, precision=args.precision
+            )
+        index.use_model(predictor, model)
     hits = index.search(text=args.query, like=args.like, top_k=args.top_k)
     tuning = getattr(index.backend(), "tuning", None) if len(index) else None
     if tuning is not None:

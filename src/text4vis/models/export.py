@@ -21,8 +21,11 @@ An export folder holds:
   model's own classes and subsets of them.
 - ``export.json``: what the runtime needs to read videos and labels as the model was trained
   (frames, sampling, resize and crop sizes, mean/std, class names, logit scale, prompt
-  templates, graph inputs and outputs) and the versions that wrote it. Written last: a folder
-  without it is not a complete export.
+  templates, graph inputs and outputs), the source model's identity (``source.identity``: the
+  content hash :func:`text4vis.models.integrity.model_identity` gives the model, which a video
+  index records, so that an index embedded by the model is searched with its export and the
+  reverse) and the versions that wrote it. Written last: a folder without it is not a complete
+  export.
 
 :func:`export_onnx` exports a model in memory; :func:`export_saved_model` exports anything
 :func:`text4vis.models.factory.load_saved_model` reads, with the text encoder and data settings
@@ -53,6 +56,7 @@ from text4vis.config import DataConfig
 from text4vis.data.transforms import CLIP_MEAN, CLIP_STD
 from text4vis.errors import Text4VisError
 from text4vis.models.factory import load_saved_model
+from text4vis.models.integrity import model_identity
 from text4vis.models.text import (
     TEMPLATE_SETS,
     ClipTextEncoder,
@@ -313,6 +317,7 @@ def export_onnx(
     summary = ExportSummary(str(directory))
     size = _input_size(model, data)
     num_frames = int(data.num_segments)
+    identity = model_identity(model)  # the weights as given, before any graph is traced
 
     was_training = model.training
     model.eval()
@@ -358,6 +363,7 @@ def export_onnx(
     description = _describe(
         model, graph, data, outputs, classifier=classifier, text=text_block, int8_file=int8_file
     )
+    description["source"] = {"identity": identity}
     (directory / EXPORT_JSON).write_text(json.dumps(description, indent=2) + "\n")
     summary.files = {
         str(p.relative_to(directory)): p.stat().st_size
