@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import COLOURS, NO_TORCH_PRELUDE
+from conftest import COLOURS, NO_TORCH
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -33,6 +33,7 @@ pytest.importorskip("onnxruntime")
 from text4vis.cli import main  # noqa: E402
 from text4vis.onnx_runtime import OnnxPredictor  # noqa: E402
 from text4vis.predict import Predictor  # noqa: E402
+from text4vis.search import VideoIndex  # noqa: E402
 from text4vis.serve import ServedModel, ServeSettings, VideoApp, create_app  # noqa: E402
 
 NEW_LABELS = ["dancing", "cooking", "red paint", "a yellow bird"]
@@ -207,9 +208,8 @@ def test_bad_input_on_an_export_gets_its_4xx(models: dict[str, Any], tmp_path: P
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
-        (["--index", "clips.index"], "searching an index needs the PyTorch model"),
         (["--device", "cuda"], "runs on the CPU"),
-        (["--precision", "bf16"], "choose fp32 or int8"),
+        (["--precision", "bf16"], "an fp32 graph"),
     ],
 )
 def test_serve_refuses_what_an_export_cannot_do(
@@ -224,7 +224,7 @@ def test_serve_refuses_what_an_export_cannot_do(
 
 # `text4vis app ARGS...` in a process where torch cannot be imported; when it stops (SIGTERM),
 # prints its exit status and the torch modules loaded.
-APP_WITHOUT_TORCH = NO_TORCH_PRELUDE + textwrap.dedent(
+APP_WITHOUT_TORCH = NO_TORCH + textwrap.dedent(
     """
     import json, sys
 
@@ -244,11 +244,14 @@ def _free_port() -> int:
 
 
 @pytest.mark.process
-def test_the_app_serves_an_export_without_torch(onnx_export: dict[str, Any]):
+def test_the_app_serves_an_export_without_torch(onnx_export: dict[str, Any], tmp_path: Path):
     videos = [Path(v) for v in onnx_export["videos"]]
+    runtime = OnnxPredictor.from_export(onnx_export["export"], precision="int8")
+    index = VideoIndex.build([str(v) for v in videos], runtime, tmp_path / "clips.index")
     port = _free_port()
     command = [sys.executable, "-c", APP_WITHOUT_TORCH, "--model", str(onnx_export["export"])]
     command += ["--allow", str(videos[0].parent), "--port", str(port), "--precision", "int8"]
+    command += ["--index", str(index.path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -274,6 +277,9 @@ def test_the_app_serves_an_export_without_torch(onnx_export: dict[str, Any]):
             by_path = client.post("/v1/label", json={"path": videos[2].name})
             page = client.get("/")
             timeline = client.post("/v1/timeline", json={"path": videos[2].name, "window": 1})
+            by_text = client.post("/v1/search", json={"text": "a red ball", "top_k": 4})
+            by_video = client.post("/v1/search", json={"path": videos[3].name, "top_k": 2})
+            thumbnail = client.get(by_text.json()["hits"][0]["thumbnail"])
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -286,8 +292,19 @@ def test_the_app_serves_an_export_without_torch(onnx_export: dict[str, Any]):
     assert report == {"code": 0, "torch_loaded": []}, err
     assert "Traceback" not in err
 
-    # The same answers as the export's own predict in this process (int8 graph).
-    runtime = OnnxPredictor.from_export(onnx_export["export"], precision="int8")
+    # The same answers as the export's own predict and index in this process (int8 graph).
+    for answer, expected in (
+        (by_text, index.search(text="a red ball", top_k=4)),
+        (by_video, index.search_vectors(index.video_embedding(videos[3])[None], 2)[0]),
+    ):
+        assert answer.status_code == 200, answer.text
+        got = answer.json()["hits"]
+        assert [hit["video"] for hit in got] == [hit.video for hit in expected]
+        # The index holds the rows embedded in a batch of 4, the server embeds the query alone:
+        # ONNX Runtime's dynamic int8 quantizes activations per batch, which moves scores < 1e-3.
+        assert [hit["score"] for hit in got] == pytest.approx([h.score for h in expected], abs=1e-3)
+    assert by_video.json()["hits"][0]["video"] == str(videos[3].resolve())
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"].startswith("image/")
     for answer, video, labels, top_k in (
         (upload, videos[1], NEW_LABELS, 2),
         (by_path, videos[2], None, 5),

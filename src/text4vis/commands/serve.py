@@ -129,7 +129,7 @@ def start_server(args: argparse.Namespace, allow: list[str]) -> int:
     )
     settings.check()
     if is_export(args.model):
-        model, index = _load_export(args), None
+        model, index = _load_export(args)
     else:
         model, index = _load_torch_model(args)
     video_app = VideoApp(
@@ -165,34 +165,19 @@ def _load_torch_model(args: argparse.Namespace) -> tuple[Any, Any]:
     return predictor, index
 
 
-def _load_export(args: argparse.Namespace) -> Any:
+def _load_export(args: argparse.Namespace) -> tuple[Any, Any]:
     """An export folder on ONNX Runtime (:class:`text4vis.onnx_runtime.OnnxPredictor`): the
-    video graph labels videos, the text graph builds classifiers of new label names."""
-    from text4vis.commands._common import log_to_console
-    from text4vis.errors import UsageError
-    from text4vis.onnx_runtime import OnnxPredictor
+    video graph labels videos and embeds them for search by video, the text graph builds
+    classifiers of new label names and embeds sentences; and the ``--index``, if any, which must
+    have been built with the export or with the model it was exported from (checked when the
+    server attaches it)."""
+    from text4vis.commands._common import log_to_console, open_export
+    from text4vis.search import VideoIndex
 
-    where = f"--model {args.model} is an export folder (text4vis export)"
-    if args.index:
-        # VideoIndex (text4vis.search) embeds and searches with the PyTorch model.
-        raise UsageError(
-            f"--index {args.index}: {where}, and searching an index needs the PyTorch model; "
-            "serve the model folder the export was made from (--model MODEL_DIR) with --index, "
-            "or leave --index out to label videos with the export"
-        )
-    if args.device not in ("auto", "cpu"):
-        raise UsageError(
-            f"--device {args.device}: {where}, which runs on the CPU (ONNX Runtime); leave it out"
-        )
-    if args.precision not in ("auto", "fp32", "int8"):
-        raise UsageError(
-            f"--precision {args.precision}: {where}, which has an fp32 graph and, exported with "
-            "--int8, an int8 one; choose fp32 or int8"
-        )
     log_to_console()
-    return OnnxPredictor.from_export(
-        args.model, precision="fp32" if args.precision == "auto" else args.precision
-    )
+    index = VideoIndex.load(args.index) if args.index else None
+    views = index.meta["data"]["views"] if index is not None else "1x1"
+    return open_export(args.model, args, views), index
 
 
 def run(args: argparse.Namespace) -> int:
