@@ -26,6 +26,7 @@ import torch
 
 from text4vis import __version__
 from text4vis.config import Config, dump_config
+from text4vis.console import StderrHandler
 from text4vis.distributed import broadcast_object, get_rank, get_world_size
 from text4vis.errors import ConfigError
 
@@ -195,7 +196,7 @@ def setup_logging(level: str | int = "INFO", log_file: str | Path | None = None)
         "%(asctime)s [rank%(rank)s] %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
     )
     if rank == 0:
-        console = logging.StreamHandler(sys.stderr)
+        console = StderrHandler()
         console.setFormatter(fmt)
         console.addFilter(_RankFilter(rank))
         console._text4vis = True  # type: ignore[attr-defined]
