@@ -251,7 +251,6 @@ def _refused_on_export(args: argparse.Namespace) -> list[tuple[str, str]]:
 def _run_export(args: argparse.Namespace) -> int:
     """``--model EXPORT_DIR``: label the videos with :class:`text4vis.onnx_runtime.OnnxPredictor`
     (ONNX Runtime, no torch import) and print them as the PyTorch path does."""
-    from text4vis.commands._common import log_to_console
     from text4vis.data.discovery import find_videos
     from text4vis.data.labels import parse_labels
     from text4vis.onnx_runtime import OnnxPredictor, parse_views
