@@ -292,7 +292,7 @@ NO_TORCH = textwrap.dedent(
     class NoTorch(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in ("torch", "torchvision"):
-                raise ImportError(f"{name} is unimportable in this test")
+                raise ModuleNotFoundError(f"No module named {name!r} (unimportable in this test)", name=name)
             return None
 
     sys.meta_path.insert(0, NoTorch())

@@ -120,3 +120,14 @@ def test_export_given_as_checkpoint_is_refused(onnx_export, capsys):
     export = str(onnx_export["export"])
     assert main(["predict", onnx_export["videos"][0], "--checkpoint", export]) == 2
     assert f"give it as --model {export}" in capsys.readouterr().err
+
+
+@pytest.mark.process
+def test_a_saved_model_without_torch_says_what_to_install(onnx_export):
+    """Where torch is missing, the PyTorch path is a user's error naming the install and the
+    export, not a bug report."""
+    video = onnx_export["videos"][0]
+    report = run_cli_without_torch([["predict", video, "--model", str(onnx_export["model"])]])
+    assert report["runs"][0]["code"] == 2, report["stderr"]
+    assert "needs the full install, and torch is not installed" in report["stderr"]
+    assert "export folder" in report["stderr"] and "this is a bug" not in report["stderr"]

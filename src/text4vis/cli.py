@@ -157,16 +157,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+# Top-level modules of the package's own dependencies: a command that finds one missing runs where
+# only the ONNX runtime's packages are installed (docs/deploy.md), which is not a bug.
+FULL_INSTALL = frozenset(
+    {"torch", "torchvision", "open_clip", "safetensors", "yaml", "matplotlib", "jinja2"}
+)
+
+
 def user_error_message(exc: BaseException) -> str | None:
     """The one-line message of a user's mistake, or None for any other exception (a bug).
 
     A user's mistake is a :class:`~text4vis.errors.Text4VisError`, raised here or in a
     DataLoader worker: torch re-raises a worker's exception with the worker's traceback as its
     message, so the worker's own message is recovered from it and the result is the same as with
-    ``data.num_workers=0``. A built-in ``ValueError`` or ``FileNotFoundError`` is a bug like any
+    ``data.num_workers=0``. So is a missing package of the full install (:data:`FULL_INSTALL`)
+    where only the ONNX runtime is installed. A built-in ``ValueError`` or ``FileNotFoundError`` is a bug like any
     other: the library converts the known input errors into its own classes where it reads the
     input.
     """
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in FULL_INSTALL:
+        missing = (exc.name or "").split(".")[0]
+        return (
+            f"this command needs the full install, and {missing} is not installed: "
+            "python -m pip install text4vis; where only the ONNX runtime is installed, give "
+            "predict, index, search or serve an export folder (text4vis export) as --model"
+        )
     worker = unwrap_worker_error(exc)
     if worker is not None:
         if worker.from_package or isinstance(exc, Text4VisError):

@@ -61,12 +61,41 @@ files number by number), :mod:`~text4vis_demo.probe`, :mod:`~text4vis_demo.comma
 ``demo`` command), :mod:`~text4vis_demo.log` (loggers under the library's ``text4vis``).
 """
 
-from text4vis_demo.ablations import run_demo
-from text4vis_demo.contrastive import run_contrastive_demo
-from text4vis_demo.metrics import DemoMetrics
-from text4vis_demo.paper import PAPER, PAPER_TABLE9, TABLE9_CLAIMS, TABLE_CLAIMS
-from text4vis_demo.settings import DemoSettings, demo_settings, make_demo_dataset
-from text4vis_demo.statistics import Claim, Judgement, judge_claim
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Public name -> module that defines it, imported on first access (PEP 562): `text4vis demo`'s
+# command module (text4vis_demo.command) is imported by every `text4vis` run to list the command,
+# and must not load torch, Jinja2 or the experiments (a machine with only the ONNX runtime has
+# none of them).
+_LAZY = {
+    "run_demo": "text4vis_demo.ablations",
+    "run_contrastive_demo": "text4vis_demo.contrastive",
+    "DemoMetrics": "text4vis_demo.metrics",
+    "PAPER": "text4vis_demo.paper",
+    "PAPER_TABLE9": "text4vis_demo.paper",
+    "TABLE9_CLAIMS": "text4vis_demo.paper",
+    "TABLE_CLAIMS": "text4vis_demo.paper",
+    "DemoSettings": "text4vis_demo.settings",
+    "demo_settings": "text4vis_demo.settings",
+    "make_demo_dataset": "text4vis_demo.settings",
+    "Claim": "text4vis_demo.statistics",
+    "Judgement": "text4vis_demo.statistics",
+    "judge_claim": "text4vis_demo.statistics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'text4vis_demo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "PAPER",

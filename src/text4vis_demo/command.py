@@ -7,6 +7,7 @@ entry-point group ``text4vis.commands`` in pyproject.toml; ``python -m text4vis_
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from text4vis.errors import UsageError
 
@@ -68,9 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.contrastive:
         if args.seeds is not None:
             raise UsageError("--seeds applies to the main demo; use --seed with --contrastive")
-        from text4vis_demo import run_contrastive_demo
-
-        result = run_contrastive_demo(
+        result = _demo_function("run_contrastive_demo")(
             args.out,
             quick=args.quick,
             seed=args.seed,
@@ -83,8 +82,22 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "--pretrained applies to --contrastive; the main demo runs its own stage 0"
         )
-    from text4vis_demo import run_demo
-
-    metrics = run_demo(args.out, quick=args.quick, seeds=args.seeds, progress=not args.no_progress)
+    metrics = _demo_function("run_demo")(
+        args.out, quick=args.quick, seeds=args.seeds, progress=not args.no_progress
+    )
     print(f"report: {metrics.out}/report.md")
     return 0
+
+
+def _demo_function(name: str) -> Any:
+    """``text4vis_demo.<name>``, or a clear error where the demo's dependencies (PyTorch, Jinja2,
+    matplotlib: the full install) are missing, e.g. next to the ONNX runtime alone."""
+    import text4vis_demo
+
+    try:
+        return getattr(text4vis_demo, name)
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"text4vis demo needs the full install ({exc.name} is missing): "
+            "python -m pip install text4vis (or `make demo` in a checkout)"
+        ) from None
