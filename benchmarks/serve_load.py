@@ -14,12 +14,21 @@ videos per forward pass (the server's ``/v1/health`` counters over the row), and
 memory: resident at the start and the end of the row, and its peak so far (``VmHWM`` of
 ``/proc/PID/status``).
 
+``--soak SECONDS`` instead: one server under the first ``--clients`` number of clients for that
+long, its ``VmRSS`` / ``RssAnon`` / ``RssFile`` / threads sampled every ``--sample-every``
+seconds; reported: the series, first / last / peak RSS, and a line fitted over the second half
+(slope per minute and per 1,000 requests, residual standard deviation). ``--by health`` loads
+the HTTP stack alone; ``--server-env KEY=VALUE`` sets the server's environment (e.g.
+``MALLOC_ARENA_MAX=2``), for experiments.
+
 Loopback only, bounded: ``--rounds x --duration`` seconds per row, ``--max-requests`` per part.
 Run::
 
     .venv/bin/python -m text4vis demo --quick --out /tmp/dq --no-progress     # /tmp/dq/model
     .venv/bin/python benchmarks/serve_load.py --model /tmp/dq/model \\
         --videos /tmp/dq/data/videos/val --rounds 4 --duration 10
+    .venv/bin/python benchmarks/serve_load.py --model /tmp/dq/model \
+        --videos /tmp/dq/data/videos/val --soak 600 --sample-every 15 --clients 16 --batches 8
 """
 
 from __future__ import annotations
