@@ -251,8 +251,9 @@ class PyAVReader:
         packets undecoded (``skip_frame``), and every frame that is decoded is bit-identical."""
         codec = stream.codec_context
         # Closed explicitly: PyAV frees a demux generator's read packet only when it is closed
-        # or finished, not when a generator left half-way is collected (measured: ~165 bytes of
-        # native memory per unfinished run, which a server decoding clips grows by for ever).
+        # or finished, not when a generator left half-way is collected (measured: about 150
+        # bytes of native memory per unfinished run on small clips; a server decoding a clip per
+        # request grew without end). benchmarks/README.md, the soak.
         with contextlib.closing(container.demux(stream)) as packets:
             for packet in packets:
                 wanted = packet.size == 0 or packet.pts is None or int(packet.pts) in wanted_pts
