@@ -25,8 +25,8 @@ SERVE_LOAD = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py
 WINDOW_S = 30.0
 # Bound on the anonymous memory's growth over the second window, per 1,000 requests (the slope of
 # the line fitted to its samples). Measured on this setup (benchmarks/README.md, the soak): with
-# the demux leak put back 18.7 MiB per 1,000 requests, with the fix 0.3 (the allocator still
-# settling early in the window, flat by its end; residual sd 0.2 MiB).
+# the demux leak put back 18.7 MiB per 1,000 requests, with the fix 0.09 and 0.3 in two runs (the
+# allocator still settling early in the window; residual sd 0.1-0.2 MiB).
 MAX_MIB_PER_1000 = 2.0
 
 
