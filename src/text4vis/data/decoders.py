@@ -261,10 +261,15 @@ class PyAVReader:
         B-frames) that are not wanted: no other frame depends on them, so FFmpeg can drop their
         packets undecoded (``skip_frame``), and every frame that is decoded is bit-identical."""
         codec = stream.codec_context
-        for packet in container.demux(stream):
-            wanted = packet.size == 0 or packet.pts is None or int(packet.pts) in wanted_pts
-            codec.skip_frame = "DEFAULT" if wanted else "NONREF"
-            yield from codec.decode(packet)
+        # Closed explicitly: PyAV frees a demux generator's read packet only when it is closed
+        # or finished, not when a generator left half-way is collected (measured: about 150
+        # bytes of native memory per unfinished run on small clips; a server decoding a clip per
+        # request grew without end). benchmarks/README.md, the soak.
+        with contextlib.closing(container.demux(stream)) as packets:
+            for packet in packets:
+                wanted = packet.size == 0 or packet.pts is None or int(packet.pts) in wanted_pts
+                codec.skip_frame = "DEFAULT" if wanted else "NONREF"
+                yield from codec.decode(packet)
 
     def _decode_run(
         self, container: Any, stream: Any, pending: list[int], got: dict[int, np.ndarray]
@@ -275,24 +280,26 @@ class PyAVReader:
         first = pending[0]
         need = set(pending)
         last = pending[-1]
-        for frame in self._decode_needed(container, stream, {self._pts[k] for k in pending}):
-            if frame.pts is None:
-                continue
-            position = self._position.get(int(frame.pts))
-            if position is None:
-                continue
-            if position > first and first not in got:
-                return False  # overshot: the seek landed after the first needed frame
-            if position in need and position not in got:
-                got[position] = upright(_to_rgb(frame), frame.rotation)
-                remaining = [k for k in pending if k not in got]
-                if not remaining:
-                    return True
-                next_key = self._keyframe_before(self._pts[remaining[0]])
-                if next_key is not None and next_key > int(frame.pts):
-                    return True  # seek again to the keyframe before the next needed frame
-            if position >= last:
-                break
+        frames = self._decode_needed(container, stream, {self._pts[k] for k in pending})
+        with contextlib.closing(frames):  # the run stops early: close the demuxer (see above)
+            for frame in frames:
+                if frame.pts is None:
+                    continue
+                position = self._position.get(int(frame.pts))
+                if position is None:
+                    continue
+                if position > first and first not in got:
+                    return False  # overshot: the seek landed after the first needed frame
+                if position in need and position not in got:
+                    got[position] = upright(_to_rgb(frame), frame.rotation)
+                    remaining = [k for k in pending if k not in got]
+                    if not remaining:
+                        return True
+                    next_key = self._keyframe_before(self._pts[remaining[0]])
+                    if next_key is not None and next_key > int(frame.pts):
+                        return True  # seek again to the keyframe before the next needed frame
+                if position >= last:
+                    break
         return first in got
 
 
