@@ -8,15 +8,21 @@ page cache warm):
 
 - ``read``: one pass over the matrix, copied block by block into a small buffer;
 - ``exact``: :class:`text4vis.search.ExactBackend` (top 10) for one query (median over the
-  queries) and for batches of queries (one call);
+  queries) and for batches of queries (one call each), with the batch's arithmetic rate
+  (``2 * Q * D * N`` flops over its time);
 - ``faiss``: FAISS ``IndexFlatIP`` over a float32 copy of the matrix, for reference;
 
-and float16's recall@10 against float32's exact top 10 on the same queries.
+and float16's recall@10 against float32's exact top 10 on the same queries. The last column is
+the largest batch measured whose whole call stays within 1.2x of the read.
+
+Threads: ``OMP_NUM_THREADS`` (1 unless set) for BLAS, PyTorch and FAISS; the read is always one
+thread.
 
 The vectors are the clustered unit vectors of ``benchmarks/search.py`` (``--data random`` for
 Gaussian ones); queries are drawn from the same distribution.
 
     .venv/bin/python benchmarks/search_exact.py --sizes 100000 1000000
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/search_exact.py --sizes 100000 1000000
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as benchmarks/search.py
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # read by BLAS when NumPy loads it
+THREADS = int(os.environ["OMP_NUM_THREADS"])
 
 import numpy as np  # noqa: E402
 
@@ -108,19 +116,23 @@ def measure_size(n: int, args, make, faiss) -> list[str]:
         lines = []
         for name in stored:
 
-            def cell(key: str, per_query: int = 0, name: str = name) -> str:
+            def cell(key: str, batch: int = 0, name: str = name) -> str:
                 if (name, key) not in times:
                     return "-"
                 ms = statistics.median(times[(name, key)]) * 1e3
                 ratio = statistics.median(times[(name, key + "/read")])
-                extra = f", {ms / per_query:.1f}" if per_query else ""
+                extra = f", {2 * batch * args.dim * n / ms / 1e6:.0f}" if batch else ""
                 return f"{ms:.1f} ({ratio:.2f}x{extra})"
 
+            within = [1] if statistics.median(times[(name, "1/read")]) <= 1.2 else []
+            within += [
+                b for b in args.batches if statistics.median(times[(name, f"b{b}/read")]) <= 1.2
+            ]
             read_ms = statistics.median(times[(name, "read")]) * 1e3
             lines.append(
-                f"| {n:,} | {name} | {read_ms:.1f} | {cell('1')} | "
+                f"| {n:,} | {name} | {THREADS} | {read_ms:.1f} | {cell('1')} | "
                 + " | ".join(cell(f"b{b}", b) for b in args.batches)
-                + f" | {cell('faiss')} | "
+                + f" | {max(within, default='none')} | {cell('faiss')} | "
                 + (f"{recall16:.3f} |" if name == "float16" else "1 |")
             )
         return lines
@@ -132,31 +144,32 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--data", choices=["clustered", "random"], default="clustered")
     parser.add_argument("--queries", type=int, default=10, help="single queries per round (10)")
-    parser.add_argument("--batches", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--batches", type=int, nargs="+", default=[2, 3, 4, 8, 16, 64])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--recall-queries", type=int, default=200)
     parser.add_argument("--no-faiss", action="store_true")
     args = parser.parse_args()
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(THREADS)
     faiss = None
     if not args.no_faiss:
         import faiss
 
-        faiss.omp_set_num_threads(1)
+        faiss.omp_set_num_threads(THREADS)
     make = clustered_vectors if args.data == "clustered" else unit_vectors
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"1 thread, 1-minute load {os.getloadavg()[0]:.1f}, commit {git_commit()}, "
+        f"{THREADS} thread(s), 1-minute load {os.getloadavg()[0]:.1f}, commit {git_commit()}, "
         f"numpy {np.__version__}, torch {torch.__version__}, data {args.data}"
     )
     print(
-        "| N | stored | read ms | exact 1 query ms (x read) | "
-        + " | ".join(f"exact batch {b} ms (x read, ms/q)" for b in args.batches)
-        + " | faiss IndexFlatIP 1 query ms (x read) | recall@10 vs float32 |"
+        "| N | stored | threads | read ms | exact 1 query ms (x read) | "
+        + " | ".join(f"batch of {b}: ms (x read, GFLOP/s)" for b in args.batches)
+        + " | largest batch within 1.2x read | FAISS IndexFlatIP 1 query ms (x read) | "
+        + "recall@10 vs float32 |"
     )
-    print("|---|---|---|---|" + "---|" * len(args.batches) + "---|---|")
+    print("|---|---|---|---|---|" + "---|" * len(args.batches) + "---|---|---|")
     for n in args.sizes:
         for line in measure_size(n, args, make, faiss):
             print(line, flush=True)

@@ -72,7 +72,8 @@ def test_batches_of_unit_vectors_match_the_brute_force_scores(dtype: str, num_qu
     np.testing.assert_allclose(scores, rescored, atol=1e-6)
 
 
-@pytest.mark.parametrize("gemv_queries", [0, 64])  # one matrix product a block; a GEMV a query
+# One matrix product a block, or a GEMV a query (and for float16, PyTorch's fp16 GEMV)
+@pytest.mark.parametrize("gemv_queries", [0, 64])
 @pytest.mark.parametrize("block_rows", [7, 64, 5000])
 def test_either_kernel_and_any_block_give_the_same_answer(
     monkeypatch, dtype: str, gemv_queries: int, block_rows: int
@@ -81,6 +82,7 @@ def test_either_kernel_and_any_block_give_the_same_answer(
     queries = _queries(8, 4)
     expected = _reference(queries, vectors, 10)
     monkeypatch.setattr(ExactBackend, "GEMV_QUERIES", gemv_queries)
+    monkeypatch.setattr(ExactBackend, "HALF_GEMV_QUERIES", gemv_queries)
     monkeypatch.setattr(ExactBackend, "BLOCK_BYTES", 4 * D * block_rows)
     found = ExactBackend(vectors).search(queries, 10)
     np.testing.assert_array_equal(found[1], expected[1])

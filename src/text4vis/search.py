@@ -281,20 +281,21 @@ class ExactBackend:
     """Exact cosine search: the queries' inner products with every stored vector, then top-k.
 
     One pass over the stored matrix, as stored (a memory-mapped array is not copied), in blocks
-    of :attr:`BLOCK_BYTES` (a few MiB, so that a block read from memory stays in cache while
-    every query of a batch uses it): the scores ``[Q, b]`` of a block are one matrix product
-    (NumPy's BLAS), a float16 block first widened to float32 in a buffer that stays in cache
-    (PyTorch's vectorised copy when PyTorch imports, NumPy's slower one otherwise), so float16
-    reads half the bytes and scores exactly what it stores. :class:`_RunningTopK` keeps each
-    query's best k so far: a block's scores are compared with the k-th best and only the few
-    above it are merged in. A few float16 queries go one at a time through PyTorch's float16
-    matrix-vector product instead (when PyTorch imports; faster: no widening), whose scores are
-    rounded to float16; every row within :attr:`HALF_TOLERANCE` of the k-th score is then scored
-    again in float32, so the answer is the same as the widened scan's. Equal scores rank by row.
-    A NaN score (a NaN in a query or a row) ranks as ``-inf``.
+    of :attr:`BLOCK_BYTES` (1 MiB, so that a block read from memory stays in cache while every
+    query of a batch uses it). A block's scores ``[Q, b]`` are one matrix product (NumPy's
+    BLAS), or for up to :attr:`GEMV_QUERIES` queries a matrix-vector product each (BLAS's GEMM
+    is slow for so few); a float16 block is first widened to float32 in a buffer that stays in
+    cache (:class:`_Widening`), so float16 reads half the bytes and scores exactly what it
+    stores. :class:`_RunningTopK` keeps each query's best k so far: a block's scores are compared
+    with the k-th best and only the few above it are merged in. One float16 query goes through
+    PyTorch's float16 matrix-vector product instead (where PyTorch imports; faster: no
+    widening), whose scores are rounded to float16; every row within :attr:`HALF_TOLERANCE` of
+    the k-th score is then scored again in float32, so the answer is the same as the widened
+    scan's. Equal scores rank by row; a NaN score (a NaN in a query or a row) ranks as ``-inf``.
+    PyTorch is optional: without it float16 widens with NumPy (slower), with the same answers.
 
-    A batch of Q queries costs ``2 * Q * D * N`` flops against ``N * D * itemsize`` bytes read,
-    so from a few queries on, the scan is bound by the CPU's matrix product, not by memory.
+    A batch of Q queries is ``2 * Q * D * N`` flops against ``N * D * itemsize`` bytes read, so
+    from a few queries on the scan is bound by the CPU's arithmetic, not by memory.
     ``benchmarks/search_exact.py`` measures the scan against one streaming read of the matrix,
     its GFLOP/s, and float16's recall@10 against float32.
     """
@@ -303,7 +304,7 @@ class ExactBackend:
     BLOCK_BYTES = 1 << 20  # bytes of a block of rows a batch shares (512 float32 rows at D = 512)
     SINGLE_ROWS = 1 << 16  # rows of a block for one float32 query (nothing to share: fewer steps)
     GEMV_QUERIES = 4  # up to this many queries: a matrix-vector product each, per cached block
-    HALF_GEMV_QUERIES = 4  # float16: up to this many queries through the fp16 GEMV (PyTorch)
+    HALF_GEMV_QUERIES = 1  # float16: up to this many queries through the fp16 GEMV (PyTorch)
     # Bound on the error of a float16 GEMV score of unit vectors: the float16 rounding of the
     # result (<= 2^-11 * |score| <= 4.9e-4) with room for the float32 accumulation's error.
     HALF_TOLERANCE = 1e-3
@@ -332,12 +333,18 @@ class ExactBackend:
         if num_queries == 1 and not half:
             rows = self.SINGLE_ROWS
         scores_buffer = np.empty(rows * num_queries, np.float32)
-        widened = np.empty((rows, self._vectors.shape[1]), np.float32) if half else None
+        widen = _Widening(self._vectors, rows, torch) if half else None
+        gemv = num_queries <= self.GEMV_QUERIES  # BLAS's GEMM is slow for 2-4 rows of queries
         top = _RunningTopK(num_queries, k)
         for start in range(0, n, rows):
             end = min(n, start + rows)
+            block = widen(start, end) if widen else self._vectors[start:end]  # [b, D] float32
             scores = scores_buffer[: (end - start) * num_queries].reshape(num_queries, -1)
-            self._scores(queries, start, end, scores, widened, torch)  # [Q, b]
+            if gemv:
+                for query, query_scores in zip(queries, scores):
+                    np.matmul(block, query, out=query_scores)
+            else:
+                np.matmul(queries, block.T, out=scores)  # [Q, b]
             top.add(scores, start)
         return top.result()
 
@@ -351,13 +358,11 @@ class ExactBackend:
         rows = self.SINGLE_ROWS
         if len(queries) > 1:  # a block each query reads again from cache
             rows = max(1, self.BLOCK_BYTES // (2 * self._vectors.shape[1]))
+        matrix = _torch_view(torch, self._vectors)  # [N, D], no copy
         for start in range(0, len(self), rows):
-            block = self._vectors[start : start + rows]
-            with warnings.catch_warnings():  # a read-only memory map: torch only reads it
-                warnings.simplefilter("ignore", UserWarning)
-                matrix = torch.from_numpy(block)  # [b, D], no copy
+            block = matrix[start : start + rows]
             for query, out in zip(half_queries, approx):
-                torch.mv(matrix, query, out=out[start : start + len(block)])
+                torch.mv(block, query, out=out[start : start + len(block)])
         found_scores, found_ids = [], []
         for query, scores in zip(queries, approx.float().numpy()):
             np.fmax(scores, -np.inf, out=scores)  # NaN ranks last, as -inf
@@ -370,31 +375,33 @@ class ExactBackend:
             found_ids.append(candidates[order].astype(np.int64))
         return np.stack(found_scores), np.stack(found_ids)
 
-    def _scores(
-        self,
-        queries: np.ndarray,
-        start: int,
-        end: int,
-        out: np.ndarray,
-        widened: np.ndarray | None,
-        torch: Any,
-    ) -> None:
-        """Write the inner products ``[Q, end - start]`` of the queries with rows ``start:end``
-        into ``out``."""
-        rows = self._vectors[start:end]
-        if widened is not None:  # float16: widened to float32 first
-            if torch is None:
-                np.copyto(widened[: len(rows)], rows)
-            else:
-                with warnings.catch_warnings():  # a read-only memory map: torch only reads it
-                    warnings.simplefilter("ignore", UserWarning)
-                    torch.from_numpy(widened[: len(rows)]).copy_(torch.from_numpy(rows))
-            rows = widened[: len(rows)]
-        if len(queries) <= self.GEMV_QUERIES:  # BLAS's GEMM is slow for 2-4 rows of queries
-            for query, scores in zip(queries, out):
-                np.matmul(rows, query, out=scores)
+
+def _torch_view(torch: Any, array: np.ndarray) -> Any:
+    """A tensor over ``array``'s memory (no copy), a read-only memory map too: torch only reads
+    it here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "the given NumPy array is not writable"
+        return torch.from_numpy(array)
+
+
+class _Widening:
+    """Float16 rows ``start:end`` widened to float32 into one buffer of ``rows`` rows that stays
+    in cache (PyTorch's vectorised copy; NumPy's, several times slower, without PyTorch)."""
+
+    def __init__(self, vectors: np.ndarray, rows: int, torch: Any) -> None:
+        self._vectors = vectors
+        self._buffer = np.empty((rows, vectors.shape[1]), np.float32)
+        self._torch_pair = None
+        if torch is not None:
+            self._torch_pair = (_torch_view(torch, vectors), torch.from_numpy(self._buffer))
+
+    def __call__(self, start: int, end: int) -> np.ndarray:
+        if self._torch_pair is None:
+            np.copyto(self._buffer[: end - start], self._vectors[start:end])
         else:
-            np.matmul(queries, rows.T, out=out)
+            source, buffer = self._torch_pair
+            buffer[: end - start].copy_(source[start:end])
+        return self._buffer[: end - start]
 
 
 def _optional_torch() -> Any:
@@ -429,15 +436,15 @@ class _RunningTopK:
         """Take the scores ``[Q, b]`` of rows ``first_row : first_row + b`` (scores may be
         changed: NaN becomes ``-inf``)."""
         num_queries, size = scores.shape
-        np.fmax(scores, -np.inf, out=scores)  # NaN ranks last, as -inf
         filled = self._scores.shape[1] == self.k
-        if filled:
+        if filled:  # a NaN is never above: it ranks after the k kept, as -inf would
             above = np.flatnonzero(scores > self._threshold[:, None])
-        elif size > self.k:
-            kth = np.partition(scores, size - self.k, axis=1)[:, size - self.k]
-            above = np.flatnonzero(scores >= kth[:, None])  # ties at the k-th too
         else:
+            np.fmax(scores, -np.inf, out=scores)  # NaN ranks last, as -inf
             above = np.arange(scores.size)
+            if size > self.k:
+                kth = np.partition(scores, size - self.k, axis=1)[:, size - self.k]
+                above = np.flatnonzero(scores >= kth[:, None])  # ties at the k-th too
         if len(above) == 0:
             return
         query, column = np.divmod(above, size)
