@@ -6,14 +6,16 @@ measured side by side mean anything), for the matrix stored as float32 and as fl
 ``.npy`` file opened with ``np.load(mmap_mode="r")`` (as :meth:`VideoIndex.load` opens it,
 page cache warm):
 
-- ``read``: one pass over the matrix, copied block by block into a small buffer;
+- ``read``: one pass over the matrix, copied block by block into a small buffer, made again
+  just before each measured call (the ratio "x read" is the call's time over that read's);
 - ``exact``: :class:`text4vis.search.ExactBackend` (top 10) for one query (median over the
   queries) and for batches of queries (one call each), with the batch's arithmetic rate
   (``2 * Q * D * N`` flops over its time);
 - ``faiss``: FAISS ``IndexFlatIP`` over a float32 copy of the matrix, for reference;
 
-and float16's recall@10 against float32's exact top 10 on the same queries. The last column is
-the largest batch measured whose whole call stays within 1.2x of the read.
+and float16's recall@10 against float32's exact top 10 on the same queries. "Largest batch
+within 1.2x" is the largest batch measured whose whole call, and every smaller batch's, took at
+most 1.2x its read (median over the rounds).
 
 Threads: ``OMP_NUM_THREADS`` (1 unless set) for BLAS, PyTorch and FAISS; the read is always one
 thread.
@@ -67,18 +69,26 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 def round_times(
     matrix: np.ndarray, backend: ExactBackend, queries: np.ndarray, args, flat
-) -> dict[str, float]:
-    """One round over one stored matrix: seconds of the read, of single queries (median) and of
-    each batch; FAISS's single query when ``flat`` is given."""
-    runs = {"read": seconds(lambda: streaming_read(matrix))}
+) -> dict[str, tuple[float, float]]:
+    """One round over one stored matrix: seconds and the ratio to a read made just before, of
+    the read itself, of single queries (medians) and of each batch; FAISS's single query when
+    ``flat`` is given. Each call is paired with its own read: the machine's load changes."""
+
+    def paired(call) -> tuple[float, float]:
+        read = seconds(lambda: streaming_read(matrix))
+        took = seconds(call)
+        return took, took / read
+
+    def median_of(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+        return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
+
     singles = queries[: args.queries]
-    runs["1"] = statistics.median(seconds(lambda q=q: backend.search(q[None], 10)) for q in singles)
+    runs = {"read": paired(lambda: streaming_read(matrix))}
+    runs["1"] = median_of([paired(lambda q=q: backend.search(q[None], 10)) for q in singles])
     for size in args.batches:
-        runs[f"b{size}"] = seconds(lambda size=size: backend.search(queries[:size], 10))
+        runs[f"b{size}"] = paired(lambda size=size: backend.search(queries[:size], 10))
     if flat is not None:
-        runs["faiss"] = statistics.median(
-            seconds(lambda q=q: flat.search(q[None], 10)) for q in singles
-        )
+        runs["faiss"] = median_of([paired(lambda q=q: flat.search(q[None], 10)) for q in singles])
     return runs
 
 
@@ -110,9 +120,9 @@ def measure_size(n: int, args, make, faiss) -> list[str]:
                 runs = round_times(
                     matrix, backends[name], queries, args, flat if name == "float32" else None
                 )
-                for key, value in runs.items():
-                    times.setdefault((name, key), []).append(value)
-                    times.setdefault((name, key + "/read"), []).append(value / runs["read"])
+                for key, (took, ratio) in runs.items():
+                    times.setdefault((name, key), []).append(took)
+                    times.setdefault((name, key + "/read"), []).append(ratio)
         lines = []
         for name in stored:
 
@@ -124,15 +134,16 @@ def measure_size(n: int, args, make, faiss) -> list[str]:
                 extra = f", {2 * batch * args.dim * n / ms / 1e6:.0f}" if batch else ""
                 return f"{ms:.1f} ({ratio:.2f}x{extra})"
 
-            within = [1] if statistics.median(times[(name, "1/read")]) <= 1.2 else []
-            within += [
-                b for b in args.batches if statistics.median(times[(name, f"b{b}/read")]) <= 1.2
-            ]
+            within = "none"  # the largest batch that, with every smaller one, is within 1.2x
+            for batch, key in [(1, "1")] + [(b, f"b{b}") for b in sorted(args.batches)]:
+                if statistics.median(times[(name, key + "/read")]) > 1.2:
+                    break
+                within = str(batch)
             read_ms = statistics.median(times[(name, "read")]) * 1e3
             lines.append(
                 f"| {n:,} | {name} | {THREADS} | {read_ms:.1f} | {cell('1')} | "
                 + " | ".join(cell(f"b{b}", b) for b in args.batches)
-                + f" | {max(within, default='none')} | {cell('faiss')} | "
+                + f" | {within} | {cell('faiss')} | "
                 + (f"{recall16:.3f} |" if name == "float16" else "1 |")
             )
         return lines
