@@ -18,7 +18,8 @@ within 1.2x" is the largest batch measured whose whole call, and every smaller b
 most 1.2x its read (median over the rounds).
 
 Threads: ``OMP_NUM_THREADS`` (1 unless set) for BLAS, PyTorch and FAISS; the read is always one
-thread.
+thread. The rate of an in-cache float32 matrix product, printed at the start and at the end,
+is the most GFLOP/s a batch can reach on the shared machine at that time.
 
 The vectors are the clustered unit vectors of ``benchmarks/search.py`` (``--data random`` for
 Gaussian ones); queries are drawn from the same distribution.
@@ -65,6 +66,19 @@ def seconds(call) -> float:
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth)]))
+
+
+def peak_gflops(dim: int, rounds: int = 5) -> float:
+    """The best rate of NumPy's BLAS on an in-cache float32 product [512, D] x [D, 512] (no
+    memory traffic): what the core delivers now, the ceiling of a batch's GFLOP/s."""
+    rng = np.random.default_rng(0)
+    left, right = rng.standard_normal((2, 512, dim), dtype=np.float32)
+    out = np.empty((512, 512), np.float32)
+    best = min(
+        seconds(lambda: [np.matmul(left, right.T, out=out) for _ in range(20)])
+        for _ in range(rounds)
+    )
+    return 20 * 2 * 512 * 512 * dim / best / 1e9
 
 
 def round_times(
@@ -169,6 +183,7 @@ def main() -> None:
 
         faiss.omp_set_num_threads(THREADS)
     make = clustered_vectors if args.data == "clustered" else unit_vectors
+    peak = peak_gflops(args.dim)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"{THREADS} thread(s), 1-minute load {os.getloadavg()[0]:.1f}, commit {git_commit()}, "
@@ -184,7 +199,10 @@ def main() -> None:
     for n in args.sizes:
         for line in measure_size(n, args, make, faiss):
             print(line, flush=True)
-    print(f"1-minute load at the end {os.getloadavg()[0]:.1f}")
+    print(
+        f"1-minute load at the end {os.getloadavg()[0]:.1f}; in-cache sgemm "
+        f"{peak_gflops(args.dim):.0f} GFLOP/s now ({peak:.0f} at the start)"
+    )
 
 
 if __name__ == "__main__":
