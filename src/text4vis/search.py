@@ -281,7 +281,7 @@ class ExactBackend:
     """Exact cosine search: the queries' inner products with every stored vector, then top-k.
 
     One pass over the stored matrix, as stored (a memory-mapped array is not copied), in blocks
-    of :attr:`BLOCK_BYTES` (1 MiB, so that a block read from memory stays in cache while every
+    of :attr:`BLOCK_BYTES` (4 MiB, so that a block read from memory stays in cache while every
     query of a batch uses it). A block's scores ``[Q, b]`` are one matrix product (NumPy's
     BLAS), or for up to :attr:`GEMV_QUERIES` queries a matrix-vector product each (BLAS's GEMM
     is slow for so few); a float16 block is first widened to float32 in a buffer that stays in
@@ -301,7 +301,7 @@ class ExactBackend:
     """
 
     name = "exact"
-    BLOCK_BYTES = 1 << 20  # bytes of a block of rows a batch shares (512 float32 rows at D = 512)
+    BLOCK_BYTES = 4 << 20  # bytes of a block of rows a batch shares (2048 float32 rows at D = 512)
     SINGLE_ROWS = 1 << 16  # rows of a block for one float32 query (nothing to share: fewer steps)
     GEMV_QUERIES = 4  # up to this many queries: a matrix-vector product each, per cached block
     HALF_GEMV_QUERIES = 1  # float16: up to this many queries through the fp16 GEMV (PyTorch)
