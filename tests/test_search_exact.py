@@ -125,3 +125,13 @@ def test_the_running_top_k_merges_only_scores_above_the_kth():
     scores, ids = top.result()
     np.testing.assert_array_equal(ids, [[0, 1], [5, 1]])
     np.testing.assert_array_equal(scores, [[5, 4], [9, 3]])
+
+
+def test_no_queries_or_k_zero_give_empty_answers(dtype: str):
+    backend = ExactBackend(_tied(30, 9).astype(dtype))
+    for queries, k, shape in [
+        (np.zeros((0, D), np.float32), 5, (0, 5)),
+        (_queries(3, 1), 0, (3, 0)),
+    ]:
+        scores, ids = backend.search(queries, k)
+        assert scores.shape == ids.shape == shape and ids.dtype == np.int64

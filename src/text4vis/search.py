@@ -322,8 +322,8 @@ class ExactBackend:
         """Scores and row ids ``[Q, k']`` (k' = min(k, N)), best first."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)  # [Q, D]
         n, k, num_queries = len(self), min(k, len(self)), queries.shape[0]
-        if k == 0:
-            empty = np.zeros((num_queries, 0))
+        if k == 0 or num_queries == 0:
+            empty = np.zeros((num_queries, k if num_queries == 0 else 0))
             return empty.astype(np.float32), empty.astype(np.int64)
         half = self._vectors.dtype == np.float16
         torch = _optional_torch() if half else None
@@ -338,7 +338,7 @@ class ExactBackend:
         top = _RunningTopK(num_queries, k)
         for start in range(0, n, rows):
             end = min(n, start + rows)
-            block = widen(start, end) if widen else self._vectors[start:end]  # [b, D] float32
+            block = self._vectors[start:end] if widen is None else widen(start, end)  # [b, D]
             scores = scores_buffer[: (end - start) * num_queries].reshape(num_queries, -1)
             if gemv:
                 for query, query_scores in zip(queries, scores):
