@@ -100,11 +100,13 @@ def test_exact_search_in_blocks_is_the_formula(monkeypatch, dtype: str):
     queries = _unit(6, 24, 4)
     expected = queries @ vectors.astype(np.float32).T  # [Q, N]
     truth = np.argsort(-expected, axis=1, kind="stable")[:, :7]
-    for block_scores in (1 << 20, 6 * 50, 1):  # one block; blocks of 50 rows; of k rows
-        monkeypatch.setattr(ExactBackend, "BLOCK_SCORES", block_scores)
-        scores, ids = ExactBackend(vectors).search(queries, 7)
-        np.testing.assert_array_equal(ids, truth)
-        np.testing.assert_allclose(scores, np.take_along_axis(expected, ids, 1), rtol=1e-6)
+    for block_bytes in (1 << 20, 4 * 24 * 50, 1):  # one block; blocks of 50 rows; of 1 row
+        for gemv_queries in (0, 6):  # one matrix product per block; a GEMV per query
+            monkeypatch.setattr(ExactBackend, "BLOCK_BYTES", block_bytes)
+            monkeypatch.setattr(ExactBackend, "GEMV_QUERIES", gemv_queries)
+            scores, ids = ExactBackend(vectors).search(queries, 7)
+            np.testing.assert_array_equal(ids, truth)
+            np.testing.assert_allclose(scores, np.take_along_axis(expected, ids, 1), rtol=1e-6)
 
 
 def test_float16_single_queries_rescored_give_the_widened_answer(monkeypatch):
@@ -116,9 +118,9 @@ def test_float16_single_queries_rescored_give_the_widened_answer(monkeypatch):
     vectors = vectors.astype(np.float16)
     backend = ExactBackend(vectors)
     for query in [base[0], _unit(1, 32, 5)[0]]:
-        monkeypatch.setattr(ExactBackend, "BLOCK_ROWS", 1000)  # the GEMV in blocks too
+        monkeypatch.setattr(ExactBackend, "SINGLE_ROWS", 1000)  # the GEMV in blocks too
         scores, ids = backend.search(query[None], 10)
-        monkeypatch.setattr(ExactBackend, "GEMV_QUERIES", 0)  # the widened scan
+        monkeypatch.setattr(ExactBackend, "HALF_GEMV_QUERIES", 0)  # the widened scan
         widened_scores, widened_ids = backend.search(query[None], 10)
         monkeypatch.undo()
         np.testing.assert_array_equal(ids, widened_ids)

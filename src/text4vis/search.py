@@ -344,23 +344,31 @@ BACKENDS: Registry[Callable[..., Any]] = Registry("search backend", error=VideoI
 class ExactBackend:
     """Exact cosine search: the queries' inner products with every stored vector, then top-k.
 
-    The scan is memory-bound for a few queries, so it reads the stored matrix once per call, as
-    stored (a memory-mapped array is not copied), block by block: a float32 block goes straight
-    into NumPy's matrix product (BLAS); a float16 block is first widened to float32 in a small
-    buffer that stays in cache (PyTorch's vectorised copy), so float16 reads half the bytes and
-    scores exactly what it stores. Each block keeps its top k. A few float16 queries go one at a
-    time through PyTorch's float16 matrix-vector product instead (faster: no widening), whose
-    scores are rounded to float16; every row within :attr:`HALF_TOLERANCE` of the k-th score is
-    then scored again in float32, so the answer is the same as the widened scan's.
+    One pass over the stored matrix, as stored (a memory-mapped array is not copied), in blocks
+    of :attr:`BLOCK_BYTES` (4 MiB, so that a block read from memory stays in cache while every
+    query of a batch uses it). A block's scores ``[Q, b]`` are one matrix product (NumPy's
+    BLAS), or for up to :attr:`GEMV_QUERIES` queries a matrix-vector product each (BLAS's GEMM
+    is slow for so few); a float16 block is first widened to float32 in a buffer that stays in
+    cache (:class:`_Widening`), so float16 reads half the bytes and scores exactly what it
+    stores. :class:`_RunningTopK` keeps each query's best k so far: a block's scores are compared
+    with the k-th best and only the few above it are merged in. One float16 query goes through
+    PyTorch's float16 matrix-vector product instead (where PyTorch imports; faster: no
+    widening), whose scores are rounded to float16; every row within :attr:`HALF_TOLERANCE` of
+    the k-th score is then scored again in float32, so the answer is the same as the widened
+    scan's. Equal scores rank by row; a NaN score (a NaN in a query or a row) ranks as ``-inf``.
+    PyTorch is optional: without it float16 widens with NumPy (slower), with the same answers.
+
+    A batch of Q queries is ``2 * Q * D * N`` flops against ``N * D * itemsize`` bytes read, so
+    from a few queries on the scan is bound by the CPU's arithmetic, not by memory.
     ``benchmarks/search_exact.py`` measures the scan against one streaming read of the matrix,
-    and float16's recall@10 against float32.
+    its GFLOP/s, and float16's recall@10 against float32.
     """
 
     name = "exact"
-    BLOCK_SCORES = 1 << 20  # scores held at once: rows of a block x queries (4 MiB of float32)
-    BLOCK_ROWS = 1 << 16  # rows of a block at most
-    WIDEN_ROWS = 2048  # float16 rows widened at a time (4 MiB of float32 at D = 512)
-    GEMV_QUERIES = 4  # float16: up to this many queries go one by one through the fp16 GEMV
+    BLOCK_BYTES = 4 << 20  # bytes of a block of rows a batch shares (2048 float32 rows at D = 512)
+    SINGLE_ROWS = 1 << 16  # rows of a block for one float32 query (nothing to share: fewer steps)
+    GEMV_QUERIES = 4  # up to this many queries: a matrix-vector product each, per cached block
+    HALF_GEMV_QUERIES = 1  # float16: up to this many queries through the fp16 GEMV (PyTorch)
     # Bound on the error of a float16 GEMV score of unit vectors: the float16 rounding of the
     # result (<= 2^-11 * |score| <= 4.9e-4) with room for the float32 accumulation's error.
     HALF_TOLERANCE = 1e-3
@@ -378,77 +386,160 @@ class ExactBackend:
         """Scores and row ids ``[Q, k']`` (k' = min(k, N)), best first."""
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)  # [Q, D]
         n, k, num_queries = len(self), min(k, len(self)), queries.shape[0]
-        if k == 0:
-            empty = np.zeros((num_queries, 0))
+        if k == 0 or num_queries == 0:
+            empty = np.zeros((num_queries, k if num_queries == 0 else 0))
             return empty.astype(np.float32), empty.astype(np.int64)
-        if self._vectors.dtype == np.float16 and num_queries <= self.GEMV_QUERIES:
-            found = [self._search_half_gemv(query, k) for query in queries]
-            return np.stack([f[0] for f in found]), np.stack([f[1] for f in found])
-        block = max(k, min(self.BLOCK_ROWS, self.BLOCK_SCORES // num_queries))
-        scores_buffer = np.empty(block * num_queries, np.float32)
-        widened = None
-        if self._vectors.dtype == np.float16:
-            widened = np.empty((min(block, self.WIDEN_ROWS), self._vectors.shape[1]), np.float32)
-        kept_scores, kept_ids = [], []
-        for start in range(0, n, block):
-            end = min(n, start + block)
-            scores = scores_buffer[: (end - start) * num_queries].reshape(end - start, -1)
-            self._scores(queries, start, end, scores, widened)  # [b, Q]
-            if end - start > k:
-                top = np.argpartition(scores, end - start - k, axis=0)[end - start - k :]
-                scores = np.take_along_axis(scores, top, axis=0)  # [k, Q], unordered
+        half = self._vectors.dtype == np.float16
+        torch = _optional_torch() if half else None
+        if torch is not None and num_queries <= self.HALF_GEMV_QUERIES:
+            return self._search_half_gemv(torch, queries, k)
+        rows = max(1, self.BLOCK_BYTES // (4 * self._vectors.shape[1]))
+        if num_queries == 1 and not half:
+            rows = self.SINGLE_ROWS
+        scores_buffer = np.empty(rows * num_queries, np.float32)
+        widen = _Widening(self._vectors, rows, torch) if half else None
+        gemv = num_queries <= self.GEMV_QUERIES  # BLAS's GEMM is slow for 2-4 rows of queries
+        top = _RunningTopK(num_queries, k)
+        for start in range(0, n, rows):
+            end = min(n, start + rows)
+            block = self._vectors[start:end] if widen is None else widen(start, end)  # [b, D]
+            scores = scores_buffer[: (end - start) * num_queries].reshape(num_queries, -1)
+            if gemv:
+                for query, query_scores in zip(queries, scores):
+                    np.matmul(block, query, out=query_scores)
             else:
-                top = np.broadcast_to(np.arange(end - start)[:, None], scores.shape)
-                scores = scores.copy()
-            kept_scores.append(scores.T)
-            kept_ids.append(top.T + start)
-        scores, ids = np.concatenate(kept_scores, axis=1), np.concatenate(kept_ids, axis=1)
-        # Best first; equal scores by row, so that the order never depends on the blocks.
-        order = np.lexsort((ids, -scores), axis=1)[:, :k]
-        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+                np.matmul(queries, block.T, out=scores)  # [Q, b]
+            top.add(scores, start)
+        return top.result()
 
-    def _search_half_gemv(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """One query ``[D]`` against float16 rows: scores and ids ``[k]``, best first."""
+    def _search_half_gemv(
+        self, torch: Any, queries: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A few queries ``[Q, D]`` against float16 rows: scores and ids ``[Q, k]``, best
+        first."""
+        half_queries = torch.from_numpy(queries).half()
+        approx = torch.empty((len(queries), len(self)), dtype=torch.float16)  # [Q, N]
+        rows = self.SINGLE_ROWS
+        if len(queries) > 1:  # a block each query reads again from cache
+            rows = max(1, self.BLOCK_BYTES // (2 * self._vectors.shape[1]))
+        matrix = _torch_view(torch, self._vectors)  # [N, D], no copy
+        for start in range(0, len(self), rows):
+            block = matrix[start : start + rows]
+            for query, out in zip(half_queries, approx):
+                torch.mv(block, query, out=out[start : start + len(block)])
+        found_scores, found_ids = [], []
+        for query, scores in zip(queries, approx.float().numpy()):
+            np.fmax(scores, -np.inf, out=scores)  # NaN ranks last, as -inf
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            candidates = np.flatnonzero(scores >= kth - 2 * self.HALF_TOLERANCE)
+            exact = self._vectors[candidates].astype(np.float32) @ query  # [C]
+            np.fmax(exact, -np.inf, out=exact)
+            order = np.lexsort((candidates, -exact))[:k]
+            found_scores.append(exact[order])
+            found_ids.append(candidates[order].astype(np.int64))
+        return np.stack(found_scores), np.stack(found_ids)
+
+
+def _torch_view(torch: Any, array: np.ndarray) -> Any:
+    """A tensor over ``array``'s memory (no copy), a read-only memory map too: torch only reads
+    it here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "the given NumPy array is not writable"
+        return torch.from_numpy(array)
+
+
+class _Widening:
+    """Float16 rows ``start:end`` widened to float32 into one buffer of ``rows`` rows that stays
+    in cache (PyTorch's vectorised copy; NumPy's, several times slower, without PyTorch)."""
+
+    def __init__(self, vectors: np.ndarray, rows: int, torch: Any) -> None:
+        self._vectors = vectors
+        self._buffer = np.empty((rows, vectors.shape[1]), np.float32)
+        self._torch_pair = None
+        if torch is not None:
+            self._torch_pair = (_torch_view(torch, vectors), torch.from_numpy(self._buffer))
+
+    def __call__(self, start: int, end: int) -> np.ndarray:
+        if self._torch_pair is None:
+            np.copyto(self._buffer[: end - start], self._vectors[start:end])
+        else:
+            source, buffer = self._torch_pair
+            buffer[: end - start].copy_(source[start:end])
+        return self._buffer[: end - start]
+
+
+def _optional_torch() -> Any:
+    """PyTorch, or None where it does not import (an ONNX deployment searches without it)."""
+    try:
         import torch
+    except ImportError:
+        return None
+    return torch
 
-        half_query = torch.from_numpy(query).half()
-        approx = torch.empty(len(self), dtype=torch.float16)  # [N]
-        for start in range(0, len(self), self.BLOCK_ROWS):
-            rows = self._vectors[start : start + self.BLOCK_ROWS]
-            with warnings.catch_warnings():  # a read-only memory map: torch only reads it
-                warnings.simplefilter("ignore", UserWarning)
-                matrix = torch.from_numpy(rows)  # [b, D], no copy
-            torch.mv(matrix, half_query, out=approx[start : start + len(rows)])
-        approx_np = approx.float().numpy()
-        kth = np.partition(approx_np, len(approx_np) - k)[len(approx_np) - k]
-        candidates = np.flatnonzero(approx_np >= kth - 2 * self.HALF_TOLERANCE)
-        exact = self._vectors[candidates].astype(np.float32) @ query  # [C]
-        order = np.lexsort((candidates, -exact))[:k]
-        return exact[order], candidates[order].astype(np.int64)
 
-    def _scores(
-        self,
-        queries: np.ndarray,
-        start: int,
-        end: int,
-        out: np.ndarray,
-        widened: np.ndarray | None,
-    ) -> None:
-        """Write the inner products ``[end - start, Q]`` of rows ``start:end`` with the queries
-        into ``out``."""
-        rows = self._vectors[start:end]
-        if widened is None:  # float32
-            np.matmul(rows, queries.T, out=out)
+class _RunningTopK:
+    """Each of Q queries' best k scores so far over blocks of scores ``[Q, b]`` of consecutive
+    rows, ranked by score (descending), then row (ascending).
+
+    A block is first compared with each query's k-th best score so far (one vectorised pass);
+    only the scores above it can enter the top k (an equal score of a later row ranks after
+    it), and they are few once the first blocks are seen, so they are kept aside and merged
+    (one sort) when there are ``Q * k`` of them, or at the end. Until k scores are seen, a
+    block's candidates are its scores at or above its own k-th largest.
+    """
+
+    def __init__(self, num_queries: int, k: int) -> None:
+        self.k = k
+        self._scores = np.empty((num_queries, 0), np.float32)  # [Q, <= k], best first
+        self._ids = np.empty((num_queries, 0), np.int64)
+        self._threshold = np.full(num_queries, -np.inf, np.float32)  # the k-th best (stale)
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # query, score, id
+        self._pending_count = 0
+
+    def add(self, scores: np.ndarray, first_row: int) -> None:
+        """Take the scores ``[Q, b]`` of rows ``first_row : first_row + b`` (scores may be
+        changed: NaN becomes ``-inf``)."""
+        num_queries, size = scores.shape
+        filled = self._scores.shape[1] == self.k
+        if filled:  # a NaN is never above: it ranks after the k kept, as -inf would
+            above = np.flatnonzero(scores > self._threshold[:, None])
+        else:
+            np.fmax(scores, -np.inf, out=scores)  # NaN ranks last, as -inf
+            above = np.arange(scores.size)
+            if size > self.k:
+                kth = np.partition(scores, size - self.k, axis=1)[:, size - self.k]
+                above = np.flatnonzero(scores >= kth[:, None])  # ties at the k-th too
+        if len(above) == 0:
             return
-        import torch
+        query, column = np.divmod(above, size)
+        self._pending.append((query, scores.ravel()[above], column + first_row))
+        self._pending_count += len(above)
+        if not filled or self._pending_count >= num_queries * self.k:
+            self._merge()
 
-        buffer = torch.from_numpy(widened)
-        for first in range(0, len(rows), len(widened)):
-            part = rows[first : first + len(widened)]
-            with warnings.catch_warnings():  # a read-only memory map: torch only reads it
-                warnings.simplefilter("ignore", UserWarning)
-                buffer[: len(part)].copy_(torch.from_numpy(part))
-            np.matmul(widened[: len(part)], queries.T, out=out[first : first + len(part)])
+    def _merge(self) -> None:
+        num_queries, kept = self._scores.shape
+        query = np.concatenate(
+            [np.repeat(np.arange(num_queries), kept)] + [p[0] for p in self._pending]
+        )
+        score = np.concatenate([self._scores.ravel()] + [p[1] for p in self._pending])
+        row = np.concatenate([self._ids.ravel()] + [p[2] for p in self._pending])
+        self._pending, self._pending_count = [], 0
+        order = np.lexsort((row, -score, query))
+        query, score, row = query[order], score[order], row[order]
+        rank = np.arange(len(query)) - np.searchsorted(query, np.arange(num_queries))[query]
+        keep = rank < self.k
+        # Every query saw the same rows, with at least min(k, rows seen) candidates each.
+        self._scores = score[keep].reshape(num_queries, -1)
+        self._ids = row[keep].reshape(num_queries, -1)
+        if self._scores.shape[1] == self.k:
+            self._threshold = self._scores[:, -1].copy()
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """Scores ``[Q, k']`` and row ids, best first."""
+        if self._pending:
+            self._merge()
+        return self._scores, self._ids
 
 
 def _faiss() -> Any:
