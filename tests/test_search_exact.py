@@ -135,3 +135,36 @@ def test_no_queries_or_k_zero_give_empty_answers(dtype: str):
     ]:
         scores, ids = backend.search(queries, k)
         assert scores.shape == ids.shape == shape and ids.dtype == np.int64
+
+
+@pytest.mark.parametrize("threads", [2, 3, 7])
+@pytest.mark.parametrize("num_queries", [1, 3, 8])
+@pytest.mark.parametrize("k", [1, 10, N])
+def test_rows_split_across_threads_give_the_one_thread_answer(
+    monkeypatch, dtype: str, threads: int, num_queries: int, k: int
+):
+    """Parts of 100-200 rows scanned at once (parts smaller than k too), merged: the brute-force
+    top k, ties by row across the parts' boundaries (repeated rows span them)."""
+    vectors = _tied(N, 3).astype(dtype)
+    queries = _queries(num_queries, 4)
+    expected_scores, expected_ids = _reference(queries, vectors, k)
+    monkeypatch.setattr(ExactBackend, "PART_ROWS", 100)
+    monkeypatch.setattr(ExactBackend, "BLOCK_BYTES", 4 * D * 64)
+    monkeypatch.setattr(ExactBackend, "SINGLE_ROWS", 64)
+    backend = ExactBackend(vectors, threads=threads)
+    scores, ids = backend.search(queries, k)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(scores, expected_scores)
+
+
+def test_threads_default_to_omp_num_threads_and_are_checked(monkeypatch):
+    from text4vis.errors import UsageError
+
+    vectors = _tied(10, 0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert ExactBackend(vectors).threads == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert ExactBackend(vectors).threads >= 1
+    assert ExactBackend(vectors, threads=2).threads == 2
+    with pytest.raises(UsageError, match="at least 1"):
+        ExactBackend(vectors, threads=0)

@@ -70,11 +70,13 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import threadpoolctl
 from tqdm.auto import tqdm
 
 from text4vis import distributed
@@ -358,6 +360,11 @@ class ExactBackend:
     scan's. Equal scores rank by row; a NaN score (a NaN in a query or a row) ranks as ``-inf``.
     PyTorch is optional: without it float16 widens with NumPy (slower), with the same answers.
 
+    Threads: the rows are split into :attr:`threads` contiguous parts scanned at once, each by
+    one Python thread with a single-threaded BLAS (NumPy's matrix products release the GIL),
+    and the parts' top k merged. BLAS's own threads would split each 4 MiB block's small product
+    again, a wait per block (measured: 5x slower batches on 2 shared cores).
+
     A batch of Q queries is ``2 * Q * D * N`` flops against ``N * D * itemsize`` bytes read, so
     from a few queries on the scan is bound by the CPU's arithmetic, not by memory.
     ``benchmarks/search_exact.py`` measures the scan against one streaming read of the matrix,
@@ -372,12 +379,18 @@ class ExactBackend:
     # Bound on the error of a float16 GEMV score of unit vectors: the float16 rounding of the
     # result (<= 2^-11 * |score| <= 4.9e-4) with room for the float32 accumulation's error.
     HALF_TOLERANCE = 1e-3
+    PART_ROWS = 1 << 15  # rows a thread scans at least (fewer rows: fewer threads)
 
-    def __init__(self, vectors: np.ndarray) -> None:
+    def __init__(self, vectors: np.ndarray, threads: int | None = None) -> None:
         vectors = np.asarray(vectors)
         if vectors.dtype not in (np.float32, np.float16):
             vectors = vectors.astype(np.float32)
         self._vectors = vectors  # [N, D], rows normalised; kept as given (memory-mapped too)
+        if threads is not None and threads < 1:
+            raise UsageError(f"exact search threads must be at least 1, got {threads}")
+        # None: OMP_NUM_THREADS where set (the usual cap on a shared machine), else the CPUs
+        # this process may run on.
+        self.threads = threads or _default_threads()
 
     def __len__(self) -> int:
         return int(self._vectors.shape[0])
@@ -393,15 +406,39 @@ class ExactBackend:
         torch = _optional_torch() if half else None
         if torch is not None and num_queries <= self.HALF_GEMV_QUERIES:
             return self._search_half_gemv(torch, queries, k)
+        parts = max(1, min(self.threads, n // self.PART_ROWS))
+        if parts == 1:
+            return self._scan(queries, 0, n, k, torch)
+        bounds = np.linspace(0, n, parts + 1).round().astype(int).tolist()
+        with (
+            threadpoolctl.threadpool_limits(1, user_api="blas"),
+            ThreadPoolExecutor(parts, thread_name_prefix="text4vis-exact") as pool,
+        ):
+            found = list(
+                pool.map(
+                    lambda lo_hi: self._scan(queries, lo_hi[0], lo_hi[1], k, torch),
+                    zip(bounds[:-1], bounds[1:]),
+                )
+            )
+        scores = np.concatenate([f[0] for f in found], axis=1)  # [Q, <= parts * k]
+        ids = np.concatenate([f[1] for f in found], axis=1)
+        order = np.lexsort((ids, -scores), axis=1)[:, :k]  # equal scores by row, as one scan
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+
+    def _scan(
+        self, queries: np.ndarray, first: int, last: int, k: int, torch: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``min(k, last - first)`` of rows ``first:last``: scores and ids ``[Q, k']``."""
+        num_queries, half = queries.shape[0], self._vectors.dtype == np.float16
         rows = max(1, self.BLOCK_BYTES // (4 * self._vectors.shape[1]))
         if num_queries == 1 and not half:
             rows = self.SINGLE_ROWS
         scores_buffer = np.empty(rows * num_queries, np.float32)
         widen = _Widening(self._vectors, rows, torch) if half else None
         gemv = num_queries <= self.GEMV_QUERIES  # BLAS's GEMM is slow for 2-4 rows of queries
-        top = _RunningTopK(num_queries, k)
-        for start in range(0, n, rows):
-            end = min(n, start + rows)
+        top = _RunningTopK(num_queries, min(k, last - first))
+        for start in range(first, last, rows):
+            end = min(last, start + rows)
             block = self._vectors[start:end] if widen is None else widen(start, end)  # [b, D]
             scores = scores_buffer[: (end - start) * num_queries].reshape(num_queries, -1)
             if gemv:
@@ -466,6 +503,17 @@ class _Widening:
             source, buffer = self._torch_pair
             buffer[: end - start].copy_(source[start:end])
         return self._buffer[: end - start]
+
+
+def _default_threads() -> int:
+    """Threads of an exact scan: ``OMP_NUM_THREADS`` where it is set, else the CPUs this
+    process may run on."""
+    setting = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def _optional_torch() -> Any:
