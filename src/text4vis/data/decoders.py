@@ -193,19 +193,21 @@ class PyAVReader:
         """Sorted presentation timestamps of all frames and those of keyframes (demux only)."""
         pts: list[int] = []
         keys: list[int] = []
-        for packet in container.demux(stream):
-            if packet.size == 0:  # the flush packet at the end of the stream
-                continue
-            stamp = packet.pts if packet.pts is not None else packet.dts
-            if stamp is None:
-                raise VideoDecodeError(
-                    self.path,
-                    "packets carry no timestamps, so frames cannot be located by time; "
-                    "remux the file (ffmpeg -i IN -c copy OUT.mp4) or extract frames",
-                )
-            pts.append(int(stamp))
-            if packet.is_keyframe:
-                keys.append(int(stamp))
+        # closed, not left to the garbage collector: PyAV frees the current packet on close
+        with contextlib.closing(container.demux(stream)) as packets:
+            for packet in packets:
+                if packet.size == 0:  # the flush packet at the end of the stream
+                    continue
+                stamp = packet.pts if packet.pts is not None else packet.dts
+                if stamp is None:
+                    raise VideoDecodeError(
+                        self.path,
+                        "packets carry no timestamps, so frames cannot be located by time; "
+                        "remux the file (ffmpeg -i IN -c copy OUT.mp4) or extract frames",
+                    )
+                pts.append(int(stamp))
+                if packet.is_keyframe:
+                    keys.append(int(stamp))
         pts.sort()
         keys.sort()
         if len(set(pts)) != len(pts):

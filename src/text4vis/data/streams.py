@@ -205,29 +205,31 @@ class PyAVFrameStream(FrameStream):
         if self._container is None:
             raise VideoDecodeError(self.path, "the stream was closed")
         last = -math.inf
+        frames = self._container.decode(self._stream)
         try:
-            for frame in self._container.decode(self._stream):
-                stamp = frame.pts if frame.pts is not None else frame.best_effort_timestamp
-                if stamp is None or self._time_base is None:
-                    raise VideoDecodeError(
-                        self.path,
-                        "frames carry no timestamps, so their times are unknown; remux the file "
-                        "(ffmpeg -i IN -c copy OUT.mp4)",
-                    )
-                seconds = stamp * self._time_base
-                if self.start_time is None:  # live: the clock starts at the first frame
-                    self.start_time = seconds
-                seconds -= self.start_time
-                if seconds <= last:  # a repeated or out-of-order stamp: keep time increasing
-                    logger.debug("%s: frame at %.4f s after %.4f s", self.path, seconds, last)
-                    continue
-                last = seconds
-                rotation = frame.rotation
+            with contextlib.closing(frames):  # a stream stopped early frees its packet
+                for frame in frames:
+                    stamp = frame.pts if frame.pts is not None else frame.best_effort_timestamp
+                    if stamp is None or self._time_base is None:
+                        raise VideoDecodeError(
+                            self.path,
+                            "frames carry no timestamps, so their times are unknown; remux the "
+                            "file (ffmpeg -i IN -c copy OUT.mp4)",
+                        )
+                    seconds = stamp * self._time_base
+                    if self.start_time is None:  # live: the clock starts at the first frame
+                        self.start_time = seconds
+                    seconds -= self.start_time
+                    if seconds <= last:  # a repeated or out-of-order stamp: keep time increasing
+                        logger.debug("%s: frame at %.4f s after %.4f s", self.path, seconds, last)
+                        continue
+                    last = seconds
+                    rotation = frame.rotation
 
-                def load(frame: Any = frame, rotation: float = rotation) -> np.ndarray:
-                    return upright(_to_rgb(frame), rotation)
+                    def load(frame: Any = frame, rotation: float = rotation) -> np.ndarray:
+                        return upright(_to_rgb(frame), rotation)
 
-                yield TimedFrame(seconds, load)
+                    yield TimedFrame(seconds, load)
         except VideoDecodeError:
             raise
         except (av.FFmpegError, OSError, ValueError) as exc:
