@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import logging
 import platform
 import socket
 import subprocess
@@ -26,13 +25,10 @@ import torch
 
 from text4vis import __version__
 from text4vis.config import Config, dump_config
-from text4vis.console import StderrHandler
+from text4vis.console import setup_logging
 from text4vis.distributed import broadcast_object, get_rank, get_world_size
-from text4vis.errors import ConfigError
 
 __all__ = ["RunDir", "collect_meta", "create_run_dir", "git_info", "setup_logging"]
-
-LOGGER_NAME = "text4vis"
 
 
 @dataclass
@@ -162,49 +158,3 @@ def create_run_dir(
     )
     setup_logging(config.run.log_level, log_file)
     return RunDir(path=run_path, config=config, meta=meta)
-
-
-class _RankFilter(logging.Filter):
-    def __init__(self, rank: int) -> None:
-        super().__init__()
-        self.rank = rank
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.rank = self.rank
-        return True
-
-
-def setup_logging(level: str | int = "INFO", log_file: str | Path | None = None) -> logging.Logger:
-    """Configure the ``text4vis`` logger: console on rank 0 only, and an optional file.
-
-    Calling it again replaces the handlers it installed before (one run folder at a time).
-    """
-    logger = logging.getLogger(LOGGER_NAME)
-    if isinstance(level, str):
-        numeric = logging.getLevelName(level.upper())
-        if not isinstance(numeric, int):
-            raise ConfigError(f"unknown log level {level!r}; choose DEBUG, INFO, WARNING or ERROR")
-        level = numeric
-    logger.setLevel(level)
-    logger.propagate = False
-    for handler in list(logger.handlers):
-        if getattr(handler, "_text4vis", False):
-            logger.removeHandler(handler)
-            handler.close()
-    rank = get_rank()
-    fmt = logging.Formatter(
-        "%(asctime)s [rank%(rank)s] %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
-    )
-    if rank == 0:
-        console = StderrHandler()
-        console.setFormatter(fmt)
-        console.addFilter(_RankFilter(rank))
-        console._text4vis = True  # type: ignore[attr-defined]
-        logger.addHandler(console)
-    if log_file is not None:
-        file_handler = logging.FileHandler(log_file)
-        file_handler.setFormatter(fmt)
-        file_handler.addFilter(_RankFilter(rank))
-        file_handler._text4vis = True  # type: ignore[attr-defined]
-        logger.addHandler(file_handler)
-    return logger

@@ -16,7 +16,6 @@ __all__ = [
     "add_saved_model_argument",
     "check_export_flags",
     "config_from_args",
-    "log_to_console",
     "open_export",
     "write_csv",
 ]
@@ -118,31 +117,6 @@ def write_csv(target: str, header: Sequence[str], rows: Iterable[Sequence[Any]])
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
-
-
-def log_to_console(level: str = "INFO") -> None:
-    """Records of the ``text4vis`` logger at ``level`` on stderr, as
-    :func:`text4vis.runs.setup_logging` writes them on a single process (which imports torch, so
-    the paths that run an export without PyTorch call this instead)."""
-    import logging
-
-    from text4vis.console import StderrHandler
-
-    logger = logging.getLogger("text4vis")
-    logger.setLevel(level)
-    logger.propagate = False
-    for handler in list(logger.handlers):
-        if getattr(handler, "_text4vis", False):
-            logger.removeHandler(handler)
-            handler.close()
-    console = StderrHandler()
-    console.setFormatter(
-        logging.Formatter(
-            "%(asctime)s [rank0] %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
-        )
-    )
-    console._text4vis = True  # type: ignore[attr-defined]
-    logger.addHandler(console)
 
 
 def check_export_flags(model: str, args: argparse.Namespace) -> None:

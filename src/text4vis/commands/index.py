@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from text4vis.console import setup_logging
 from text4vis.errors import UsageError
 
 COMMAND = "index"
@@ -116,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
     if is_export(args.model):
         return _run_export(args)
     from text4vis.distributed import is_main_process, process_group
-    from text4vis.runs import setup_logging
 
     setup_logging("INFO" if is_main_process() else "WARNING")
     with process_group(args.device):  # under torchrun: one process group for the update
@@ -139,9 +139,9 @@ def _load_model(args: argparse.Namespace, views: str) -> Any:
 
 def _run_export(args: argparse.Namespace) -> int:
     """``--model EXPORT_DIR``: the same index, embedded on ONNX Runtime without torch."""
-    from text4vis.commands._common import check_export_flags, log_to_console, open_export
+    from text4vis.commands._common import check_export_flags, open_export
 
-    log_to_console("INFO")
+    setup_logging("INFO")
     check_export_flags(args.model, args)  # before an index is opened
     return _run(args, lambda views: open_export(args.model, args, views))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from text4vis.commands._common import add_precision_argument, log_to_console
+from text4vis.commands._common import add_precision_argument
+from text4vis.console import setup_logging
 from text4vis.errors import UsageError
 
 COMMAND = "predict"
@@ -164,7 +165,6 @@ def run(args: argparse.Namespace) -> int:
     if args.model and is_export(args.model):
         return _run_export(args)
     from text4vis.predict import PredictError, Predictor
-    from text4vis.runs import setup_logging
 
     setup_logging("INFO")
     labels = parse_labels(args.labels) if args.labels is not None else None
@@ -255,7 +255,7 @@ def _run_export(args: argparse.Namespace) -> int:
     from text4vis.data.labels import parse_labels
     from text4vis.onnx_runtime import OnnxPredictor, parse_views
 
-    log_to_console()
+    setup_logging("INFO")
     for flag, reason in _refused_on_export(args):
         value = getattr(args, flag[2:].replace("-", "_"), None)
         shown = f"{flag} {value}" if isinstance(value, (str, float, int)) else flag

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from text4vis.console import setup_logging
 from text4vis.errors import MissingFileError, UsageError
 
 COMMAND = "search"
@@ -77,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from text4vis.commands._common import log_to_console, open_export
+    from text4vis.commands._common import open_export
     from text4vis.onnx_runtime import is_export
     from text4vis.search import VideoIndex, VideoIndexError
 
     # Nothing here imports torch unless the model is a PyTorch one (text4vis.predict).
-    log_to_console("WARNING")
+    setup_logging("WARNING")
     if (args.query is None) == (args.like is None):
         raise VideoIndexError(
             'give a sentence or --like VIDEO (one of them), e.g. "a person surfing"'

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from text4vis.console import setup_logging
+
 COMMAND = "serve"
 HELP = "a JSON API (label a video, search an index; OpenAPI at /openapi.json) and the page"
 DESCRIPTION = """Serve the model over HTTP: a JSON API and the page of `text4vis app`, on one
@@ -100,13 +102,15 @@ def start_server(args: argparse.Namespace, allow: list[str]) -> int:
     """Load the model (and index) and serve until interrupted: `serve` and `app`.
 
     ``--model`` may be an export folder (``text4vis export``): it runs on ONNX Runtime and nothing
-    on its path imports torch (:mod:`text4vis.predict`, :mod:`text4vis.runs` and
-    :mod:`text4vis.search` do, so they are imported on the PyTorch path only).
+    on its path imports torch (:mod:`text4vis.predict` does, so it is imported on the PyTorch
+    path only).
     """
     import contextlib
     import signal
 
+    from text4vis.commands._common import open_export
     from text4vis.onnx_runtime import is_export
+    from text4vis.search import VideoIndex
 
     try:
         from text4vis.serve import ServeSettings, VideoApp, run
@@ -128,10 +132,15 @@ def start_server(args: argparse.Namespace, allow: list[str]) -> int:
         max_queue=args.max_queue,
     )
     settings.check()
-    if is_export(args.model):
-        model, index = _load_export(args)
+    setup_logging("INFO")
+    # An export's index must have been built with the export or its source model (checked when
+    # the server attaches it); text4vis.search imports no torch.
+    index = VideoIndex.load(args.index) if args.index else None
+    views = index.meta["data"]["views"] if index is not None else "1x1"
+    if is_export(args.model):  # ONNX Runtime: the text and video graphs, no torch
+        model = open_export(args.model, args, views)
     else:
-        model, index = _load_torch_model(args)
+        model = _load_predictor(args, views)
     video_app = VideoApp(
         model,
         index,
@@ -146,38 +155,17 @@ def start_server(args: argparse.Namespace, allow: list[str]) -> int:
     return 0
 
 
-def _load_torch_model(args: argparse.Namespace) -> tuple[Any, Any]:
-    """A saved model on PyTorch (:class:`text4vis.Predictor`) and the ``--index``, if any."""
+def _load_predictor(args: argparse.Namespace, views: str) -> Any:
+    """A saved model on PyTorch (:class:`text4vis.Predictor`)."""
     from text4vis.predict import Predictor
-    from text4vis.runs import setup_logging
-    from text4vis.search import VideoIndex
 
-    setup_logging("INFO")
-    index = VideoIndex.load(args.index) if args.index else None
-    views = index.meta["data"]["views"] if index is not None else "1x1"
-    predictor = Predictor.from_pretrained(
+    return Predictor.from_pretrained(
         args.model,
         views=views,
         num_workers=0,
         device=args.device,
         precision=args.precision,
     )
-    return predictor, index
-
-
-def _load_export(args: argparse.Namespace) -> tuple[Any, Any]:
-    """An export folder on ONNX Runtime (:class:`text4vis.onnx_runtime.OnnxPredictor`): the
-    video graph labels videos and embeds them for search by video, the text graph builds
-    classifiers of new label names and embeds sentences; and the ``--index``, if any, which must
-    have been built with the export or with the model it was exported from (checked when the
-    server attaches it)."""
-    from text4vis.commands._common import log_to_console, open_export
-    from text4vis.search import VideoIndex
-
-    log_to_console()
-    index = VideoIndex.load(args.index) if args.index else None
-    views = index.meta["data"]["views"] if index is not None else "1x1"
-    return open_export(args.model, args, views), index
 
 
 def run(args: argparse.Namespace) -> int:
