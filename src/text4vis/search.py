@@ -122,6 +122,7 @@ __all__ = [
     "VideoIndexError",
     "WindowEmbedder",
     "build_backend",
+    "video_direction",
     "file_signature",
 ]
 
@@ -785,6 +786,13 @@ def _normalise(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(norms, 1e-12)
 
 
+def video_direction(views: Any) -> np.ndarray:
+    """A video's row of an index: its views' embeddings ``[V, D]`` (array-like, before
+    normalisation) normalised, averaged and normalised again, float32 ``[D]``: the video's
+    direction in the joint space, whatever the number of views."""
+    return _normalise(_normalise(np.asarray(views, dtype=np.float32)).mean(0))
+
+
 # ----------------------------------------------------------------------------------------------
 # The index
 # ----------------------------------------------------------------------------------------------
@@ -1317,10 +1325,7 @@ class VideoIndex:
             views, errors = predictor.embed_videos(paths)  # position -> [V, D]
         finally:
             predictor.progress = shown
-        rows = {
-            i: _normalise(_normalise(np.asarray(v, dtype=np.float32)).mean(0))
-            for i, v in views.items()
-        }
+        rows = {i: video_direction(v) for i, v in views.items()}
         return rows, dict(errors)
 
     def _embed_segments(

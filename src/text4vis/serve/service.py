@@ -21,18 +21,16 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from text4vis.data.labels import check_labels, read_label_file
 from text4vis.data.synthetic import write_mp4
 from text4vis.errors import Text4VisError, UsageError, VideoDecodeError
+from text4vis.search import VideoIndex, video_direction
 from text4vis.serve.batching import ModelWorker
 from text4vis.serve.model import ServedModel
-
-if TYPE_CHECKING:
-    from text4vis.search import VideoIndex
 
 __all__ = [
     "LabelResult",
@@ -414,8 +412,7 @@ class VideoApp:
         with self.worker.coming():
             views = await _in_thread(self.decode_views, path, name)
         embedding = await self.worker.embed(views)  # [V, D]
-        # As the index embeds videos: views normalised, averaged, normalised again.
-        query = _unit(_unit(embedding).mean(axis=0))  # [D]
+        query = video_direction(embedding)  # [D], as the index embeds videos
         hits = await self.worker.call(lambda: index.search_vectors(query[None], top_k)[0])
         return self._hits(name, hits)
 
@@ -479,12 +476,6 @@ class VideoApp:
                 write_mp4(target, np.ascontiguousarray(frames[:, :h, :w]), fps=8, bframes=0)
                 self._playable[row] = target
             return self._playable[row], "video/mp4"
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (``F.normalize``'s epsilon of 1e-12), in float32."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 async def _in_thread(function: Any, *args: Any) -> Any:
