@@ -61,6 +61,7 @@ approximate backend (FAISS, the ``search`` extra) sits behind the same interface
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hashlib
 import json
@@ -602,7 +603,7 @@ def _faiss() -> Any:
     return faiss
 
 
-class _FaissBackend:
+class _FaissBackend(abc.ABC):
     """What the FAISS backends share: a built ``self._index`` answers inner-product queries.
 
     ``BUILD_OPTIONS`` name the keyword arguments that shape the index when it is built; the
@@ -616,8 +617,9 @@ class _FaissBackend:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    @abc.abstractmethod
     def _set_query_options(self, **options: Any) -> None:
-        raise NotImplementedError
+        """Apply query-time settings (``nprobe``, ``ef_search``) to the built index."""
 
     def write(self, path: str | Path) -> None:
         """Save the built FAISS index to ``path``."""

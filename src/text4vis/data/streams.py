@@ -21,6 +21,7 @@ whatever the length.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import heapq
 import logging
@@ -91,7 +92,7 @@ class TimedFrame:
 # ----------------------------------------------------------------------------------------------
 
 
-class FrameStream:
+class FrameStream(abc.ABC):
     """Frames of one source in presentation order, read once.
 
     Iterate it for :class:`TimedFrame` objects; ``duration`` is the length in seconds when the
@@ -103,10 +104,11 @@ class FrameStream:
     duration: float | None  # seconds, as the container states it (None: unknown)
     frame_duration: float = 0.04  # seconds per frame at the nominal rate
 
+    @abc.abstractmethod
     def __iter__(self) -> Iterator[TimedFrame]:
-        raise NotImplementedError
+        """The frames, in presentation order."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a default: a source with nothing to release)
         """Release the source."""
 
     def __enter__(self) -> FrameStream:

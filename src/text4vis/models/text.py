@@ -22,6 +22,7 @@ approximately preserves it). The classifier metadata records it.
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,7 +149,7 @@ def fixed_projection(in_dim: int, out_dim: int, seed: int = 0) -> torch.Tensor:
     return projection.float().contiguous()
 
 
-class TextEncoder:
+class TextEncoder(abc.ABC):
     """Interface: ``encode(texts) -> [N, D]`` (not normalised), plus a metadata description."""
 
     name: str = ""
@@ -158,8 +159,9 @@ class TextEncoder:
         self.projection: torch.Tensor | None = None
         self.projection_seed: int | None = None
 
+    @abc.abstractmethod
     def _encode_raw(self, texts: list[str]) -> torch.Tensor:
-        raise NotImplementedError
+        """Embeddings ``[N, D]`` of ``texts`` before any projection (not normalised)."""
 
     @property
     def text_dim(self) -> int:
