@@ -167,13 +167,13 @@ FULL_INSTALL = frozenset(
 def user_error_message(exc: BaseException) -> str | None:
     """The one-line message of a user's mistake, or None for any other exception (a bug).
 
-    A user's mistake is a :class:`~text4vis.errors.Text4VisError`, raised here or in a
-    DataLoader worker: torch re-raises a worker's exception with the worker's traceback as its
-    message, so the worker's own message is recovered from it and the result is the same as with
-    ``data.num_workers=0``. So is a missing package of the full install (:data:`FULL_INSTALL`)
-    where only the ONNX runtime is installed. A built-in ``ValueError`` or ``FileNotFoundError`` is a bug like any
-    other: the library converts the known input errors into its own classes where it reads the
-    input.
+    A user's mistake is a :class:`~text4vis.errors.Text4VisError`, raised here or in a DataLoader
+    worker: torch re-raises a worker's exception with the worker's traceback as its message, so the
+    worker's own message is recovered from it and the result is the same as with
+    ``data.num_workers=0``. So is a missing package of the full install (:data:`FULL_INSTALL`) where
+    only the ONNX runtime is installed. A built-in ``ValueError`` or ``FileNotFoundError`` is a bug
+    like any other: the library converts the known input errors into its own classes where it reads
+    the input.
     """
     if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in FULL_INSTALL:
         missing = (exc.name or "").split(".")[0]

@@ -14,7 +14,7 @@ The model is anything with the methods of :class:`VideoEmbedder`: a
 :class:`~text4vis.onnx_runtime.OnnxPredictor`, with which building, updating and searching an
 index import no torch (this module imports none)::
 
-    predictor = OnnxPredictor.from_export("exported/")              # text4vis export ... --out exported
+    predictor = OnnxPredictor.from_export("exported/")  # text4vis export ... --out exported
     index = VideoIndex.build(["clips/"], predictor, "clips.index")
 
 An export records its source model's identity, so an index embedded by a model is searched and
@@ -1230,8 +1230,8 @@ class VideoIndex:
 
         A save writes the whole index (atomically), so at 10^5-10^6 rows saving after every chunk
         would cost more than embedding: the index is saved after a chunk once
-        :attr:`SAVE_INTERVAL_S` seconds, and the last save's duration divided by
-        :attr:`SAVE_SHARE`, have passed (an interrupted update loses at most that much work). New rows are gathered and
+        :attr:`SAVE_INTERVAL_S` seconds, and the last save's duration divided by :attr:`SAVE_SHARE`,
+        have passed (an interrupted update loses at most that much work). New rows are gathered and
         appended at each save, not copied per chunk.
         """
         predictor = self._require_predictor("embedding videos")

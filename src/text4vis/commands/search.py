@@ -13,13 +13,14 @@ DESCRIPTION = """Rank the videos of an index (made by `text4vis index`) by cosin
 the text embedding of a sentence, made with the model's own text encoder and prompt, or with the
 embedding of a video (--like).
 
-The model is the one the index was built with (recorded in the index); --model points to it when
-it has moved. An index built with an export (`text4vis export`) is searched with it on ONNX
-Runtime, without PyTorch: a sentence through the export's text graph, --like through its video
-graph; --model may also name the export of the model an index was built with (or the reverse). --backend faiss-ivf / faiss-hnsw searches approximately (pip install
-'text4vis[search]'); exact search is the default: it reads the stored vectors once per query
-(on a loaded 2-core machine, 0.15 s at 10^6 videos in float32, 0.07 s with `index --storage
-float16`), and the index opens in milliseconds (its vectors are memory-mapped).
+The model is the one the index was built with (recorded in the index); --model points to it when it
+has moved. An index built with an export (`text4vis export`) is searched with it on ONNX Runtime,
+without PyTorch: a sentence through the export's text graph, --like through its video graph; --model
+may also name the export of the model an index was built with (or the reverse). --backend faiss-ivf
+/ faiss-hnsw searches approximately (pip install 'text4vis[search]'); exact search is the default:
+it reads the stored vectors once per query (on a loaded 2-core machine, 0.15 s at 10^6 videos in
+float32, 0.07 s with `index --storage float16`), and the index opens in milliseconds (its vectors
+are memory-mapped).
 faiss-ivf picks its cells from the number of videos (sqrt(N)) and the cells it scans per query
 (nprobe) for --recall on 200 queries drawn from the index; it says on stderr what it reached.
 The FAISS index is built at the first search and kept in the index folder.
